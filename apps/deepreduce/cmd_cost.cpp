@@ -1,0 +1,54 @@
+// `deepreduce cost SPEC...`: what a network's private inference would cost.
+#include <iostream>
+
+#include "commands.h"
+#include "pi/cost_table.h"
+#include "report/format.h"
+
+namespace dr::cli {
+
+void add_cost_command(CLI::App& app) {
+  struct Options {
+    std::vector<std::string> specs;
+    InputChoice input;
+    std::string protocol = "all", format = "table", costs;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("cost", "Estimated online PI traffic and ReLU time per network and protocol");
+  cmd->add_option("SPEC", o->specs, "Model spec(s)")->required();
+  o->input.add_options(cmd);
+  cmd->add_option("--protocol", o->protocol, "gc, sci, cheetah, gmw, a comma list, or all")->capture_default_str();
+  cmd->add_option("--costs", o->costs, "Cost figures file (default: data/pi_protocols.json)");
+  cmd->add_option("--format", o->format, "Output format: table, md, csv, json")->capture_default_str();
+  cmd->callback([o] {
+    const pi::CostModel model = pi::load_cost_model(o->costs);
+    const auto protocols = pi::select_protocols(model, o->protocol);
+    std::vector<report::Column> cols = {
+        {"spec", "spec"}, {"input", "input"}, {"relus", "ReLUs", true}, {"linear_mb", "linear-input sharing MB", true}};
+    for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
+    report::Table t(cols);
+    for (const auto& spec : o->specs) {
+      const arch::ModelSpec ms = arch::parse_spec(spec);
+      const arch::Network net = arch::build_network(ms, o->input.resolve(ms.family));
+      const pi::NetworkCost cost = pi::estimate(net, model, protocols);
+      std::vector<nlohmann::json> row = {net.spec, net.input.str(), cost.relus, cost.linear_share_bytes / 1e6};
+      for (auto& c : pi::cost_cells(cost)) row.push_back(c);
+      t.add_row(row);
+    }
+    t.set_display("linear_mb", [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1); });
+    pi::set_cost_display(t, protocols);
+    const auto fmt = report::parse_format(o->format);
+    std::cout << t.render(fmt);
+    if (fmt == report::Format::Table) {
+      std::cout << "\nMB: online traffic of the ReLUs plus the sharing of every conv/FC input (" << model.ring_bits
+                << "-bit ring); s: the ReLUs' online time. Figures per protocol from " << model.path << ":\n";
+      for (const auto* p : protocols)
+        std::cout << "  " << p->id << ": " << p->name << ", " << p->bits_per_relu << " bits/ReLU"
+                  << (p->us_per_relu ? ", " + report::fixed(*p->us_per_relu, 1) + " us/ReLU" : std::string())
+                  << (p->rounds ? ", " + std::to_string(*p->rounds) + " rounds" : std::string()) << " (" << p->source
+                  << ")\n";
+    }
+  });
+}
+
+}  // namespace dr::cli

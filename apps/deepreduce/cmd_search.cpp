@@ -1,0 +1,83 @@
+// `deepreduce criticality` and `deepreduce reduce`: the DeepReDuce pipeline.
+#include <iostream>
+
+#include "commands.h"
+#include "search/pipeline.h"
+#include "search/plan.h"
+
+namespace dr::cli {
+
+namespace {
+
+void add_common(CLI::App* cmd, train::TrainConfig& c, std::string& shard, bool& no_wait, bool& no_kd_runs) {
+  cmd->add_option("--model", c.model, "Family spec, e.g. resnet18 or resnet18:alpha=0.25 (no cull/keep/thin)")
+      ->required();
+  cmd->add_option("--data", c.data, "Dataset NAME[:PATH]")->required();
+  cmd->add_flag("--no-kd", no_kd_runs, "Skip the criticality runs without KD (only the KD column)");
+  cmd->add_option("--shard", shard, "Run only part i of N of the job list (i/N, e.g. 0/4)")->capture_default_str();
+  cmd->add_flag("--no-wait", no_wait, "With --shard: stop instead of waiting for other shards' runs");
+  add_training_options(cmd, c);
+}
+
+}  // namespace
+
+void add_search_commands(CLI::App& app) {
+  {
+    struct Opts {
+      search::CriticalityOptions o;
+      std::string shard = "0/1";
+      bool no_wait = false, no_kd = false;
+    };
+    auto s = std::make_shared<Opts>();
+    auto* cmd = app.add_subcommand(
+        "criticality", "Train, per stage, the network keeping only that stage's ReLUs, and rank the stages (C_k)");
+    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd);
+    cmd->add_option("--teacher", s->o.train.teacher, "Finished all-ReLU baseline run to distil from")->required();
+    s->o.out = "runs/criticality";
+    cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
+    cmd->callback([s] {
+      s->o.shard = search::parse_shard(s->shard);
+      s->o.wait = !s->no_wait;
+      s->o.without_kd = !s->no_kd;
+      const auto r = search::run_criticality(s->o);
+      if (r.complete) std::cout << "wrote " << s->o.out << "/criticality.json and criticality.md\n";
+    });
+  }
+  {
+    struct Opts {
+      search::ReduceOptions o;
+      std::string budgets, shard = "0/1";
+      bool no_wait = false, no_kd = false, init_teacher = false;
+    };
+    auto s = std::make_shared<Opts>();
+    auto* cmd = app.add_subcommand(
+        "reduce",
+        "The DeepReDuce pipeline: teacher, criticality, cull/thin/reshape to ReLU budgets, KD training, frontier, report");
+    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd);
+    cmd->add_option("--budget", s->budgets, "ReLU budgets, e.g. 50K,20K,1.5M (K = 1,000)")->required();
+    cmd->add_option("--teacher", s->o.teacher, "Finished all-ReLU baseline run (default: train it in OUT/teacher)");
+    s->o.out = "runs/reduce";
+    cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
+    cmd->add_option("--per-budget", s->o.per_budget, "Candidates trained per budget (the largest that fit)")
+        ->capture_default_str();
+    cmd->add_option("--order", s->o.order, "Criticality order, least critical first (e.g. S1,S4,S2,S3): skip criticality");
+    cmd->add_flag("--init-teacher", s->init_teacher,
+                  "Start each candidate from the teacher's weights (culling and thinning keep every shape)");
+    cmd->add_option("--protocol", s->o.protocols, "PI protocols in the report: gc, sci, cheetah, gmw, list or all")
+        ->capture_default_str();
+    cmd->add_option("--plot-format", s->o.plot_ext, "Frontier plot: png or svg")->capture_default_str();
+    cmd->add_flag("--dry-run", s->o.dry_run, "Print the plan only");
+    cmd->callback([s] {
+      s->o.budgets = search::parse_budgets(s->budgets);
+      s->o.shard = search::parse_shard(s->shard);
+      s->o.wait = !s->no_wait;
+      s->o.without_kd = !s->no_kd;
+      s->o.init_from_teacher = s->init_teacher;
+      const std::string report = search::run_reduce(s->o);
+      if (!report.empty())
+        std::cout << "\nreport: " << report << "\nplot:   " << s->o.out << "/frontier." << s->o.plot_ext << "\n";
+    });
+  }
+}
+
+}  // namespace dr::cli

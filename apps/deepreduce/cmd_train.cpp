@@ -1,0 +1,65 @@
+// `deepreduce train`, `resume`, `eval`: train one network, continue a killed
+// run, evaluate a finished one.
+#include <iostream>
+
+#include "commands.h"
+#include "report/format.h"
+#include "train/distributed.h"
+#include "train/trainer.h"
+
+namespace dr::cli {
+
+namespace {
+
+void print_result(const train::RunResult& r) {
+  std::cout << "run " << r.dir << ": " << r.spec << " on " << r.data << "\n"
+            << "  test accuracy " << report::fixed(r.test_acc, 4) << ", " << report::thousands(r.relus)
+            << " ReLUs, " << report::thousands(r.params) << " params, " << r.epochs << " epochs"
+            << (r.kd ? " with KD" : "") << ", " << report::fixed(r.seconds, 1) << " s\n";
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto c = std::make_shared<train::TrainConfig>();
+  auto* cmd = app.add_subcommand("train", "Train a network (alone or distilled from a teacher run)");
+  cmd->add_option("--model", c->model, "Model spec, e.g. resnet18:alpha=0.25")->required();
+  cmd->add_option("--data", c->data,
+                  "Dataset NAME[:PATH]: cifar10, cifar100, tinyimagenet, fashion-mnist, "
+                  "synthetic[:CxHxW[:CLASSES[:N]]]")
+      ->required();
+  cmd->add_option("--out", c->out, "Run directory to create")->required();
+  cmd->add_option("--teacher", c->teacher, "Finished run to distil from (knowledge distillation)");
+  cmd->add_option("--init", c->init, "Start from the teacher's weights where shapes allow: teacher");
+  add_training_options(cmd, *c);
+  cmd->callback([c] {
+    auto dist = train::Distributed::from_env(c->device);
+    print_result(train::train(*c, dist.get()));
+  });
+
+  auto dir = std::make_shared<std::string>();
+  auto threads = std::make_shared<int>(0);
+  auto* res = app.add_subcommand("resume", "Continue a killed run from its last finished epoch");
+  res->add_option("DIR", *dir, "Run directory")->required();
+  res->add_option("--threads", *threads, "Compute threads (0 = as the run was configured)");
+  res->callback([dir, threads] {
+    auto dist = train::Distributed::from_env(train::read_config(*dir).device);
+    print_result(train::resume(*dir, dist.get(), *threads));
+  });
+
+  auto data = std::make_shared<std::string>();
+  auto device = std::make_shared<std::string>("auto");
+  auto* ev = app.add_subcommand("eval", "Test accuracy and ReLU count of a finished run");
+  ev->add_option("DIR", *dir, "Run directory")->required();
+  ev->add_option("--data", *data, "Evaluate on this dataset instead of the run's own");
+  ev->add_option("--threads", *threads, "Compute threads (0 = every core)");
+  ev->add_option("--device", *device, "cpu, cuda or auto")->capture_default_str();
+  ev->callback([dir, data, threads, device] {
+    const auto r = train::evaluate(*dir, *data, *threads, *device);
+    std::cout << r.spec << " on " << r.data << ": test accuracy " << report::fixed(r.acc, 4) << " ("
+              << r.images << " images, loss " << report::fixed(r.loss, 4) << "), "
+              << report::thousands(r.relus) << " ReLUs\n";
+  });
+}
+
+}  // namespace dr::cli

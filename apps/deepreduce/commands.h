@@ -1,0 +1,39 @@
+#pragma once
+// The subcommands of the deepreduce CLI: each file cmd_<name>.cpp adds one.
+#include <CLI/CLI.hpp>
+
+#include "arch/spec.h"
+#include "train/config.h"
+
+namespace dr::cli {
+
+// Exit codes: 0 success, 1 a failure while running (data, training, I/O),
+// 2 a usage error (bad option, model spec, budget, dataset name).
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// A usage error found after option parsing (a bad spec, an impossible budget).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void add_models_command(CLI::App& app);
+void add_count_command(CLI::App& app);
+void add_train_command(CLI::App& app);  // train, resume, eval
+void add_cost_command(CLI::App& app);
+void add_search_commands(CLI::App& app);  // criticality, reduce
+
+// --epochs, --batch, --lr, ... shared by train, criticality and reduce.
+void add_training_options(CLI::App* cmd, train::TrainConfig& c);
+
+// The input a network is built for: --dataset, or --input with --classes, or
+// the family's default dataset. Throws UsageError / arch::SpecError.
+struct InputChoice {
+  std::string dataset;  // "" when --input was given
+  std::string shape;    // CxHxW
+  int64_t classes = 0;
+  void add_options(CLI::App* cmd);
+  arch::InputSpec resolve(const std::string& family, std::string* described = nullptr) const;
+};
+
+}  // namespace dr::cli

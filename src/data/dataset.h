@@ -1,0 +1,155 @@
+#pragma once
+// Datasets and the training batch loader.
+//
+// load_dataset() reads CIFAR-10/100 (binary version), TinyImageNet (JPEG
+// folders), Fashion-MNIST (gzipped IDX) or builds a synthetic learnable set,
+// into uint8 [N, C, H, W] tensors. BatchLoader turns a Dataset into float32
+// batches: shuffled, augmented (reflect pad + random crop + horizontal flip,
+// spec section 4) and normalised with the per-channel train mean/std.
+// Everything is deterministic: the same (source, limit) gives the same
+// tensors, the same (seed, epoch) the same batches whatever the number of
+// worker threads or the data-parallel world size.
+
+#include <torch/torch.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dr::data {
+
+// Bad or missing data. The message names the file and the problem.
+struct DataError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Dataset {
+  std::string name;              // "cifar10", "fashion-mnist", ...
+  torch::Tensor images;          // uint8 [N, C, H, W], contiguous, CPU
+  torch::Tensor labels;          // int64 [N]
+  int64_t classes = 0;
+  std::vector<float> mean, std;  // per channel, in [0,1] units, from the TRAIN split
+  int64_t size() const;
+  int64_t channels() const;      // C (0 when empty)
+  int64_t height() const;        // H
+  int64_t width() const;         // W
+};
+
+struct DataSplit {
+  Dataset train, test;
+};
+
+// `source` is NAME[:PATH]:
+//  - cifar10[:DIR]       DIR/data_batch_1..5.bin + DIR/test_batch.bin
+//                        (or DIR/cifar-10-batches-bin/...); default DIR data/cifar10
+//  - cifar100[:DIR]      DIR/train.bin + DIR/test.bin (or DIR/cifar-100-binary/...),
+//                        fine labels; default DIR data/cifar100
+//  - tinyimagenet[:DIR]  DIR/wnids.txt (else sorted dirs of DIR/train),
+//                        DIR/train/<wnid>/images/*.JPEG, DIR/val/val_annotations.txt,
+//                        DIR/val/images/*.JPEG (or DIR/tiny-imagenet-200/...);
+//                        64x64, greyscale replicated to 3 channels; default
+//                        DIR data/tinyimagenet. Train images are ordered
+//                        round-robin over the classes (file names sorted within
+//                        a class), so a `limit` keeps a class-balanced prefix.
+//  - fashion-mnist[:DIR] DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz];
+//                        default DIR /usr/share/datasets/fashion-mnist
+//  - synthetic[:CxHxW[:CLASSES[:N]]]  default 3x32x32, 10 classes, N = 512 train,
+//                        max(1, N/4) test; deterministic and learnable.
+// limit > 0 keeps only the first `limit` train and the first `limit` test images.
+// mean/std come from the (possibly limited) train split; test gets the same values.
+// Throws DataError (file + problem) on missing or bad data or a bad source.
+DataSplit load_dataset(const std::string& source, int64_t limit = 0);
+
+// The accepted NAMEs: cifar10, cifar100, tinyimagenet, fashion-mnist, synthetic.
+std::vector<std::string> dataset_names();
+
+// Fills d.mean / d.std from d.images (population std; a zero std becomes 1).
+void compute_mean_std(Dataset& d);
+
+struct LoaderOptions {
+  int64_t batch = 128;
+  bool train = true;  // shuffle + augment when true; fixed order, no augmentation when false
+  int pad = 4;        // reflect padding for the random crop (0 = no crop)
+  bool flip = true;   // random horizontal flip
+  uint64_t seed = 0;
+  int workers = 2;    // background threads preparing batches (0 = calling thread)
+  int rank = 0, world = 1;  // data-parallel sharding, see BatchLoader
+  bool drop_last = false;
+  int prefetch = 4;   // batches prepared ahead of the consumer (>= 1; used when workers > 0)
+};
+
+// Batches of one epoch at a time. Global batch k holds the images
+// perm[k*batch, (k+1)*batch) where perm depends only on (seed, epoch) (identity
+// when !train). With world > 1 every global batch is cut into `world` equal
+// contiguous slices and this rank gets slice `rank` (batch % world == 0). A
+// short last batch (drop_last = false) is cut as evenly as possible, so a
+// rank may then get an empty [0, C, H, W] batch; every rank always gets the
+// same number of batches. The augmentation of an image depends only on (seed,
+// epoch, global batch index, position in the global batch), so results are
+// identical whatever `workers` and the slices of all ranks concatenate to the
+// world = 1 batch.
+class BatchLoader {
+ public:
+  BatchLoader(const Dataset& data, LoaderOptions opt);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  // Starts (or restarts) an epoch. next() without a start_epoch() starts epoch 0.
+  void start_epoch(int64_t epoch);
+  // images float32 [B, C, H, W] ((x/255 - mean) / std), labels int64 [B];
+  // false at the end of the epoch.
+  bool next(torch::Tensor& images, torch::Tensor& labels);
+  int64_t batches_per_epoch() const;
+  // Skips up to n batches of the current epoch (resuming); returns how many.
+  int64_t skip_batches(int64_t n);
+  const LoaderOptions& options() const { return opt_; }
+
+ private:
+  struct Ready {
+    torch::Tensor images, labels;
+    std::exception_ptr error;
+  };
+  void make_batch(const std::vector<int64_t>& perm, int64_t epoch, int64_t k, Ready& out) const;
+  void worker_loop();
+  void stop_workers();
+
+  Dataset data_;
+  LoaderOptions opt_;
+  int64_t n_ = 0, batches_ = 0;
+  float lut_[4][256] = {};          // uint8 -> normalised float, per channel (C <= 4 use it)
+  std::vector<std::vector<float>> lut_big_;  // C > 4
+  // Epoch state (guarded by mu_ when workers > 0).
+  std::shared_ptr<const std::vector<int64_t>> perm_;
+  int64_t epoch_ = 0;
+  bool started_ = false;
+  uint64_t generation_ = 0;
+  int64_t next_claim_ = 0, next_consume_ = 0;
+  std::map<int64_t, Ready> ready_;
+  bool stop_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_work_, cv_ready_;
+  std::vector<std::thread> threads_;
+};
+
+// Writers for the real formats (tests, and users making small sets).
+// images_u8 uint8 [N, 3, 32, 32]; labels int64 [N]. cifar100 writes
+// (coarse = fine / 5, fine) label bytes.
+void write_cifar_bin(const std::string& path, const torch::Tensor& images_u8,
+                     const torch::Tensor& labels, bool cifar100);
+// images_u8 uint8 [N, H, W] or [N, 1, H, W]; writes gzipped IDX files.
+void write_idx_gz(const std::string& images_path, const std::string& labels_path,
+                  const torch::Tensor& images_u8, const torch::Tensor& labels);
+// image uint8 [1 or 3, H, W]: greyscale or RGB baseline JPEG.
+void write_jpeg(const std::string& path, const torch::Tensor& image_u8_chw, int quality = 95);
+// Decodes one JPEG into uint8 [3, H, W] (greyscale replicated). Throws DataError.
+torch::Tensor read_jpeg(const std::string& path);
+
+}  // namespace dr::data

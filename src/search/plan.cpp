@@ -1,0 +1,156 @@
+#include "search/plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+namespace dr::search {
+
+namespace {
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+  return s;
+}
+
+}  // namespace
+
+std::vector<Candidate> deepreduce_candidates(const std::string& base_text,
+                                             const std::vector<std::string>& order,
+                                             const arch::InputSpec& input) {
+  const arch::ModelSpec base = arch::parse_spec(base_text);
+  if (!base.cull.empty() || !base.keep.empty() || base.thin)
+    throw std::invalid_argument("model '" + base_text +
+                                "': give the family (with alpha, rho or blocks if wanted), without cull, keep or thin; "
+                                "the pipeline chooses those");
+  const auto& fam = arch::family_info(base.family);
+  if (std::set<std::string>(order.begin(), order.end()) != std::set<std::string>(fam.stages.begin(), fam.stages.end()) ||
+      order.size() != fam.stages.size())
+    throw std::invalid_argument("criticality order '" + join(order, ",") + "' must name each stage of " +
+                                base.family + " once (" + join(fam.stages, ",") + ")");
+  const std::vector<int>& blocks = base.blocks.empty() ? fam.default_blocks : base.blocks;
+  const bool can_shrink_blocks =
+      !blocks.empty() && std::any_of(blocks.begin(), blocks.end(), [](int b) { return b > 1; });
+
+  std::vector<Candidate> out;
+  for (size_t m = 1; m < order.size(); ++m) {
+    arch::ModelSpec s = base;
+    s.cull.assign(order.begin(), order.begin() + m);
+    std::sort(s.cull.begin(), s.cull.end(), [&](const std::string& a, const std::string& b) {
+      return std::find(fam.stages.begin(), fam.stages.end(), a) < std::find(fam.stages.begin(), fam.stages.end(), b);
+    });
+    const std::string culled = "cull " + join(s.cull, ",");
+    auto add = [&](int step, const std::string& name, const arch::ModelSpec& spec) {
+      try {
+        const auto net = arch::build_network(spec, input);
+        out.push_back({step, name, spec.canonical(), net.totals().relus, static_cast<int>(m)});
+      } catch (const arch::SpecError&) {
+        // e.g. rho too small for this input: not a candidate here
+      }
+    };
+    add(1, culled, s);
+    if (fam.thin_policies.empty()) {
+      // Nothing to thin (resnet6): reshape the culled network directly.
+    } else {
+      s.thin = fam.thin_policies.front();
+    }
+    const std::string thinned = culled + (s.thin ? " + thin" : "");
+    if (s.thin) add(2, thinned, s);
+    arch::ModelSpec a = s, r = s, ar = s;
+    a.alpha = base.alpha * 0.5;
+    r.rho = base.rho * 0.5;
+    ar.alpha = a.alpha;
+    ar.rho = r.rho;
+    add(3, thinned + " + alpha x0.5", a);
+    add(4, thinned + " + rho x0.5", r);
+    add(5, thinned + " + alpha x0.5 + rho x0.5", ar);
+    if (can_shrink_blocks) {
+      arch::ModelSpec b = ar;
+      b.blocks.assign(blocks.size(), 1);
+      add(6, thinned + " + alpha x0.5 + rho x0.5 + one block per stage", b);
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Candidate& x, const Candidate& y) {
+    return x.relus != y.relus ? x.relus > y.relus : x.step < y.step;
+  });
+  // The same network can arise twice (e.g. thinning removes nothing): keep the first.
+  std::vector<Candidate> unique;
+  std::set<std::string> seen;
+  for (const auto& c : out)
+    if (seen.insert(c.spec).second) unique.push_back(c);
+  return unique;
+}
+
+std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
+                                     const std::vector<int64_t>& budgets, int per_budget) {
+  if (candidates.empty()) throw std::invalid_argument("no candidate networks to plan with");
+  if (per_budget < 1) throw std::invalid_argument("--per-budget must be >= 1");
+  const Candidate* smallest = &candidates.front();
+  for (const auto& c : candidates)
+    if (c.relus < smallest->relus) smallest = &c;
+  std::vector<BudgetPlan> plans;
+  for (int64_t b : budgets) {
+    BudgetPlan p{b, {}};
+    // candidates are sorted by ReLUs (most first), then by step
+    for (const auto& c : candidates)
+      if (c.relus <= b && static_cast<int>(p.picks.size()) < per_budget) p.picks.push_back(c);
+    if (p.picks.empty())
+      throw std::invalid_argument("budget " + std::to_string(b) + " ReLUs is below every candidate; the smallest is " +
+                                  smallest->spec + " with " + std::to_string(smallest->relus) + " ReLUs");
+    plans.push_back(p);
+  }
+  return plans;
+}
+
+std::vector<int64_t> parse_budgets(const std::string& text) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const std::string bad = "budget '" + item + "' in '" + text +
+                            "' is not a positive ReLU count (e.g. 50K, 1.5M, 12000; K = 1,000, M = 1,000,000)";
+    if (item.empty()) throw std::invalid_argument(bad);
+    double mult = 1;
+    std::string num = item;
+    const char last = static_cast<char>(std::toupper(static_cast<unsigned char>(item.back())));
+    if (last == 'K' || last == 'M') {
+      mult = last == 'K' ? 1e3 : 1e6;
+      num = item.substr(0, item.size() - 1);
+    }
+    double v = 0;
+    size_t used = 0;
+    try {
+      v = std::stod(num, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (num.empty() || used != num.size() || !std::isfinite(v) || v * mult < 1) throw std::invalid_argument(bad);
+    out.push_back(static_cast<int64_t>(std::llround(v * mult)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+Shard parse_shard(const std::string& text) {
+  const std::string bad = "shard '" + text + "' is not i/N with 0 <= i < N (e.g. 0/4)";
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos) throw std::invalid_argument(bad);
+  Shard s;
+  try {
+    size_t u1 = 0, u2 = 0;
+    const std::string a = text.substr(0, slash), b = text.substr(slash + 1);
+    s.index = std::stoi(a, &u1);
+    s.count = std::stoi(b, &u2);
+    if (u1 != a.size() || u2 != b.size()) throw std::invalid_argument(bad);
+  } catch (const std::exception&) {
+    throw std::invalid_argument(bad);
+  }
+  if (s.count < 1 || s.index < 0 || s.index >= s.count) throw std::invalid_argument(bad);
+  return s;
+}
+
+}  // namespace dr::search

@@ -1,0 +1,54 @@
+#pragma once
+// The DeepReDuce plan: from a family spec and the stages' criticality order,
+// the candidate networks of each step (cull, thin, reshape), which of them
+// fit each ReLU budget, and how a sweep's jobs split into shards.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "arch/spec.h"
+
+namespace dr::search {
+
+struct Candidate {
+  int step = 0;           // 1 cull, 2 thin, 3 alpha/2, 4 rho/2, 5 both, 6 fewer blocks
+  std::string step_name;  // e.g. "cull S1,S4 + thin + alpha 0.5"
+  std::string spec;       // canonical model spec
+  int64_t relus = 0;
+  int culled = 0;         // how many of the least critical stages are culled
+};
+
+// Every candidate of the DeepReDuce steps, for m = 1..k-1 culled stages (the
+// m least critical), each then thinned and reshaped: alpha x0.5 (2x fewer
+// ReLUs), rho x0.5 (4x), both (8x), and beyond that one block per stage
+// (ResNets). `base` is a family spec without cull/keep/thin (it may carry
+// alpha, rho or blocks, which the reshaping steps scale). Networks the input
+// cannot carry (a spatial size below 1) are left out. Sorted by ReLUs, most first.
+std::vector<Candidate> deepreduce_candidates(const std::string& base,
+                                             const std::vector<std::string>& least_to_most,
+                                             const arch::InputSpec& input);
+
+struct BudgetPlan {
+  int64_t budget = 0;
+  std::vector<Candidate> picks;
+};
+// For each budget, the `per_budget` candidates with the most ReLUs within it
+// (on equal counts the earlier DeepReDuce step). Throws std::invalid_argument
+// for a budget below every candidate, naming the smallest one.
+std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
+                                     const std::vector<int64_t>& budgets, int per_budget = 1);
+
+// "50K,20K,1.5M,12000" (K = 1,000, M = 1,000,000). Throws std::invalid_argument
+// for an empty, malformed, zero or negative budget.
+std::vector<int64_t> parse_budgets(const std::string& text);
+
+// A part of a sweep: job j belongs to shard (j mod count).
+struct Shard {
+  int index = 0, count = 1;
+  bool owns(size_t job) const { return static_cast<int>(job % count) == index; }
+  std::string str() const { return std::to_string(index) + "/" + std::to_string(count); }
+};
+// "i/N" with 0 <= i < N. Throws std::invalid_argument.
+Shard parse_shard(const std::string& text);
+
+}  // namespace dr::search

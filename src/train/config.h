@@ -1,0 +1,44 @@
+#pragma once
+// The resolved settings of one training run: written to <run>/config.json,
+// enough to rerun or resume it.
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace dr::train {
+
+struct TrainConfig {
+  std::string model;            // model spec, e.g. resnet18:cull=S1:thin
+  std::string data;             // NAME[:PATH], see data::load_dataset
+  std::string out;              // run directory
+  int64_t epochs = 200;
+  int64_t batch = 128;
+  double lr = 0.1;
+  double momentum = 0.9;
+  bool nesterov = true;
+  double wd = 5e-4;
+  std::string schedule = "step";  // step: lr x0.1 at 50% and 75% of training; cosine
+  uint64_t seed = 0;
+  int threads = 0;                // 0: every core
+  std::string device = "auto";    // cpu, cuda, auto
+  int64_t limit = 0;              // 0: all images; N: the first N train and test images
+  int workers = 2;                // data-loading threads
+  std::string teacher;            // run directory of a finished teacher ("" = no KD)
+  double kd_T = 4.0;
+  double kd_lambda = 1.0;
+  std::string init;               // "" (random) or "teacher": start from the teacher's weights
+
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);  // throws std::runtime_error on bad fields
+  // Throws std::invalid_argument naming the bad setting and what is accepted.
+  void validate() const;
+};
+
+// Learning rate at a point of training, `epoch` counted from 0 and possibly
+// fractional (epoch 3.5 = half-way through the fourth). The schedule follows
+// training progress, so a short run decays too: step drops x0.1 at 50% and 75%
+// of the epochs (epochs 100 and 150 of 200), cosine anneals to 0.
+double lr_at(const TrainConfig& c, double epoch);
+
+}  // namespace dr::train

@@ -1,0 +1,48 @@
+#pragma once
+// Data-parallel training over several processes with LibTorch's c10d (Gloo on
+// CPU, NCCL when the LibTorch has CUDA). Configured by the usual environment
+// variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK, so the same
+// command runs under torchrun-style launchers or Slurm's srun. Optional:
+// DEEPREDUCE_DIST_TIMEOUT (seconds, default 60): how long a rank waits for the
+// others (rendezvous, each collective) before failing; DEEPREDUCE_SYNC_BN=0;
+// GLOO_SOCKET_IFNAME (the network interface Gloo uses).
+//
+// Every failure of a collective (a rank died, hung or was killed) becomes a
+// std::runtime_error "data-parallel training: rank R lost contact with the
+// others ..." instead of a hang.
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "nn/net.h"
+
+namespace dr::train {
+
+class Distributed {
+ public:
+  // nullptr when WORLD_SIZE is unset or 1 (one process). Throws
+  // std::runtime_error naming the variable when the environment is
+  // inconsistent or the rendezvous fails or times out.
+  static std::unique_ptr<Distributed> from_env(const std::string& device);
+  virtual ~Distributed() = default;
+
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+  // Rank 0's parameters and buffers to every rank.
+  virtual void broadcast_parameters(nn::Net& net) = 0;
+  // Training-mode BatchNorm layers of `net` normalise with the statistics of
+  // the global batch (NetImpl::set_batch_norm_sync), so data-parallel training
+  // matches one process with the same global batch. A no-op when the
+  // environment sets DEEPREDUCE_SYNC_BN=0 (per-rank statistics, as plain
+  // PyTorch DDP does). See docs/distributed.md.
+  virtual void sync_batch_norm(nn::Net& net) = 0;
+  // Every gradient replaced by its mean over the ranks. The trainer scales
+  // each rank's loss by (its share of the global batch) x world, so this mean
+  // is the gradient of the global batch's mean loss even when the last batch
+  // is cut unevenly.
+  virtual void average_gradients(nn::Net& net) = 0;
+  virtual double sum(double v) = 0;
+  virtual void barrier() = 0;
+};
+
+}  // namespace dr::train

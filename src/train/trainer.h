@@ -1,0 +1,55 @@
+#pragma once
+// Training one network: alone or distilled from a teacher run, resumable.
+// A run directory holds
+//   config.json    the resolved TrainConfig (enough to rerun it)
+//   metrics.jsonl  one JSON object per finished epoch
+//   checkpoint.pt  model + optimizer after the last finished epoch
+//   weights.pt     final weights (Python: torch.load -> state_dict)
+//   result.json    written last: the run's summary; its presence means "finished"
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "train/config.h"
+
+namespace dr::train {
+
+struct RunResult {
+  std::string dir, spec, data, input;
+  int64_t classes = 0, relus = 0, flops = 0, params = 0, epochs = 0;
+  double test_acc = 0, test_loss = 0, seconds = 0;
+  bool kd = false;
+  std::vector<double> mean, std;  // input normalisation the network was trained with
+  nlohmann::json to_json() const;
+  static RunResult from_json(const nlohmann::json& j);
+};
+
+// Hooks for data-parallel training (src/train/distributed.h); null = one process.
+class Distributed;
+
+// Trains the run described by `cfg` in cfg.out. Refuses a directory that
+// already holds a run (use resume). Throws on bad settings, data or teacher.
+RunResult train(const TrainConfig& cfg, Distributed* dist = nullptr);
+// Continues the run in `dir` from its last finished epoch (or returns the
+// result of a finished one).
+RunResult resume(const std::string& dir, Distributed* dist = nullptr, int threads = 0);
+// Trains, resumes or reuses: what a sweep wants for each of its runs.
+RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
+
+// The result of a finished run, if `dir` holds one.
+std::optional<RunResult> finished_result(const std::string& dir);
+TrainConfig read_config(const std::string& dir);  // throws naming the file
+
+struct EvalResult {
+  std::string spec, data;
+  int64_t images = 0, relus = 0;
+  double acc = 0, loss = 0;
+};
+// Evaluates the final weights of `dir` on its test split (or on `data`).
+EvalResult evaluate(const std::string& dir, const std::string& data = "", int threads = 0,
+                    const std::string& device = "auto");
+
+// Sets LibTorch's intra-op threads (0 = every core; the default here is 1).
+void set_threads(int threads);
+
+}  // namespace dr::train

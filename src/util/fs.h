@@ -1,0 +1,21 @@
+#pragma once
+// File helpers shared by every part: atomic writes (temp file + rename), so a
+// killed run never leaves a half-written file behind.
+
+#include <string>
+
+namespace dr::util {
+
+// Writes `content` to `path` through `path.tmp.<pid>` and rename(2). Creates
+// missing parent directories. Throws std::runtime_error naming the path.
+void write_file_atomic(const std::string& path, const std::string& content);
+
+// Whole file as a string. Throws std::runtime_error naming the path.
+std::string read_file(const std::string& path);
+
+bool file_exists(const std::string& path);
+
+// Creates `dir` and its parents. Throws std::runtime_error naming the path.
+void make_dirs(const std::string& dir);
+
+}  // namespace dr::util

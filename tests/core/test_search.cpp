@@ -1,0 +1,134 @@
+// Criticality, the DeepReDuce candidate plan, budgets, shards, the frontier.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "search/criticality.h"
+#include "search/pareto.h"
+#include "search/plan.h"
+
+using namespace dr;
+using namespace dr::search;
+
+namespace {
+
+void expect_criticality(std::vector<int64_t> relus, std::vector<double> acc_kd, std::vector<double> expected) {
+  std::vector<StageRow> rows;
+  for (size_t i = 0; i < relus.size(); ++i)
+    rows.push_back({"S" + std::to_string(i + 1), relus[i], std::nullopt, acc_kd[i], 0});
+  score_criticality(rows);
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_NEAR(rows[i].criticality, expected[i], 0.05) << rows[i].stage;
+}
+
+}  // namespace
+
+TEST(Criticality, AppendixTable10Vgg16) {
+  expect_criticality({139264, 73728, 57344, 32768, 14336}, {81.4, 85.3, 85.1, 77.7, 66.0},
+                     {10.90, 14.31, 14.40, 9.17, 0.00});
+}
+
+TEST(Criticality, AppendixTable12MobileNets) {
+  expect_criticality({131072, 114688, 57344, 94208, 14336}, {34.16, 50.65, 54.20, 61.10, 45.45},
+                     {0.00, 11.83, 15.09, 19.60, 9.37});
+  expect_criticality({196600, 110600, 58400, 27600, 32400}, {34.25, 46.93, 53.06, 57.28, 50.49},
+                     {0.00, 9.12, 14.15, 18.26, 12.73});
+}
+
+TEST(Criticality, AppendixTable14ResNet56) {
+  expect_criticality({311296, 147456, 73728}, {59.45, 67.97, 69.22}, {0.0, 6.0, 7.2});
+}
+
+TEST(Criticality, OrderAndMissingAccuracies) {
+  std::vector<StageRow> rows = {{"S1", 1000, 50.0, std::nullopt, 0}, {"S2", 1000, 70.0, std::nullopt, 0},
+                                {"S3", 1000, 60.0, std::nullopt, 0}};
+  score_criticality(rows);  // falls back to the accuracies without KD
+  EXPECT_EQ(least_to_most_critical(rows), (std::vector<std::string>{"S1", "S3", "S2"}));
+  rows[1].acc_kd = 71.0;  // mixed
+  EXPECT_THROW(score_criticality(rows), std::invalid_argument);
+}
+
+TEST(Plan, ResNet18Cifar100Budgets) {
+  const auto in = arch::dataset_input("cifar100");
+  const std::vector<std::string> order = {"S1", "S4", "S2", "S3"};  // least to most critical
+  const auto cands = deepreduce_candidates("resnet18", order, in);
+  const auto budgets = parse_budgets("230K,115K,57K,29K,15K,12K");
+  const auto plans = plan_budgets(cands, budgets, 2);
+  ASSERT_EQ(plans.size(), 6u);
+  // The first picks are the DeepReDuce models of the paper's ResNet18 frontier.
+  EXPECT_EQ(plans[0].picks[0].spec, "resnet18:cull=S1");
+  EXPECT_EQ(plans[0].picks[0].relus, 229376);
+  EXPECT_EQ(plans[1].picks[0].spec, "resnet18:cull=S1:thin=relu2");
+  EXPECT_EQ(plans[1].picks[0].relus, 114688);
+  EXPECT_EQ(plans[3].picks[0].spec, "resnet18:rho=0.5:cull=S1:thin=relu2");
+  EXPECT_EQ(plans[4].picks[0].spec, "resnet18:alpha=0.5:rho=0.5:cull=S1:thin=relu2");
+  for (const auto& p : plans) {
+    ASSERT_FALSE(p.picks.empty());
+    for (const auto& c : p.picks) {
+      EXPECT_LE(c.relus, p.budget) << c.spec;
+      // Static count of the spec as built: the plan's number is real.
+      EXPECT_EQ(arch::build_network(c.spec, in).totals().relus, c.relus);
+      // DeepReDuce order: the culled stages are the least critical ones...
+      const auto spec = arch::parse_spec(c.spec);
+      EXPECT_EQ(spec.cull.size(), static_cast<size_t>(c.culled));
+      std::set<std::string> want(order.begin(), order.begin() + c.culled);
+      EXPECT_EQ(std::set<std::string>(spec.cull.begin(), spec.cull.end()), want) << c.spec;
+      // ...and reshaping comes only after thinning.
+      if (spec.alpha != 1.0 || spec.rho != 1.0) EXPECT_TRUE(spec.thin.has_value()) << c.spec;
+    }
+  }
+  // A budget below every candidate.
+  EXPECT_THROW(plan_budgets(cands, {10}, 1), std::invalid_argument);
+  try {
+    plan_budgets(cands, {10}, 1);
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("below every candidate"), std::string::npos);
+  }
+}
+
+TEST(Plan, CandidatesFollowTheSteps) {
+  const auto cands = deepreduce_candidates("resnet18", {"S1", "S4", "S2", "S3"}, arch::dataset_input("cifar10"));
+  std::set<int> steps;
+  for (const auto& c : cands) steps.insert(c.step);
+  EXPECT_EQ(steps, (std::set<int>{1, 2, 3, 4, 5, 6}));
+  for (size_t i = 1; i < cands.size(); ++i) EXPECT_GE(cands[i - 1].relus, cands[i].relus);
+  EXPECT_THROW(deepreduce_candidates("resnet18:cull=S1", {"S1", "S2", "S3", "S4"}, arch::dataset_input("cifar10")),
+               std::invalid_argument);
+  EXPECT_THROW(deepreduce_candidates("resnet18", {"S1", "S2"}, arch::dataset_input("cifar10")), std::invalid_argument);
+  // VGG at rho 0.5 cannot carry 32x32 through five pools: those are left out.
+  for (const auto& c : deepreduce_candidates("vgg16", {"S5", "S4", "S1", "S2", "S3"}, arch::dataset_input("cifar10")))
+    EXPECT_EQ(c.spec.find("rho"), std::string::npos);
+}
+
+TEST(Plan, Budgets) {
+  EXPECT_EQ(parse_budgets("50K,20k,1.5M,12000"), (std::vector<int64_t>{50000, 20000, 1500000, 12000}));
+  for (const std::string bad : {"", "0", "-5K", "abc", "5X", "50K,", ",50K", "0K", "1e400"}) {
+    EXPECT_THROW(parse_budgets(bad), std::invalid_argument) << bad;
+  }
+  try {
+    parse_budgets("50K,-1");
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'-1'"), std::string::npos);
+  }
+}
+
+TEST(Plan, ShardsPartitionTheJobListExactly) {
+  for (int n = 1; n <= 5; ++n) {
+    std::vector<int> owner(23, -1);
+    for (int i = 0; i < n; ++i) {
+      const Shard s = parse_shard(std::to_string(i) + "/" + std::to_string(n));
+      for (size_t j = 0; j < owner.size(); ++j)
+        if (s.owns(j)) {
+          EXPECT_EQ(owner[j], -1) << "job " << j << " in two shards";
+          owner[j] = i;
+        }
+    }
+    for (size_t j = 0; j < owner.size(); ++j) EXPECT_NE(owner[j], -1) << "job " << j << " in no shard";
+  }
+  for (const std::string bad : {"1/1", "-1/2", "2", "a/b", "0/0", "1/2/3", "0/2x"})
+    EXPECT_THROW(parse_shard(bad), std::invalid_argument) << bad;
+}
+
+TEST(Pareto, NonDominatedPoints) {
+  const std::vector<Point> p = {{100, 0.70}, {50, 0.72}, {200, 0.80}, {200, 0.75}, {30, 0.60}, {60, 0.71}};
+  EXPECT_EQ(pareto_front(p), (std::vector<size_t>{4, 1, 2}));
+}

@@ -1,0 +1,89 @@
+// LibTorch networks built from descriptions: a forward pass counts the
+// elements through live ReLUs and must equal the static count.
+#include <gtest/gtest.h>
+
+#include "arch/spec.h"
+#include "nn/net.h"
+
+using namespace dr;
+
+namespace {
+
+struct Case {
+  std::string spec, dataset;
+};
+
+int64_t counted_relus(nn::Net& net, const arch::InputSpec& in, int64_t batch, torch::Tensor* out = nullptr) {
+  int64_t seen = 0;
+  net->set_relu_observer([&](const std::string&, const torch::Tensor& t) { seen += t.numel(); });
+  torch::NoGradGuard ng;
+  net->eval();
+  auto y = net->forward(torch::randn({batch, in.shape.c, in.shape.h, in.shape.w}));
+  if (out) *out = y;
+  net->set_relu_observer(nullptr);
+  return seen / batch;
+}
+
+}  // namespace
+
+TEST(Net, LiveReluCountMatchesDescription) {
+  const std::vector<Case> cases = {
+      {"resnet18", "cifar100"},
+      {"resnet18:cull=S1,S4:thin", "cifar10"},
+      {"resnet18:keep=S2:alpha=0.5", "tinyimagenet"},
+      {"resnet18:thin=relu1:rho=0.5", "cifar100"},
+      {"resnet18:blocks=2,1,1,1:alpha=0.25", "fashion-mnist"},
+      {"resnet10:alpha=0.25", "cifar10"},
+      {"resnet6:rho=0.5", "cifar100"},
+      {"resnet34:cull=S1:thin:alpha=0.25", "cifar10"},
+      {"resnet20", "cifar10"},
+      {"resnet56:keep=S3", "cifar100"},
+      {"vgg16:keep=S2,S3:thin:alpha=0.5", "cifar10"},
+      {"vgg16:cull=S4,S5:alpha=0.25", "tinyimagenet"},
+      {"mobilenetv1:cull=S1:thin=dw:alpha=0.5", "cifar100"},
+      {"mobilenetv1:thin=pw:rho=0.5", "tinyimagenet"},
+      {"mobilenetv1:alpha=0.25", "fashion-mnist"},
+      {"mobilenetv2:alpha=0.5", "cifar10"},
+      {"mobilenetv2:keep=S2,S3:thin=pw:alpha=0.5", "fashion-mnist"},
+  };
+  for (const auto& c : cases) {
+    const auto in = arch::dataset_input(c.dataset);
+    nn::Net net = nn::build(c.spec, in);
+    torch::Tensor y;
+    EXPECT_EQ(counted_relus(net, in, 2, &y), net->desc().totals().relus) << c.spec << " on " << c.dataset;
+    EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, in.classes})) << c.spec;
+    int64_t params = 0;
+    for (const auto& p : net->parameters()) params += p.numel();
+    EXPECT_EQ(params, net->desc().totals().params) << c.spec;
+  }
+}
+
+TEST(Net, ModuleNamesFollowTheDescription) {
+  nn::Net net = nn::build("resnet18:cull=S1:thin", arch::dataset_input("cifar10"));
+  std::set<std::string> modules;
+  for (const auto& item : net->named_modules("", false)) modules.insert(item.key());
+  int live = 0, dead = 0;
+  for (const auto* l : net->desc().layers()) {
+    if (l->op == arch::Op::ReLU) {
+      EXPECT_EQ(modules.count(l->name), l->live ? 1u : 0u) << l->name;
+      (l->live ? live : dead)++;
+    }
+    if (l->op == arch::Op::Conv || l->op == arch::Op::BatchNorm || l->op == arch::Op::Linear)
+      EXPECT_EQ(modules.count(l->name), 1u) << l->name;
+  }
+  EXPECT_EQ(live, 6);  // relu1 of both blocks of S2..S4
+  EXPECT_GT(dead, 0);
+  const auto params = net->named_parameters();
+  EXPECT_NE(params.find("layer2.0.shortcut.0.weight"), nullptr);
+  EXPECT_NE(params.find("head.fc.bias"), nullptr);
+  EXPECT_NE(net->named_buffers().find("stem.bn.running_mean"), nullptr);
+}
+
+TEST(Net, TrainsOneStepWithGradients) {
+  nn::Net net = nn::build("resnet10:alpha=0.25:cull=S1:thin", arch::dataset_input("cifar10"));
+  net->train();
+  auto x = torch::randn({4, 3, 32, 32});
+  auto loss = torch::nn::functional::cross_entropy(net->forward(x), torch::tensor({0, 1, 2, 3}));
+  loss.backward();
+  for (const auto& p : net->named_parameters()) EXPECT_TRUE(p.value().grad().defined()) << p.key();
+}
