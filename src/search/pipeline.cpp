@@ -342,7 +342,7 @@ std::string run_reduce(const ReduceOptions& o) {
     report::XYSeries all{"candidates", {}, false, true, ""}, frontier{"Pareto frontier", {}, true, false, ""},
         base_pt{"baseline (teacher)", {}, false, false, "baseline"};
     for (size_t i = 1; i < rows.size(); ++i)
-      all.points.push_back({double(rows[i].relus), 100 * rows[i].acc, run_name(rows[i].spec)});
+      all.points.push_back({double(rows[i].relus), 100 * rows[i].acc, rows[i].spec});
     for (size_t i : front) frontier.points.push_back({double(rows[i].relus), 100 * rows[i].acc, ""});
     base_pt.points.push_back({double(rows[0].relus), 100 * rows[0].acc, ""});
     report::plot_xy(plot_file, "DeepReDuce: " + base_spec + " on " + o.train.data, "ReLU count (log scale)",

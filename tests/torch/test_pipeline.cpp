@@ -1,0 +1,147 @@
+// The DeepReDuce pipeline through the CLI: the plan, bad budgets, reuse of
+// finished runs after a kill, and shards that split the job list.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "test_paths.h"
+#include "util/fs.h"
+
+namespace fs = std::filesystem;
+using dr::util::read_file;
+
+namespace {
+
+struct Result {
+  int rc;
+  std::string out;
+};
+
+Result cli(const std::string& args) {
+  const std::string cmd = std::string(DEEPREDUCE_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string temp_dir(const std::string& name) {
+  const std::string d = testing::TempDir() + "deepreduce_pipe_" + name + "_" + std::to_string(getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+const std::string kSmall =
+    "--model resnet10:alpha=0.25 --data synthetic:3x16x16:4:128 --epochs 1 --batch 32 --threads 1 --workers 0";
+
+size_t count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST(ReduceCli, DryRunPrintsThePlanAndTrainsNothing) {
+  const std::string d = temp_dir("dry");
+  // resnet18 at CIFAR-100's input (3x32x32, 100 classes) with the appendix's order.
+  const auto r = cli("reduce --model resnet18 --data synthetic:3x32x32:100:200 --order S1,S4,S2,S3 "
+                     "--budget 230K,115K,57K,29K,15K,12K --dry-run --out " + d + "/r");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (const char* s : {"resnet18:cull=S1 ", "229,376", "resnet18:cull=S1:thin=relu2", "114,688",
+                        "resnet18:alpha=0.5:rho=0.5:cull=S1:thin=relu2", "14,336", "557,056"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  EXPECT_FALSE(fs::exists(d + "/r/teacher"));
+}
+
+TEST(ReduceCli, BadBudgetsAreRefusedBeforeTraining) {
+  const std::string d = temp_dir("budget");
+  for (const std::string b : {"0", "-5K", "abc", "50K,,20K", "1"}) {
+    const auto r = cli("reduce " + kSmall + " --budget " + b + " --out " + d + "/r");
+    EXPECT_EQ(r.rc, 2) << b << "\n" << r.out;
+    EXPECT_NE(r.out.find("budget"), std::string::npos) << b << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(d + "/r/teacher")) << b;
+  }
+  const auto r = cli("reduce " + kSmall + " --budget 1 --out " + d + "/r");
+  EXPECT_NE(r.out.find("below every candidate"), std::string::npos) << r.out;
+  // A family spec that already culls is refused too.
+  const auto c = cli("reduce --model resnet10:cull=S1 --data synthetic:3x16x16:4:128 --budget 1K --out " + d + "/c");
+  EXPECT_EQ(c.rc, 2) << c.out;
+  EXPECT_NE(c.out.find("without cull"), std::string::npos) << c.out;
+}
+
+TEST(ReduceCli, KilledReduceContinuesAndReusesFinishedRuns) {
+  const std::string d = temp_dir("resume");
+  const std::string args = "reduce " + kSmall + " --budget 4K,1K --out " + d + "/r";
+  auto r = cli(args);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (const char* f : {"report.md", "frontier.png", "results.json", "plan.json", "criticality/criticality.json",
+                        "criticality/criticality.md"})
+    EXPECT_TRUE(fs::exists(d + "/r/" + f)) << f;
+  const auto results = nlohmann::json::parse(read_file(d + "/r/results.json"));
+  ASSERT_GE(results["steps"].size(), 2u);
+  const std::string report = read_file(d + "/r/report.md");
+  EXPECT_NE(report.find("## Stage criticality"), std::string::npos);
+  EXPECT_NE(report.find("## Pareto frontier"), std::string::npos);
+
+  // Simulate a kill during one candidate: its run loses result.json and weights.
+  std::vector<std::string> cands;
+  for (const auto& e : fs::directory_iterator(d + "/r/candidates")) cands.push_back(e.path().string());
+  ASSERT_FALSE(cands.empty());
+  fs::remove(cands[0] + "/result.json");
+  fs::remove(cands[0] + "/weights.pt");
+  const auto teacher_time = fs::last_write_time(d + "/r/teacher/weights.pt");
+  r = cli(args);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  // 1 teacher + 8 criticality + the other candidates are reused; the killed one resumes.
+  EXPECT_EQ(count(r.out, "(finished, reused)"), 1 + 8 + cands.size() - 1) << r.out;
+  EXPECT_TRUE(fs::exists(cands[0] + "/result.json"));
+  EXPECT_EQ(fs::last_write_time(d + "/r/teacher/weights.pt"), teacher_time);
+}
+
+TEST(ReduceCli, ShardsSplitTheJobsExactly) {
+  const std::string d = temp_dir("shard");
+  // The order is given, so the jobs are: teacher, then the candidates.
+  const std::string args = "reduce " + kSmall + " --order S1,S4,S2,S3 --budget 8K,4K,2K,1K --per-budget 1 --no-wait --out " + d + "/r";
+  std::string log;
+  // Shard 1 cannot start before the teacher (job 0, shard 0's) exists.
+  auto r = cli(args + " --shard 1/2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("not finished yet"), std::string::npos) << r.out;
+  log += r.out;
+  r = cli(args + " --shard 0/2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  log += r.out;
+  r = cli(args + " --shard 1/2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  log += r.out;
+  EXPECT_NE(r.out.find("report:"), std::string::npos) << r.out;
+  // Every run was trained exactly once across the shards.
+  std::set<std::string> trained;
+  std::regex started("\\[(teacher|candidates)\\] .* -> (\\S+)\n");
+  for (std::sregex_iterator it(log.begin(), log.end(), started), end; it != end; ++it) {
+    EXPECT_TRUE(trained.insert((*it)[2]).second) << "trained twice: " << (*it)[2];
+  }
+  const auto plan = nlohmann::json::parse(read_file(d + "/r/plan.json"));
+  std::set<std::string> picks;
+  for (const auto& b : plan["budgets"])
+    for (const auto& p : b["picks"]) picks.insert(p.get<std::string>());
+  EXPECT_EQ(trained.size(), picks.size() + 1);
+  for (const auto& dir : trained) EXPECT_TRUE(fs::exists(dir + "/result.json")) << dir;
+}
+
+TEST(CriticalityCli, NeedsAFinishedTeacher) {
+  const std::string d = temp_dir("crit");
+  const auto r = cli("criticality " + kSmall + " --teacher " + d + "/none --out " + d + "/c");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("not a finished run"), std::string::npos) << r.out;
+}
