@@ -119,15 +119,21 @@ int64_t width(int64_t c, double alpha, const std::string& spec) {
 
 int64_t stem_stride(double rho) { return std::llround(1.0 / rho); }
 
+// The CIFAR stem of ResNets and MobileNets: 3x3 conv (stride int(1/rho)), BN,
+// ReLU; it belongs to S1.
+void add_stem(Builder& b, int64_t width, double rho) {
+  b.begin_block("stem", "S1");
+  b.conv("conv", width, 3, stem_stride(rho));
+  b.bn("bn");
+  b.relu("relu", "stem");
+}
+
 // ResNet with BasicBlocks (resnet10/18/34 and CIFAR 6n+2) or single-conv
 // blocks (resnet6). Stage i is layer{i}; the stem goes with S1.
 void build_resnet(Builder& b, const ModelSpec& s, const std::vector<int64_t>& widths,
                   const std::vector<int>& blocks, bool single_conv, int64_t classes) {
   const std::string spec = s.canonical();
-  b.begin_block("stem", "S1");
-  b.conv("conv", width(widths[0], s.alpha, spec), 3, stem_stride(s.rho));
-  b.bn("bn");
-  b.relu("relu", "stem");
+  add_stem(b, width(widths[0], s.alpha, spec), s.rho);
   for (size_t st = 0; st < widths.size(); ++st) {
     const int64_t w = width(widths[st], s.alpha, spec);
     for (int i = 0; i < blocks[st]; ++i) {
@@ -187,10 +193,7 @@ std::string resolution_stage(int downsamples) { return "S" + std::to_string(down
 
 void build_mobilenetv1(Builder& b, const ModelSpec& s, int64_t classes) {
   const std::string spec = s.canonical();
-  b.begin_block("stem", "S1");
-  b.conv("conv", width(32, s.alpha, spec), 3, stem_stride(s.rho));
-  b.bn("bn");
-  b.relu("relu", "stem");
+  add_stem(b, width(32, s.alpha, spec), s.rho);
   const std::vector<std::pair<int64_t, int64_t>> cfg = {
       {64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1}, {512, 2},  {512, 1},
       {512, 1}, {512, 1}, {512, 1}, {512, 1}, {1024, 2}, {1024, 1}};
@@ -213,10 +216,7 @@ void build_mobilenetv1(Builder& b, const ModelSpec& s, int64_t classes) {
 // 32x32 inputs; widths scaled by alpha throughout (the 1280 head too).
 void build_mobilenetv2(Builder& b, const ModelSpec& s, int64_t classes) {
   const std::string spec = s.canonical();
-  b.begin_block("stem", "S1");
-  b.conv("conv", width(32, s.alpha, spec), 3, stem_stride(s.rho));
-  b.bn("bn");
-  b.relu("relu", "stem");
+  add_stem(b, width(32, s.alpha, spec), s.rho);
   struct Cfg { int64_t t, c, n, s; };
   const std::vector<Cfg> cfg = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
                                 {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};

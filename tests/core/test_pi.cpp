@@ -10,48 +10,18 @@
 #include "arch/network.h"
 #include "pi/cost.h"
 #include "report/format.h"
+#include "test_util.h"
 #include "util/fs.h"
 
 using namespace dr::pi;
 using dr::arch::Layer;
 using dr::arch::Op;
 namespace fs = std::filesystem;
+using dr::test::contains;
+using dr::test::EnvGuard;
+using dr::test::ScratchDir;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "dr-test-pi-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-struct EnvGuard {
-  std::string name;
-  bool had = false;
-  std::string old;
-  EnvGuard(const std::string& n, const char* value) : name(n) {
-    if (const char* v = std::getenv(n.c_str())) had = true, old = v;
-    if (value)
-      ::setenv(n.c_str(), value, 1);
-    else
-      ::unsetenv(n.c_str());
-  }
-  ~EnvGuard() {
-    if (had)
-      ::setenv(name.c_str(), old.c_str(), 1);
-    else
-      ::unsetenv(name.c_str());
-  }
-};
 
 // The shipped file, whatever the environment of the test run says.
 CostModel shipped() {

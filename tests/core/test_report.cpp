@@ -12,44 +12,16 @@
 #include "report/format.h"
 #include "report/plot.h"
 #include "report/table.h"
+#include "test_util.h"
 #include "util/fs.h"
 
 using namespace dr::report;
 namespace fs = std::filesystem;
+using dr::test::contains;
+using dr::test::EnvGuard;
+using dr::test::ScratchDir;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
-
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "dr-test-report-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// Sets an environment variable for one scope, restoring the old value.
-struct EnvGuard {
-  std::string name;
-  bool had = false;
-  std::string old;
-  EnvGuard(const std::string& n, const std::string& value) : name(n) {
-    if (const char* v = std::getenv(n.c_str())) had = true, old = v;
-    ::setenv(n.c_str(), value.c_str(), 1);
-  }
-  ~EnvGuard() {
-    if (had)
-      ::setenv(name.c_str(), old.c_str(), 1);
-    else
-      ::unsetenv(name.c_str());
-  }
-};
 
 bool have_gnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
 
@@ -343,7 +315,7 @@ TEST(Plot, GnuplotMissingOrFailing) {
   ScratchDir dir;
   const std::string png = dir.path + "/x.png";
   {
-    EnvGuard g("DEEPREDUCE_GNUPLOT", dir.path + "/no-such-gnuplot");
+    EnvGuard g("DEEPREDUCE_GNUPLOT", (dir.path + "/no-such-gnuplot").c_str());
     try {
       plot_grouped_bars(png, "t", {"a"}, {{"s", {1}}}, "y");
       FAIL() << "missing gnuplot not reported";
@@ -357,7 +329,7 @@ TEST(Plot, GnuplotMissingOrFailing) {
     const std::string fake = dir.path + "/fake-gnuplot";
     dr::util::write_file_atomic(fake, "#!/bin/sh\necho 'line 3: undefined variable: boom' >&2\nexit 1\n");
     fs::permissions(fake, fs::perms::owner_all);
-    EnvGuard g("DEEPREDUCE_GNUPLOT", fake);
+    EnvGuard g("DEEPREDUCE_GNUPLOT", fake.c_str());
     try {
       plot_xy(png, "t", "x", "y", false, {{"s", {{1, 2, ""}}, false, false, ""}});
       FAIL() << "failing gnuplot not reported";

@@ -10,34 +10,18 @@
 #include <set>
 
 #include "test_paths.h"
+#include "test_util.h"
 #include "util/fs.h"
 
 namespace fs = std::filesystem;
 using dr::util::read_file;
+namespace test = dr::test;
 
 namespace {
 
-struct Result {
-  int rc;
-  std::string out;
-};
-
-Result cli(const std::string& args) {
-  const std::string cmd = std::string(DEEPREDUCE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string temp_dir(const std::string& name) {
-  const std::string d = testing::TempDir() + "deepreduce_pipe_" + name + "_" + std::to_string(getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
+// Runs the deepreduce CLI, stdout and stderr together.
+test::CommandResult cli(const std::string& args) {
+  return test::run_command(std::string(DEEPREDUCE_BINARY) + " " + args);
 }
 
 const std::string kSmall =
@@ -52,7 +36,8 @@ size_t count(const std::string& text, const std::string& needle) {
 }  // namespace
 
 TEST(ReduceCli, DryRunPrintsThePlanAndTrainsNothing) {
-  const std::string d = temp_dir("dry");
+  const test::ScratchDir scratch("dry");
+  const std::string& d = scratch.path;
   // resnet18 at CIFAR-100's input (3x32x32, 100 classes) with the appendix's order.
   const auto r = cli("reduce --model resnet18 --data synthetic:3x32x32:100:200 --order S1,S4,S2,S3 "
                      "--budget 230K,115K,57K,29K,15K,12K --dry-run --out " + d + "/r");
@@ -64,7 +49,8 @@ TEST(ReduceCli, DryRunPrintsThePlanAndTrainsNothing) {
 }
 
 TEST(ReduceCli, BadBudgetsAreRefusedBeforeTraining) {
-  const std::string d = temp_dir("budget");
+  const test::ScratchDir scratch("budget");
+  const std::string& d = scratch.path;
   for (const std::string b : {"0", "-5K", "abc", "50K,,20K", "1"}) {
     const auto r = cli("reduce " + kSmall + " --budget " + b + " --out " + d + "/r");
     EXPECT_EQ(r.rc, 2) << b << "\n" << r.out;
@@ -80,7 +66,8 @@ TEST(ReduceCli, BadBudgetsAreRefusedBeforeTraining) {
 }
 
 TEST(ReduceCli, KilledReduceContinuesAndReusesFinishedRuns) {
-  const std::string d = temp_dir("resume");
+  const test::ScratchDir scratch("resume");
+  const std::string& d = scratch.path;
   const std::string args = "reduce " + kSmall + " --budget 4K,1K --out " + d + "/r";
   auto r = cli(args);
   ASSERT_EQ(r.rc, 0) << r.out;
@@ -109,7 +96,8 @@ TEST(ReduceCli, KilledReduceContinuesAndReusesFinishedRuns) {
 }
 
 TEST(ReduceCli, ShardsSplitTheJobsExactly) {
-  const std::string d = temp_dir("shard");
+  const test::ScratchDir scratch("shard");
+  const std::string& d = scratch.path;
   // The order is given, so the jobs are: teacher, then the candidates.
   const std::string args = "reduce " + kSmall + " --order S1,S4,S2,S3 --budget 8K,4K,2K,1K --per-budget 1 --no-wait --out " + d + "/r";
   std::string log;
@@ -140,7 +128,8 @@ TEST(ReduceCli, ShardsSplitTheJobsExactly) {
 }
 
 TEST(CriticalityCli, NeedsAFinishedTeacher) {
-  const std::string d = temp_dir("crit");
+  const test::ScratchDir scratch("crit");
+  const std::string& d = scratch.path;
   const auto r = cli("criticality " + kSmall + " --teacher " + d + "/none --out " + d + "/c");
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("not a finished run"), std::string::npos) << r.out;

@@ -14,6 +14,7 @@
 
 #include "arch/spec.h"
 #include "test_paths.h"
+#include "test_util.h"
 #include "train/config.h"
 #include "train/kd.h"
 #include "train/weights.h"
@@ -24,28 +25,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int rc;
-  std::string out;
-};
-
 // Runs the deepreduce CLI, stdout and stderr together.
-Result cli(const std::string& args) {
-  const std::string cmd = std::string(DEEPREDUCE_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string temp_dir(const std::string& name) {
-  const std::string d = testing::TempDir() + "deepreduce_train_" + name + "_" + std::to_string(getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
+test::CommandResult cli(const std::string& args) {
+  return test::run_command(std::string(DEEPREDUCE_BINARY) + " " + args);
 }
 
 const std::string kData = "--data synthetic:3x16x16:4:256 --threads 1 --workers 0 --batch 32";
@@ -101,7 +83,8 @@ TEST(Schedule, StepAndCosineFollowProgress) {
 }
 
 TEST(TrainCli, RunDirectoryKdAndEval) {
-  const std::string d = temp_dir("kd");
+  const test::ScratchDir scratch("kd");
+  const std::string& d = scratch.path;
   auto r = cli("train " + kModel + " " + kData + " --epochs 3 --lr 0.05 --out " + d + "/teacher");
   ASSERT_EQ(r.rc, 0) << r.out;
   for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.pt", "weights.pt", "result.json"})
@@ -136,7 +119,8 @@ TEST(TrainCli, RunDirectoryKdAndEval) {
 }
 
 TEST(TrainCli, ResumeAfterKillLosesNoEpoch) {
-  const std::string d = temp_dir("resume");
+  const test::ScratchDir scratch("resume");
+  const std::string& d = scratch.path;
   const std::string args = "train " + kModel + " --data synthetic:3x16x16:4:1024 --threads 1 --workers 0 --batch 32 "
                            "--epochs 5 --seed 3";
   // Uninterrupted reference.
@@ -175,7 +159,8 @@ TEST(TrainCli, ResumeAfterKillLosesNoEpoch) {
 }
 
 TEST(TrainCli, BadInputsFailClearly) {
-  const std::string d = temp_dir("bad");
+  const test::ScratchDir scratch("bad");
+  const std::string& d = scratch.path;
   ASSERT_EQ(cli("train " + kModel + " " + kData + " --epochs 1 --out " + d + "/t").rc, 0);
   struct Case {
     std::string args, needle;
@@ -216,7 +201,8 @@ TEST(TrainCli, BadInputsFailClearly) {
 TEST(TrainCli, WeightsLoadInPythonPyTorch) {
   if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0)
     GTEST_SKIP() << "/usr/bin/python3 cannot import torch";
-  const std::string d = temp_dir("py");
+  const test::ScratchDir scratch("py");
+  const std::string& d = scratch.path;
   ASSERT_EQ(cli("train --model resnet10:alpha=0.25:cull=S1:thin " + kData + " --epochs 1 --out " + d + "/r").rc, 0);
   const auto sd = train::load_weights(d + "/r/weights.pt");
   const std::string script = d + "/check.py";
