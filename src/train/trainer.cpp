@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -195,6 +196,11 @@ class Run {
         } else {
           loss = torch::nn::functional::cross_entropy(out, y);
         }
+        if (const double lv = loss.item<double>(); !std::isfinite(lv))
+          throw std::runtime_error("training of '" + cfg_.model + "' diverged (loss " + std::to_string(lv) +
+                                   ") at epoch " + std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
+                                   "; the last finished epoch is kept in " + cfg_.out + ". Try a lower --lr" +
+                                   (teacher ? " or --kd-lambda" : "") + ".");
         opt.zero_grad();
         if (dist_) {
           // Weight this rank's mean loss by its share of the global batch
