@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS      ?= $(shell nproc)
 DEMO_DIR  ?= runs/demo
 
-.PHONY: all deps configure build test demo clean
+.PHONY: all deps configure build test demo bench clean
 
 all: build
 
@@ -24,6 +24,11 @@ test: build
 
 demo: build
 	@scripts/demo.sh $(BUILD_DIR)/deepreduce $(DEMO_DIR)
+
+# deepreduce vs Python PyTorch eager (bench/run.sh; ~8 minutes on 2 cores)
+bench: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target deepreduce deepreduce_bench
+	@bench/run.sh $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

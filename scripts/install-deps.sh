@@ -7,6 +7,7 @@ packages=(
   g++ cmake make                 # toolchain
   libtorch-dev                   # LibTorch 1.13 (CPU, oneDNN), find_package(Torch)
   libgloo-dev                    # c10d's Gloo backend (data-parallel training)
+  libdnnl-dev                    # oneDNN headers: the fused inference program (optional)
   libcli11-dev nlohmann-json3-dev libgtest-dev
   zlib1g-dev libjpeg-dev         # gzipped IDX, TinyImageNet JPEGs
   gnuplot-nox                    # plots (PNG through cairo, SVG)

@@ -34,16 +34,37 @@ nlohmann::json network_json(const arch::Network& net, bool with_layers) {
     j["stages"].push_back(row);
   }
   if (with_layers) {
+    // Enough to rebuild the network elsewhere (bench/, python/deepreduce_model.py):
+    // each layer's block, its part of the block (y = post(body(x) + shortcut(x))
+    // when residual, else post(body(x))) and its geometry.
     j["layers"] = nlohmann::json::array();
-    for (const auto* l : net.layers())
-      j["layers"].push_back({{"name", l->name},
-                             {"kind", arch::op_name(l->op)},
-                             {"stage", l->stage},
-                             {"out_shape", l->out.str()},
-                             {"live", l->op != arch::Op::ReLU || l->live},
-                             {"relus", l->relus()},
-                             {"flops", l->flops()},
-                             {"params", l->params()}});
+    for (const auto& b : net.blocks) {
+      const std::pair<const char*, const std::vector<arch::Layer>*> parts[] = {
+          {"body", &b.body}, {"shortcut", &b.shortcut}, {"post", &b.post}};
+      for (const auto& [part, layers] : parts)
+        for (const auto& l0 : *layers) {
+          const auto* l = &l0;
+          j["layers"].push_back({{"name", l->name},
+                                 {"kind", arch::op_name(l->op)},
+                                 {"stage", l->stage},
+                                 {"out_shape", l->out.str()},
+                                 {"live", l->op != arch::Op::ReLU || l->live},
+                                 {"relus", l->relus()},
+                                 {"flops", l->flops()},
+                                 {"params", l->params()},
+                                 {"block", b.name},
+                                 {"residual", b.residual},
+                                 {"part", part},
+                                 {"in_shape", l->in.str()},
+                                 {"in_ch", l->in_ch},
+                                 {"out_ch", l->out_ch},
+                                 {"kernel", l->kernel},
+                                 {"stride", l->stride},
+                                 {"padding", l->padding},
+                                 {"groups", l->groups},
+                                 {"bias", l->bias}});
+        }
+    }
   }
   return j;
 }

@@ -1,6 +1,14 @@
 #include "nn/net.h"
 
 #include "arch/spec.h"
+#include "nn/onednn.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
 
 namespace dr::nn {
 
@@ -59,7 +67,41 @@ torch::Tensor NetImpl::synced_batch_norm(torch::nn::BatchNorm2d& bn, const torch
   return y;
 }
 
-NetImpl::NetImpl(arch::Network desc) : desc_(std::move(desc)) {
+bool tune_malloc() {
+  static const bool tuned = [] {
+    const char* v = std::getenv("DEEPREDUCE_MALLOC");
+    if (v && std::string(v) == "default") return false;
+#if defined(__GLIBC__)
+    return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+    return false;
+#endif
+  }();
+  return tuned;
+}
+
+ExecOptions default_exec_options() {
+  ExecOptions o;
+  const char* v = std::getenv("DEEPREDUCE_EXEC");
+  if (!v) return o;
+  std::stringstream ss(v);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item == "nocl") o.channels_last = false;
+    else if (item == "nofuse") o.fuse_inference = false;
+    else if (item == "nomkldnn") o.mkldnn_inference = false;
+    else if (item == "nochunk") o.inference_chunk_bytes = 0;
+    else if (item == "noprogram") o.onednn_program = false;
+    else if (item == "nowinograd") o.winograd = false;
+    else if (item == "plain") o = ExecOptions{false, false, false, false, false, 0};
+    else if (!item.empty())
+      throw std::invalid_argument("DEEPREDUCE_EXEC: unknown item '" + item +
+                                  "' (accepted, comma-separated: plain, nocl, nofuse, nomkldnn, noprogram, nowinograd, nochunk)");
+  }
+  return o;
+}
+
+NetImpl::NetImpl(arch::Network desc) : desc_(std::move(desc)), exec_(default_exec_options()) {
+  tune_malloc();
   for (const auto& block : desc_.blocks) {
     BlockSteps bs;
     bs.residual = block.residual;
@@ -68,6 +110,26 @@ NetImpl::NetImpl(arch::Network desc) : desc_(std::move(desc)) {
     for (const auto& l : block.post) bs.post.push_back(make_step(l));
     blocks_.push_back(std::move(bs));
   }
+  apply_memory_format();
+}
+
+void NetImpl::set_exec_options(const ExecOptions& o) {
+  if (o.winograd != exec_.winograd) program_tried_ = false, program_.reset();
+  exec_ = o;
+  apply_memory_format();
+  fused_ok_ = false;
+  fused_key_.clear();
+}
+
+void NetImpl::apply_memory_format() {
+  torch::NoGradGuard ng;
+  const auto fmt = exec_.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  for (auto& b : blocks_)
+    for (auto* steps : {&b.body, &b.shortcut, &b.post})
+      for (auto& s : *steps)
+        if (s.conv && s.conv->weight.dim() == 4 && s.conv->weight.device().is_cpu() &&
+            !s.conv->weight.is_contiguous(fmt))
+          s.conv->weight.set_data(s.conv->weight.data().contiguous(fmt));
 }
 
 NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
@@ -128,16 +190,193 @@ torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
   return x;
 }
 
+namespace {
+// The block output body(x) + skip, in place where the body made a new tensor
+// (autograd checks that nothing it saved is overwritten).
+torch::Tensor add_skip(torch::Tensor body, const torch::Tensor& skip, const torch::Tensor& in) {
+  if (body.is_same(skip) || body.is_same(in)) return body + skip;
+  return body.add_(skip);
+}
+}  // namespace
+
 torch::Tensor NetImpl::forward(torch::Tensor x) {
+  const bool cpu4 = x.dim() == 4 && x.device().is_cpu();
+  if (exec_.fuse_inference && !is_training() && !torch::GradMode::is_enabled()) {
+    const bool mk = exec_.mkldnn_inference && cpu4 && x.scalar_type() == torch::kFloat && !relu_observer_ &&
+                    at::hasMKLDNN();
+    bool use_prog = mk && exec_.onednn_program && ensure_program() && prepare_fused(false);
+    if (use_prog && program_key_ != fused_key_) {
+      // New weights: hand the folded convolutions to the program.
+      std::map<std::string, onednn::ConvWeights> w;
+      std::vector<torch::Tensor> keep;
+      for (auto& b : blocks_)
+        for (auto* steps : {&b.body, &b.shortcut, &b.post})
+          for (auto& st : *steps)
+            if (st.conv) {
+              keep.push_back(st.fused_w.contiguous());
+              if (st.fused_b.defined()) keep.push_back(st.fused_b.contiguous());
+              w[st.layer->name] = {keep[keep.size() - (st.fused_b.defined() ? 2 : 1)].data_ptr<float>(),
+                                   st.fused_b.defined() ? keep.back().data_ptr<float>() : nullptr};
+            }
+      program_->set_weights(w);
+      program_key_ = fused_key_;
+    }
+    const bool use_mk = !use_prog && mk && prepare_fused(true);
+    if (use_prog || use_mk || prepare_fused(false)) {
+      // Chunks of the batch whose largest activation fits the cache budget.
+      int64_t per_image = 0;
+      for (const auto* l : desc_.layers()) per_image = std::max(per_image, l->out.numel());
+      per_image *= static_cast<int64_t>(x.element_size());
+      const int64_t n = x.size(0);
+      int64_t chunk = n;
+      if (exec_.inference_chunk_bytes > 0 && !relu_observer_ && per_image > 0)
+        chunk = std::max<int64_t>(1, exec_.inference_chunk_bytes / per_image);
+      if (chunk >= n) return forward_fused(x, use_mk, use_prog);
+      std::vector<torch::Tensor> outs;
+      for (int64_t i = 0; i < n; i += chunk)
+        outs.push_back(forward_fused(x.narrow(0, i, std::min(chunk, n - i)), use_mk, use_prog));
+      return torch::cat(outs);
+    }
+  }
+  if (exec_.channels_last && cpu4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   for (auto& b : blocks_) {
     if (b.residual) {
+      const torch::Tensor in = x;
       torch::Tensor skip = b.shortcut.empty() ? x : run(b.shortcut, x);
-      x = run(b.body, x);
-      x = x + skip;
+      x = add_skip(run(b.body, x), skip, in);
     } else {
       x = run(b.body, x);
     }
     x = run(b.post, x);
+  }
+  return x;
+}
+
+bool NetImpl::ensure_program() {
+  if (!program_tried_) {
+    program_tried_ = true;
+    program_ = onednn::compile(desc_, exec_.winograd);
+    program_key_.clear();
+  }
+  return program_ != nullptr;
+}
+
+torch::Tensor NetImpl::forward_fused(torch::Tensor x, bool mkldnn, bool program) {
+  size_t first = 0;
+  if (program) {
+    x = x.contiguous();
+    const arch::Shape s = program_->output_shape();
+    torch::Tensor out = torch::empty({x.size(0), s.c, s.h, s.w}, x.options());
+    program_->run(x.data_ptr<float>(), x.size(0), out.data_ptr<float>());
+    x = out;
+    first = static_cast<size_t>(program_->covered_blocks());
+  } else if (mkldnn) {
+    x = x.contiguous().to_mkldnn();
+  } else if (exec_.channels_last && x.dim() == 4 && x.device().is_cpu()) {
+    x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  }
+  for (size_t bi = first; bi < blocks_.size(); ++bi) {
+    auto& b = blocks_[bi];
+    if (b.residual) {
+      const torch::Tensor in = x;
+      torch::Tensor skip = b.shortcut.empty() ? x : run_fused(b.shortcut, x, mkldnn);
+      x = add_skip(run_fused(b.body, x, mkldnn), skip, in);
+    } else {
+      x = run_fused(b.body, x, mkldnn);
+    }
+    x = run_fused(b.post, x, mkldnn);
+  }
+  return x.is_mkldnn() ? x.to_dense() : x;
+}
+
+std::vector<std::pair<const void*, int64_t>> NetImpl::state_key() {
+  std::vector<std::pair<const void*, int64_t>> key;
+  for (const auto& p : parameters()) key.emplace_back(p.data_ptr(), p._version());
+  for (const auto& b : buffers()) key.emplace_back(b.data_ptr(), b._version());
+  return key;
+}
+
+bool NetImpl::prepare_fused(bool mkldnn) {
+  auto key = state_key();
+  if (fused_ok_ && fused_mkldnn_ == mkldnn && key == fused_key_) return true;
+  torch::NoGradGuard ng;
+  fused_ok_ = false;
+  for (auto& b : blocks_)
+    for (auto* steps : {&b.body, &b.shortcut, &b.post}) {
+      for (size_t i = 0; i < steps->size(); ++i) {
+        Step& s = (*steps)[i];
+        s.folded = false;
+        s.fused_w = s.fused_b = s.packed_w = s.packed_b = torch::Tensor();
+      }
+      for (size_t i = 0; i < steps->size(); ++i) {
+        Step& s = (*steps)[i];
+        if (s.bn && !s.folded && mkldnn) return false;  // a BatchNorm without a conv before it
+        if (!s.conv) continue;
+        torch::Tensor w = s.conv->weight, bias = s.conv->bias;
+        if (i + 1 < steps->size() && (*steps)[i + 1].bn) {
+          Step& n = (*steps)[i + 1];
+          const auto& o = n.bn->options;
+          if (!o.track_running_stats()) {
+            if (mkldnn) return false;
+            continue;
+          }
+          torch::Tensor scale = torch::rsqrt(n.bn->running_var + o.eps());
+          if (o.affine()) scale = scale * n.bn->weight;
+          w = w * scale.view({-1, 1, 1, 1});
+          bias = ((bias.defined() ? bias : torch::zeros_like(n.bn->running_mean)) - n.bn->running_mean) * scale;
+          if (o.affine()) bias = bias + n.bn->bias;
+          n.folded = true;
+        }
+        if (exec_.channels_last && w.device().is_cpu()) w = w.contiguous(torch::MemoryFormat::ChannelsLast);
+        s.fused_w = w;
+        s.fused_b = bias;
+        if (mkldnn) {
+          if (w.scalar_type() != torch::kFloat || !w.device().is_cpu()) return false;
+          const arch::Layer& l = *s.layer;
+          s.packed_w = at::mkldnn_reorder_conv2d_weight(w.contiguous().to_mkldnn(), {l.padding, l.padding},
+                                                        {l.stride, l.stride}, {1, 1}, l.groups);
+          s.packed_b = (bias.defined() ? bias : torch::zeros({w.size(0)}, w.options())).contiguous().to_mkldnn();
+        }
+      }
+    }
+  fused_key_ = std::move(key);
+  fused_mkldnn_ = mkldnn;
+  fused_ok_ = true;
+  return true;
+}
+
+torch::Tensor NetImpl::run_fused(std::vector<Step>& steps, torch::Tensor x, bool mkldnn) {
+  for (auto& s : steps) {
+    switch (s.layer->op) {
+      case arch::Op::Conv: {
+        const arch::Layer& l = *s.layer;
+        if (mkldnn)
+          x = at::mkldnn_convolution(x, s.packed_w, s.packed_b, {l.padding, l.padding}, {l.stride, l.stride},
+                                     {1, 1}, l.groups);
+        else
+          x = torch::conv2d(x, s.fused_w, s.fused_b, {l.stride, l.stride}, {l.padding, l.padding}, {1, 1},
+                            l.groups);
+        break;
+      }
+      case arch::Op::BatchNorm:
+        if (!s.folded) x = s.bn->forward(x);
+        break;
+      case arch::Op::Linear:
+        if (x.is_mkldnn()) x = x.to_dense();
+        x = s.fc->forward(x);
+        break;
+      case arch::Op::ReLU:
+        if (!s.relu) break;
+        x = torch::relu_(x);
+        if (relu_observer_) relu_observer_(s.layer->name, x);
+        break;
+      case arch::Op::MaxPool: x = torch::max_pool2d(x, s.layer->kernel, s.layer->stride); break;
+      case arch::Op::GlobalAvgPool: x = torch::adaptive_avg_pool2d(x, {1, 1}); break;
+      case arch::Op::Flatten:
+        if (x.is_mkldnn()) x = x.to_dense();
+        x = x.flatten(1);
+        break;
+    }
   }
   return x;
 }

@@ -4,6 +4,16 @@
 // so named_modules()/named_parameters() match the description and Python
 // PyTorch can load the weights by name. A ReLU the spec removed is not a
 // module at all and costs nothing at run time.
+//
+// Execution (docs/performance.md): on the CPU activations and conv weights
+// are channels-last (NHWC, oneDNN's fast layout); inference (eval mode with
+// grad disabled) runs a fused plan: BatchNorm folded into the preceding
+// convolution, the batch in cache-sized chunks, and on the CPU the
+// convolutional part as one oneDNN program (src/nn/onednn.h: ReLUs and
+// residual adds fused, Winograd 3x3 convolutions) or, without oneDNN's
+// headers, LibTorch's oneDNN tensors. The fused plan is rebuilt whenever a
+// parameter or buffer changes; the ReLU observer sees the same ReLU outputs
+// either way (for the whole batch, on the dense fused path).
 
 #include <torch/torch.h>
 
@@ -12,6 +22,47 @@
 #include "arch/spec.h"
 
 namespace dr::nn {
+
+namespace onednn {
+class Program;
+}
+
+// The defaults can be overridden for every Net of a process with the
+// environment variable DEEPREDUCE_EXEC, a comma-separated list of plain
+// (all off), nocl, nofuse, nomkldnn, noprogram, nowinograd, nochunk: for
+// comparisons and debugging.
+struct ExecOptions {
+  // CPU: NHWC activations and conv weights. The parameters keep their names,
+  // shapes and values (weights.pt is written contiguous).
+  bool channels_last = true;
+  // Eval mode + no grad: BatchNorm folded into the preceding convolution.
+  bool fuse_inference = true;
+  // Eval mode + no grad on CPU float32, with fuse_inference: oneDNN blocked
+  // tensors end to end, conv weights reordered once (not at every call).
+  bool mkldnn_inference = true;
+  // With mkldnn_inference, when deepreduce was built with oneDNN's headers
+  // (libdnnl-dev): the convolutional part runs as one oneDNN program
+  // (src/nn/onednn.h) with ReLUs and residual adds fused into the convs.
+  bool onednn_program = true;
+  // In that program, Winograd for 3x3 stride-1 convolutions (output >= 4x4).
+  bool winograd = true;
+  // Fused inference runs the batch in chunks whose largest activation is at
+  // most this many bytes (the chunk's activations stay in cache from layer to
+  // layer). 0: the whole batch at once. Not while a ReLU observer is set.
+  int64_t inference_chunk_bytes = 8 << 20;
+};
+
+// glibc serves blocks over 32 MiB with fresh mmap()s: every training step
+// then page-faults its large activations in again (~20% of a ResNet18
+// training step on a 2-core machine). Once per process this keeps such blocks in the heap
+// (M_MMAP_MAX 0, M_TRIM_THRESHOLD 1 GiB) for reuse. NetImpl's constructor
+// calls it; DEEPREDUCE_MALLOC=default in the environment leaves malloc alone.
+// Returns whether the tuning is in effect.
+bool tune_malloc();
+
+// ExecOptions{} adjusted by DEEPREDUCE_EXEC (what a new Net starts with).
+// Throws std::invalid_argument on an unknown item.
+ExecOptions default_exec_options();
 
 class NetImpl : public torch::nn::Module {
  public:
@@ -36,6 +87,9 @@ class NetImpl : public torch::nn::Module {
   using AllReduceSum = std::function<void(torch::Tensor& t)>;
   void set_batch_norm_sync(AllReduceSum f) { bn_sync_ = std::move(f); }
 
+  void set_exec_options(const ExecOptions& o);
+  const ExecOptions& exec_options() const { return exec_; }
+
  private:
   struct Step {
     const arch::Layer* layer = nullptr;
@@ -43,20 +97,41 @@ class NetImpl : public torch::nn::Module {
     torch::nn::BatchNorm2d bn{nullptr};
     torch::nn::Linear fc{nullptr};
     torch::nn::ReLU relu{nullptr};
+    // Fused inference plan: a conv with the following BatchNorm folded in
+    // (weight, bias; `packed`: the oneDNN copies), and a BatchNorm that was
+    // folded away.
+    torch::Tensor fused_w, fused_b, packed_w, packed_b;
+    bool folded = false;
   };
   struct BlockSteps {
     bool residual = false;
     std::vector<Step> body, shortcut, post;
   };
   torch::Tensor run(std::vector<Step>& steps, torch::Tensor x);
+  torch::Tensor run_fused(std::vector<Step>& steps, torch::Tensor x, bool mkldnn);
+  torch::Tensor forward_fused(torch::Tensor x, bool mkldnn, bool program);
+  bool ensure_program();
   torch::Tensor synced_batch_norm(torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
   Step make_step(const arch::Layer& layer);
+  void apply_memory_format();
+  // Builds the fused plan if missing or stale; false if it cannot be used.
+  bool prepare_fused(bool mkldnn);
+  std::vector<std::pair<const void*, int64_t>> state_key();
 
   arch::Network desc_;
   std::vector<BlockSteps> blocks_;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> containers_;
   ReluObserver relu_observer_;
   AllReduceSum bn_sync_;
+  ExecOptions exec_;
+  // The parameters/buffers (address, version) the fused plan was built from.
+  std::vector<std::pair<const void*, int64_t>> fused_key_;
+  bool fused_mkldnn_ = false, fused_ok_ = false;
+  // The oneDNN program (null: not built with oneDNN, or nothing covered) and
+  // the fused plan its weights came from.
+  std::shared_ptr<onednn::Program> program_;
+  bool program_tried_ = false;
+  std::vector<std::pair<const void*, int64_t>> program_key_;
 };
 TORCH_MODULE(Net);
 

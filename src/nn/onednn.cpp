@@ -1,0 +1,474 @@
+// The oneDNN inference program (see onednn.h). Compiled to a stub when
+// DEEPREDUCE_WITH_DNNL is not defined (no libdnnl-dev headers).
+#include "nn/onednn.h"
+
+#ifdef DEEPREDUCE_WITH_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <unordered_map>
+#endif
+
+namespace dr::nn::onednn {
+
+#ifndef DEEPREDUCE_WITH_DNNL
+
+bool available() { return false; }
+std::unique_ptr<Program> compile(const arch::Network&, bool) { return nullptr; }
+
+#else
+
+bool available() { return true; }
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+enum class Kind { Conv, Relu, MaxPool, AvgPool, Add };
+
+// One operation on values (per-image shapes; a value is one activation).
+struct Op {
+  Kind kind = Kind::Conv;
+  const arch::Layer* layer = nullptr;
+  int src = -1, dst = -1;  // Relu: src == dst (in place); Add: dst += src (in place)
+  int sum = -1;            // Conv: dst = conv(src) + value `sum`, in sum's buffer
+  bool relu = false;       // Conv: ReLU post-op (after the sum)
+};
+
+struct Graph {
+  std::vector<Op> ops;
+  std::vector<arch::Shape> values;
+  int input = 0, output = 0, blocks = 0;
+  int new_value(const arch::Shape& s) {
+    values.push_back(s);
+    return static_cast<int>(values.size()) - 1;
+  }
+};
+
+// Emits the steps of one part of a block; false on a layer we do not cover.
+bool emit(const std::vector<arch::Layer>& steps, int& cur, Graph& g, std::vector<Op>& ops) {
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const arch::Layer& l = steps[i];
+    switch (l.op) {
+      case arch::Op::Conv: {
+        Op o;
+        o.kind = Kind::Conv;
+        o.layer = &l;
+        o.src = cur;
+        const bool bn = i + 1 < steps.size() && steps[i + 1].op == arch::Op::BatchNorm;
+        o.dst = g.new_value(bn ? steps[i + 1].out : l.out);
+        if (bn) ++i;  // folded into the conv's weights
+        ops.push_back(o);
+        cur = o.dst;
+        break;
+      }
+      case arch::Op::ReLU: {
+        if (!l.live) break;  // removed by the spec: nothing at all
+        if (!ops.empty() && ops.back().kind == Kind::Conv && ops.back().dst == cur && !ops.back().relu) {
+          ops.back().relu = true;
+        } else {
+          Op o;
+          o.kind = Kind::Relu;
+          o.layer = &l;
+          o.src = o.dst = cur;
+          ops.push_back(o);
+        }
+        break;
+      }
+      case arch::Op::MaxPool:
+      case arch::Op::GlobalAvgPool: {
+        Op o;
+        o.kind = l.op == arch::Op::MaxPool ? Kind::MaxPool : Kind::AvgPool;
+        o.layer = &l;
+        o.src = cur;
+        o.dst = g.new_value(l.out);
+        ops.push_back(o);
+        cur = o.dst;
+        break;
+      }
+      default:  // BatchNorm without a conv before it, Flatten, Linear
+        return false;
+    }
+  }
+  return true;
+}
+
+Graph build_graph(const arch::Network& net) {
+  Graph g;
+  g.input = g.new_value(net.input);
+  int cur = g.input;
+  for (const auto& b : net.blocks) {
+    std::vector<Op> ops;
+    const size_t nvalues = g.values.size();
+    int x = cur;
+    bool ok = true;
+    if (b.residual) {
+      int s = x;
+      ok = b.shortcut.empty() || emit(b.shortcut, s, g, ops);
+      int y = x;
+      ok = ok && emit(b.body, y, g, ops) && y != x;
+      if (ok) {
+        if (!ops.empty() && ops.back().kind == Kind::Conv && ops.back().dst == y && !ops.back().relu &&
+            s != g.input) {
+          ops.back().sum = s;
+        } else {
+          Op a;
+          a.kind = Kind::Add;
+          a.src = s;
+          a.dst = y;
+          ops.push_back(a);
+        }
+        x = y;
+      }
+    } else {
+      ok = emit(b.body, x, g, ops);
+    }
+    ok = ok && emit(b.post, x, g, ops);
+    if (!ok) {
+      g.values.resize(nvalues);
+      break;
+    }
+    g.ops.insert(g.ops.end(), ops.begin(), ops.end());
+    cur = x;
+    ++g.blocks;
+  }
+  g.output = cur;
+  return g;
+}
+
+memory::dims nchw(int64_t n, const arch::Shape& s) { return {n, s.c, s.h, s.w}; }
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+
+class ProgramImpl final : public Program {
+ public:
+  ProgramImpl(const arch::Network& desc, bool winograd)
+      : desc_(desc), graph_(build_graph(desc_)), winograd_(winograd), eng_(dnnl::engine::kind::cpu, 0),
+        stream_(eng_) {
+    // oneDNN's blocked activation layout on this CPU: 16 channels with AVX-512, else 8.
+    const auto isa = dnnl::get_effective_cpu_isa();
+    const bool avx512 = isa == dnnl::cpu_isa::avx512_core || isa == dnnl::cpu_isa::avx512_core_vnni ||
+                        isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+    block_ = avx512 ? 16 : 8;
+    block_tag_ = avx512 ? Tag::nChw16c : Tag::nChw8c;
+  }
+
+  int covered_blocks() const override { return graph_.blocks; }
+  arch::Shape output_shape() const override { return graph_.values[graph_.output]; }
+
+  void set_weights(const std::map<std::string, ConvWeights>& w) override {
+    for (const auto& op : graph_.ops) {
+      if (op.kind != Kind::Conv) continue;
+      const arch::Layer& l = *op.layer;
+      auto it = w.find(l.name);
+      if (it == w.end() || !it->second.weight)
+        throw std::invalid_argument("oneDNN program: no weights for convolution " + l.name);
+      auto& dst = weights_[l.name];
+      const size_t nw = static_cast<size_t>(l.out_ch * (l.in_ch / l.groups) * l.kernel * l.kernel);
+      dst.first.assign(it->second.weight, it->second.weight + nw);
+      if (it->second.bias)
+        dst.second.assign(it->second.bias, it->second.bias + l.out_ch);
+      else
+        dst.second.assign(static_cast<size_t>(l.out_ch), 0.f);
+    }
+    ++weights_version_;
+  }
+
+  void run(const float* in, int64_t n, float* out) override {
+    if (weights_version_ == 0) throw std::logic_error("oneDNN program: run() before set_weights()");
+    Instance& inst = instance(n);
+    if (inst.weights_version != weights_version_) load_weights(inst);
+    inst.user_in.set_data_handle(const_cast<float*>(in));
+    inst.user_out.set_data_handle(out);
+    for (auto& e : inst.execs) e.prim.execute(stream_, e.args);
+    stream_.wait();
+  }
+
+  int winograd_convs(int64_t n) override { return instance(n).winograd; }
+
+ private:
+  struct Exec {
+    dnnl::primitive prim;
+    std::unordered_map<int, memory> args;
+  };
+  struct ConvMem {
+    memory user_w, w, b;
+  };
+  struct Instance {
+    std::vector<Exec> execs;
+    memory user_in, user_out, scratch;
+    std::vector<std::unique_ptr<char, AlignedFree>> buffers;
+    std::map<std::string, ConvMem> convs;
+    uint64_t weights_version = 0;
+    int winograd = 0;
+  };
+
+  // A pool of raw buffers handed out to values while they are live.
+  struct Pool {
+    std::vector<std::unique_ptr<char, AlignedFree>>* owned;
+    std::vector<std::pair<size_t, bool>> slots;  // size, free
+    int take(size_t bytes) {
+      int best = -1;
+      for (size_t i = 0; i < slots.size(); ++i)
+        if (slots[i].second && slots[i].first >= bytes && (best < 0 || slots[i].first < slots[best].first))
+          best = static_cast<int>(i);
+      if (best >= 0) {
+        slots[best].second = false;
+        return best;
+      }
+      const size_t size = (std::max<size_t>(bytes, 64) + 63) / 64 * 64;
+      void* p = std::aligned_alloc(64, size);
+      if (!p) throw std::bad_alloc();
+      owned->emplace_back(static_cast<char*>(p));
+      slots.emplace_back(size, false);
+      return static_cast<int>(slots.size()) - 1;
+    }
+    void give(int i) {
+      if (i >= 0) slots[i].second = true;
+    }
+    void* ptr(int i) const { return (*owned)[i].get(); }
+  };
+
+  Instance& instance(int64_t n) {
+    auto it = instances_.find(n);
+    if (it != instances_.end()) return *it->second;
+    if (instances_.size() >= 4) instances_.clear();  // batch sizes rarely vary more
+    auto inst = std::make_unique<Instance>();
+    instantiate(*inst, n);
+    return *instances_.emplace(n, std::move(inst)).first->second;
+  }
+
+  void instantiate(Instance& inst, int64_t n) {
+    const auto& ops = graph_.ops;
+    const int nv = static_cast<int>(graph_.values.size());
+    // Last op reading each value (the output lives to the end).
+    std::vector<int> last(nv, -1);
+    for (int k = 0; k < static_cast<int>(ops.size()); ++k) {
+      const Op& o = ops[k];
+      for (int v : {o.src, o.sum, o.kind == Kind::Add ? o.dst : -1})
+        if (v >= 0) last[v] = std::max(last[v], k);
+    }
+    last[graph_.output] = static_cast<int>(ops.size());
+    Pool pool{&inst.buffers, {}};
+    std::vector<memory> val(nv);
+    std::vector<int> buf(nv, -1);
+    size_t scratch = 0;
+    auto reorder = [&](const memory& from, const memory& to) {
+      inst.execs.push_back({dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}});
+    };
+    auto fresh = [&](const memory::desc& md, int* slot) {
+      *slot = pool.take(md.get_size());
+      return memory(md, eng_, pool.ptr(*slot));
+    };
+    // A value in the layout `md`: itself, or a reordered copy (its temporary
+    // slot goes to *tmp, to be released after the op).
+    auto as = [&](int v, const memory::desc& md, int* tmp) {
+      if (val[v].get_desc() == md) return val[v];
+      memory m = fresh(md, tmp);
+      reorder(val[v], m);
+      return m;
+    };
+
+    const memory::desc in_md(nchw(n, graph_.values[graph_.input]), Dt::f32, Tag::nchw);
+    inst.user_in = memory(in_md, eng_, nullptr);
+    val[graph_.input] = fresh(in_md, &buf[graph_.input]);  // never write the caller's input
+    reorder(inst.user_in, val[graph_.input]);
+
+    for (int k = 0; k < static_cast<int>(ops.size()); ++k) {
+      const Op& o = ops[k];
+      std::vector<int> temps;
+      const arch::Shape in_s = graph_.values[o.src];
+      switch (o.kind) {
+        case Kind::Conv: {
+          const arch::Layer& l = *o.layer;
+          const arch::Shape out_s = graph_.values[o.dst];
+          const int64_t g = l.groups;
+          const memory::dims wd = g > 1 ? memory::dims{g, l.out_ch / g, l.in_ch / g, l.kernel, l.kernel}
+                                        : memory::dims{l.out_ch, l.in_ch, l.kernel, l.kernel};
+          const memory::desc src_md(nchw(n, in_s), Dt::f32, Tag::any), w_md(wd, Dt::f32, Tag::any),
+              b_md({l.out_ch}, Dt::f32, Tag::x), dst_md(nchw(n, out_s), Dt::f32, Tag::any);
+          dnnl::post_ops po;
+          if (o.sum >= 0) po.append_sum(1.f);
+          if (o.relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+          dnnl::primitive_attr attr;
+          attr.set_post_ops(po);
+          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+          const memory::dims strides{l.stride, l.stride}, pad{l.padding, l.padding};
+          auto make = [&](dnnl::algorithm alg) {
+            return dnnl::convolution_forward::primitive_desc(
+                dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, alg, src_md, w_md, b_md, dst_md,
+                                                strides, pad, pad),
+                attr, eng_);
+          };
+          dnnl::convolution_forward::primitive_desc pd;
+          bool wino = false;
+          if (winograd_ && l.kernel == 3 && l.stride == 1 && g == 1 && out_s.h >= 4 && out_s.w >= 4) {
+            try {
+              pd = make(dnnl::algorithm::convolution_winograd);
+              wino = true;
+            } catch (const dnnl::error&) {  // no Winograd for this CPU or shape
+            }
+          }
+          if (!wino && g == 1 && l.in_ch % block_ == 0 && l.out_ch % block_ == 0) {
+            // Direct convolution in the blocked layout Winograd uses too: no
+            // reorders between neighbours (oneDNN would pick NHWC here).
+            try {
+              const memory::desc bsrc(nchw(n, in_s), Dt::f32, block_tag_), bdst(nchw(n, out_s), Dt::f32, block_tag_);
+              auto bpd = dnnl::convolution_forward::primitive_desc(
+                  dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                  dnnl::algorithm::convolution_direct, bsrc, w_md, b_md, bdst,
+                                                  strides, pad, pad),
+                  attr, eng_);
+              if (std::string(bpd.impl_info_str()).rfind("ref", 0) != 0) pd = bpd;
+            } catch (const dnnl::error&) {
+            }
+          }
+          if (!wino && !pd) pd = make(dnnl::algorithm::convolution_direct);
+          inst.winograd += wino;
+          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
+          int t = -1;
+          memory src = as(o.src, pd.src_desc(), &t);
+          temps.push_back(t);
+          memory dst;
+          if (o.sum >= 0) {
+            // conv + residual, written into the residual's buffer unless that
+            // is also the conv's input (a one-conv body on an identity skip).
+            if (val[o.sum].get_desc() == pd.dst_desc() &&
+                val[o.sum].get_data_handle() != src.get_data_handle()) {
+              dst = val[o.sum];
+              buf[o.dst] = buf[o.sum];
+              buf[o.sum] = -1;  // ownership moves to the result
+            } else {
+              dst = fresh(pd.dst_desc(), &buf[o.dst]);
+              reorder(val[o.sum], dst);
+            }
+          } else {
+            dst = fresh(pd.dst_desc(), &buf[o.dst]);
+          }
+          ConvMem cm;
+          cm.user_w = memory(memory::desc(wd, Dt::f32, g > 1 ? Tag::goihw : Tag::oihw), eng_, nullptr);
+          cm.w = memory(pd.weights_desc(), eng_);
+          cm.b = memory(pd.bias_desc(), eng_);
+          inst.execs.push_back({dnnl::convolution_forward(pd),
+                                {{DNNL_ARG_SRC, src},
+                                 {DNNL_ARG_WEIGHTS, cm.w},
+                                 {DNNL_ARG_BIAS, cm.b},
+                                 {DNNL_ARG_DST, dst},
+                                 {DNNL_ARG_SCRATCHPAD, memory()}}});
+          inst.convs[l.name] = cm;
+          val[o.dst] = dst;
+          break;
+        }
+        case Kind::Relu: {
+          dnnl::primitive_attr attr;
+          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+          dnnl::eltwise_forward::primitive_desc pd(
+              dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu,
+                                          val[o.src].get_desc(), 0.f, 0.f),
+              attr, eng_);
+          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
+          inst.execs.push_back({dnnl::eltwise_forward(pd),
+                                {{DNNL_ARG_SRC, val[o.src]}, {DNNL_ARG_DST, val[o.src]}, {DNNL_ARG_SCRATCHPAD, memory()}}});
+          break;
+        }
+        case Kind::MaxPool:
+        case Kind::AvgPool: {
+          const arch::Layer& l = *o.layer;
+          const arch::Shape out_s = graph_.values[o.dst];
+          const bool avg = o.kind == Kind::AvgPool;
+          const memory::dims kernel = avg ? memory::dims{in_s.h, in_s.w} : memory::dims{l.kernel, l.kernel};
+          const memory::dims strides = avg ? memory::dims{1, 1} : memory::dims{l.stride, l.stride};
+          dnnl::primitive_attr attr;
+          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+          dnnl::pooling_forward::primitive_desc pd(
+              dnnl::pooling_forward::desc(
+                  dnnl::prop_kind::forward_inference,
+                  avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max,
+                  val[o.src].get_desc(), memory::desc(nchw(n, out_s), Dt::f32, Tag::any), strides, kernel, {0, 0},
+                  {0, 0}),
+              attr, eng_);
+          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
+          memory dst = fresh(pd.dst_desc(), &buf[o.dst]);
+          inst.execs.push_back({dnnl::pooling_forward(pd),
+                                {{DNNL_ARG_SRC, val[o.src]}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, memory()}}});
+          val[o.dst] = dst;
+          break;
+        }
+        case Kind::Add: {
+          dnnl::primitive_attr attr;
+          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+          const memory::desc& d = val[o.dst].get_desc();
+          int t = -1;
+          memory addend = as(o.src, d, &t);
+          temps.push_back(t);
+          dnnl::binary::primitive_desc pd(dnnl::binary::desc(dnnl::algorithm::binary_add, d, d, d), attr, eng_);
+          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
+          inst.execs.push_back({dnnl::binary(pd),
+                                {{DNNL_ARG_SRC_0, val[o.dst]},
+                                 {DNNL_ARG_SRC_1, addend},
+                                 {DNNL_ARG_DST, val[o.dst]},
+                                 {DNNL_ARG_SCRATCHPAD, memory()}}});
+          break;
+        }
+      }
+      for (int t : temps) pool.give(t);
+      for (int v = 0; v < nv; ++v)
+        if (last[v] == k && buf[v] >= 0) {
+          pool.give(buf[v]);
+          buf[v] = -1;
+        }
+    }
+    const memory::desc out_md(nchw(n, graph_.values[graph_.output]), Dt::f32, Tag::nchw);
+    inst.user_out = memory(out_md, eng_, nullptr);
+    reorder(val[graph_.output], inst.user_out);
+    // One scratchpad shared by every primitive (they run one at a time).
+    inst.scratch = memory(memory::desc({static_cast<int64_t>(std::max<size_t>(scratch, 1))}, Dt::u8, Tag::x), eng_);
+    for (auto& e : inst.execs) {
+      auto it = e.args.find(DNNL_ARG_SCRATCHPAD);
+      if (it != e.args.end()) it->second = inst.scratch;
+    }
+  }
+
+  void load_weights(Instance& inst) {
+    for (auto& [name, cm] : inst.convs) {
+      auto& w = weights_.at(name);
+      cm.user_w.set_data_handle(w.first.data());
+      dnnl::reorder(cm.user_w, cm.w).execute(stream_, cm.user_w, cm.w);
+      // Bias: plain x layout, possibly padded to the block size.
+      std::memset(cm.b.get_data_handle(), 0, cm.b.get_desc().get_size());
+      std::memcpy(cm.b.get_data_handle(), w.second.data(), w.second.size() * sizeof(float));
+    }
+    stream_.wait();
+    inst.weights_version = weights_version_;
+  }
+
+  arch::Network desc_;  // a copy: the graph points into its layers
+  Graph graph_;
+  bool winograd_;
+  int64_t block_ = 16;
+  Tag block_tag_ = Tag::nChw16c;
+  dnnl::engine eng_;
+  dnnl::stream stream_;
+  std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> weights_;
+  uint64_t weights_version_ = 0;
+  std::map<int64_t, std::unique_ptr<Instance>> instances_;
+};
+
+}  // namespace
+
+std::unique_ptr<Program> compile(const arch::Network& desc, bool winograd) {
+  auto p = std::make_unique<ProgramImpl>(desc, winograd);
+  if (p->covered_blocks() == 0) return nullptr;
+  return p;
+}
+
+#endif
+
+}  // namespace dr::nn::onednn
