@@ -25,7 +25,7 @@ test: build
 demo: build
 	@scripts/demo.sh $(BUILD_DIR)/deepreduce $(DEMO_DIR)
 
-# deepreduce vs Python PyTorch eager (bench/run.sh; ~8 minutes on 2 cores)
+# deepreduce vs Python PyTorch eager (bench/run.sh; ~4 minutes on 2 cores, docs/performance.md)
 bench: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target deepreduce deepreduce_bench
 	@bench/run.sh $(BUILD_DIR)

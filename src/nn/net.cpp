@@ -204,7 +204,9 @@ torch::Tensor NetImpl::forward(torch::Tensor x) {
   if (exec_.fuse_inference && !is_training() && !torch::GradMode::is_enabled()) {
     const bool mk = exec_.mkldnn_inference && cpu4 && x.scalar_type() == torch::kFloat && !relu_observer_ &&
                     at::hasMKLDNN();
-    bool use_prog = mk && exec_.onednn_program && ensure_program() && prepare_fused(false);
+    // The program is compiled for the description's input shape.
+    const bool described = x.size(1) == desc_.input.c && x.size(2) == desc_.input.h && x.size(3) == desc_.input.w;
+    bool use_prog = mk && described && exec_.onednn_program && ensure_program() && prepare_fused(false);
     if (use_prog && program_key_ != fused_key_) {
       // New weights: hand the folded convolutions to the program.
       std::map<std::string, onednn::ConvWeights> w;
