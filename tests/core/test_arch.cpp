@@ -156,9 +156,15 @@ TEST(Stages, ResNetStemGoesWithS1) {
   const Network net = build_network("resnet18", dataset_input("cifar10"));
   EXPECT_EQ(net.stages, (std::vector<std::string>{"S1", "S2", "S3", "S4"}));
   for (const auto* l : net.layers()) {
-    if (l->name.rfind("stem.", 0) == 0 || l->name.rfind("layer1.", 0) == 0) EXPECT_EQ(l->stage, "S1");
-    if (l->name.rfind("layer3.", 0) == 0) EXPECT_EQ(l->stage, "S3");
-    if (l->op == Op::Linear) EXPECT_EQ(l->stage, "head");
+    if (l->name.rfind("stem.", 0) == 0 || l->name.rfind("layer1.", 0) == 0) {
+      EXPECT_EQ(l->stage, "S1");
+    }
+    if (l->name.rfind("layer3.", 0) == 0) {
+      EXPECT_EQ(l->stage, "S3");
+    }
+    if (l->op == Op::Linear) {
+      EXPECT_EQ(l->stage, "head");
+    }
   }
   // culling S1 takes the stem ReLU with it
   EXPECT_EQ(relus("resnet18:cull=S1", "cifar100"), 557056 - 327680);
@@ -185,8 +191,9 @@ TEST(Stages, MobileNetStagesFollowResolution) {
       if (b.stage == "head") continue;
       const int s = b.stage[1] - '0';
       EXPECT_EQ(b.body.back().out.h, 32 >> (s - 1)) << fam << " " << b.name;
-      if (fam == "mobilenetv1")
+      if (fam == "mobilenetv1") {
         for (const auto& l : b.body) EXPECT_EQ(l.out.h, 32 >> (s - 1)) << l.name;
+      }
     }
   }
 }
