@@ -73,7 +73,9 @@ TEST(Plan, ResNet18Cifar100Budgets) {
       std::set<std::string> want(order.begin(), order.begin() + c.culled);
       EXPECT_EQ(std::set<std::string>(spec.cull.begin(), spec.cull.end()), want) << c.spec;
       // ...and reshaping comes only after thinning.
-      if (spec.alpha != 1.0 || spec.rho != 1.0) EXPECT_TRUE(spec.thin.has_value()) << c.spec;
+      if (spec.alpha != 1.0 || spec.rho != 1.0) {
+        EXPECT_TRUE(spec.thin.has_value()) << c.spec;
+      }
     }
   }
   // A budget below every candidate.

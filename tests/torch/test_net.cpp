@@ -68,8 +68,9 @@ TEST(Net, ModuleNamesFollowTheDescription) {
       EXPECT_EQ(modules.count(l->name), l->live ? 1u : 0u) << l->name;
       (l->live ? live : dead)++;
     }
-    if (l->op == arch::Op::Conv || l->op == arch::Op::BatchNorm || l->op == arch::Op::Linear)
+    if (l->op == arch::Op::Conv || l->op == arch::Op::BatchNorm || l->op == arch::Op::Linear) {
       EXPECT_EQ(modules.count(l->name), 1u) << l->name;
+    }
   }
   EXPECT_EQ(live, 6);  // relu1 of both blocks of S2..S4
   EXPECT_GT(dead, 0);
