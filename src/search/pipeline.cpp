@@ -88,6 +88,14 @@ arch::InputSpec data_input(const std::string& data) {
 
 std::string pct(double acc) { return report::fixed(100.0 * acc, 2); }
 
+// The candidates picked for each budget, as the plan printed before training.
+std::string plan_table(const std::vector<BudgetPlan>& plans) {
+  report::Table t({{"budget", "budget", true}, {"step", "step"}, {"spec", "network"}, {"relus", "ReLUs", true}});
+  for (const auto& p : plans)
+    for (const auto& c : p.picks) t.add_row({p.budget, c.step_name, c.spec, c.relus});
+  return t.render(report::Format::Table);
+}
+
 void write_criticality_files(const std::string& out, const std::string& family_spec,
                              const CriticalityResult& r) {
   nlohmann::json j = {{"model", family_spec}, {"order", r.order}, {"stages", nlohmann::json::array()}};
@@ -211,10 +219,7 @@ std::string run_reduce(const ReduceOptions& o) {
                                                                                     "measured criticality; shown for "
                                                                                     "the order S1 < S2 < ... until then)")
             << ":\n";
-  report::Table pt({{"budget", "budget", true}, {"step", "step"}, {"spec", "network"}, {"relus", "ReLUs", true}});
-  for (const auto& p : plans)
-    for (const auto& c : p.picks) pt.add_row({p.budget, c.step_name, c.spec, c.relus});
-  std::cout << pt.render(report::Format::Table);
+  std::cout << plan_table(plans);
   if (o.dry_run) return "";
 
   size_t index = 0;
@@ -249,8 +254,9 @@ std::string run_reduce(const ReduceOptions& o) {
   }
 
   // 3. candidates under the measured order
-  const auto final_candidates = deepreduce_candidates(base_spec, order, in);
-  const auto final_plans = plan_budgets(final_candidates, o.budgets, o.per_budget);
+  // With the order known up front, the plan printed above is already final.
+  const auto final_candidates = order_known ? candidates : deepreduce_candidates(base_spec, order, in);
+  const auto final_plans = order_known ? plans : plan_budgets(final_candidates, o.budgets, o.per_budget);
   std::vector<Candidate> picked;
   std::set<std::string> seen;
   for (const auto& p : final_plans)
@@ -258,10 +264,7 @@ std::string run_reduce(const ReduceOptions& o) {
       if (seen.insert(c.spec).second) picked.push_back(c);
   if (!order_known) {
     std::cout << "\nCandidates under the measured order " << join(order, " < ") << ":\n";
-    report::Table t({{"budget", "budget", true}, {"step", "step"}, {"spec", "network"}, {"relus", "ReLUs", true}});
-    for (const auto& p : final_plans)
-      for (const auto& c : p.picks) t.add_row({p.budget, c.step_name, c.spec, c.relus});
-    std::cout << t.render(report::Format::Table);
+    std::cout << plan_table(final_plans);
   }
   nlohmann::json plan_json = {{"model", base_spec}, {"order", order}, {"candidates", nlohmann::json::array()},
                               {"budgets", nlohmann::json::array()}};
