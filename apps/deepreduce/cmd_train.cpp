@@ -1,6 +1,8 @@
 // `deepreduce train`, `resume`, `eval`: train one network, continue a killed
 // run, evaluate a finished one.
+#include <functional>
 #include <iostream>
+#include <memory>
 
 #include "commands.h"
 #include "report/format.h"
@@ -18,6 +20,29 @@ void print_result(const train::RunResult& r) {
             << (r.kd ? " with KD" : "") << ", " << report::fixed(r.seconds, 1) << " s\n";
 }
 
+// Runs one (possibly data-parallel) training: only rank 0 prints the result,
+// and an error of another rank names that rank.
+void run_training(std::unique_ptr<train::Distributed> dist,
+                  const std::function<train::RunResult(train::Distributed*)>& body) {
+  if (!dist) return print_result(body(nullptr));
+  // Communication errors ("data-parallel training: rank N ...") name it already.
+  auto named = [&](const std::exception& e) {
+    const std::string m = e.what();
+    return dist->rank() == 0 || m.rfind("data-parallel training:", 0) == 0
+               ? m
+               : "rank " + std::to_string(dist->rank()) + ": " + m;
+  };
+  train::RunResult r;
+  try {
+    r = body(dist.get());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(named(e));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(named(e));
+  }
+  if (dist->rank() == 0) print_result(r);
+}
+
 }  // namespace
 
 void add_train_command(CLI::App& app) {
@@ -33,8 +58,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--init", c->init, "Start from the teacher's weights where shapes allow: teacher");
   add_training_options(cmd, *c);
   cmd->callback([c] {
-    auto dist = train::Distributed::from_env(c->device);
-    print_result(train::train(*c, dist.get()));
+    run_training(train::Distributed::from_env(c->device),
+                 [c](train::Distributed* d) { return train::train(*c, d); });
   });
 
   auto dir = std::make_shared<std::string>();
@@ -43,8 +68,8 @@ void add_train_command(CLI::App& app) {
   res->add_option("DIR", *dir, "Run directory")->required();
   res->add_option("--threads", *threads, "Compute threads (0 = as the run was configured)");
   res->callback([dir, threads] {
-    auto dist = train::Distributed::from_env(train::read_config(*dir).device);
-    print_result(train::resume(*dir, dist.get(), *threads));
+    run_training(train::Distributed::from_env(train::read_config(*dir).device),
+                 [dir, threads](train::Distributed* d) { return train::resume(*dir, d, *threads); });
   });
 
   auto data = std::make_shared<std::string>();

@@ -13,6 +13,16 @@ void add_training_options(CLI::App* cmd, train::TrainConfig& c) {
   cmd->add_option("--schedule", c.schedule,
                   "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine")
       ->capture_default_str();
+  cmd->add_option("--warmup", c.warmup, "Epochs (fractional) of linear learning-rate warm-up from 0")
+      ->capture_default_str();
+  cmd->add_option("--pad", c.pad, "Augmentation: reflect padding for the random crop (0 = no crop)")
+      ->capture_default_str();
+  cmd->add_flag("--flip,!--no-flip", c.flip, "Augmentation: random horizontal flip (default on)");
+  cmd->add_option("--weight-init", c.weight_init,
+                  "Weight init: torch (LibTorch defaults) or kaiming (He-normal fan-out, as torchvision)")
+      ->capture_default_str();
+  cmd->add_flag("--zero-init-residual,!--no-zero-init-residual", c.zero_init_residual,
+                "Start the last BatchNorm of each residual block at 0 (each block starts as its shortcut)");
   cmd->add_option("--seed", c.seed, "Random seed (weights, shuffling, augmentation)")->capture_default_str();
   cmd->add_option("--threads", c.threads, "Compute threads (0 = every core)")->capture_default_str();
   cmd->add_option("--workers", c.workers, "Data-loading threads")->capture_default_str();

@@ -383,6 +383,26 @@ torch::Tensor NetImpl::run_fused(std::vector<Step>& steps, torch::Tensor x, bool
   return x;
 }
 
+void NetImpl::init_parameters(const std::string& scheme, bool zero_residual) {
+  if (scheme != "torch" && scheme != "kaiming")
+    throw std::invalid_argument("weight init '" + scheme + "' is not accepted (accepted: torch, kaiming)");
+  torch::NoGradGuard ng;
+  for (auto& b : blocks_) {
+    for (auto* steps : {&b.body, &b.shortcut, &b.post})
+      for (auto& s : *steps)
+        if (s.conv && scheme == "kaiming") {
+          torch::nn::init::kaiming_normal_(s.conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+          if (s.conv->bias.defined()) s.conv->bias.zero_();
+        }
+    if (!zero_residual || !b.residual) continue;
+    for (auto it = b.body.rbegin(); it != b.body.rend(); ++it)
+      if (it->bn) {
+        it->bn->weight.zero_();
+        break;
+      }
+  }
+}
+
 Net build(const std::string& spec, const arch::InputSpec& input) {
   return Net(arch::build_network(spec, input));
 }

@@ -90,6 +90,16 @@ class NetImpl : public torch::nn::Module {
   void set_exec_options(const ExecOptions& o);
   const ExecOptions& exec_options() const { return exec_; }
 
+  // Re-initialises the parameters (call before training, under the run's
+  // seed). `scheme`: "torch" keeps LibTorch's defaults (Kaiming-uniform with
+  // a = sqrt(5), what the PyTorch CIFAR codes of the paper's peers get);
+  // "kaiming" draws conv weights He-normal (fan_out, ReLU gain) as
+  // torchvision's ResNets do. BatchNorm starts at weight 1, bias 0 either way.
+  // `zero_residual`: the last BatchNorm of every residual body starts at
+  // weight 0, so each block starts as its shortcut (Goyal et al. 2017).
+  // Throws std::invalid_argument on an unknown scheme.
+  void init_parameters(const std::string& scheme, bool zero_residual);
+
  private:
   struct Step {
     const arch::Layer* layer = nullptr;

@@ -12,7 +12,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"schedule", schedule}, {"seed", seed},         {"threads", threads},
           {"device", device},   {"limit", limit},         {"workers", workers},
           {"teacher", teacher}, {"kd_T", kd_T},           {"kd_lambda", kd_lambda},
-          {"init", init}};
+          {"init", init},       {"warmup", warmup},       {"pad", pad},
+          {"flip", flip},       {"weight_init", weight_init}, {"zero_init_residual", zero_init_residual}};
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -37,6 +38,12 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     c.kd_T = j.value("kd_T", c.kd_T);
     c.kd_lambda = j.value("kd_lambda", c.kd_lambda);
     c.init = j.value("init", c.init);
+    // Settings added later: a config without them was run with these values.
+    c.warmup = j.value("warmup", 0.0);
+    c.pad = j.value("pad", 4);
+    c.flip = j.value("flip", true);
+    c.weight_init = j.value("weight_init", std::string("torch"));
+    c.zero_init_residual = j.value("zero_init_residual", false);
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("bad training config: ") + e.what());
   }
@@ -52,6 +59,11 @@ void TrainConfig::validate() const {
   if (wd < 0) bad("--wd must be >= 0");
   if (schedule != "step" && schedule != "cosine")
     bad("--schedule '" + schedule + "' is not accepted (accepted: step, cosine)");
+  if (warmup < 0 || warmup >= epochs)
+    bad("--warmup must be >= 0 and below --epochs (got " + std::to_string(warmup) + ")");
+  if (pad < 0) bad("--pad must be >= 0 (0 = no random crop)");
+  if (weight_init != "torch" && weight_init != "kaiming")
+    bad("--weight-init '" + weight_init + "' is not accepted (accepted: torch, kaiming)");
   if (device != "cpu" && device != "cuda" && device != "auto")
     bad("--device '" + device + "' is not accepted (accepted: cpu, cuda, auto)");
   if (threads < 0) bad("--threads must be >= 0 (0 = every core)");
@@ -65,11 +77,13 @@ void TrainConfig::validate() const {
 
 double lr_at(const TrainConfig& c, double epoch) {
   const double progress = epoch / static_cast<double>(c.epochs);
-  if (c.schedule == "cosine") return 0.5 * c.lr * (1.0 + std::cos(M_PI * progress));
+  // Linear warm-up scales the schedule's rate during the first epochs.
+  const double warm = c.warmup > 0 && epoch < c.warmup ? epoch / c.warmup : 1.0;
+  if (c.schedule == "cosine") return warm * 0.5 * c.lr * (1.0 + std::cos(M_PI * progress));
   double lr = c.lr;
   if (progress >= 0.5) lr *= 0.1;
   if (progress >= 0.75) lr *= 0.1;
-  return lr;
+  return warm * lr;
 }
 
 }  // namespace dr::train

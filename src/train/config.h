@@ -19,11 +19,16 @@ struct TrainConfig {
   bool nesterov = true;
   double wd = 5e-4;
   std::string schedule = "step";  // step: lr x0.1 at 50% and 75% of training; cosine
+  double warmup = 0;              // epochs (fractional) of linear warm-up from 0 to the schedule's lr
   uint64_t seed = 0;
   int threads = 0;                // 0: every core
   std::string device = "auto";    // cpu, cuda, auto
   int64_t limit = 0;              // 0: all images; N: the first N train and test images
   int workers = 2;                // data-loading threads
+  int pad = 4;                    // augmentation: reflect pad for the random crop (0: no crop)
+  bool flip = true;               // augmentation: random horizontal flip
+  std::string weight_init = "torch";  // torch or kaiming, see nn::NetImpl::init_parameters
+  bool zero_init_residual = false;    // last BN of each residual body starts at 0
   std::string teacher;            // run directory of a finished teacher ("" = no KD)
   double kd_T = 4.0;
   // Weight of the distillation term. 1.0 made culled ResNets (whole stages

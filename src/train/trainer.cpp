@@ -120,6 +120,7 @@ class Run {
 
     torch::manual_seed(cfg_.seed);
     nn::Net net = nn::build(cfg_.model, in);
+    net->init_parameters(cfg_.weight_init, cfg_.zero_init_residual);
     std::optional<nn::Net> teacher;
     if (!cfg_.teacher.empty()) teacher = load_teacher(cfg_.teacher, in, dev);
     if (cfg_.init == "teacher") {
@@ -151,6 +152,8 @@ class Run {
     lo.batch = cfg_.batch;
     lo.seed = cfg_.seed;
     lo.workers = cfg_.workers;
+    lo.pad = cfg_.pad;
+    lo.flip = cfg_.flip;
     if (dist_) lo.rank = dist_->rank(), lo.world = dist_->world();
     data::BatchLoader loader(split.train, lo);
     const arch::Totals totals = net->desc().totals();
@@ -161,109 +164,123 @@ class Run {
                 << torch::get_num_threads() << " threads\n";
 
     double seconds = history.empty() ? 0.0 : history.back().value("total_seconds", 0.0);
-    for (int64_t epoch = start; epoch < cfg_.epochs; ++epoch) {
-      const double lr = lr_at(cfg_, static_cast<double>(epoch));
-      const auto t0 = Clock::now();
-      double wait = 0;
-      EpochStats tr;
-      net->train();
-      loader.start_epoch(epoch);
-      const int64_t steps = loader.batches_per_epoch();
-      torch::Tensor x, y;
-      auto last_print = Clock::now();
-      for (int64_t step = 0;; ++step) {
-        const auto tw = Clock::now();
-        if (!loader.next(x, y)) break;
-        wait += seconds_since(tw);
-        const double step_lr = lr_at(cfg_, epoch + static_cast<double>(step) / std::max<int64_t>(1, steps));
-        for (auto& g : opt.param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(step_lr);
-        x = x.to(dev), y = y.to(dev);
-        const int64_t n_local = x.size(0);
-        torch::Tensor loss;
-        const auto out = net->forward(x);
-        if (n_local == 0) {
-          // Data-parallel: this rank's slice of a short last batch is empty.
-          // It still runs the forward and backward passes (their collectives)
-          // and contributes zero gradients.
-          loss = out.sum() * 0;
-        } else if (teacher) {
-          torch::Tensor t_out;
-          {
-            torch::NoGradGuard ng;
-            t_out = (*teacher)->forward(x);
+    // An error ends the open progress line first, so it starts a line of its own.
+    bool progress_open = false;
+    try {
+      for (int64_t epoch = start; epoch < cfg_.epochs; ++epoch) {
+        // The epoch's peak rate: at its start, or at its end while warming up.
+        const double lr = std::max(lr_at(cfg_, static_cast<double>(epoch)),
+                                   lr_at(cfg_, static_cast<double>(epoch + 1) - 1e-9));
+        const auto t0 = Clock::now();
+        double wait = 0;
+        EpochStats tr;
+        net->train();
+        loader.start_epoch(epoch);
+        const int64_t steps = loader.batches_per_epoch();
+        torch::Tensor x, y;
+        auto last_print = Clock::now();
+        for (int64_t step = 0;; ++step) {
+          const auto tw = Clock::now();
+          if (!loader.next(x, y)) break;
+          wait += seconds_since(tw);
+          const double step_lr = lr_at(cfg_, epoch + static_cast<double>(step) / std::max<int64_t>(1, steps));
+          for (auto& g : opt.param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(step_lr);
+          x = x.to(dev), y = y.to(dev);
+          const int64_t n_local = x.size(0);
+          torch::Tensor loss;
+          const auto out = net->forward(x);
+          if (n_local == 0) {
+            // Data-parallel: this rank's slice of a short last batch is empty.
+            // It still runs the forward and backward passes (their collectives)
+            // and contributes zero gradients.
+            loss = out.sum() * 0;
+          } else if (teacher) {
+            torch::Tensor t_out;
+            {
+              torch::NoGradGuard ng;
+              t_out = (*teacher)->forward(x);
+            }
+            loss = kd_loss(out, t_out, y, cfg_.kd_T, cfg_.kd_lambda).total;
+          } else {
+            loss = torch::nn::functional::cross_entropy(out, y);
           }
-          loss = kd_loss(out, t_out, y, cfg_.kd_T, cfg_.kd_lambda).total;
-        } else {
-          loss = torch::nn::functional::cross_entropy(out, y);
+          // Data-parallel: every rank decides on the sum of the ranks' losses,
+          // so a rank that diverges stops them all with this message (not with
+          // the others losing contact with it).
+          if (const double lv = dist_ ? dist_->sum(loss.item<double>()) : loss.item<double>(); !std::isfinite(lv))
+            throw std::runtime_error("training of '" + cfg_.model + "' diverged (loss " + std::to_string(lv) +
+                                     ") at epoch " + std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
+                                     "; the last finished epoch is kept in " + cfg_.out + ". Try a lower --lr" +
+                                     (teacher ? " or --kd-lambda" : "") + ".");
+          opt.zero_grad();
+          if (dist_) {
+            // Weight this rank's mean loss by its share of the global batch
+            // (times world, undone by average_gradients): the averaged gradient
+            // is then that of the global batch's mean loss, also when a short
+            // last batch is cut unevenly over the ranks.
+            const int64_t global = std::min<int64_t>(cfg_.batch, split.train.size() - step * cfg_.batch);
+            (loss * (static_cast<double>(n_local) * dist_->world() / static_cast<double>(global))).backward();
+            dist_->average_gradients(net);
+          } else {
+            loss.backward();
+          }
+          opt.step();
+          const double n = static_cast<double>(n_local);
+          if (n_local > 0) tr.loss += loss.item<double>() * n;
+          tr.correct += out.argmax(1).eq(y).sum().item<double>();
+          tr.images += n;
+          if (rank0 && (seconds_since(last_print) > 2.0 || step + 1 == steps)) {
+            last_print = Clock::now();
+            const double el = seconds_since(t0), ips = tr.images / el;
+            const double left = (steps - step - 1) * el / (step + 1) +
+                                (cfg_.epochs - epoch - 1) * el * steps / (step + 1);
+            std::fprintf(stderr, "\repoch %lld/%lld step %lld/%lld loss %.4f acc %.4f %.0f img/s ETA %s   ",
+                         (long long)epoch + 1, (long long)cfg_.epochs, (long long)step + 1, (long long)steps,
+                         tr.loss / tr.images, tr.correct / tr.images, ips * (dist_ ? dist_->world() : 1),
+                         hms(left).c_str());
+            std::fflush(stderr);
+            progress_open = true;
+          }
         }
-        if (const double lv = loss.item<double>(); !std::isfinite(lv))
-          throw std::runtime_error("training of '" + cfg_.model + "' diverged (loss " + std::to_string(lv) +
-                                   ") at epoch " + std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
-                                   "; the last finished epoch is kept in " + cfg_.out + ". Try a lower --lr" +
-                                   (teacher ? " or --kd-lambda" : "") + ".");
-        opt.zero_grad();
         if (dist_) {
-          // Weight this rank's mean loss by its share of the global batch
-          // (times world, undone by average_gradients): the averaged gradient
-          // is then that of the global batch's mean loss, also when a short
-          // last batch is cut unevenly over the ranks.
-          const int64_t global = std::min<int64_t>(cfg_.batch, split.train.size() - step * cfg_.batch);
-          (loss * (static_cast<double>(n_local) * dist_->world() / static_cast<double>(global))).backward();
-          dist_->average_gradients(net);
-        } else {
-          loss.backward();
+          tr.loss = dist_->sum(tr.loss);
+          tr.correct = dist_->sum(tr.correct);
+          tr.images = dist_->sum(tr.images);
         }
-        opt.step();
-        const double n = static_cast<double>(n_local);
-        if (n_local > 0) tr.loss += loss.item<double>() * n;
-        tr.correct += out.argmax(1).eq(y).sum().item<double>();
-        tr.images += n;
-        if (rank0 && (seconds_since(last_print) > 2.0 || step + 1 == steps)) {
-          last_print = Clock::now();
-          const double el = seconds_since(t0), ips = tr.images / el;
-          const double left = (steps - step - 1) * el / (step + 1) +
-                              (cfg_.epochs - epoch - 1) * el * steps / (step + 1);
-          std::fprintf(stderr, "\repoch %lld/%lld step %lld/%lld loss %.4f acc %.4f %.0f img/s ETA %s   ",
-                       (long long)epoch + 1, (long long)cfg_.epochs, (long long)step + 1, (long long)steps,
-                       tr.loss / tr.images, tr.correct / tr.images, ips * (dist_ ? dist_->world() : 1),
-                       hms(left).c_str());
-          std::fflush(stderr);
+        const double train_s = seconds_since(t0);
+        const EpochStats te = run_eval(net, split.test, dev, cfg_.workers);
+        const double epoch_s = seconds_since(t0);
+        seconds += epoch_s;
+        nlohmann::json rec = {{"epoch", epoch + 1},
+                              {"lr", lr},
+                              {"train_loss", tr.loss / std::max(1.0, tr.images)},
+                              {"train_acc", tr.correct / std::max(1.0, tr.images)},
+                              {"test_loss", te.loss / std::max(1.0, te.images)},
+                              {"test_acc", te.correct / std::max(1.0, te.images)},
+                              {"images_per_s", tr.images / train_s},
+                              {"compute_images_per_s", tr.images / std::max(1e-9, train_s - wait)},
+                              {"data_wait_s", wait},
+                              {"seconds", epoch_s},
+                              {"total_seconds", seconds}};
+        history.push_back(rec);
+        if (rank0) {
+          std::fprintf(stderr, "\repoch %lld/%lld train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.0f img/s | %s\n",
+                       (long long)epoch + 1, (long long)cfg_.epochs, rec["train_loss"].get<double>(),
+                       rec["train_acc"].get<double>(), rec["test_loss"].get<double>(), rec["test_acc"].get<double>(),
+                       rec["images_per_s"].get<double>() * (dist_ ? dist_->world() : 1), hms(epoch_s).c_str());
+          // Checkpoint first, then the metrics file rebuilt from the history the
+          // checkpoint holds: a kill at any point loses no finished epoch and
+          // leaves no duplicate line.
+          save_checkpoint(ckpt, net, opt, {epoch + 1, history.dump()});
+          std::string lines;
+          for (const auto& r : history) lines += r.dump() + "\n";
+          util::write_file_atomic(path_in(cfg_.out, "metrics.jsonl"), lines);
         }
+        progress_open = false;
       }
-      if (dist_) {
-        tr.loss = dist_->sum(tr.loss);
-        tr.correct = dist_->sum(tr.correct);
-        tr.images = dist_->sum(tr.images);
-      }
-      const double train_s = seconds_since(t0);
-      const EpochStats te = run_eval(net, split.test, dev, cfg_.workers);
-      const double epoch_s = seconds_since(t0);
-      seconds += epoch_s;
-      nlohmann::json rec = {{"epoch", epoch + 1},
-                            {"lr", lr},
-                            {"train_loss", tr.loss / std::max(1.0, tr.images)},
-                            {"train_acc", tr.correct / std::max(1.0, tr.images)},
-                            {"test_loss", te.loss / std::max(1.0, te.images)},
-                            {"test_acc", te.correct / std::max(1.0, te.images)},
-                            {"images_per_s", tr.images / train_s},
-                            {"compute_images_per_s", tr.images / std::max(1e-9, train_s - wait)},
-                            {"data_wait_s", wait},
-                            {"seconds", epoch_s},
-                            {"total_seconds", seconds}};
-      history.push_back(rec);
-      if (rank0) {
-        std::fprintf(stderr, "\repoch %lld/%lld train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.0f img/s | %s\n",
-                     (long long)epoch + 1, (long long)cfg_.epochs, rec["train_loss"].get<double>(),
-                     rec["train_acc"].get<double>(), rec["test_loss"].get<double>(), rec["test_acc"].get<double>(),
-                     rec["images_per_s"].get<double>() * (dist_ ? dist_->world() : 1), hms(epoch_s).c_str());
-        // Checkpoint first, then the metrics file rebuilt from the history the
-        // checkpoint holds: a kill at any point loses no finished epoch and
-        // leaves no duplicate line.
-        save_checkpoint(ckpt, net, opt, {epoch + 1, history.dump()});
-        std::string lines;
-        for (const auto& r : history) lines += r.dump() + "\n";
-        util::write_file_atomic(path_in(cfg_.out, "metrics.jsonl"), lines);
-      }
+    } catch (...) {
+      if (progress_open) std::fputc('\n', stderr);
+      throw;
     }
 
     RunResult r;

@@ -109,6 +109,7 @@ class Proc {
   }
   void kill_now() { ::kill(pid_, SIGKILL); }
   std::string err() const { return slurp(log_.string() + ".err"); }
+  std::string out() const { return slurp(log_.string() + ".out"); }
 
  private:
   fs::path log_;
@@ -271,6 +272,36 @@ TEST_F(DataParallel, KilledRankMakesTheOtherFailFast) {
   const std::string err = r0.err();
   EXPECT_NE(err.find("data-parallel training: rank 0 lost contact with the others"), std::string::npos) << err;
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 15.0);
+}
+
+TEST_F(DataParallel, DivergenceStopsEveryRankWithItsCause) {
+  // A learning rate that blows the loss up within a few steps: every rank
+  // stops with the divergence message, none with a lost contact.
+  const int port = free_port();
+  auto args = train_args("run", 3);
+  *(std::find(args.begin(), args.end(), "--lr") + 1) = "1e12";
+  Proc r0(args, rank_env(0, port), dir_ / "rank0");
+  Proc r1(args, rank_env(1, port), dir_ / "rank1");
+  const auto s0 = r0.wait_for(std::chrono::seconds(40)), s1 = r1.wait_for(std::chrono::seconds(10));
+  for (const auto* r : {&r0, &r1}) {
+    const auto& st = r == &r0 ? s0 : s1;
+    ASSERT_TRUE(st) << r->err();
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1) << describe(st) << "\n" << r->err();
+    EXPECT_NE(r->err().find("diverged"), std::string::npos) << r->err();
+    EXPECT_EQ(r->err().find("lost contact"), std::string::npos) << r->err();
+  }
+  EXPECT_NE(r1.err().find("deepreduce: error: rank 1: training of"), std::string::npos) << r1.err();
+}
+
+TEST_F(DataParallel, OnlyRankZeroPrintsTheResult) {
+  const int port = free_port();
+  Proc r0(train_args("run", 1), rank_env(0, port), dir_ / "rank0");
+  Proc r1(train_args("run", 1), rank_env(1, port), dir_ / "rank1");
+  const auto s0 = r0.wait_for(std::chrono::seconds(40)), s1 = r1.wait_for(std::chrono::seconds(10));
+  ASSERT_TRUE(exited_ok(s0)) << r0.err();
+  ASSERT_TRUE(exited_ok(s1)) << r1.err();
+  EXPECT_NE(r0.out().find("test accuracy"), std::string::npos) << r0.out();
+  EXPECT_EQ(r1.out(), "");
 }
 
 TEST_F(DataParallel, MissingRankFailsAfterTheTimeout) {

@@ -2,6 +2,8 @@
 // elements through live ReLUs and must equal the static count.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "arch/spec.h"
 #include "nn/net.h"
 
@@ -87,4 +89,40 @@ TEST(Net, TrainsOneStepWithGradients) {
   auto loss = torch::nn::functional::cross_entropy(net->forward(x), torch::tensor({0, 1, 2, 3}));
   loss.backward();
   for (const auto& p : net->named_parameters()) EXPECT_TRUE(p.value().grad().defined()) << p.key();
+}
+
+TEST(Net, ZeroInitResidualStartsEveryBlockAsItsShortcut) {
+  nn::Net net = nn::build("resnet18:alpha=0.25", arch::dataset_input("cifar10"));
+  net->init_parameters("torch", true);
+  const auto params = net->named_parameters();
+  // The last BatchNorm of each of the 8 residual bodies, and no other.
+  int zero = 0;
+  for (const auto& p : params)
+    if (p.key().size() > 7 && p.key().substr(p.key().size() - 7) == ".weight" && p.value().dim() == 1 &&
+        p.value().abs().sum().item<double>() == 0)
+      ++zero;
+  EXPECT_EQ(zero, 8);
+  EXPECT_EQ(params["layer1.0.bn2.weight"].abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(params["layer1.0.bn1.weight"].min().item<double>(), 1.0);
+  EXPECT_EQ(params["layer2.0.shortcut.1.weight"].min().item<double>(), 1.0);
+  // Networks without residual blocks are left alone.
+  nn::Net vgg = nn::build("vgg16:alpha=0.25", arch::dataset_input("cifar10"));
+  vgg->init_parameters("torch", true);
+  for (const auto& p : vgg->named_parameters()) {
+    if (p.value().dim() == 1 && p.key().find("bn") != std::string::npos &&
+        p.key().find(".weight") != std::string::npos) {
+      EXPECT_EQ(p.value().min().item<double>(), 1.0) << p.key();
+    }
+  }
+}
+
+TEST(Net, KaimingInitDrawsHeNormalFanOut) {
+  torch::manual_seed(0);
+  nn::Net net = nn::build("resnet18", arch::dataset_input("cifar10"));
+  net->init_parameters("kaiming", false);
+  const auto w = net->named_parameters()["layer4.0.conv2.weight"];  // 512x512x3x3
+  const double fan_out = 512.0 * 9;
+  EXPECT_NEAR(w.std().item<double>(), std::sqrt(2.0 / fan_out), 0.02 * std::sqrt(2.0 / fan_out));
+  EXPECT_NEAR(w.mean().item<double>(), 0.0, 1e-3);
+  EXPECT_THROW(net->init_parameters("xavier", false), std::invalid_argument);
 }

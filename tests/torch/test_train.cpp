@@ -82,6 +82,51 @@ TEST(Schedule, StepAndCosineFollowProgress) {
   EXPECT_THROW(c.validate(), std::invalid_argument);
 }
 
+TEST(Schedule, WarmupRampsLinearlyIntoTheSchedule) {
+  train::TrainConfig c;
+  c.epochs = 200;
+  c.warmup = 5;
+  EXPECT_DOUBLE_EQ(train::lr_at(c, 0), 0.0);
+  EXPECT_NEAR(train::lr_at(c, 2.5), 0.05, 1e-12);
+  EXPECT_DOUBLE_EQ(train::lr_at(c, 5), 0.1);
+  EXPECT_NEAR(train::lr_at(c, 100), 0.01, 1e-12);  // the schedule itself is unchanged
+  c.epochs = 1;
+  c.warmup = 0.1;
+  c.schedule = "cosine";
+  EXPECT_NEAR(train::lr_at(c, 0.05), 0.5 * 0.5 * 0.1 * (1 + std::cos(M_PI * 0.05)), 1e-12);
+  c.warmup = 1;  // the whole run
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c.warmup = -0.5;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+}
+
+TEST(TrainConfig, RoundTripsAndReadsOlderConfigs) {
+  train::TrainConfig c;
+  c.model = "resnet18";
+  c.data = "fashion-mnist";
+  c.warmup = 0.25;
+  c.pad = 2;
+  c.flip = false;
+  c.weight_init = "kaiming";
+  c.zero_init_residual = !c.zero_init_residual;
+  const auto back = train::TrainConfig::from_json(c.to_json());
+  EXPECT_EQ(back.to_json(), c.to_json());
+  // A config.json written before these settings existed reruns as it ran.
+  auto old = c.to_json();
+  for (const char* k : {"warmup", "pad", "flip", "weight_init", "zero_init_residual"}) old.erase(k);
+  const auto legacy = train::TrainConfig::from_json(old);
+  EXPECT_EQ(legacy.warmup, 0.0);
+  EXPECT_EQ(legacy.pad, 4);
+  EXPECT_TRUE(legacy.flip);
+  EXPECT_EQ(legacy.weight_init, "torch");
+  EXPECT_FALSE(legacy.zero_init_residual);
+  c.weight_init = "xavier";
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c.weight_init = "torch";
+  c.pad = -1;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+}
+
 TEST(TrainCli, RunDirectoryKdAndEval) {
   const test::ScratchDir scratch("kd");
   const std::string& d = scratch.path;
