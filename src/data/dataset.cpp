@@ -337,6 +337,16 @@ extern "C" void dr_jpeg_emit_message(j_common_ptr c, int level) {
   std::longjmp(e->jb, 2);
 }
 
+// libjpeg's errors and warnings as a longjmp to e.jb (the caller's setjmp)
+// with the message in e.msg.
+jpeg_error_mgr* errors_to_longjmp(JpegErr& e) {
+  std::memset(&e, 0, sizeof e);
+  jpeg_std_error(&e.pub);
+  e.pub.error_exit = dr_jpeg_error_exit;
+  e.pub.emit_message = dr_jpeg_emit_message;
+  return &e.pub;
+}
+
 // Decodes into `out` (H*W*comps, interleaved). No C++ objects with
 // destructors live in this frame across setjmp/longjmp. Returns false with
 // `err` set on failure.
@@ -345,10 +355,7 @@ bool decode_jpeg_mem(const unsigned char* data, size_t size, int expect_h, int e
   jpeg_decompress_struct cinfo;
   JpegErr jerr;
   std::memset(&cinfo, 0, sizeof cinfo);
-  std::memset(&jerr, 0, sizeof jerr);
-  cinfo.err = jpeg_std_error(&jerr.pub);
-  jerr.pub.error_exit = dr_jpeg_error_exit;
-  jerr.pub.emit_message = dr_jpeg_emit_message;
+  cinfo.err = errors_to_longjmp(jerr);
   if (setjmp(jerr.jb)) {
     jpeg_destroy_decompress(&cinfo);
     std::snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
@@ -817,10 +824,7 @@ bool encode_jpeg_mem(const uint8_t* hwc, int h, int w, int comps, int quality, u
   jpeg_compress_struct cinfo;
   JpegErr jerr;
   std::memset(&cinfo, 0, sizeof cinfo);
-  std::memset(&jerr, 0, sizeof jerr);
-  cinfo.err = jpeg_std_error(&jerr.pub);
-  jerr.pub.error_exit = dr_jpeg_error_exit;
-  jerr.pub.emit_message = dr_jpeg_emit_message;
+  cinfo.err = errors_to_longjmp(jerr);
   if (setjmp(jerr.jb)) {
     jpeg_destroy_compress(&cinfo);
     std::snprintf(err, errlen, "JPEG encoding failed: %s", jerr.msg);
