@@ -61,7 +61,7 @@ void TrainConfig::validate() const {
     bad("--schedule '" + schedule + "' is not accepted (accepted: step, cosine)");
   if (warmup < 0 || warmup >= epochs)
     bad("--warmup must be >= 0 and below --epochs (got " + std::to_string(warmup) + ")");
-  if (pad < 0) bad("--pad must be >= 0 (0 = no random crop)");
+  if (pad < -1) bad("--pad must be >= 0 (0 = no random crop) or -1 (by image size)");
   if (weight_init != "torch" && weight_init != "kaiming")
     bad("--weight-init '" + weight_init + "' is not accepted (accepted: torch, kaiming)");
   if (device != "cpu" && device != "cuda" && device != "auto")

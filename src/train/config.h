@@ -25,9 +25,14 @@ struct TrainConfig {
   std::string device = "auto";    // cpu, cuda, auto
   int64_t limit = 0;              // 0: all images; N: the first N train and test images
   int workers = 2;                // data-loading threads
-  int pad = 4;                    // augmentation: reflect pad for the random crop (0: no crop)
+  // Augmentation: reflect pad for the random crop (0: no crop). -1: by image
+  // size, 4 for 32x32 and larger (the paper's CIFAR recipe), 2 for smaller
+  // images (Fashion-MNIST's 28x28: 0.865 vs 0.836 test accuracy after one
+  // epoch, mean of 3 seeds, docs/experiments.md).
+  int pad = -1;
   bool flip = true;               // augmentation: random horizontal flip
-  std::string weight_init = "torch";  // torch or kaiming, see nn::NetImpl::init_parameters
+  // torch or kaiming (torchvision's ResNet init), see nn::NetImpl::init_parameters.
+  std::string weight_init = "kaiming";
   bool zero_init_residual = false;    // last BN of each residual body starts at 0
   std::string teacher;            // run directory of a finished teacher ("" = no KD)
   double kd_T = 4.0;
@@ -37,7 +42,9 @@ struct TrainConfig {
   std::string init;               // "" (random) or "teacher": start from the teacher's weights
 
   nlohmann::json to_json() const;
-  static TrainConfig from_json(const nlohmann::json& j);  // throws std::runtime_error on bad fields
+  static TrainConfig from_json(const nlohmann::json& j);
+  // The crop padding this config gives for images `height` pixels high.
+  int pad_for(int64_t height) const { return pad >= 0 ? pad : (height >= 32 ? 4 : 2); }  // throws std::runtime_error on bad fields
   // Throws std::invalid_argument naming the bad setting and what is accepted.
   void validate() const;
 };

@@ -146,6 +146,7 @@ class Run {
       history = nlohmann::json::parse(c.metrics);
       if (rank0) std::cerr << "resuming " << cfg_.out << " after epoch " << start << "\n";
     }
+    cfg_.pad = cfg_.pad_for(in.shape.h);  // config.json records the padding used
     if (rank0 && !resuming) util::write_file_atomic(path_in(cfg_.out, "config.json"), cfg_.to_json().dump(2) + "\n");
 
     data::LoaderOptions lo;

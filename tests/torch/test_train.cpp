@@ -109,6 +109,12 @@ TEST(TrainConfig, RoundTripsAndReadsOlderConfigs) {
   c.flip = false;
   c.weight_init = "kaiming";
   c.zero_init_residual = !c.zero_init_residual;
+  EXPECT_EQ(c.pad_for(28), 2);
+  c.pad = -1;  // by image size
+  EXPECT_EQ(c.pad_for(28), 2);
+  EXPECT_EQ(c.pad_for(32), 4);
+  EXPECT_EQ(c.pad_for(64), 4);
+  c.pad = 2;
   const auto back = train::TrainConfig::from_json(c.to_json());
   EXPECT_EQ(back.to_json(), c.to_json());
   // A config.json written before these settings existed reruns as it ran.
@@ -123,7 +129,7 @@ TEST(TrainConfig, RoundTripsAndReadsOlderConfigs) {
   c.weight_init = "xavier";
   EXPECT_THROW(c.validate(), std::invalid_argument);
   c.weight_init = "torch";
-  c.pad = -1;
+  c.pad = -2;
   EXPECT_THROW(c.validate(), std::invalid_argument);
 }
 
