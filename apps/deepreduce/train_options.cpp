@@ -15,7 +15,9 @@ void add_training_options(CLI::App* cmd, train::TrainConfig& c) {
       ->capture_default_str();
   cmd->add_option("--warmup", c.warmup, "Epochs (fractional) of linear learning-rate warm-up from 0")
       ->capture_default_str();
-  cmd->add_option("--pad", c.pad, "Augmentation: reflect padding for the random crop (0 = no crop; -1 = 4 for 32x32 and larger images, 2 for smaller)")
+  cmd->add_option("--pad", c.pad,
+                  "Augmentation: reflect padding for the random crop (0 = no crop; "
+                  "-1 = 4 for 32x32 and larger images, 2 for smaller)")
       ->capture_default_str();
   cmd->add_flag("--flip,!--no-flip", c.flip, "Augmentation: random horizontal flip (default on)");
   cmd->add_option("--weight-init", c.weight_init,

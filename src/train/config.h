@@ -42,9 +42,9 @@ struct TrainConfig {
   std::string init;               // "" (random) or "teacher": start from the teacher's weights
 
   nlohmann::json to_json() const;
-  static TrainConfig from_json(const nlohmann::json& j);
+  static TrainConfig from_json(const nlohmann::json& j);  // throws std::runtime_error on bad fields
   // The crop padding this config gives for images `height` pixels high.
-  int pad_for(int64_t height) const { return pad >= 0 ? pad : (height >= 32 ? 4 : 2); }  // throws std::runtime_error on bad fields
+  int pad_for(int64_t height) const { return pad >= 0 ? pad : (height >= 32 ? 4 : 2); }
   // Throws std::invalid_argument naming the bad setting and what is accepted.
   void validate() const;
 };

@@ -208,7 +208,8 @@ class Run {
           // Data-parallel: every rank decides on the sum of the ranks' losses,
           // so a rank that diverges stops them all with this message (not with
           // the others losing contact with it).
-          if (const double lv = dist_ ? dist_->sum(loss.item<double>()) : loss.item<double>(); !std::isfinite(lv))
+          const double local_loss = loss.item<double>();
+          if (const double lv = dist_ ? dist_->sum(local_loss) : local_loss; !std::isfinite(lv))
             throw std::runtime_error("training of '" + cfg_.model + "' diverged (loss " + std::to_string(lv) +
                                      ") at epoch " + std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
                                      "; the last finished epoch is kept in " + cfg_.out + ". Try a lower --lr" +
@@ -227,7 +228,7 @@ class Run {
           }
           opt.step();
           const double n = static_cast<double>(n_local);
-          if (n_local > 0) tr.loss += loss.item<double>() * n;
+          if (n_local > 0) tr.loss += local_loss * n;
           tr.correct += out.argmax(1).eq(y).sum().item<double>();
           tr.images += n;
           if (rank0 && (seconds_since(last_print) > 2.0 || step + 1 == steps)) {
