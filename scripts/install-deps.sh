@@ -9,6 +9,7 @@ packages=(
   libgloo-dev                    # c10d's Gloo backend (data-parallel training)
   libdnnl-dev                    # oneDNN headers: the fused inference program (optional)
   libcli11-dev nlohmann-json3-dev libgtest-dev
+  libssl-dev                     # OpenSSL: AES (EVP, AES-NI) and SHA-256 of the private-inference runtime
   zlib1g-dev libjpeg-dev         # gzipped IDX, TinyImageNet JPEGs
   gnuplot-nox                    # plots (PNG through cairo, SVG)
   dataset-fashion-mnist          # the real data of `make demo`

@@ -17,7 +17,7 @@ void add_cost_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("cost", "Estimated online PI traffic and ReLU time per network and protocol");
   cmd->add_option("SPEC", o->specs, "Model spec(s)")->required();
   o->input.add_options(cmd);
-  cmd->add_option("--protocol", o->protocol, "gc, sci, cheetah, gmw, a comma list, or all")->capture_default_str();
+  cmd->add_option("--protocol", o->protocol, protocol_option_help())->capture_default_str();
   cmd->add_option("--costs", o->costs, "Cost figures file (default: data/pi_protocols.json)");
   cmd->add_option("--format", o->format, "Output format: table, md, csv, json")->capture_default_str();
   cmd->callback([o] {

@@ -2,9 +2,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "arch/describe.h"
 #include "commands.h"
 #include "report/format.h"
-#include "report/plot.h"
+#include "report/network_tables.h"
 #include "report/table.h"
 
 namespace dr::cli {
@@ -19,132 +20,6 @@ struct CountOptions {
   std::string plot;
 };
 
-nlohmann::json totals_json(const arch::Totals& t) {
-  return {{"relus", t.relus}, {"flops", t.flops}, {"params", t.params}};
-}
-
-nlohmann::json network_json(const arch::Network& net, bool with_layers) {
-  nlohmann::json j = {{"spec", net.spec},   {"family", net.family},
-                      {"input", net.input.str()}, {"classes", net.classes}};
-  j.update(totals_json(net.totals()));
-  j["stages"] = nlohmann::json::array();
-  for (const auto& s : net.stage_totals()) {
-    auto row = totals_json(s.totals);
-    row["name"] = s.name;
-    j["stages"].push_back(row);
-  }
-  if (with_layers) {
-    // Enough to rebuild the network elsewhere (bench/, python/deepreduce_model.py):
-    // each layer's block, its part of the block (y = post(body(x) + shortcut(x))
-    // when residual, else post(body(x))) and its geometry.
-    j["layers"] = nlohmann::json::array();
-    for (const auto& b : net.blocks) {
-      const std::pair<const char*, const std::vector<arch::Layer>*> parts[] = {
-          {"body", &b.body}, {"shortcut", &b.shortcut}, {"post", &b.post}};
-      for (const auto& [part, layers] : parts)
-        for (const auto& l0 : *layers) {
-          const auto* l = &l0;
-          j["layers"].push_back({{"name", l->name},
-                                 {"kind", arch::op_name(l->op)},
-                                 {"stage", l->stage},
-                                 {"out_shape", l->out.str()},
-                                 {"live", l->op != arch::Op::ReLU || l->live},
-                                 {"relus", l->relus()},
-                                 {"flops", l->flops()},
-                                 {"params", l->params()},
-                                 {"block", b.name},
-                                 {"residual", b.residual},
-                                 {"part", part},
-                                 {"in_shape", l->in.str()},
-                                 {"in_ch", l->in_ch},
-                                 {"out_ch", l->out_ch},
-                                 {"kernel", l->kernel},
-                                 {"stride", l->stride},
-                                 {"padding", l->padding},
-                                 {"groups", l->groups},
-                                 {"bias", l->bias}});
-        }
-    }
-  }
-  return j;
-}
-
-double pct(int64_t part, int64_t whole) { return whole ? 100.0 * part / whole : 0.0; }
-
-report::Table stage_table(const arch::Network& net) {
-  const arch::Totals all = net.totals();
-  report::Table t({{"stage", "stage"},
-                   {"relus", "ReLUs", true},
-                   {"relus_pct", "% ReLUs", true},
-                   {"flops", "FLOPs (MACs)", true},
-                   {"flops_pct", "% FLOPs", true},
-                   {"params", "params", true},
-                   {"params_pct", "% params", true}});
-  auto add = [&](const std::string& name, const arch::Totals& s) {
-    t.add_row({name, s.relus, pct(s.relus, all.relus), s.flops, pct(s.flops, all.flops), s.params,
-               pct(s.params, all.params)});
-  };
-  for (const auto& s : net.stage_totals()) add(s.name, s.totals);
-  add("total", all);
-  for (const char* k : {"relus_pct", "flops_pct", "params_pct"})
-    t.set_display(k, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1); });
-  return t;
-}
-
-report::Table layer_table(const arch::Network& net) {
-  report::Table t({{"name", "layer"},
-                   {"kind", "kind"},
-                   {"stage", "stage"},
-                   {"out_shape", "output"},
-                   {"relus", "ReLUs", true},
-                   {"flops", "FLOPs (MACs)", true},
-                   {"params", "params", true}});
-  for (const auto* l : net.layers()) {
-    std::string kind = arch::op_name(l->op);
-    if (l->op == arch::Op::ReLU && !l->live) kind = "relu (removed)";
-    if (l->op == arch::Op::Conv && l->groups > 1) kind = "conv dw";
-    t.add_row({l->name, kind, l->stage, l->out.str(), l->relus(), l->flops(), l->params()});
-  }
-  return t;
-}
-
-// Figure 7 of the appendix: per conv/FC layer, its share of params, FLOPs and
-// ReLUs. A ReLU is charged to the conv/FC whose output it sees (a ResNet's
-// post-add relu2 to the block's last body conv).
-void plot_figure7(const arch::Network& net, const std::string& file) {
-  std::vector<std::string> names;
-  std::vector<arch::Totals> per;
-  for (const auto& b : net.blocks) {
-    int last_body = -1;
-    auto visit = [&](const std::vector<arch::Layer>& list, bool is_body) {
-      for (const auto& l : list) {
-        if (l.op == arch::Op::Conv || l.op == arch::Op::Linear) {
-          names.push_back(l.name);
-          per.push_back({0, l.flops(), l.params()});
-          if (is_body) last_body = static_cast<int>(per.size()) - 1;
-        } else if (!per.empty()) {
-          const int target = is_body ? static_cast<int>(per.size()) - 1 : last_body;
-          if (target >= 0) per[target].params += l.params(), per[target].relus += l.relus();
-        }
-      }
-    };
-    visit(b.body, true);
-    visit(b.shortcut, false);
-    visit(b.post, false);
-  }
-  const arch::Totals all = net.totals();
-  report::BarSeries p{"params", {}}, f{"FLOPs", {}}, r{"ReLUs", {}};
-  for (const auto& t : per) {
-    p.values.push_back(pct(t.params, all.params));
-    f.values.push_back(pct(t.flops, all.flops));
-    r.values.push_back(pct(t.relus, all.relus));
-  }
-  report::plot_grouped_bars(file,
-                            "Layer-wise share of params, FLOPs and ReLUs: " + net.spec + " on " +
-                                net.input.str() + " (" + report::thousands(all.relus) + " ReLUs)",
-                            names, {p, f, r}, "% of network total");
-}
-
 void run_count(const CountOptions& o) {
   std::vector<arch::Network> nets;
   std::vector<std::string> described;
@@ -158,16 +33,16 @@ void run_count(const CountOptions& o) {
   const auto fmt = report::parse_format(o.format);
   if (!o.plot.empty()) {
     if (nets.size() != 1) throw UsageError("--plot draws one network; give a single SPEC");
-    plot_figure7(nets[0], o.plot);
+    report::plot_figure7(nets[0], o.plot);
     std::cerr << "wrote " << o.plot << "\n";
   }
   if (fmt == report::Format::Json) {
     nlohmann::json j;
     if (nets.size() == 1) {
-      j = network_json(nets[0], o.layers);
+      j = arch::network_json(nets[0], o.layers);
     } else {
       j = nlohmann::json::array();
-      for (const auto& n : nets) j.push_back(network_json(n, o.layers));
+      for (const auto& n : nets) j.push_back(arch::network_json(n, o.layers));
     }
     std::cout << j.dump(2) << "\n";
     return;
@@ -177,8 +52,8 @@ void run_count(const CountOptions& o) {
     if (fmt == report::Format::Table)
       std::cout << net.spec << " on " << described[0] << ": " << report::thousands(net.totals().relus)
                 << " ReLUs\n\n";
-    std::cout << stage_table(net).render(fmt);
-    if (o.layers) std::cout << "\n" << layer_table(net).render(fmt);
+    std::cout << report::stage_table(net).render(fmt);
+    if (o.layers) std::cout << "\n" << report::layer_table(net).render(fmt);
     return;
   }
   // A comparison table: one row per spec, with per-stage ReLUs.

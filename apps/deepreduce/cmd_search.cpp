@@ -2,7 +2,8 @@
 #include <iostream>
 
 #include "commands.h"
-#include "search/pipeline.h"
+#include "pipeline/criticality.h"
+#include "pipeline/reduce.h"
 #include "search/plan.h"
 
 namespace dr::cli {
@@ -12,7 +13,7 @@ namespace {
 void add_common(CLI::App* cmd, train::TrainConfig& c, std::string& shard, bool& no_wait, bool& no_kd_runs) {
   cmd->add_option("--model", c.model, "Family spec, e.g. resnet18 or resnet18:alpha=0.25 (no cull/keep/thin)")
       ->required();
-  cmd->add_option("--data", c.data, "Dataset NAME[:PATH]")->required();
+  cmd->add_option("--data", c.data, data_option_help())->required();
   cmd->add_flag("--no-kd", no_kd_runs, "Skip the criticality runs without KD (only the KD column)");
   cmd->add_option("--shard", shard, "Run only part i of N of the job list (i/N, e.g. 0/4)")->capture_default_str();
   cmd->add_flag("--no-wait", no_wait, "With --shard: stop instead of waiting for other shards' runs");
@@ -24,7 +25,7 @@ void add_common(CLI::App* cmd, train::TrainConfig& c, std::string& shard, bool& 
 void add_search_commands(CLI::App& app) {
   {
     struct Opts {
-      search::CriticalityOptions o;
+      pipeline::CriticalityOptions o;
       std::string shard = "0/1";
       bool no_wait = false, no_kd = false;
     };
@@ -39,13 +40,13 @@ void add_search_commands(CLI::App& app) {
       s->o.shard = search::parse_shard(s->shard);
       s->o.wait = !s->no_wait;
       s->o.without_kd = !s->no_kd;
-      const auto r = search::run_criticality(s->o);
+      const auto r = pipeline::run_criticality(s->o);
       if (r.complete) std::cout << "wrote " << s->o.out << "/criticality.json and criticality.md\n";
     });
   }
   {
     struct Opts {
-      search::ReduceOptions o;
+      pipeline::ReduceOptions o;
       std::string budgets, shard = "0/1";
       bool no_wait = false, no_kd = false, init_teacher = false;
     };
@@ -63,7 +64,7 @@ void add_search_commands(CLI::App& app) {
     cmd->add_option("--order", s->o.order, "Criticality order, least critical first (e.g. S1,S4,S2,S3): skip criticality");
     cmd->add_flag("--init-teacher", s->init_teacher,
                   "Start each candidate from the teacher's weights (culling and thinning keep every shape)");
-    cmd->add_option("--protocol", s->o.protocols, "PI protocols in the report: gc, sci, cheetah, gmw, list or all")
+    cmd->add_option("--protocol", s->o.protocols, protocol_option_help() + " (the report's PI cost columns)")
         ->capture_default_str();
     cmd->add_option("--plot-format", s->o.plot_ext, "Frontier plot: png or svg")->capture_default_str();
     cmd->add_flag("--dry-run", s->o.dry_run, "Print the plan only");
@@ -73,7 +74,7 @@ void add_search_commands(CLI::App& app) {
       s->o.wait = !s->no_wait;
       s->o.without_kd = !s->no_kd;
       s->o.init_from_teacher = s->init_teacher;
-      const std::string report = search::run_reduce(s->o);
+      const std::string report = pipeline::run_reduce(s->o);
       if (!report.empty())
         std::cout << "\nreport: " << report << "\nplot:   " << s->o.out << "/frontier." << s->o.plot_ext << "\n";
     });

@@ -49,10 +49,7 @@ void add_train_command(CLI::App& app) {
   auto c = std::make_shared<train::TrainConfig>();
   auto* cmd = app.add_subcommand("train", "Train a network (alone or distilled from a teacher run)");
   cmd->add_option("--model", c->model, "Model spec, e.g. resnet18:alpha=0.25")->required();
-  cmd->add_option("--data", c->data,
-                  "Dataset NAME[:PATH]: cifar10, cifar100, tinyimagenet, fashion-mnist, "
-                  "synthetic[:CxHxW[:CLASSES[:N]]]")
-      ->required();
+  cmd->add_option("--data", c->data, data_option_help())->required();
   cmd->add_option("--out", c->out, "Run directory to create")->required();
   cmd->add_option("--teacher", c->teacher, "Finished run to distil from (knowledge distillation)");
   cmd->add_option("--init", c->init, "Start from the teacher's weights where shapes allow: teacher");

@@ -23,6 +23,11 @@ void add_train_command(CLI::App& app);  // train, resume, eval
 void add_cost_command(CLI::App& app);
 void add_search_commands(CLI::App& app);  // criticality, reduce
 
+// Help texts generated from the dataset and protocol registries (help.cpp).
+std::string data_option_help();
+std::string input_preset_help();
+std::string protocol_option_help();
+
 // --epochs, --batch, --lr, ... shared by train, criticality and reduce.
 void add_training_options(CLI::App* cmd, train::TrainConfig& c);
 

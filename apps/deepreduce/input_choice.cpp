@@ -3,9 +3,7 @@
 namespace dr::cli {
 
 void InputChoice::add_options(CLI::App* cmd) {
-  cmd->add_option("--dataset", dataset,
-                  "Input preset: cifar10, cifar100, tinyimagenet, fashion-mnist "
-                  "(default: the family's own, see `deepreduce models`)");
+  cmd->add_option("--dataset", dataset, input_preset_help());
   cmd->add_option("--input", shape, "Explicit input shape CxHxW (with --classes)");
   cmd->add_option("--classes", classes, "Number of classes (with --input)");
 }
@@ -19,7 +17,7 @@ arch::InputSpec InputChoice::resolve(const std::string& family, std::string* des
     if (described) *described = in.shape.str() + ", " + std::to_string(classes) + " classes";
     return in;
   }
-  const std::string ds = dataset.empty() ? arch::family_info(family).default_dataset : dataset;
+  const std::string ds = dataset.empty() ? arch::find_family(family).default_dataset : dataset;
   arch::InputSpec in = arch::dataset_input(ds);
   if (described)
     *described = ds + " (" + in.shape.str() + ", " + std::to_string(in.classes) + " classes)";

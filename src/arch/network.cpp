@@ -21,7 +21,14 @@ const char* op_name(Op op) {
   return "?";
 }
 
-int64_t Layer::relus() const { return op == Op::ReLU && live ? out.numel() : 0; }
+bool ReluMask::keeps(int64_t i, const Shape& s) const {
+  return keep[static_cast<size_t>(channelwise ? i / (s.h * s.w) : i)] != 0;
+}
+
+int64_t Layer::relus() const {
+  if (op != Op::ReLU || !live) return 0;
+  return mask ? mask->live : out.numel();
+}
 
 int64_t Layer::flops() const {
   switch (op) {

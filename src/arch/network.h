@@ -5,6 +5,7 @@
 // No torch headers here: this builds in seconds.
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,6 +26,18 @@ struct Shape {
   bool operator==(const Shape& o) const { return c == o.c && h == o.h && w == o.w; }
 };
 
+// Which elements of a ReLU site keep their ReLU (pixel-level linearisation,
+// SNL): a kept element is y = relu(x), any other passes its input through
+// (y = x) and costs nothing. Element-wise: one entry per element of the
+// site's C x H x W output, in CHW order; channel-wise: one entry per channel.
+struct ReluMask {
+  std::vector<uint8_t> keep;  // 0 or 1
+  bool channelwise = false;
+  int64_t live = 0;           // kept elements of one image (channel-wise: kept channels x H x W)
+  // Whether element i (CHW order) of a site of shape `s` keeps its ReLU.
+  bool keeps(int64_t i, const Shape& s) const;
+};
+
 enum class Op { Conv, BatchNorm, ReLU, MaxPool, GlobalAvgPool, Flatten, Linear };
 const char* op_name(Op op);  // "conv", "bn", "relu", ...
 
@@ -42,8 +55,11 @@ struct Layer {
   // it is an identity and costs nothing.
   std::string role;
   bool live = true;
+  // Pixel-level mask of a live ReLU; null: every element is live.
+  std::shared_ptr<const ReluMask> mask;
 
-  // Elements a live ReLU sees for one image (C x H x W); 0 otherwise.
+  // Live ReLU elements for one image: C x H x W of a live ReLU (its mask's
+  // kept elements when masked); 0 otherwise.
   int64_t relus() const;
   // Multiply-accumulates of conv and FC layers for one image; 0 for others.
   int64_t flops() const;

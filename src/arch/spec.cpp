@@ -1,4 +1,4 @@
-// Model-spec grammar, dataset presets and the family table.
+// The model-spec grammar.
 #include "arch/spec.h"
 
 #include <algorithm>
@@ -8,24 +8,14 @@
 #include <set>
 #include <sstream>
 
+#include "util/strings.h"
+
 namespace dr::arch {
 
 namespace {
 
-std::string join(const std::vector<std::string>& v, const std::string& sep = ", ") {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
-  return s;
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, sep)) out.push_back(cur);
-  if (!s.empty() && s.back() == sep) out.push_back("");
-  return out;
-}
+using util::join;
+using util::split;
 
 std::string fmt_num(double v) {
   char buf[32];
@@ -43,24 +33,18 @@ double parse_number(const std::string& key, const std::string& value, const std:
   throw SpecError("model spec '" + spec + "': " + key + "='" + value + "' is not a number");
 }
 
-std::vector<std::string> stage_names(int n) {
-  std::vector<std::string> s;
-  for (int i = 1; i <= n; ++i) s.push_back("S" + std::to_string(i));
-  return s;
-}
-
 // Checks a stage list against the family, sorts it in stage order, dedupes.
-std::vector<std::string> parse_stages(const std::string& key, const std::string& value,
-                                      const FamilyInfo& fam, const std::string& spec) {
+std::vector<std::string> parse_stages(const std::string& key, const std::string& value, const Family& fam,
+                                      const std::string& spec) {
   if (value.empty())
-    throw SpecError("model spec '" + spec + "': " + key + " needs stages, e.g. " + key + "=S1,S2 (" +
-                    fam.name + " has " + join(fam.stages) + ")");
+    throw SpecError("model spec '" + spec + "': " + key + " needs stages, e.g. " + key + "=S1,S2 (" + fam.name +
+                    " has " + join(fam.stages) + ")");
   std::set<size_t> idx;
   for (const auto& s : split(value, ',')) {
     auto it = std::find(fam.stages.begin(), fam.stages.end(), s);
     if (it == fam.stages.end())
-      throw SpecError("model spec '" + spec + "': unknown stage '" + s + "' in " + key + " (" +
-                      fam.name + " has " + join(fam.stages) + ")");
+      throw SpecError("model spec '" + spec + "': unknown stage '" + s + "' in " + key + " (" + fam.name + " has " +
+                      join(fam.stages) + ")");
     idx.insert(it - fam.stages.begin());
   }
   std::vector<std::string> out;
@@ -70,51 +54,13 @@ std::vector<std::string> parse_stages(const std::string& key, const std::string&
 
 }  // namespace
 
-const std::vector<FamilyInfo>& families() {
-  static const std::vector<FamilyInfo> table = [] {
-    std::vector<FamilyInfo> f;
-    const std::vector<std::string> basic = {"relu2", "relu1"};
-    f.push_back({"resnet6", "ResNet, 5 convs: stem + one conv-BN block per stage (one ReLU each)",
-                 stage_names(4), {}, {1, 1, 1, 1}, "cifar100"});
-    f.push_back({"resnet10", "ResNet BasicBlock [1,1,1,1], CIFAR stem", stage_names(4), basic,
-                 {1, 1, 1, 1}, "cifar100"});
-    f.push_back({"resnet18", "ResNet BasicBlock [2,2,2,2], CIFAR stem", stage_names(4), basic,
-                 {2, 2, 2, 2}, "cifar100"});
-    f.push_back({"resnet34", "ResNet BasicBlock [3,4,6,3], CIFAR stem", stage_names(4), basic,
-                 {3, 4, 6, 3}, "cifar100"});
-    for (int n : {3, 5, 7, 9, 18}) {
-      const int depth = 6 * n + 2;
-      f.push_back({"resnet" + std::to_string(depth),
-                   "CIFAR ResNet 6n+2, n=" + std::to_string(n) + ", widths 16/32/64",
-                   stage_names(3), basic, {n, n, n}, "cifar100"});
-    }
-    f.push_back({"vgg16", "VGG16-BN, FC 4096-4096 (FC ReLUs never culled)", stage_names(5),
-                 {"alternate"}, {}, "cifar10"});
-    f.push_back({"mobilenetv1", "MobileNetV1, CIFAR stem (stride 1), stages by resolution",
-                 stage_names(5), {"dw", "pw"}, {}, "cifar100"});
-    f.push_back({"mobilenetv2",
-                 "MobileNetV2 (torchvision strides, stem stride 1), stages by resolution",
-                 stage_names(5), {"dw", "pw"}, {}, "cifar100"});
-    return f;
-  }();
-  return table;
-}
-
-const FamilyInfo& family_info(const std::string& name) {
-  for (const auto& f : families())
-    if (f.name == name) return f;
-  std::vector<std::string> names;
-  for (const auto& f : families()) names.push_back(f.name);
-  throw SpecError("unknown model family '" + name + "' (accepted: " + join(names) + ")");
-}
-
 ModelSpec parse_spec(const std::string& text) {
   if (text.empty())
     throw SpecError("empty model spec (expected family[:key[=value]]..., e.g. resnet18:cull=S1:thin)");
   const auto parts = split(text, ':');
   ModelSpec spec;
   spec.family = parts[0];
-  const FamilyInfo& fam = family_info(spec.family);
+  const Family& fam = find_family(spec.family);
   std::set<std::string> seen;
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& part = parts[i];
@@ -168,11 +114,10 @@ ModelSpec parse_spec(const std::string& text) {
       if (fam.thin_policies.empty())
         throw SpecError("model spec '" + text + "': " + fam.name +
                         " has one ReLU per block, so thinning is not defined for it");
-      if (has_value && std::find(fam.thin_policies.begin(), fam.thin_policies.end(), value) ==
-                           fam.thin_policies.end())
-        throw SpecError("model spec '" + text + "': unknown thinning policy '" + value + "' for " +
-                        fam.name + " (accepted: " + join(fam.thin_policies) + ")");
-      spec.thin = has_value ? value : fam.thin_policies.front();
+      if (has_value && !fam.policy(value))
+        throw SpecError("model spec '" + text + "': unknown thinning policy '" + value + "' for " + fam.name +
+                        " (accepted: " + join(fam.policy_names()) + ")");
+      spec.thin = has_value ? value : fam.thin_policies.front().name;
     } else {
       throw SpecError("model spec '" + text + "': unknown key '" + key +
                       "' (accepted: alpha, rho, blocks, cull, keep, thin)");
@@ -216,25 +161,17 @@ Shape parse_shape(const std::string& text) {
   return s;
 }
 
-std::vector<std::string> dataset_names() {
-  return {"cifar10", "cifar100", "tinyimagenet", "fashion-mnist"};
-}
-
-InputSpec dataset_input(const std::string& dataset) {
-  static const std::map<std::string, InputSpec> presets = {
-      {"cifar10", {{3, 32, 32}, 10}},
-      {"cifar100", {{3, 32, 32}, 100}},
-      {"tinyimagenet", {{3, 64, 64}, 200}},
-      {"fashion-mnist", {{1, 28, 28}, 10}},
-  };
-  auto it = presets.find(dataset);
-  if (it == presets.end())
-    throw SpecError("unknown dataset '" + dataset + "' (accepted: " + join(dataset_names()) + ")");
-  return it->second;
-}
-
 Network build_network(const std::string& spec, const InputSpec& input) {
   return build_network(parse_spec(spec), input);
+}
+
+ModelSpec parse_family_spec(const std::string& text, const std::string& option) {
+  ModelSpec s = parse_spec(text);
+  if (!s.is_family_only())
+    throw SpecError(option + " '" + text +
+                    "': give the family spec (alpha, rho, blocks allowed) without cull, keep or thin; "
+                    "the pipeline chooses those");
+  return s;
 }
 
 }  // namespace dr::arch

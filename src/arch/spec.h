@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "arch/datasets.h"
+#include "arch/family.h"
 #include "arch/network.h"
 
 namespace dr::arch {
@@ -23,22 +25,20 @@ struct ModelSpec {
 
   // Stable text form: family first, then keys in a fixed order; parse(canonical()) == *this.
   std::string canonical() const;
+  // True when the spec names a family (with alpha, rho, blocks) and removes no ReLU.
+  bool is_family_only() const { return cull.empty() && keep.empty() && !thin; }
 };
 
 // Parses the grammar above. Throws SpecError naming the offending part and
-// listing what is accepted. Family-specific checks (stage names, policies,
-// blocks length) happen in build_network, which knows the family.
+// listing what is accepted (stages, policies and blocks are checked against
+// the family's registry entry).
 ModelSpec parse_spec(const std::string& text);
 
-// Input of the network: image shape and number of classes.
-struct InputSpec {
-  Shape shape;
-  int64_t classes = 0;
-};
+// Parses `text` and refuses a spec with cull, keep or thin: what the pipeline
+// commands take, since they choose those themselves. `option` names the
+// option in the message ("--model").
+ModelSpec parse_family_spec(const std::string& text, const std::string& option);
 
-// Dataset presets: cifar10, cifar100, tinyimagenet, fashion-mnist.
-InputSpec dataset_input(const std::string& dataset);
-std::vector<std::string> dataset_names();
 // "3x32x32" -> Shape. Throws SpecError.
 Shape parse_shape(const std::string& text);
 
@@ -46,16 +46,5 @@ Shape parse_shape(const std::string& text);
 // unknown family, key value, stage or policy, or a spatial size below 1.
 Network build_network(const ModelSpec& spec, const InputSpec& input);
 Network build_network(const std::string& spec, const InputSpec& input);
-
-struct FamilyInfo {
-  std::string name;
-  std::string description;
-  std::vector<std::string> stages;          // at the family's default blocks
-  std::vector<std::string> thin_policies;   // first one is the default
-  std::vector<int> default_blocks;          // empty when blocks= is not accepted
-  std::string default_dataset;
-};
-const std::vector<FamilyInfo>& families();
-const FamilyInfo& family_info(const std::string& name);  // throws SpecError
 
 }  // namespace dr::arch

@@ -46,29 +46,26 @@ struct DataSplit {
   Dataset train, test;
 };
 
-// `source` is NAME[:PATH]:
-//  - cifar10[:DIR]       DIR/data_batch_1..5.bin + DIR/test_batch.bin
-//                        (or DIR/cifar-10-batches-bin/...); default DIR data/cifar10
-//  - cifar100[:DIR]      DIR/train.bin + DIR/test.bin (or DIR/cifar-100-binary/...),
-//                        fine labels; default DIR data/cifar100
-//  - tinyimagenet[:DIR]  DIR/wnids.txt (else sorted dirs of DIR/train),
-//                        DIR/train/<wnid>/images/*.JPEG, DIR/val/val_annotations.txt,
-//                        DIR/val/images/*.JPEG (or DIR/tiny-imagenet-200/...);
-//                        64x64, greyscale replicated to 3 channels; default
-//                        DIR data/tinyimagenet. Train images are ordered
-//                        round-robin over the classes (file names sorted within
-//                        a class), so a `limit` keeps a class-balanced prefix.
-//  - fashion-mnist[:DIR] DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz];
-//                        default DIR /usr/share/datasets/fashion-mnist
-//  - synthetic[:CxHxW[:CLASSES[:N]]]  default 3x32x32, 10 classes, N = 512 train,
-//                        max(1, N/4) test; deterministic and learnable.
+// `source` is NAME[:PATH], NAME a dataset of the registry (arch/datasets.h:
+// cifar10, cifar100, tinyimagenet, fashion-mnist, synthetic, or an alias)
+// and PATH its directory (default: the entry's default path; synthetic:
+// [CxHxW[:CLASSES[:N]]]). Formats, one file each in src/data:
+//  - cifar10/cifar100    the binary version (cifar.cpp), fine labels for CIFAR-100,
+//                        in DIR or DIR/cifar-10-batches-bin, DIR/cifar-100-binary
+//  - tinyimagenet        JPEG folders (tinyimagenet.cpp): DIR/wnids.txt (else
+//                        sorted dirs of DIR/train), DIR/train/<wnid>/images/*.JPEG,
+//                        DIR/val/val_annotations.txt, DIR/val/images/*.JPEG (or
+//                        DIR/tiny-imagenet-200/...); 64x64, greyscale replicated
+//                        to 3 channels. Train images are ordered round-robin over
+//                        the classes, so a `limit` keeps a class-balanced prefix.
+//  - fashion-mnist       IDX files, gzipped or not (idx.cpp), 28x28
+//  - synthetic           deterministic and learnable (synthetic.cpp): N train,
+//                        max(1, N/4) test images
 // limit > 0 keeps only the first `limit` train and the first `limit` test images.
 // mean/std come from the (possibly limited) train split; test gets the same values.
-// Throws DataError (file + problem) on missing or bad data or a bad source.
+// Throws arch::SpecError for a bad source (unknown name, bad synthetic
+// shape), DataError (file + problem) for missing or bad data.
 DataSplit load_dataset(const std::string& source, int64_t limit = 0);
-
-// The accepted NAMEs: cifar10, cifar100, tinyimagenet, fashion-mnist, synthetic.
-std::vector<std::string> dataset_names();
 
 // Fills d.mean / d.std from d.images (population std; a zero std becomes 1).
 void compute_mean_std(Dataset& d);

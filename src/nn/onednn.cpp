@@ -245,196 +245,208 @@ class ProgramImpl final : public Program {
     return *instances_.emplace(n, std::move(inst)).first->second;
   }
 
-  void instantiate(Instance& inst, int64_t n) {
-    const auto& ops = graph_.ops;
-    const int nv = static_cast<int>(graph_.values.size());
-    // Last op reading each value (the output lives to the end).
-    std::vector<int> last(nv, -1);
-    for (int k = 0; k < static_cast<int>(ops.size()); ++k) {
-      const Op& o = ops[k];
-      for (int v : {o.src, o.sum, o.kind == Kind::Add ? o.dst : -1})
-        if (v >= 0) last[v] = std::max(last[v], k);
+  void instantiate(Instance& inst, int64_t n) { Compiler(*this, inst, n).compile(); }
+
+  // Builds the primitives of one batch size. Values take buffers from a pool
+  // while they are live and give them back after their last reader; one
+  // scratchpad serves every primitive (they run one at a time).
+  class Compiler {
+   public:
+    Compiler(ProgramImpl& p, Instance& inst, int64_t n)
+        : p_(p), g_(p.graph_), inst_(inst), n_(n), pool_{&inst.buffers, {}}, val_(g_.values.size()),
+          buf_(g_.values.size(), -1), last_(g_.values.size(), -1) {}
+
+    void compile() {
+      const auto& ops = g_.ops;
+      // Last op reading each value (the output lives to the end).
+      for (int k = 0; k < static_cast<int>(ops.size()); ++k)
+        for (int v : {ops[k].src, ops[k].sum, ops[k].kind == Kind::Add ? ops[k].dst : -1})
+          if (v >= 0) last_[v] = std::max(last_[v], k);
+      last_[g_.output] = static_cast<int>(ops.size());
+      const memory::desc in_md(nchw(n_, g_.values[g_.input]), Dt::f32, Tag::nchw);
+      inst_.user_in = memory(in_md, p_.eng_, nullptr);
+      val_[g_.input] = fresh(in_md, &buf_[g_.input]);  // never write the caller's input
+      reorder(inst_.user_in, val_[g_.input]);
+      for (int k = 0; k < static_cast<int>(ops.size()); ++k) {
+        std::vector<int> temps;
+        switch (ops[k].kind) {
+          case Kind::Conv: conv(ops[k], temps); break;
+          case Kind::Relu: relu(ops[k]); break;
+          case Kind::MaxPool:
+          case Kind::AvgPool: pooling(ops[k]); break;
+          case Kind::Add: add(ops[k], temps); break;
+        }
+        for (int t : temps) pool_.give(t);
+        release_dead(k);
+      }
+      finish();
     }
-    last[graph_.output] = static_cast<int>(ops.size());
-    Pool pool{&inst.buffers, {}};
-    std::vector<memory> val(nv);
-    std::vector<int> buf(nv, -1);
-    size_t scratch = 0;
-    auto reorder = [&](const memory& from, const memory& to) {
-      inst.execs.push_back({dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}});
-    };
-    auto fresh = [&](const memory::desc& md, int* slot) {
-      *slot = pool.take(md.get_size());
-      return memory(md, eng_, pool.ptr(*slot));
-    };
+
+   private:
+    void reorder(const memory& from, const memory& to) {
+      inst_.execs.push_back({dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}});
+    }
+    memory fresh(const memory::desc& md, int* slot) {
+      *slot = pool_.take(md.get_size());
+      return memory(md, p_.eng_, pool_.ptr(*slot));
+    }
     // A value in the layout `md`: itself, or a reordered copy (its temporary
     // slot goes to *tmp, to be released after the op).
-    auto as = [&](int v, const memory::desc& md, int* tmp) {
-      if (val[v].get_desc() == md) return val[v];
+    memory as(int v, const memory::desc& md, int* tmp) {
+      if (val_[v].get_desc() == md) return val_[v];
       memory m = fresh(md, tmp);
-      reorder(val[v], m);
+      reorder(val_[v], m);
       return m;
-    };
+    }
+    template <class PD>
+    void push(const PD& pd, dnnl::primitive prim, std::unordered_map<int, memory> args) {
+      scratch_ = std::max(scratch_, pd.scratchpad_desc().get_size());
+      args[DNNL_ARG_SCRATCHPAD] = memory();
+      inst_.execs.push_back({std::move(prim), std::move(args)});
+    }
+    static dnnl::primitive_attr user_scratchpad(const dnnl::post_ops& po = dnnl::post_ops()) {
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(po);
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      return attr;
+    }
 
-    const memory::desc in_md(nchw(n, graph_.values[graph_.input]), Dt::f32, Tag::nchw);
-    inst.user_in = memory(in_md, eng_, nullptr);
-    val[graph_.input] = fresh(in_md, &buf[graph_.input]);  // never write the caller's input
-    reorder(inst.user_in, val[graph_.input]);
-
-    for (int k = 0; k < static_cast<int>(ops.size()); ++k) {
-      const Op& o = ops[k];
-      std::vector<int> temps;
-      const arch::Shape in_s = graph_.values[o.src];
-      switch (o.kind) {
-        case Kind::Conv: {
-          const arch::Layer& l = *o.layer;
-          const arch::Shape out_s = graph_.values[o.dst];
-          const int64_t g = l.groups;
-          const memory::dims wd = g > 1 ? memory::dims{g, l.out_ch / g, l.in_ch / g, l.kernel, l.kernel}
-                                        : memory::dims{l.out_ch, l.in_ch, l.kernel, l.kernel};
-          const memory::desc src_md(nchw(n, in_s), Dt::f32, Tag::any), w_md(wd, Dt::f32, Tag::any),
-              b_md({l.out_ch}, Dt::f32, Tag::x), dst_md(nchw(n, out_s), Dt::f32, Tag::any);
-          dnnl::post_ops po;
-          if (o.sum >= 0) po.append_sum(1.f);
-          if (o.relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-          dnnl::primitive_attr attr;
-          attr.set_post_ops(po);
-          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-          const memory::dims strides{l.stride, l.stride}, pad{l.padding, l.padding};
-          auto make = [&](dnnl::algorithm alg) {
-            return dnnl::convolution_forward::primitive_desc(
-                dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, alg, src_md, w_md, b_md, dst_md,
-                                                strides, pad, pad),
-                attr, eng_);
-          };
-          dnnl::convolution_forward::primitive_desc pd;
-          bool wino = false;
-          if (winograd_ && l.kernel == 3 && l.stride == 1 && g == 1 && out_s.h >= 4 && out_s.w >= 4) {
-            try {
-              pd = make(dnnl::algorithm::convolution_winograd);
-              wino = true;
-            } catch (const dnnl::error&) {  // no Winograd for this CPU or shape
-            }
-          }
-          if (!wino && g == 1 && l.in_ch % block_ == 0 && l.out_ch % block_ == 0) {
-            // Direct convolution in the blocked layout Winograd uses too: no
-            // reorders between neighbours (oneDNN would pick NHWC here).
-            try {
-              const memory::desc bsrc(nchw(n, in_s), Dt::f32, block_tag_), bdst(nchw(n, out_s), Dt::f32, block_tag_);
-              auto bpd = dnnl::convolution_forward::primitive_desc(
-                  dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                  dnnl::algorithm::convolution_direct, bsrc, w_md, b_md, bdst,
-                                                  strides, pad, pad),
-                  attr, eng_);
-              if (std::string(bpd.impl_info_str()).rfind("ref", 0) != 0) pd = bpd;
-            } catch (const dnnl::error&) {
-            }
-          }
-          if (!wino && !pd) pd = make(dnnl::algorithm::convolution_direct);
-          inst.winograd += wino;
-          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
-          int t = -1;
-          memory src = as(o.src, pd.src_desc(), &t);
-          temps.push_back(t);
-          memory dst;
-          if (o.sum >= 0) {
-            // conv + residual, written into the residual's buffer unless that
-            // is also the conv's input (a one-conv body on an identity skip).
-            if (val[o.sum].get_desc() == pd.dst_desc() &&
-                val[o.sum].get_data_handle() != src.get_data_handle()) {
-              dst = val[o.sum];
-              buf[o.dst] = buf[o.sum];
-              buf[o.sum] = -1;  // ownership moves to the result
-            } else {
-              dst = fresh(pd.dst_desc(), &buf[o.dst]);
-              reorder(val[o.sum], dst);
-            }
-          } else {
-            dst = fresh(pd.dst_desc(), &buf[o.dst]);
-          }
-          ConvMem cm;
-          cm.user_w = memory(memory::desc(wd, Dt::f32, g > 1 ? Tag::goihw : Tag::oihw), eng_, nullptr);
-          cm.w = memory(pd.weights_desc(), eng_);
-          cm.b = memory(pd.bias_desc(), eng_);
-          inst.execs.push_back({dnnl::convolution_forward(pd),
-                                {{DNNL_ARG_SRC, src},
-                                 {DNNL_ARG_WEIGHTS, cm.w},
-                                 {DNNL_ARG_BIAS, cm.b},
-                                 {DNNL_ARG_DST, dst},
-                                 {DNNL_ARG_SCRATCHPAD, memory()}}});
-          inst.convs[l.name] = cm;
-          val[o.dst] = dst;
-          break;
-        }
-        case Kind::Relu: {
-          dnnl::primitive_attr attr;
-          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-          dnnl::eltwise_forward::primitive_desc pd(
-              dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu,
-                                          val[o.src].get_desc(), 0.f, 0.f),
-              attr, eng_);
-          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
-          inst.execs.push_back({dnnl::eltwise_forward(pd),
-                                {{DNNL_ARG_SRC, val[o.src]}, {DNNL_ARG_DST, val[o.src]}, {DNNL_ARG_SCRATCHPAD, memory()}}});
-          break;
-        }
-        case Kind::MaxPool:
-        case Kind::AvgPool: {
-          const arch::Layer& l = *o.layer;
-          const arch::Shape out_s = graph_.values[o.dst];
-          const bool avg = o.kind == Kind::AvgPool;
-          const memory::dims kernel = avg ? memory::dims{in_s.h, in_s.w} : memory::dims{l.kernel, l.kernel};
-          const memory::dims strides = avg ? memory::dims{1, 1} : memory::dims{l.stride, l.stride};
-          dnnl::primitive_attr attr;
-          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-          dnnl::pooling_forward::primitive_desc pd(
-              dnnl::pooling_forward::desc(
-                  dnnl::prop_kind::forward_inference,
-                  avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max,
-                  val[o.src].get_desc(), memory::desc(nchw(n, out_s), Dt::f32, Tag::any), strides, kernel, {0, 0},
-                  {0, 0}),
-              attr, eng_);
-          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
-          memory dst = fresh(pd.dst_desc(), &buf[o.dst]);
-          inst.execs.push_back({dnnl::pooling_forward(pd),
-                                {{DNNL_ARG_SRC, val[o.src]}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, memory()}}});
-          val[o.dst] = dst;
-          break;
-        }
-        case Kind::Add: {
-          dnnl::primitive_attr attr;
-          attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-          const memory::desc& d = val[o.dst].get_desc();
-          int t = -1;
-          memory addend = as(o.src, d, &t);
-          temps.push_back(t);
-          dnnl::binary::primitive_desc pd(dnnl::binary::desc(dnnl::algorithm::binary_add, d, d, d), attr, eng_);
-          scratch = std::max(scratch, pd.scratchpad_desc().get_size());
-          inst.execs.push_back({dnnl::binary(pd),
-                                {{DNNL_ARG_SRC_0, val[o.dst]},
-                                 {DNNL_ARG_SRC_1, addend},
-                                 {DNNL_ARG_DST, val[o.dst]},
-                                 {DNNL_ARG_SCRATCHPAD, memory()}}});
-          break;
+    // The convolution's primitive: Winograd where it applies, else direct in
+    // the blocked layout Winograd uses too (no reorders between neighbours;
+    // oneDNN would pick NHWC there), else whatever oneDNN picks.
+    dnnl::convolution_forward::primitive_desc conv_desc(const Op& o, const memory::dims& wd, bool& wino) {
+      const arch::Layer& l = *o.layer;
+      const arch::Shape in_s = g_.values[o.src], out_s = g_.values[o.dst];
+      const memory::desc src_md(nchw(n_, in_s), Dt::f32, Tag::any), w_md(wd, Dt::f32, Tag::any),
+          b_md({l.out_ch}, Dt::f32, Tag::x), dst_md(nchw(n_, out_s), Dt::f32, Tag::any);
+      dnnl::post_ops po;
+      if (o.sum >= 0) po.append_sum(1.f);
+      if (o.relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      const dnnl::primitive_attr attr = user_scratchpad(po);
+      const memory::dims strides{l.stride, l.stride}, pad{l.padding, l.padding};
+      auto make = [&](dnnl::algorithm alg, const memory::desc& src, const memory::desc& dst) {
+        return dnnl::convolution_forward::primitive_desc(
+            dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, alg, src, w_md, b_md, dst, strides,
+                                            pad, pad),
+            attr, p_.eng_);
+      };
+      wino = false;
+      if (p_.winograd_ && l.kernel == 3 && l.stride == 1 && l.groups == 1 && out_s.h >= 4 && out_s.w >= 4) {
+        try {
+          auto pd = make(dnnl::algorithm::convolution_winograd, src_md, dst_md);
+          wino = true;
+          return pd;
+        } catch (const dnnl::error&) {  // no Winograd for this CPU or shape
         }
       }
-      for (int t : temps) pool.give(t);
-      for (int v = 0; v < nv; ++v)
-        if (last[v] == k && buf[v] >= 0) {
-          pool.give(buf[v]);
-          buf[v] = -1;
+      if (l.groups == 1 && l.in_ch % p_.block_ == 0 && l.out_ch % p_.block_ == 0) {
+        try {
+          auto pd = make(dnnl::algorithm::convolution_direct, memory::desc(nchw(n_, in_s), Dt::f32, p_.block_tag_),
+                         memory::desc(nchw(n_, out_s), Dt::f32, p_.block_tag_));
+          if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0) return pd;
+        } catch (const dnnl::error&) {
+        }
+      }
+      return make(dnnl::algorithm::convolution_direct, src_md, dst_md);
+    }
+
+    void conv(const Op& o, std::vector<int>& temps) {
+      const arch::Layer& l = *o.layer;
+      const int64_t g = l.groups;
+      const memory::dims wd = g > 1 ? memory::dims{g, l.out_ch / g, l.in_ch / g, l.kernel, l.kernel}
+                                    : memory::dims{l.out_ch, l.in_ch, l.kernel, l.kernel};
+      bool wino = false;
+      const auto pd = conv_desc(o, wd, wino);
+      inst_.winograd += wino;
+      int t = -1;
+      memory src = as(o.src, pd.src_desc(), &t);
+      temps.push_back(t);
+      memory dst;
+      if (o.sum >= 0 && val_[o.sum].get_desc() == pd.dst_desc() &&
+          val_[o.sum].get_data_handle() != src.get_data_handle()) {
+        // conv + residual, written into the residual's buffer (unless that is
+        // also the conv's input: a one-conv body on an identity skip).
+        dst = val_[o.sum];
+        buf_[o.dst] = buf_[o.sum];
+        buf_[o.sum] = -1;  // ownership moves to the result
+      } else {
+        dst = fresh(pd.dst_desc(), &buf_[o.dst]);
+        if (o.sum >= 0) reorder(val_[o.sum], dst);
+      }
+      ConvMem cm;
+      cm.user_w = memory(memory::desc(wd, Dt::f32, g > 1 ? Tag::goihw : Tag::oihw), p_.eng_, nullptr);
+      cm.w = memory(pd.weights_desc(), p_.eng_);
+      cm.b = memory(pd.bias_desc(), p_.eng_);
+      push(pd, dnnl::convolution_forward(pd),
+           {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, cm.w}, {DNNL_ARG_BIAS, cm.b}, {DNNL_ARG_DST, dst}});
+      inst_.convs[l.name] = cm;
+      val_[o.dst] = dst;
+    }
+
+    void relu(const Op& o) {
+      dnnl::eltwise_forward::primitive_desc pd(
+          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu,
+                                      val_[o.src].get_desc(), 0.f, 0.f),
+          user_scratchpad(), p_.eng_);
+      push(pd, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, val_[o.src]}, {DNNL_ARG_DST, val_[o.src]}});
+    }
+
+    void pooling(const Op& o) {
+      const arch::Layer& l = *o.layer;
+      const arch::Shape in_s = g_.values[o.src], out_s = g_.values[o.dst];
+      const bool avg = o.kind == Kind::AvgPool;
+      const memory::dims kernel = avg ? memory::dims{in_s.h, in_s.w} : memory::dims{l.kernel, l.kernel};
+      const memory::dims strides = avg ? memory::dims{1, 1} : memory::dims{l.stride, l.stride};
+      dnnl::pooling_forward::primitive_desc pd(
+          dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference,
+                                      avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max,
+                                      val_[o.src].get_desc(), memory::desc(nchw(n_, out_s), Dt::f32, Tag::any),
+                                      strides, kernel, {0, 0}, {0, 0}),
+          user_scratchpad(), p_.eng_);
+      memory dst = fresh(pd.dst_desc(), &buf_[o.dst]);
+      push(pd, dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, val_[o.src]}, {DNNL_ARG_DST, dst}});
+      val_[o.dst] = dst;
+    }
+
+    void add(const Op& o, std::vector<int>& temps) {
+      const memory::desc& d = val_[o.dst].get_desc();
+      int t = -1;
+      memory addend = as(o.src, d, &t);
+      temps.push_back(t);
+      dnnl::binary::primitive_desc pd(dnnl::binary::desc(dnnl::algorithm::binary_add, d, d, d), user_scratchpad(),
+                                      p_.eng_);
+      push(pd, dnnl::binary(pd), {{DNNL_ARG_SRC_0, val_[o.dst]}, {DNNL_ARG_SRC_1, addend}, {DNNL_ARG_DST, val_[o.dst]}});
+    }
+
+    void release_dead(int k) {
+      for (size_t v = 0; v < buf_.size(); ++v)
+        if (last_[v] == k && buf_[v] >= 0) {
+          pool_.give(buf_[v]);
+          buf_[v] = -1;
         }
     }
-    const memory::desc out_md(nchw(n, graph_.values[graph_.output]), Dt::f32, Tag::nchw);
-    inst.user_out = memory(out_md, eng_, nullptr);
-    reorder(val[graph_.output], inst.user_out);
-    // One scratchpad shared by every primitive (they run one at a time).
-    inst.scratch = memory(memory::desc({static_cast<int64_t>(std::max<size_t>(scratch, 1))}, Dt::u8, Tag::x), eng_);
-    for (auto& e : inst.execs) {
-      auto it = e.args.find(DNNL_ARG_SCRATCHPAD);
-      if (it != e.args.end()) it->second = inst.scratch;
+
+    void finish() {
+      const memory::desc out_md(nchw(n_, g_.values[g_.output]), Dt::f32, Tag::nchw);
+      inst_.user_out = memory(out_md, p_.eng_, nullptr);
+      reorder(val_[g_.output], inst_.user_out);
+      inst_.scratch =
+          memory(memory::desc({static_cast<int64_t>(std::max<size_t>(scratch_, 1))}, Dt::u8, Tag::x), p_.eng_);
+      for (auto& e : inst_.execs) {
+        auto it = e.args.find(DNNL_ARG_SCRATCHPAD);
+        if (it != e.args.end()) it->second = inst_.scratch;
+      }
     }
-  }
+
+    ProgramImpl& p_;
+    const Graph& g_;
+    Instance& inst_;
+    int64_t n_;
+    Pool pool_;
+    std::vector<memory> val_;
+    std::vector<int> buf_, last_;
+    size_t scratch_ = 0;
+  };
 
   void load_weights(Instance& inst) {
     for (auto& [name, cm] : inst.convs) {

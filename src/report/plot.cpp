@@ -333,4 +333,6 @@ void plot_xy(const std::string& file, const std::string& title, const std::strin
   run_gnuplot(dir, s.str(), rendered, file);
 }
 
+void check_plot_file(const std::string& file) { output_kind(file); }
+
 }  // namespace dr::report

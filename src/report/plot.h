@@ -53,6 +53,10 @@ struct XYSeries {
 void plot_xy(const std::string& file, const std::string& title, const std::string& xlabel,
              const std::string& ylabel, bool logx, const std::vector<XYSeries>& series);
 
+// Refuses (std::invalid_argument) a file name plot_xy/plot_grouped_bars
+// cannot write (an extension other than .png or .svg), before any work.
+void check_plot_file(const std::string& file);
+
 // A double-quoted gnuplot string literal with `s` escaped (\\ \" \n ...).
 std::string gnuplot_quote(const std::string& s);
 

@@ -5,27 +5,17 @@
 #include <set>
 #include <stdexcept>
 
+#include "util/strings.h"
+
 namespace dr::search {
 
-namespace {
-
-std::string join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
-  return s;
-}
-
-}  // namespace
+using util::join;
 
 std::vector<Candidate> deepreduce_candidates(const std::string& base_text,
                                              const std::vector<std::string>& order,
                                              const arch::InputSpec& input) {
-  const arch::ModelSpec base = arch::parse_spec(base_text);
-  if (!base.cull.empty() || !base.keep.empty() || base.thin)
-    throw std::invalid_argument("model '" + base_text +
-                                "': give the family (with alpha, rho or blocks if wanted), without cull, keep or thin; "
-                                "the pipeline chooses those");
-  const auto& fam = arch::family_info(base.family);
+  const arch::ModelSpec base = arch::parse_family_spec(base_text, "model");
+  const auto& fam = arch::find_family(base.family);
   if (std::set<std::string>(order.begin(), order.end()) != std::set<std::string>(fam.stages.begin(), fam.stages.end()) ||
       order.size() != fam.stages.size())
     throw std::invalid_argument("criticality order '" + join(order, ",") + "' must name each stage of " +
@@ -51,11 +41,8 @@ std::vector<Candidate> deepreduce_candidates(const std::string& base_text,
       }
     };
     add(1, culled, s);
-    if (fam.thin_policies.empty()) {
-      // Nothing to thin (resnet6): reshape the culled network directly.
-    } else {
-      s.thin = fam.thin_policies.front();
-    }
+    // Nothing to thin in resnet6: its culled network is reshaped directly.
+    if (!fam.thin_policies.empty()) s.thin = fam.thin_policies.front().name;
     const std::string thinned = culled + (s.thin ? " + thin" : "");
     if (s.thin) add(2, thinned, s);
     arch::ModelSpec a = s, r = s, ar = s;

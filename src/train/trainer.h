@@ -6,10 +6,13 @@
 //   checkpoint.pt  model + optimizer after the last finished epoch
 //   weights.pt     final weights (Python: torch.load -> state_dict)
 //   result.json    written last: the run's summary; its presence means "finished"
+#include <torch/torch.h>
+
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
+#include "arch/datasets.h"
 #include "train/config.h"
 
 namespace dr::train {
@@ -20,6 +23,7 @@ struct RunResult {
   double test_acc = 0, test_loss = 0, seconds = 0;
   bool kd = false;
   std::vector<double> mean, std;  // input normalisation the network was trained with
+  nlohmann::json provenance;      // where it finished (train/provenance.h); null in older runs
   nlohmann::json to_json() const;
   static RunResult from_json(const nlohmann::json& j);
 };
@@ -40,6 +44,15 @@ RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
 std::optional<RunResult> finished_result(const std::string& dir);
 TrainConfig read_config(const std::string& dir);  // throws naming the file
 
+// Refuses (std::invalid_argument) a teacher that is not a finished run or was
+// trained for another input shape or (input.classes > 0) number of classes.
+void check_teacher(const std::string& dir, const arch::InputSpec& input);
+
+// Everything about `cfg` that can be checked without reading the data: the
+// settings, the model spec on the data's input, the teacher. Throws
+// std::invalid_argument or arch::SpecError (usage errors).
+void validate_before_data(const TrainConfig& cfg);
+
 struct EvalResult {
   std::string spec, data;
   int64_t images = 0, relus = 0;
@@ -51,5 +64,8 @@ EvalResult evaluate(const std::string& dir, const std::string& data = "", int th
 
 // Sets LibTorch's intra-op threads (0 = every core; the default here is 1).
 void set_threads(int threads);
+// cpu, cuda or auto (cuda when available). Throws std::invalid_argument for
+// cuda without a CUDA device.
+torch::Device resolve_device(const std::string& want);
 
 }  // namespace dr::train

@@ -49,6 +49,8 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string path_join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
+
 bool file_exists(const std::string& path) {
   std::error_code ec;
   return fs::exists(path, ec);

@@ -15,6 +15,9 @@ std::string read_file(const std::string& path);
 
 bool file_exists(const std::string& path);
 
+// (fs::path(dir) / name).string(): "runs/a" + "config.json" -> "runs/a/config.json".
+std::string path_join(const std::string& dir, const std::string& name);
+
 // Creates `dir` and its parents. Throws std::runtime_error naming the path.
 void make_dirs(const std::string& dir);
 

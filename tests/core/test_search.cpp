@@ -94,7 +94,7 @@ TEST(Plan, CandidatesFollowTheSteps) {
   EXPECT_EQ(steps, (std::set<int>{1, 2, 3, 4, 5, 6}));
   for (size_t i = 1; i < cands.size(); ++i) EXPECT_GE(cands[i - 1].relus, cands[i].relus);
   EXPECT_THROW(deepreduce_candidates("resnet18:cull=S1", {"S1", "S2", "S3", "S4"}, arch::dataset_input("cifar10")),
-               std::invalid_argument);
+               arch::SpecError);
   EXPECT_THROW(deepreduce_candidates("resnet18", {"S1", "S2"}, arch::dataset_input("cifar10")), std::invalid_argument);
   // VGG at rho 0.5 cannot carry 32x32 through five pools: those are left out.
   for (const auto& c : deepreduce_candidates("vgg16", {"S5", "S4", "S1", "S2", "S3"}, arch::dataset_input("cifar10")))

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "arch/datasets.h"
 #include "data/dataset.h"
 #include "util/fs.h"
 
@@ -517,7 +518,7 @@ TEST(DataSynthetic, BadSources) {
   auto m = data_error([] { load_dataset("imagenet:/x"); });
   EXPECT_HAS(m, "unknown dataset");
   EXPECT_HAS(m, "fashion-mnist");
-  EXPECT_EQ(dataset_names().size(), 5u);
+  EXPECT_EQ(dr::arch::dataset_names().size(), 5u);
 }
 
 // -------------------------------------------------------------- loader --

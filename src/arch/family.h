@@ -1,0 +1,56 @@
+#pragma once
+// Model families: one registry entry per family, with everything the rest of
+// deepreduce needs to know about it (stages, thinning policies, blocks,
+// default input, the builder of its description). Every list of families
+// (`deepreduce models`, the spec parser's messages, the pipeline) is
+// generated from the registry in families.cpp.
+//
+// Adding a family: one new file (e.g. src/arch/densenet.cpp) defining a
+// function that returns its Family entries, and one line in families.cpp.
+#include <string>
+#include <vector>
+
+#include "arch/network.h"
+
+namespace dr::arch {
+
+class Builder;
+struct ModelSpec;
+
+// A thinning policy: the ReLU roles it removes in the stages that keep ReLUs.
+struct ThinPolicy {
+  std::string name;                // "relu2", "alternate", "dw", ...
+  std::vector<std::string> roles;  // Layer::role values it removes
+};
+
+struct Family {
+  std::string name;
+  std::string description;
+  std::vector<std::string> stages;        // at the family's default blocks
+  std::vector<ThinPolicy> thin_policies;  // first one is the default; empty: thinning undefined
+  std::vector<int> default_blocks;        // empty when blocks= is not accepted
+  std::string default_dataset;
+  // Appends the family's layers (stem to classifier) for a parsed spec, with
+  // `blocks` already resolved (the spec's or the default).
+  void (*build)(Builder& b, const ModelSpec& spec, const std::vector<int>& blocks, int64_t classes) = nullptr;
+
+  std::vector<std::string> policy_names() const;
+  // The policy named `name`, or nullptr.
+  const ThinPolicy* policy(const std::string& name) const;
+};
+
+// Every family, in the order `deepreduce models` lists them.
+const std::vector<Family>& families();
+// Throws SpecError "unknown model family 'x' (accepted: resnet6, ...)".
+const Family& find_family(const std::string& name);
+
+// "S1".."Sn".
+std::vector<std::string> stage_names(int n);
+
+// The registry entries of each family file (families.cpp lists them).
+std::vector<Family> resnet_families();     // resnet.cpp
+std::vector<Family> vgg_families();        // vgg.cpp
+std::vector<Family> mobilenetv1_families();  // mobilenetv1.cpp
+std::vector<Family> mobilenetv2_families();  // mobilenetv2.cpp
+
+}  // namespace dr::arch

@@ -1,0 +1,209 @@
+// IDX files (MNIST's format, Fashion-MNIST's), gzipped or not, read through zlib.
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "data/files.h"
+#include "data/formats.h"
+
+namespace dr::data {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+class GzReader {
+ public:
+  explicit GzReader(const std::string& path) : path_(path) {
+    f_ = gzopen(path.c_str(), "rb");
+    if (!f_) {
+      if (!exists(path)) fail(path, "file not found");
+      fail(path, std::string("cannot open: ") + std::strerror(errno));
+    }
+    gzbuffer(f_, 1 << 17);
+  }
+  ~GzReader() {
+    if (f_) gzclose(f_);
+  }
+  GzReader(const GzReader&) = delete;
+  GzReader& operator=(const GzReader&) = delete;
+  // Reads up to n bytes; returns how many (short only at the end of the data).
+  int64_t read(void* dst, int64_t n) {
+    int64_t got = 0;
+    auto* p = static_cast<char*>(dst);
+    while (got < n) {
+      const unsigned want = static_cast<unsigned>(std::min<int64_t>(n - got, 1 << 30));
+      const int r = gzread(f_, p + got, want);
+      if (r < 0) {
+        int err = 0;
+        const char* msg = gzerror(f_, &err);
+        fail(path_, std::string("corrupt gzip data: ") + (msg ? msg : "unknown error"));
+      }
+      if (r == 0) break;
+      got += r;
+    }
+    return got;
+  }
+  uint32_t u32(const char* what) {
+    unsigned char b[4];
+    if (read(b, 4) != 4) fail(path_, std::string("truncated IDX header (") + what + ")");
+    return (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | uint32_t(b[3]);
+  }
+
+ private:
+  std::string path_;
+  gzFile f_ = nullptr;
+};
+
+struct IdxImages {
+  int64_t count = 0, rows = 0, cols = 0;
+  torch::Tensor images;  // [take, 1, rows, cols]
+};
+
+IdxImages read_idx_images(const std::string& path, int64_t limit) {
+  GzReader r(path);
+  const uint32_t magic = r.u32("magic");
+  if (magic != 2051)
+    fail(path, "bad IDX magic " + std::to_string(magic) + ", expected 2051 (uint8 images, 3 dimensions)");
+  IdxImages out;
+  out.count = r.u32("image count");
+  out.rows = r.u32("rows");
+  out.cols = r.u32("cols");
+  if (out.rows < 1 || out.cols < 1 || out.rows > 4096 || out.cols > 4096)
+    fail(path, "implausible image size " + std::to_string(out.rows) + "x" + std::to_string(out.cols));
+  const int64_t take = limit > 0 ? std::min(limit, out.count) : out.count;
+  const int64_t px = out.rows * out.cols;
+  // Read in chunks so that a lying header cannot make us allocate far more
+  // than the file holds before we notice.
+  std::vector<uint8_t> data;
+  const int64_t need = take * px;
+  data.reserve(static_cast<size_t>(std::min<int64_t>(need, int64_t(64) << 20)));
+  while (static_cast<int64_t>(data.size()) < need) {
+    const int64_t chunk = std::min<int64_t>(need - static_cast<int64_t>(data.size()), int64_t(16) << 20);
+    const size_t old = data.size();
+    data.resize(old + static_cast<size_t>(chunk));
+    const int64_t got = r.read(data.data() + old, chunk);
+    if (got < chunk)
+      fail(path, "truncated: header says " + std::to_string(out.count) + " images of " + std::to_string(out.rows) +
+                     "x" + std::to_string(out.cols) + " but the data ends after " +
+                     std::to_string((old + got) / px) + " images");
+  }
+  out.images = torch::empty({take, 1, out.rows, out.cols}, torch::kUInt8);
+  if (need > 0) std::memcpy(out.images.data_ptr<uint8_t>(), data.data(), static_cast<size_t>(need));
+  return out;
+}
+
+std::pair<int64_t, torch::Tensor> read_idx_labels(const std::string& path, int64_t limit, int64_t classes) {
+  GzReader r(path);
+  const uint32_t magic = r.u32("magic");
+  if (magic != 2049) fail(path, "bad IDX magic " + std::to_string(magic) + ", expected 2049 (uint8 labels, 1 dimension)");
+  const int64_t count = r.u32("label count");
+  const int64_t take = limit > 0 ? std::min(limit, count) : count;
+  std::vector<uint8_t> data(static_cast<size_t>(std::min<int64_t>(take, int64_t(1) << 28)));
+  if (static_cast<int64_t>(data.size()) < take) fail(path, "implausible label count " + std::to_string(count));
+  const int64_t got = r.read(data.data(), take);
+  if (got < take)
+    fail(path, "truncated: header says " + std::to_string(count) + " labels but the data ends after " +
+                   std::to_string(got));
+  auto labels = torch::empty({take}, torch::kInt64);
+  int64_t* l = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < take; ++i) {
+    if (data[i] >= classes)
+      fail(path, "label " + std::to_string(i) + " is " + std::to_string(data[i]) + ", outside 0.." +
+                     std::to_string(classes - 1));
+    l[i] = data[i];
+  }
+  return {count, labels};
+}
+
+std::string idx_file(const arch::DataSource& src, const std::string& base) {
+  const std::string gz = path_join(src.path, base + ".gz"), raw = path_join(src.path, base);
+  if (exists(gz)) return gz;
+  if (exists(raw)) return raw;
+  fail(gz, "file not found (" + src.info->name + " needs " + src.info->files + "; DIR is " + src.path + ")");
+}
+
+Dataset read_idx_pair(const arch::DataSource& src, const std::string& prefix, int64_t limit) {
+  const std::string ip = idx_file(src, prefix + "-images-idx3-ubyte");
+  const std::string lp = idx_file(src, prefix + "-labels-idx1-ubyte");
+  IdxImages im = read_idx_images(ip, limit);
+  const arch::Shape& want = src.info->input.shape;
+  if (im.rows != want.h || im.cols != want.w)
+    fail(ip, "holds " + std::to_string(im.rows) + "x" + std::to_string(im.cols) + " images; " + src.info->name +
+                 " images are " + std::to_string(want.h) + "x" + std::to_string(want.w));
+  auto [lcount, labels] = read_idx_labels(lp, limit, src.info->input.classes);
+  if (lcount != im.count)
+    throw DataError(ip + " and " + lp + ": " + std::to_string(im.count) + " images but " + std::to_string(lcount) +
+                    " labels");
+  Dataset d;
+  d.name = src.info->name;
+  d.classes = src.info->input.classes;
+  d.images = im.images;
+  d.labels = labels;
+  return d;
+}
+
+void put_u32(std::string& s, uint32_t v) {
+  s.push_back(static_cast<char>(v >> 24));
+  s.push_back(static_cast<char>(v >> 16));
+  s.push_back(static_cast<char>(v >> 8));
+  s.push_back(static_cast<char>(v));
+}
+void write_gz(const std::string& path, const std::string& content) {
+  util::make_dirs(fs::path(path).parent_path().string());
+  const std::string tmp = path + ".tmp";
+  gzFile f = gzopen(tmp.c_str(), "wb6");
+  if (!f) fail(path, std::string("cannot write: ") + std::strerror(errno));
+  size_t done = 0;
+  bool ok = true;
+  while (ok && done < content.size()) {
+    const unsigned chunk = static_cast<unsigned>(std::min<size_t>(content.size() - done, 1u << 30));
+    ok = gzwrite(f, content.data() + done, chunk) == static_cast<int>(chunk);
+    done += chunk;
+  }
+  if (gzclose(f) != Z_OK) ok = false;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail(path, "cannot write");
+  }
+}
+
+}  // namespace
+
+DataSplit load_idx(const arch::DataSource& src, int64_t limit) {
+  DataSplit s;
+  s.train = read_idx_pair(src, "train", limit);
+  s.test = read_idx_pair(src, "t10k", limit);
+  return s;
+}
+
+void write_idx_gz(const std::string& images_path, const std::string& labels_path, const torch::Tensor& images_u8,
+                  const torch::Tensor& labels) {
+  if (images_u8.scalar_type() != torch::kUInt8 || !(images_u8.dim() == 3 || (images_u8.dim() == 4 && images_u8.size(1) == 1)))
+    throw std::invalid_argument("write_idx_gz(" + images_path + "): images must be uint8 [N, H, W] or [N, 1, H, W]");
+  const int64_t n = images_u8.size(0), h = images_u8.size(-2), w = images_u8.size(-1);
+  if (labels.numel() != n) throw std::invalid_argument("write_idx_gz(" + images_path + "): images/labels count mismatch");
+  auto img = images_u8.contiguous().cpu();
+  auto lab = labels.to(torch::kInt64).contiguous().cpu();
+  std::string a;
+  put_u32(a, 2051);
+  put_u32(a, static_cast<uint32_t>(n));
+  put_u32(a, static_cast<uint32_t>(h));
+  put_u32(a, static_cast<uint32_t>(w));
+  a.append(reinterpret_cast<const char*>(img.data_ptr<uint8_t>()), static_cast<size_t>(n * h * w));
+  std::string b;
+  put_u32(b, 2049);
+  put_u32(b, static_cast<uint32_t>(n));
+  const int64_t* l = lab.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (l[i] < 0 || l[i] > 255) throw std::invalid_argument("write_idx_gz(" + labels_path + "): label out of range");
+    b.push_back(static_cast<char>(l[i]));
+  }
+  write_gz(images_path, a);
+  write_gz(labels_path, b);
+}
+
+}  // namespace dr::data

@@ -1,0 +1,165 @@
+#include "pipeline/reduce.h"
+
+#include <iostream>
+#include <set>
+#include <stdexcept>
+
+#include "arch/spec.h"
+#include "pi/cost.h"
+#include "pipeline/criticality.h"
+#include "pipeline/jobs.h"
+#include "pipeline/reduce_report.h"
+#include "report/format.h"
+#include "report/table.h"
+#include "train/trainer.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace dr::pipeline {
+
+namespace {
+
+using util::path_join;
+
+// Everything decided before training: checked settings and the candidates.
+struct Plan {
+  std::string base_spec;
+  arch::InputSpec input;
+  int64_t base_relus = 0;
+  std::vector<std::string> stages;  // the family's stages
+  std::string teacher_dir;
+  std::vector<std::string> order;   // least to most critical; empty until measured
+  std::string order_from;           // "given", "measured" (an earlier run's criticality.json) or ""
+  std::vector<search::Candidate> candidates;
+  std::vector<search::BudgetPlan> budgets;
+};
+
+std::vector<std::string> known_order(const ReduceOptions& o) {
+  if (!o.order.empty()) return util::split(o.order, ',');
+  const std::string measured = path_join(path_join(o.out, "criticality"), "criticality.json");
+  if (!util::file_exists(measured)) return {};
+  return nlohmann::json::parse(util::read_file(measured))["order"].get<std::vector<std::string>>();
+}
+
+// Checks every setting and builds the plan; reads no data file.
+Plan make_plan(const ReduceOptions& o) {
+  if (o.budgets.empty()) throw std::invalid_argument("--budget needs at least one ReLU budget (e.g. 50K,20K)");
+  const arch::ModelSpec base = arch::parse_family_spec(o.train.model, "--model");
+  o.train.validate();
+  pi::select_protocols(pi::load_cost_model(), o.protocols);
+  if (o.plot_ext != "png" && o.plot_ext != "svg")
+    throw std::invalid_argument("--plot-format '" + o.plot_ext + "' is not accepted (accepted: png, svg)");
+  Plan p;
+  p.base_spec = base.canonical();
+  p.input = arch::parse_source(o.train.data).input;
+  p.base_relus = arch::build_network(base, p.input).totals().relus;
+  p.stages = arch::find_family(base.family).stages;
+  p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
+  if (!o.teacher.empty()) train::check_teacher(o.teacher, {p.input.shape, 0});  // classes: once the data is read
+  p.order = known_order(o);
+  p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
+  p.candidates = search::deepreduce_candidates(p.base_spec, p.order.empty() ? p.stages : p.order, p.input);
+  p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
+  return p;
+}
+
+std::string plan_table(const std::vector<search::BudgetPlan>& plans) {
+  report::Table t({{"budget", "budget", true}, {"step", "step"}, {"spec", "network"}, {"relus", "ReLUs", true}});
+  for (const auto& p : plans)
+    for (const auto& c : p.picks) t.add_row({p.budget, c.step_name, c.spec, c.relus});
+  return t.render(report::Format::Table);
+}
+
+void print_plan(const ReduceOptions& o, const Plan& p) {
+  std::cout << "DeepReDuce plan for " << p.base_spec << " on " << o.train.data << " (" << p.input.shape.str() << ", "
+            << p.input.classes << " classes), baseline " << report::thousands(p.base_relus) << " ReLUs\n";
+  std::cout << "  1. teacher: " << p.teacher_dir
+            << (o.teacher.empty() ? " (the all-ReLU baseline, trained here)" : " (given)") << "\n";
+  if (!p.order.empty())
+    std::cout << "  2. criticality order (" << p.order_from << "): " << util::join(p.order, " < ") << "\n";
+  else
+    std::cout << "  2. criticality: " << p.stages.size() << " runs keeping one stage each, with KD"
+              << (o.without_kd ? " and " + std::to_string(p.stages.size()) + " without" : "") << " -> "
+              << path_join(o.out, "criticality") << "\n";
+  std::cout << "  3. candidates per budget, trained with KD:\n" << plan_table(p.budgets);
+  if (p.order.empty())
+    std::cout << "Which stages are culled depends on the criticality measured in step 2, and with them the ReLU\n"
+                 "counts and the picks above: they are shown for the order "
+              << util::join(p.stages, " < ") << ". Give --order to fix them.\n";
+}
+
+bool train_teacher(const ReduceOptions& o, const Plan& p, size_t& index) {
+  if (!o.teacher.empty()) return true;
+  return run_phase("teacher", {{"baseline " + p.base_spec, job_config(o.train, p.base_spec, p.teacher_dir, "", false)}},
+                   o.shard, o.wait, index);
+}
+
+// Step 2: the measured criticality (rows and order), unless the order is
+// known. False when this shard must stop.
+bool measure_criticality(const ReduceOptions& o, const Plan& p, size_t& index, CriticalityResult& out) {
+  if (!o.order.empty()) {
+    out.order = p.order;
+    out.complete = true;
+    return true;
+  }
+  CriticalityOptions co;
+  co.train = o.train;
+  co.train.model = p.base_spec;
+  co.train.teacher = p.teacher_dir;
+  co.out = path_join(o.out, "criticality");
+  co.without_kd = o.without_kd;
+  co.shard = o.shard;
+  co.wait = o.wait;
+  // Continue the shard numbering after the jobs so far.
+  co.shard.index = static_cast<int>((o.shard.index + o.shard.count - index % o.shard.count) % o.shard.count);
+  out = run_criticality(co);
+  index += p.stages.size() * (o.without_kd ? 2 : 1);
+  return out.complete;
+}
+
+void write_plan_json(const std::string& out, const Plan& p) {
+  nlohmann::json j = {{"model", p.base_spec}, {"order", p.order}, {"candidates", nlohmann::json::array()},
+                      {"budgets", nlohmann::json::array()}};
+  for (const auto& c : p.candidates)
+    j["candidates"].push_back({{"step", c.step}, {"name", c.step_name}, {"spec", c.spec}, {"relus", c.relus}});
+  for (const auto& b : p.budgets) {
+    nlohmann::json picks = nlohmann::json::array();
+    for (const auto& c : b.picks) picks.push_back(c.spec);
+    j["budgets"].push_back({{"budget", b.budget}, {"picks", picks}});
+  }
+  util::write_file_atomic(path_join(out, "plan.json"), j.dump(2) + "\n");
+}
+
+// Step 3: the plan under the final order, its networks trained with KD.
+bool train_candidates(const ReduceOptions& o, Plan& p, const std::vector<std::string>& order, size_t& index) {
+  if (order != p.order) {
+    p.order = order;
+    p.candidates = search::deepreduce_candidates(p.base_spec, order, p.input);
+    p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
+    std::cout << "\nCandidates under the measured order " << util::join(order, " < ") << ":\n"
+              << plan_table(p.budgets);
+  }
+  write_plan_json(o.out, p);
+  std::vector<Job> jobs;
+  for (const auto& c : picked_candidates(p.budgets))
+    jobs.push_back({c.step_name + " (" + report::thousands(c.relus) + " ReLUs)",
+                    job_config(o.train, c.spec, candidate_dir(o.out, c.spec), p.teacher_dir, o.init_from_teacher)});
+  return run_phase("candidates", jobs, o.shard, o.wait, index);
+}
+
+}  // namespace
+
+std::string run_reduce(const ReduceOptions& o) {
+  Plan p = make_plan(o);
+  print_plan(o, p);
+  if (o.dry_run) return "";
+  size_t index = 0;
+  if (!train_teacher(o, p, index)) return "";
+  CriticalityResult crit;
+  if (!measure_criticality(o, p, index, crit)) return "";
+  if (!train_candidates(o, p, crit.order, index)) return "";
+  ReportInput in{o, p.base_spec, p.input, p.teacher_dir, p.order, crit.rows, p.budgets};
+  return write_reduce_report(in);
+}
+
+}  // namespace dr::pipeline

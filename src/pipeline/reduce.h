@@ -1,0 +1,47 @@
+#pragma once
+// The DeepReDuce pipeline (docs/method.md): baseline teacher -> stage
+// criticality -> candidates per ReLU budget trained with KD -> Pareto
+// frontier, PI cost and a report. Every network is an ordinary run directory
+// (train/trainer.h): a finished one is reused, a killed one resumed, so a
+// killed pipeline continues where it stopped, and `shard` splits the job list
+// between processes or cluster jobs.
+//
+// Layout of the output directory:
+//   teacher/                      the all-ReLU baseline (unless --teacher)
+//   criticality/keep-S1.kd/ ...   one run per stage, with and without KD
+//   criticality/criticality.json  the criticality table and order
+//   candidates/<spec>/            one run per planned network
+//   plan.json                     the candidates and the picks per budget
+//   report.md, frontier.png       the result, results.json its data
+#include <string>
+#include <vector>
+
+#include "search/plan.h"
+#include "train/config.h"
+
+namespace dr::pipeline {
+
+struct ReduceOptions {
+  train::TrainConfig train;  // model = the family spec; data; training settings
+  std::string out;
+  std::string teacher;       // finished baseline run; "" = train it in out/teacher
+  std::vector<int64_t> budgets;
+  int per_budget = 1;
+  std::string order;         // "S1,S4,S2,S3": skip criticality, use this order
+  bool without_kd = true;    // criticality also without KD
+  bool init_from_teacher = false;
+  search::Shard shard;
+  bool wait = true;
+  bool dry_run = false;
+  std::string protocols = "all";
+  std::string plot_ext = "png";
+};
+
+// Runs (or continues) the pipeline; returns the path of report.md, or "" when
+// this shard stopped before the end (dry run, or waiting disabled). Every
+// setting (spec, budgets, order, teacher, protocols, plot format, training
+// options) is checked before any data file is read or any run starts; the
+// plan is printed before anything trains and needs no data file.
+std::string run_reduce(const ReduceOptions& o);
+
+}  // namespace dr::pipeline

@@ -1,0 +1,183 @@
+#include "pipeline/reduce_report.h"
+
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "arch/spec.h"
+#include "pi/cost_table.h"
+#include "pipeline/criticality.h"
+#include "pipeline/jobs.h"
+#include "report/format.h"
+#include "report/plot.h"
+#include "report/table.h"
+#include "search/pareto.h"
+#include "train/provenance.h"
+#include "train/trainer.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace dr::pipeline {
+
+namespace {
+
+using util::path_join;
+
+// One trained network of the report.
+struct Row {
+  std::string step, spec;
+  int64_t relus = 0;
+  double acc = 0;  // test accuracy in [0, 1]
+  pi::NetworkCost cost;
+};
+
+std::string pct(double acc) { return report::fixed(100.0 * acc, 2); }
+
+void display_pct(report::Table& t, const std::string& key) {
+  t.set_display(key, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 2); });
+}
+
+std::vector<Row> collect_rows(const ReportInput& in, const train::RunResult& teacher, const pi::CostModel& model,
+                              const std::vector<const pi::Protocol*>& protocols) {
+  auto cost = [&](const std::string& spec) { return pi::estimate(arch::build_network(spec, in.input), model, protocols); };
+  std::vector<Row> rows = {{"baseline (teacher)", teacher.spec, teacher.relus, teacher.test_acc, cost(teacher.spec)}};
+  for (const auto& c : picked_candidates(in.budgets)) {
+    const auto r = train::finished_result(candidate_dir(in.options.out, c.spec));
+    rows.push_back({c.step_name, c.spec, c.relus, r->test_acc, cost(c.spec)});
+  }
+  return rows;
+}
+
+report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& on_front,
+                          const std::vector<const pi::Protocol*>& protocols) {
+  std::vector<report::Column> cols = {{"step", "optimisation step"}, {"spec", "network"},
+                                      {"relus", "ReLUs", true},       {"reduction", "ReLU reduction", true},
+                                      {"acc", "accuracy (%)", true},  {"delta", "vs baseline", true},
+                                      {"pareto", "Pareto"}};
+  for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
+  report::Table t(cols);
+  const Row& base = rows.front();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    std::vector<nlohmann::json> cells = {r.step, r.spec, r.relus, double(base.relus) / r.relus, 100 * r.acc,
+                                         100 * (r.acc - base.acc), on_front.count(i) ? "yes" : ""};
+    for (auto& c : pi::cost_cells(r.cost)) cells.push_back(c);
+    t.add_row(cells);
+  }
+  t.set_display("reduction", [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1) + "x"; });
+  display_pct(t, "acc");
+  t.set_display("delta", [](const nlohmann::json& v) {
+    const double d = v.get<double>();
+    return (d >= 0 ? "+" : "") + report::fixed(d, 2);
+  });
+  pi::set_cost_display(t, protocols);
+  return t;
+}
+
+// Per budget, the most accurate of its picks.
+report::Table budgets_table(const ReportInput& in) {
+  report::Table t({{"budget", "ReLU budget", true}, {"spec", "network"}, {"relus", "ReLUs", true},
+                   {"acc", "accuracy (%)", true}});
+  for (const auto& p : in.budgets) {
+    const search::Candidate* best = nullptr;
+    double best_acc = -1;
+    for (const auto& c : p.picks) {
+      const double a = train::finished_result(candidate_dir(in.options.out, c.spec))->test_acc;
+      if (a > best_acc) best = &c, best_acc = a;
+    }
+    t.add_row({p.budget, best->spec, best->relus, 100 * best_acc});
+  }
+  display_pct(t, "acc");
+  return t;
+}
+
+void plot_frontier(const std::string& file, const std::string& title, const std::vector<Row>& rows,
+                   const std::vector<size_t>& front) {
+  report::XYSeries all{"candidates", {}, false, true, ""}, frontier{"Pareto frontier", {}, true, false, ""},
+      base{"baseline (teacher)", {}, false, false, "baseline"};
+  for (size_t i = 1; i < rows.size(); ++i) all.points.push_back({double(rows[i].relus), 100 * rows[i].acc, rows[i].spec});
+  for (size_t i : front) frontier.points.push_back({double(rows[i].relus), 100 * rows[i].acc, ""});
+  base.points.push_back({double(rows[0].relus), 100 * rows[0].acc, ""});
+  report::plot_xy(file, title, "ReLU count (log scale)", "test accuracy (%)", true, {all, frontier, base});
+}
+
+std::string settings_paragraph(const ReportInput& in) {
+  const train::TrainConfig& c = in.options.train;
+  return "Input " + in.input.shape.str() + ", " + std::to_string(in.input.classes) +
+         " classes. Every network trained for " + std::to_string(c.epochs) + " epoch(s), batch " +
+         std::to_string(c.batch) + ", lr " + report::fixed(c.lr, 3) + " (" + c.schedule + "), seed " +
+         std::to_string(c.seed) +
+         (c.limit > 0 ? ", on the first " + std::to_string(c.limit) + " train and test images only" : "") +
+         "; candidates distilled from the teacher (T = " + report::fixed(c.kd_T, 1) +
+         ", lambda = " + report::fixed(c.kd_lambda, 2) + ")" +
+         (in.options.init_from_teacher ? " and started from its weights" : "") + ".\n\n";
+}
+
+std::string report_markdown(const ReportInput& in, const train::RunResult& teacher, const std::vector<Row>& rows,
+                            const std::vector<size_t>& front, const report::Table& steps,
+                            const report::Table& budgets, const pi::CostModel& model, const std::string& plot) {
+  std::string md = "# DeepReDuce report: " + in.base_spec + " on " + in.options.train.data + "\n\n";
+  md += settings_paragraph(in);
+  md += "Baseline (teacher, `" + in.teacher_dir + "`): " + teacher.spec + ", " + report::thousands(teacher.relus) +
+        " ReLUs, test accuracy " + pct(teacher.test_acc) + "%.\n\n";
+  if (!in.criticality.empty())
+    md += "## Stage criticality\n\n" + criticality_table(in.criticality).render(report::Format::Markdown) + "\n";
+  md += "Least to most critical: " + util::join(in.order, " < ") +
+        ". Culling removes the least critical stages first.\n\n";
+  md += "## Optimisation steps\n\n" + steps.render(report::Format::Markdown) + "\n";
+  md += "PI cost columns (estimates, not measurements): online traffic in MB (ReLUs plus sharing every conv/FC "
+        "input over a " + std::to_string(model.ring_bits) + "-bit ring) and the ReLUs' online time in seconds, per "
+        "protocol (" + model.path + ").\n\n";
+  md += "## Best network per ReLU budget\n\n" + budgets.render(report::Format::Markdown) + "\n";
+  md += "## Pareto frontier\n\n![ReLU count vs accuracy](" + std::filesystem::path(plot).filename().string() +
+        ")\n\nFrontier points (fewest ReLUs first): ";
+  for (size_t k = 0; k < front.size(); ++k)
+    md += (k ? ", " : "") + rows[front[k]].spec + " (" + report::thousands(rows[front[k]].relus) + ", " +
+          pct(rows[front[k]].acc) + "%)";
+  md += ".\n\n" + train::provenance_line(train::provenance(in.options.train.device, in.options.train.threads)) + "\n";
+  return md;
+}
+
+}  // namespace
+
+std::vector<search::Candidate> picked_candidates(const std::vector<search::BudgetPlan>& budgets) {
+  std::vector<search::Candidate> picked;
+  std::set<std::string> seen;
+  for (const auto& p : budgets)
+    for (const auto& c : p.picks)
+      if (seen.insert(c.spec).second) picked.push_back(c);
+  return picked;
+}
+
+std::string candidate_dir(const std::string& out, const std::string& spec) {
+  return path_join(path_join(out, "candidates"), run_name(spec));
+}
+
+std::string write_reduce_report(const ReportInput& in) {
+  const ReduceOptions& o = in.options;
+  const train::RunResult teacher = *train::finished_result(in.teacher_dir);
+  const pi::CostModel model = pi::load_cost_model();
+  const auto protocols = pi::select_protocols(model, o.protocols);
+  const std::vector<Row> rows = collect_rows(in, teacher, model, protocols);
+  std::vector<search::Point> points;
+  for (const auto& r : rows) points.push_back({r.relus, r.acc});
+  const auto front = search::pareto_front(points);
+  const report::Table steps = steps_table(rows, {front.begin(), front.end()}, protocols);
+  const report::Table budgets = budgets_table(in);
+  const std::string plot = path_join(o.out, "frontier." + o.plot_ext);
+  plot_frontier(plot, "DeepReDuce: " + in.base_spec + " on " + o.train.data, rows, front);
+
+  const nlohmann::json results = {
+      {"model", in.base_spec},      {"data", o.train.data},     {"input", in.input.shape.str()},
+      {"classes", in.input.classes}, {"order", in.order},       {"teacher", teacher.to_json()},
+      {"settings", o.train.to_json()}, {"steps", steps.to_json()}, {"budgets", budgets.to_json()},
+      {"provenance", train::provenance(o.train.device, o.train.threads)}};
+  util::write_file_atomic(path_join(o.out, "results.json"), results.dump(2) + "\n");
+  const std::string report_path = path_join(o.out, "report.md");
+  util::write_file_atomic(report_path, report_markdown(in, teacher, rows, front, steps, budgets, model, plot));
+  std::cout << "\nOptimisation steps\n" << steps.render(report::Format::Table) << "\nBest per budget\n"
+            << budgets.render(report::Format::Table);
+  return report_path;
+}
+
+}  // namespace dr::pipeline

@@ -1,0 +1,84 @@
+// The files of a run directory that say what a run is: result.json (its
+// presence means finished) and config.json.
+#include <stdexcept>
+
+#include "train/trainer.h"
+#include "util/fs.h"
+
+namespace dr::train {
+
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+  try {
+    return nlohmann::json::parse(util::read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error("'" + path + "' is not valid JSON: " + e.what());
+  }
+}
+
+}  // namespace
+
+nlohmann::json RunResult::to_json() const {
+  nlohmann::json j = {{"dir", dir},         {"spec", spec},         {"data", data},       {"input", input},
+                      {"classes", classes}, {"relus", relus},       {"flops", flops},     {"params", params},
+                      {"epochs", epochs},   {"test_acc", test_acc}, {"test_loss", test_loss}, {"seconds", seconds},
+                      {"kd", kd},           {"mean", mean},         {"std", std}};
+  if (!provenance.is_null()) j["provenance"] = provenance;
+  return j;
+}
+
+RunResult RunResult::from_json(const nlohmann::json& j) {
+  RunResult r;
+  r.dir = j.value("dir", "");
+  r.spec = j.at("spec");
+  r.data = j.value("data", "");
+  r.input = j.at("input");
+  r.classes = j.at("classes");
+  r.relus = j.at("relus");
+  r.flops = j.value("flops", 0);
+  r.params = j.value("params", 0);
+  r.epochs = j.value("epochs", 0);
+  r.test_acc = j.at("test_acc");
+  r.test_loss = j.value("test_loss", 0.0);
+  r.seconds = j.value("seconds", 0.0);
+  r.kd = j.value("kd", false);
+  r.mean = j.value("mean", std::vector<double>{});
+  r.std = j.value("std", std::vector<double>{});
+  r.provenance = j.value("provenance", nlohmann::json());
+  return r;
+}
+
+std::optional<RunResult> finished_result(const std::string& dir) {
+  const std::string p = util::path_join(dir, "result.json");
+  if (!util::file_exists(p)) return std::nullopt;
+  try {
+    RunResult r = RunResult::from_json(read_json(p));
+    r.dir = dir;
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error("'" + p + "' is not a deepreduce result: " + e.what());
+  }
+}
+
+TrainConfig read_config(const std::string& dir) {
+  const std::string p = util::path_join(dir, "config.json");
+  if (!util::file_exists(p)) throw std::runtime_error("'" + dir + "' is not a run directory (no config.json)");
+  TrainConfig c = TrainConfig::from_json(read_json(p));
+  c.out = dir;
+  return c;
+}
+
+void check_teacher(const std::string& dir, const arch::InputSpec& input) {
+  const auto r = finished_result(dir);
+  if (!r)
+    throw std::invalid_argument("teacher '" + dir + "' is not a finished run (no result.json): train it first with "
+                                "`deepreduce train --out " + dir + "` or finish it with `deepreduce resume " + dir +
+                                "`");
+  if (r->input != input.shape.str() || (input.classes > 0 && r->classes != input.classes))
+    throw std::invalid_argument("teacher '" + dir + "' was trained for input " + r->input + " with " +
+                                std::to_string(r->classes) + " classes; this run's data gives " + input.shape.str() +
+                                " with " + std::to_string(input.classes) + " classes");
+}
+
+}  // namespace dr::train
