@@ -1,0 +1,565 @@
+// The FSS primitives of fss.h: the Prg, the DCF of Boyle et al. (eprint
+// 2020/1392: the tree construction with correction words s_CW, V_CW, t_CW^L,
+// t_CW^R per level and a final CW^(n+1), over the group Z_2^64^width), and the
+// ReLU gate on it. Implemented from the paper.
+//
+// The PRG inside the tree. A node's seed s expands, for one side d (0 = left,
+// 1 = right), into blocks
+//     G_d(s)_j = H(s xor T(d, j)),   H(z) = AES_k(z) xor z     (Matyas-Meyer-Oseas)
+// with k the public fixed key kFssFixedKey (aes.h) and distinct public tweaks
+// T(d, j) = (lo: j, hi: d + 1), j = 0 for the child's seed and control bit,
+// j = 1..ceil(width/2) for the child's value words. The final conversion of a
+// leaf seed uses T(2, j) = (lo: j, hi: 3). Security: modelling AES under a
+// fixed public key as a random permutation pi, the blocks pi(s^T) ^ s ^ T for
+// distinct T and a secret uniform s (126 bits, below) are indistinguishable
+// from uniform unless the adversary queries pi at one of the points s ^ T,
+// probability about q / 2^126 for q queries (the standard
+// correlation-robustness assumption on fixed-key AES in MMO form, as in
+// Guo-Katz-Wang-Yu, S&P 2020); the feed-forward makes H one-way where a bare
+// pi would be inverted from its output. Because only the side the input bit
+// selects is needed at evaluation, each side has its own tweaks and the
+// evaluator computes 1 + ceil(width/2) blocks per level, never both sides.
+//
+// Seeds are 126 bits: the child's control bit t is bit 0 of its seed block,
+// and bits 0 and 1 are then cleared, so s_CW = s0^Lose xor s1^Lose has its two
+// low bits free to carry t_CW^L (bit 0) and t_CW^R (bit 1): a level's
+// correction word is 16 + 8*width bytes.
+#include "mpc/fss.h"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include <openssl/crypto.h>
+
+#include "mpc/aes.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "fss.cpp reads key bytes and AES blocks as little-endian words"
+#endif
+
+namespace dr::mpc {
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// OS randomness
+// ---------------------------------------------------------------------------
+
+// n bytes from getrandom(2), retried on EINTR and short reads (a read of more
+// than 256 bytes may be cut by a signal); any other failure is fatal: no Prg
+// without real entropy.
+void os_random(uint8_t* out, size_t n) {
+  while (n > 0) {
+    ssize_t got = getrandom(out, n, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error(std::string("Prg: getrandom(2) failed, the OS gives no randomness: ") +
+                               std::strerror(errno));
+    }
+    out += got;
+    n -= size_t(got);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 128-bit blocks and the key layout
+// ---------------------------------------------------------------------------
+
+struct Block {
+  u64 lo, hi;  // bytes 0..7 and 8..15 of the AES block, little-endian
+};
+static_assert(sizeof(Block) == 16, "Block must be one AES block");
+
+inline Block operator^(Block a, Block b) { return {a.lo ^ b.lo, a.hi ^ b.hi}; }
+inline Block load_block(const uint8_t* p) {
+  Block b;
+  std::memcpy(&b, p, 16);
+  return b;
+}
+inline u64 load_u64(const uint8_t* p) {
+  u64 v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline void store_u64(uint8_t* p, u64 v) { std::memcpy(p, &v, 8); }
+inline void store_block(uint8_t* p, Block b) { std::memcpy(p, &b, 16); }
+
+constexpr u64 kSeedMask = ~u64(3);  // seeds keep bits 2..127
+constexpr u64 kFinalSide = 2;       // tweak "side" of the leaf conversion
+
+// (-1)^neg * v with neg an all-zeros or all-ones mask.
+inline u64 cneg(u64 v, u64 neg) { return (v ^ neg) - neg; }
+
+// Where things are in a DCF key (see dcf_key_bytes in fss.h).
+struct DcfLayout {
+  int n, width, vb;     // depth, payload words, value blocks per side
+  size_t level_bytes;   // s_CW (16, control bits in bits 0-1) + V_CW (8 * width)
+  size_t final_offset;  // CW^(n+1): 8 * width bytes
+  size_t key_bytes;
+  const uint8_t* level(const uint8_t* key, int i) const { return key + 16 + size_t(i) * level_bytes; }
+  uint8_t* level(uint8_t* key, int i) const { return key + 16 + size_t(i) * level_bytes; }
+};
+
+constexpr int kMaxWidth = 1 << 20;  // keeps every size computation far from overflow
+
+DcfLayout dcf_layout(int n, int width) {
+  if (n < 1 || n > 64)
+    throw std::runtime_error("DCF: domain bits n = " + std::to_string(n) + " outside 1..64");
+  if (width < 1 || width > kMaxWidth)
+    throw std::runtime_error("DCF: payload width " + std::to_string(width) + " outside 1.." +
+                             std::to_string(kMaxWidth));
+  DcfLayout L;
+  L.n = n;
+  L.width = width;
+  L.vb = (width + 1) / 2;
+  L.level_bytes = 16 + 8 * size_t(width);
+  L.final_offset = 16 + size_t(n) * L.level_bytes;
+  L.key_bytes = L.final_offset + 8 * size_t(width);
+  return L;
+}
+
+void check_in_domain(const char* what, int n, u64 v) {
+  if (n < 64 && (v >> n) != 0)
+    throw std::runtime_error(std::string("DCF: ") + what + " = " + std::to_string(v) +
+                             " does not fit the " + std::to_string(n) + "-bit domain");
+}
+
+void check_party(const char* who, int b) {
+  if (b != 0 && b != 1)
+    throw std::runtime_error(std::string(who) + ": party must be 0 or 1, got " + std::to_string(b));
+}
+
+// Word k of the value blocks starting at v (block k/2, low or high half).
+inline u64 value_word(const Block* v, int k) { return (k & 1) ? v[k >> 1].hi : v[k >> 1].lo; }
+
+// AES_k on m blocks with this thread's fixed-key context; the MMO feed-forward
+// (xor of the input) is left to the caller, fused into the loop that reads
+// the output.
+inline void aes_fixed(const Block* in, Block* out, size_t m) {
+  fss_fixed_key_aes().encrypt_blocks(reinterpret_cast<const uint8_t*>(in),
+                                     reinterpret_cast<uint8_t*>(out), m);
+}
+
+// Elements per chunk. Evaluation: 64 elements = 128 AES blocks per EVP call
+// for the ReLU's DCF, enough for AES-NI's 8-block pipeline to run full, and
+// a level's whole working set (AES input and output, state, the keys' cache
+// lines) stays in L1; measured on Zen 4, 64 beats 512 by about 9% (at 512
+// the AES buffers alone fill the 32 KB L1). Generation expands four times as
+// many blocks per element and measured best at 512. The ReLU gate hands the
+// DCF 4,096 elements per call, which it splits as above.
+constexpr size_t kEvalChunk = 64;
+constexpr size_t kGenChunk = 512;
+constexpr size_t kReluChunk = 4096;
+
+// The loops below are templates on the payload width W so that the common
+// widths (1 and 2, the ReLU's) unroll; W = 0 reads the width at run time.
+template <int W>
+inline int width_of(const DcfLayout& L) { return W ? W : L.width; }
+
+// out[i] = H(in[i]) = AES_k(in[i]) xor in[i] for m blocks (the dealer's
+// form; the evaluator fuses the xor into its update loop).
+void mmo_hash(const Block* in, Block* out, size_t m) {
+  aes_fixed(in, out, m);
+  for (size_t i = 0; i < m; ++i) out[i] = out[i] ^ in[i];
+}
+
+// ---------------------------------------------------------------------------
+// Evaluation (one party), chunk by chunk, level by level
+// ---------------------------------------------------------------------------
+
+struct EvalState {
+  std::vector<Block> seed, in, out;
+  std::vector<uint8_t> t;
+  std::vector<u64> v;  // running output share, width words per element
+  EvalState(const DcfLayout& L, size_t chunk)
+      : seed(chunk), in(chunk * (1 + L.vb)), out(chunk * (1 + L.vb)), t(chunk), v(chunk * L.width) {}
+};
+
+// One tree level for m elements: expand the side x selects, apply the
+// correction word where t = 1, accumulate (-1)^b * (value + t * V_CW).
+template <int W>
+void eval_level(const DcfLayout& L, int b, int i, const uint8_t* keys, size_t stride,
+                const u64* x, size_t m, EvalState& st) {
+  const int w = width_of<W>(L), bpe = 1 + (w + 1) / 2, shift = L.n - 1 - i;
+  for (size_t e = 0; e < m; ++e) {
+    const u64 side = (x[e] >> shift) & 1;
+    for (int j = 0; j < bpe; ++j) st.in[e * bpe + j] = st.seed[e] ^ Block{u64(j), side + 1};
+  }
+  aes_fixed(st.in.data(), st.out.data(), m * bpe);
+  const u64 neg = b ? ~u64(0) : 0;
+  for (size_t e = 0; e < m; ++e) {
+    const uint8_t* cw = L.level(keys + e * stride, i);
+    // The keys are read once, a level at a time, 2 KB apart: fetch the
+    // correction word two levels ahead, which hardware prefetchers miss.
+    __builtin_prefetch(cw + 2 * L.level_bytes);
+    const Block scw = load_block(cw);
+    const u64 side = (x[e] >> shift) & 1, t = st.t[e], tmask = u64(0) - t;
+    const Block* o = &st.out[e * bpe];
+    const Block* in = &st.in[e * bpe];
+    const Block r = o[0] ^ in[0];  // H = AES(z) xor z
+    st.t[e] = uint8_t((r.lo & 1) ^ (t & (scw.lo >> side) & 1));
+    st.seed[e] = {(r.lo ^ (scw.lo & tmask)) & kSeedMask, r.hi ^ (scw.hi & tmask)};
+    u64* v = &st.v[e * w];
+    for (int k = 0; k < w; ++k) {
+      const u64 word = value_word(o + 1, k) ^ value_word(in + 1, k);
+      v[k] += cneg(word + (load_u64(cw + 16 + 8 * k) & tmask), neg);
+    }
+  }
+}
+
+// Leaf: V += (-1)^b * (Convert(s) + t * CW^(n+1)), then write the shares.
+template <int W>
+void eval_final(const DcfLayout& L, int b, const uint8_t* keys, size_t stride, size_t m,
+                EvalState& st, u64* out) {
+  const int w = width_of<W>(L), vb = (w + 1) / 2;
+  for (size_t e = 0; e < m; ++e)
+    for (int j = 0; j < vb; ++j) st.in[e * vb + j] = st.seed[e] ^ Block{u64(j), kFinalSide + 1};
+  aes_fixed(st.in.data(), st.out.data(), m * vb);
+  const u64 neg = b ? ~u64(0) : 0;
+  for (size_t e = 0; e < m; ++e) {
+    const uint8_t* cw = keys + e * stride + L.final_offset;
+    const u64 tmask = u64(0) - st.t[e];
+    for (int k = 0; k < w; ++k) {
+      const u64 conv = value_word(&st.out[e * vb], k) ^ value_word(&st.in[e * vb], k);
+      out[e * w + k] = st.v[e * w + k] + cneg(conv + (load_u64(cw + 8 * k) & tmask), neg);
+    }
+  }
+}
+
+template <int W>
+void eval_chunks(int b, const DcfLayout& L, const uint8_t* keys, size_t stride, const u64* x,
+                 size_t count, u64* out) {
+  EvalState st(L, std::min(count, kEvalChunk));
+  for (size_t c0 = 0; c0 < count; c0 += kEvalChunk) {
+    const size_t m = std::min(kEvalChunk, count - c0);
+    const uint8_t* k = keys + c0 * stride;
+    for (size_t e = 0; e < m; ++e) {
+      st.seed[e] = load_block(k + e * stride);
+      __builtin_prefetch(L.level(k + e * stride, 1));  // the seed's load brings level 0's line
+    }
+    std::fill(st.t.begin(), st.t.begin() + m, uint8_t(b));
+    std::fill(st.v.begin(), st.v.begin() + m * L.width, 0);
+    for (int i = 0; i < L.n; ++i) eval_level<W>(L, b, i, k, stride, x + c0, m, st);
+    eval_final<W>(L, b, k, stride, m, st, out + c0 * L.width);
+  }
+}
+
+// dcf_eval_batch with keys `stride` bytes apart (the ReLU key embeds a DCF key).
+void dcf_eval_strided(int b, const DcfLayout& L, const uint8_t* keys, size_t stride, const u64* x,
+                      size_t count, u64* out) {
+  check_party("dcf_eval", b);
+  for (size_t e = 0; e < count; ++e) check_in_domain("input x", L.n, x[e]);
+  switch (L.width) {
+    case 1: return eval_chunks<1>(b, L, keys, stride, x, count, out);
+    case 2: return eval_chunks<2>(b, L, keys, stride, x, count, out);
+    default: return eval_chunks<0>(b, L, keys, stride, x, count, out);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Key generation (dealer), batched the same way
+// ---------------------------------------------------------------------------
+
+struct GenState {
+  std::vector<Block> seed[2], in, out;
+  std::vector<uint8_t> t[2];
+  std::vector<u64> va;  // V_alpha: the on-path sum of both parties' values
+  GenState(const DcfLayout& L, size_t chunk)
+      : in(chunk * 4 * (1 + L.vb)), out(chunk * 4 * (1 + L.vb)), va(chunk * L.width) {
+    for (int p = 0; p < 2; ++p) {
+      seed[p].resize(chunk);
+      t[p].resize(chunk);
+    }
+  }
+};
+
+// The level-i correction word of one element from both parties' expansions
+// r[p][d] (blocks of party p, side d); updates V_alpha, seeds and bits.
+template <int W>
+void gen_element_level(const DcfLayout& L, int i, u64 alpha, const u64* beta, const Block* r[2][2],
+                       size_t e, GenState& st, uint8_t* cw0, uint8_t* cw1) {
+  const int w = width_of<W>(L);
+  const int keep = int((alpha >> (L.n - 1 - i)) & 1), lose = 1 - keep;
+  u64 tb[2][2];  // control bit of party p's child on side d
+  for (int p = 0; p < 2; ++p)
+    for (int d = 0; d < 2; ++d) tb[p][d] = r[p][d][0].lo & 1;
+  Block scw = r[0][lose][0] ^ r[1][lose][0];
+  scw.lo &= kSeedMask;
+  const u64 tcw[2] = {tb[0][0] ^ tb[1][0] ^ u64(keep) ^ 1, tb[0][1] ^ tb[1][1] ^ u64(keep)};
+  const u64 neg1 = u64(0) - st.t[1][e];  // (-1)^{t_1}
+  u64* va = &st.va[e * w];
+  for (int k = 0; k < w; ++k) {
+    u64 vcw = value_word(r[1][lose] + 1, k) - value_word(r[0][lose] + 1, k) - va[k];
+    vcw += beta[k] & (u64(0) - u64(keep));  // losing the left side: every x there is < alpha
+    vcw = cneg(vcw, neg1);
+    va[k] += value_word(r[0][keep] + 1, k) - value_word(r[1][keep] + 1, k) + cneg(vcw, neg1);
+    store_u64(cw0 + 16 + 8 * k, vcw);
+    store_u64(cw1 + 16 + 8 * k, vcw);
+  }
+  Block packed = scw;
+  packed.lo |= tcw[0] | (tcw[1] << 1);
+  store_block(cw0, packed);
+  store_block(cw1, packed);
+  for (int p = 0; p < 2; ++p) {
+    const u64 t = st.t[p][e], tmask = u64(0) - t;
+    const Block s = r[p][keep][0];
+    st.seed[p][e] = {(s.lo ^ (scw.lo & tmask)) & kSeedMask, s.hi ^ (scw.hi & tmask)};
+    st.t[p][e] = uint8_t(tb[p][keep] ^ (t & tcw[keep]));
+  }
+}
+
+template <int W>
+void gen_level(const DcfLayout& L, int i, const u64* alpha, const u64* beta, size_t m, GenState& st,
+               uint8_t* key0, uint8_t* key1, size_t stride) {
+  const int w = width_of<W>(L), bpe = 1 + (w + 1) / 2;
+  for (size_t e = 0; e < m; ++e)
+    for (int p = 0; p < 2; ++p)
+      for (int d = 0; d < 2; ++d)
+        for (int j = 0; j < bpe; ++j)
+          st.in[((e * 2 + p) * 2 + d) * bpe + j] = st.seed[p][e] ^ Block{u64(j), u64(d) + 1};
+  mmo_hash(st.in.data(), st.out.data(), m * 4 * bpe);
+  for (size_t e = 0; e < m; ++e) {
+    const Block* r[2][2];
+    for (int p = 0; p < 2; ++p)
+      for (int d = 0; d < 2; ++d) r[p][d] = &st.out[((e * 2 + p) * 2 + d) * bpe];
+    gen_element_level<W>(L, i, alpha[e], beta + e * w, r, e, st, L.level(key0 + e * stride, i),
+                      L.level(key1 + e * stride, i));
+  }
+}
+
+// CW^(n+1) = (-1)^{t_1} * (Convert(s_1) - Convert(s_0) - V_alpha).
+template <int W>
+void gen_final(const DcfLayout& L, size_t m, GenState& st, uint8_t* key0, uint8_t* key1,
+               size_t stride) {
+  const int w = width_of<W>(L), vb = (w + 1) / 2;
+  for (size_t e = 0; e < m; ++e)
+    for (int p = 0; p < 2; ++p)
+      for (int j = 0; j < vb; ++j)
+        st.in[(e * 2 + p) * vb + j] = st.seed[p][e] ^ Block{u64(j), kFinalSide + 1};
+  mmo_hash(st.in.data(), st.out.data(), m * 2 * vb);
+  for (size_t e = 0; e < m; ++e) {
+    const u64 neg1 = u64(0) - st.t[1][e];
+    for (int k = 0; k < w; ++k) {
+      u64 c0 = value_word(&st.out[(e * 2 + 0) * vb], k), c1 = value_word(&st.out[(e * 2 + 1) * vb], k);
+      u64 cw = cneg(c1 - c0 - st.va[e * w + k], neg1);
+      store_u64(key0 + e * stride + L.final_offset + 8 * k, cw);
+      store_u64(key1 + e * stride + L.final_offset + 8 * k, cw);
+    }
+  }
+}
+
+template <int W>
+void gen_chunks(const DcfLayout& L, const u64* alpha, const u64* beta, size_t count, Prg& rng,
+                uint8_t* key0, uint8_t* key1, size_t stride) {
+  GenState st(L, std::min(count, kGenChunk));
+  for (size_t c0 = 0; c0 < count; c0 += kGenChunk) {
+    const size_t m = std::min(kGenChunk, count - c0);
+    uint8_t* k0 = key0 + c0 * stride;
+    uint8_t* k1 = key1 + c0 * stride;
+    for (size_t e = 0; e < m; ++e) {
+      rng.bytes(k0 + e * stride, 16);  // independent uniform root seeds
+      rng.bytes(k1 + e * stride, 16);
+      st.seed[0][e] = load_block(k0 + e * stride);
+      st.seed[1][e] = load_block(k1 + e * stride);
+      st.t[0][e] = 0;
+      st.t[1][e] = 1;
+    }
+    std::fill(st.va.begin(), st.va.begin() + m * L.width, 0);
+    for (int i = 0; i < L.n; ++i)
+      gen_level<W>(L, i, alpha + c0, beta + c0 * L.width, m, st, k0, k1, stride);
+    gen_final<W>(L, m, st, k0, k1, stride);
+  }
+}
+
+void dcf_gen_strided(const DcfLayout& L, const u64* alpha, const u64* beta, size_t count, Prg& rng,
+                     uint8_t* key0, uint8_t* key1, size_t stride) {
+  for (size_t e = 0; e < count; ++e) check_in_domain("alpha", L.n, alpha[e]);
+  switch (L.width) {
+    case 1: return gen_chunks<1>(L, alpha, beta, count, rng, key0, key1, stride);
+    case 2: return gen_chunks<2>(L, alpha, beta, count, rng, key0, key1, stride);
+    default: return gen_chunks<0>(L, alpha, beta, count, rng, key0, key1, stride);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// ReLU gate
+// ---------------------------------------------------------------------------
+
+constexpr int kReluBits = 63, kReluWidth = 2;
+constexpr u64 kLow63 = (u64(1) << 63) - 1;
+
+// The four shares after the DCF key, in this order.
+enum ReluShare { kShareS = 0, kShareSR = 1, kShareR = 2, kShareROut = 3, kReluShares = 4 };
+
+const DcfLayout& relu_dcf() {
+  static const DcfLayout L = dcf_layout(kReluBits, kReluWidth);  // immutable after init
+  return L;
+}
+
+// The dealer's part for one chunk of m elements: DCF keys, then the shares.
+void relu_gen_chunk(const u64* r_in, const u64* r_out, size_t m, Prg& rng, uint8_t* key0,
+                    uint8_t* key1) {
+  const DcfLayout& L = relu_dcf();
+  const size_t kb = relu_key_bytes();
+  std::vector<u64> alpha(m), beta(2 * m), value(kReluShares * m), rnd(kReluShares * m);
+  for (size_t e = 0; e < m; ++e) {
+    const u64 r = r_in[e], s = 1 ^ (r >> 63), sigma = 1 - 2 * s;  // sigma = +1 or -1
+    alpha[e] = r & kLow63;
+    beta[2 * e] = sigma;
+    beta[2 * e + 1] = sigma * r;
+    value[kReluShares * e + kShareS] = s;
+    value[kReluShares * e + kShareSR] = s * r;
+    value[kReluShares * e + kShareR] = r;
+    value[kReluShares * e + kShareROut] = r_out[e];
+  }
+  dcf_gen_strided(L, alpha.data(), beta.data(), m, rng, key0, key1, kb);
+  rng.fill(rnd.data(), rnd.size());
+  for (size_t e = 0; e < m; ++e)
+    for (int j = 0; j < kReluShares; ++j) {
+      const u64 a = rnd[kReluShares * e + j], v = value[kReluShares * e + j];
+      store_u64(key0 + e * kb + L.key_bytes + 8 * j, a);
+      store_u64(key1 + e * kb + L.key_bytes + 8 * j, v - a);
+    }
+}
+
+// Party b's output share for one element from its two DCF output words and its shares.
+inline u64 relu_combine(int b, u64 y, const u64 dcf[2], const uint8_t* shares) {
+  const u64 p = dcf[0] + load_u64(shares + 8 * kShareS);     // share of d = s xor c
+  const u64 q = dcf[1] + load_u64(shares + 8 * kShareSR);    // share of d * r
+  const u64 rout = load_u64(shares + 8 * kShareROut);
+  if ((y >> 63) == 0) return y * p - q + rout;               // sign = d: d*y - d*r
+  const u64 y_once = b == 0 ? y : 0;                         // sign = 1 - d:
+  return y_once - load_u64(shares + 8 * kShareR) - y * p + q + rout;  // y - r - d*y + d*r
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Prg
+// ---------------------------------------------------------------------------
+
+struct Prg::Impl {
+  static constexpr size_t kBuf = 4096;  // keystream served to small reads
+  Aes128Ctr ctr;
+  uint8_t buf[kBuf];
+  size_t pos = kBuf;  // buf[pos..kBuf) not yet handed out
+  explicit Impl(const uint8_t seed[16]) : ctr(seed, kZeroIv) {}
+  ~Impl() { OPENSSL_cleanse(buf, sizeof buf); }
+  static constexpr uint8_t kZeroIv[16] = {};
+};
+
+Prg::Prg() {
+  uint8_t seed[16];
+  os_random(seed, sizeof seed);
+  impl_ = new Impl(seed);
+  OPENSSL_cleanse(seed, sizeof seed);
+}
+
+Prg::Prg(const uint8_t seed[16]) : impl_(new Impl(seed)) {}
+
+Prg::~Prg() { delete impl_; }
+
+Prg::Prg(Prg&& o) noexcept : impl_(o.impl_) { o.impl_ = nullptr; }
+
+Prg& Prg::operator=(Prg&& o) noexcept {
+  if (this != &o) {
+    delete impl_;
+    impl_ = o.impl_;
+    o.impl_ = nullptr;
+  }
+  return *this;
+}
+
+void Prg::bytes(uint8_t* out, size_t n) {
+  if (!impl_) throw std::runtime_error("Prg: used after being moved from");
+  if (n == 0) return;  // out may be null then (an empty vector's data())
+  Impl& I = *impl_;
+  const size_t take = std::min(n, Impl::kBuf - I.pos);
+  std::memcpy(out, I.buf + I.pos, take);
+  I.pos += take;
+  out += take;
+  n -= take;
+  if (n == 0) return;
+  if (n >= Impl::kBuf) {  // bulk: straight from AES-CTR, the stream continues exactly
+    I.ctr.keystream(out, n);
+    return;
+  }
+  I.ctr.keystream(I.buf, Impl::kBuf);
+  std::memcpy(out, I.buf, n);
+  I.pos = n;
+}
+
+u64 Prg::next_u64() {
+  u64 v;
+  if (impl_ && Impl::kBuf - impl_->pos >= 8) {
+    std::memcpy(&v, impl_->buf + impl_->pos, 8);
+    impl_->pos += 8;
+  } else {
+    bytes(reinterpret_cast<uint8_t*>(&v), 8);
+  }
+  return v;
+}
+
+void Prg::fill(u64* out, size_t n) { bytes(reinterpret_cast<uint8_t*>(out), n * sizeof(u64)); }
+
+// ---------------------------------------------------------------------------
+// DCF
+// ---------------------------------------------------------------------------
+
+size_t dcf_key_bytes(int n, int width) { return dcf_layout(n, width).key_bytes; }
+
+void dcf_gen(int n, u64 alpha, const u64* beta, int width, Prg& rng, uint8_t* key0, uint8_t* key1) {
+  const DcfLayout L = dcf_layout(n, width);
+  dcf_gen_strided(L, &alpha, beta, 1, rng, key0, key1, L.key_bytes);
+}
+
+void dcf_gen_batch(int n, int width, const u64* alpha, const u64* beta, size_t count, Prg& rng,
+                   uint8_t* keys0, uint8_t* keys1) {
+  const DcfLayout L = dcf_layout(n, width);
+  dcf_gen_strided(L, alpha, beta, count, rng, keys0, keys1, L.key_bytes);
+}
+
+void dcf_eval(int b, int n, int width, const uint8_t* key, u64 x, u64* out) {
+  const DcfLayout L = dcf_layout(n, width);
+  dcf_eval_strided(b, L, key, L.key_bytes, &x, 1, out);
+}
+
+void dcf_eval_batch(int b, int n, int width, const uint8_t* keys, const u64* x, size_t count, u64* out) {
+  const DcfLayout L = dcf_layout(n, width);
+  dcf_eval_strided(b, L, keys, L.key_bytes, x, count, out);
+}
+
+// ---------------------------------------------------------------------------
+// ReLU
+// ---------------------------------------------------------------------------
+
+size_t relu_key_bytes() { return relu_dcf().key_bytes + 8 * kReluShares; }
+
+void relu_gen(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1) {
+  const size_t kb = relu_key_bytes();
+  for (size_t c0 = 0; c0 < n; c0 += kGenChunk) {
+    const size_t m = std::min(kGenChunk, n - c0);
+    relu_gen_chunk(r_in + c0, r_out + c0, m, rng, key0 + c0 * kb, key1 + c0 * kb);
+  }
+}
+
+void relu_eval(int b, const uint8_t* keys, const u64* x_hat, size_t n, u64* share_out) {
+  check_party("relu_eval", b);
+  const DcfLayout& L = relu_dcf();
+  const size_t kb = relu_key_bytes();
+  std::vector<u64> ylow(std::min(n, kReluChunk)), dcf(2 * std::min(n, kReluChunk));
+  for (size_t c0 = 0; c0 < n; c0 += kReluChunk) {
+    const size_t m = std::min(kReluChunk, n - c0);
+    for (size_t e = 0; e < m; ++e) ylow[e] = x_hat[c0 + e] & kLow63;
+    dcf_eval_strided(b, L, keys + c0 * kb, kb, ylow.data(), m, dcf.data());
+    for (size_t e = 0; e < m; ++e)
+      share_out[c0 + e] = relu_combine(b, x_hat[c0 + e], &dcf[2 * e], keys + (c0 + e) * kb + L.key_bytes);
+  }
+}
+
+}  // namespace dr::mpc
