@@ -17,6 +17,7 @@
 
 #include "mpc/aes.h"
 #include "mpc/fss.h"
+#include "util/provenance.h"
 
 using namespace dr::mpc;
 
@@ -88,6 +89,7 @@ int main(int argc, char** argv) try {
   const double aes_ns = aes_ns_per_block(runs);
   const size_t blocks = 63 * 2 + 1;  // AES blocks per ReLU evaluation (fss.h)
 
+  std::printf("deepreduce %s; %s\n", dr::util::version_string().c_str(), dr::util::provenance().dump().c_str());
   std::printf("CPU: %s\n", cpu_name().c_str());
   std::printf("ReLUs: %zu per batch, single thread, median of %d runs\n", count, runs);
   std::printf("key bytes per ReLU per party:        %zu\n", kb);

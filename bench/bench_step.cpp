@@ -20,6 +20,7 @@
 
 #include "arch/spec.h"
 #include "nn/net.h"
+#include "train/provenance.h"
 #include "nn/onednn.h"
 
 using namespace dr;
@@ -115,7 +116,8 @@ int main(int argc, char** argv) {
                       {"program", ex.onednn_program && nn::onednn::available()},
                       {"winograd", ex.winograd},
                       {"chunk_bytes", ex.inference_chunk_bytes},
-                      {"malloc_tuned", nn::tune_malloc()}};
+                      {"malloc_tuned", nn::tune_malloc()},
+                      {"provenance", train::provenance("cpu", torch::get_num_threads())}};
   std::cout << j.dump() << std::endl;
   return 0;
 }

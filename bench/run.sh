@@ -66,6 +66,11 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def impl(r):
     return r["impl"] + ("+malloc" if r.get("impl_note") == "malloc" else "")
 cases = list(dict.fromkeys(r["case"] for r in rows))
+prov = next((r["provenance"] for r in rows if "provenance" in r), None)
+if prov:
+    print(f"deepreduce {prov['deepreduce']} (commit {prov.get('commit') or 'unknown'}{', modified' if prov.get('dirty') else ''}), "
+          f"LibTorch {prov.get('libtorch')}, {prov.get('cpu')}, {prov.get('cores')} cores, host {prov.get('hostname')}, "
+          f"{prov.get('started')}\n")
 impls = list(dict.fromkeys(impl(r) for r in rows))
 print("| case | " + " | ".join(f"{i} img/s" for i in impls) + " | ratio deepreduce/eager (median) | " +
       " | ".join(f"{i} RSS MB" for i in impls) + " |")

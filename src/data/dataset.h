@@ -5,7 +5,7 @@
 // folders), Fashion-MNIST (gzipped IDX) or builds a synthetic learnable set,
 // into uint8 [N, C, H, W] tensors. BatchLoader turns a Dataset into float32
 // batches: shuffled, augmented (reflect pad + random crop + horizontal flip,
-// spec section 4) and normalised with the per-channel train mean/std.
+// docs/method.md section 4) and normalised with the per-channel train mean/std.
 // Everything is deterministic: the same (source, limit) gives the same
 // tensors, the same (seed, epoch) the same batches whatever the number of
 // worker threads or the data-parallel world size.

@@ -2,9 +2,9 @@
 // What a network costs in two-party private inference (PI): per protocol, the
 // traffic and time of its ReLUs (the expensive part), plus the traffic of
 // secret-sharing the inputs of its linear layers. Figures come from
-// data/pi_protocols.json (DeepReDuce spec section 6). No torch headers here.
+// data/pi_protocols.json (docs/method.md section 6). No torch headers here.
 //
-// Worked example (spec section 6, per-ReLU figures): ResNet18 at 557,056
+// Worked example (docs/method.md section 6, per-ReLU figures): ResNet18 at 557,056
 // ReLUs costs 557,056 x 32,800 / 8 = 2.28 GB with GC, 299 MB with SCI, 27.9 MB
 // with Cheetah. The spec's rounded summary says ~2.9 GB / ~330 MB / ~32 MB:
 // its GC figure matches DELPHI's 41-bit field (x 41/32 -> 2.93 GB), and the

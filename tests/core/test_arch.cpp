@@ -1,4 +1,4 @@
-// The network description: ReLU counts of the appendix (spec section 3),
+// The network description: ReLU counts of the appendix (docs/method.md section 3),
 // FLOPs/params checked by hand, stage splits, and bad specs.
 #include <gtest/gtest.h>
 
@@ -32,7 +32,7 @@ void expect_spec_error(const std::string& spec, const std::string& needle,
 
 }  // namespace
 
-// --- spec section 3: every count, through the ordinary spec mechanism ------
+// --- docs/method.md section 3: every count, through the ordinary spec mechanism ------
 
 TEST(AppendixCounts, ResNet18) {
   EXPECT_EQ(relus("resnet18", "cifar100"), 557056);

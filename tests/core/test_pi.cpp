@@ -1,4 +1,4 @@
-// PI cost model: the shipped figures (spec section 6), a hand-computed
+// PI cost model: the shipped figures (docs/method.md section 6), a hand-computed
 // network, overrides and error messages.
 #include <gtest/gtest.h>
 #include <unistd.h>
