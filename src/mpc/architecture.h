@@ -1,0 +1,55 @@
+#pragma once
+// What the dealer sees of a model: the spec string, the input shape, the
+// number of classes and the pixel-level ReLU masks (by layer name). No
+// weights. Its canonical serialisation goes into both key files, and its
+// SHA-256 together with the ring size l = 64 and the fractional bits f is the
+// "model hash" that the two parties compare in the handshake.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "arch/network.h"
+
+namespace dr::mpc {
+
+using u64 = uint64_t;
+
+constexpr int kRingBits = 64;        // l: every value lives in Z_2^64
+constexpr int kDefaultFracBits = 12; // f
+constexpr int kMinFracBits = 1;
+constexpr int kMaxFracBits = 16;
+
+// Throws std::invalid_argument unless kMinFracBits <= f <= kMaxFracBits.
+void check_frac_bits(int frac_bits);
+
+struct Architecture {
+  std::string spec;  // canonical model spec (arch::Network::spec)
+  arch::Shape input;
+  int64_t classes = 0;
+  std::map<std::string, arch::ReluMask> masks;  // ReLU layer name -> its mask
+};
+
+// Spec, input, classes and the masks of the network's live ReLU sites.
+Architecture architecture_of(const arch::Network& net);
+
+// Rebuilds the network: arch::build_network, then the masks attached. Throws
+// std::runtime_error when a mask names no live ReLU layer or has the wrong size.
+arch::Network build_network(const Architecture& a);
+
+// Canonical text (compact JSON, sorted keys, masks as hex bit strings):
+// equal architectures give equal bytes.
+std::string serialize_architecture(const Architecture& a);
+// Inverse of serialize_architecture. Throws std::runtime_error on malformed text.
+Architecture parse_architecture(const std::string& text);
+
+using Hash = std::array<uint8_t, 32>;
+Hash sha256(const void* data, size_t n);
+std::string hex(const uint8_t* data, size_t n);
+template <size_t N>
+std::string hex(const std::array<uint8_t, N>& a) { return hex(a.data(), N); }
+
+// SHA-256 of the serialised architecture, l = 64 and f.
+Hash model_hash(const Architecture& a, int frac_bits);
+
+}  // namespace dr::mpc

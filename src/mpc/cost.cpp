@@ -1,0 +1,77 @@
+#include "mpc/cost.h"
+
+#include "mpc/transport.h"
+
+namespace dr::mpc {
+
+ExpectedCost expected_cost(const Plan& plan) {
+  ExpectedCost c;
+  for (const Step& s : plan.steps) {
+    StepCost sc{s.name, step_kind_name(s.kind), 0, 0, 0};
+    switch (s.kind) {
+      case StepKind::Input:  // one message, client -> server
+        sc.elements = plan.input_numel();
+        sc.bytes = 8 * sc.elements;
+        sc.rounds = 1;
+        c.input_elements = sc.elements;
+        c.input_bytes = sc.bytes;
+        c.client_sent += sc.bytes;
+        c.messages += 1;
+        break;
+      case StepKind::Linear:  // 8 bytes per output element each way
+        sc.elements = s.geom.out_numel();
+        sc.bytes = 16 * sc.elements;
+        sc.rounds = 1;
+        c.linear_layers += 1;
+        c.linear_outputs += sc.elements;
+        c.linear_bytes += sc.bytes;
+        break;
+      case StepKind::Relu:  // 8 bytes per live element each way
+        sc.elements = static_cast<int64_t>(s.live.size());
+        sc.bytes = 16 * sc.elements;
+        sc.rounds = 1;
+        c.relu_layers += 1;
+        c.live_relus += sc.elements;
+        c.relu_bytes += sc.bytes;
+        break;
+      default: break;  // local
+    }
+    if (s.kind == StepKind::Linear || s.kind == StepKind::Relu) {
+      c.client_sent += sc.bytes / 2;
+      c.server_sent += sc.bytes / 2;
+      c.messages += 2;
+    }
+    c.online_bytes += sc.bytes;
+    c.rounds += sc.rounds;
+    c.steps.push_back(sc);
+  }
+  c.framing_bytes = c.messages * static_cast<int64_t>(kFrameHeaderBytes);
+  return c;
+}
+
+ExpectedCost expected_cost(const Architecture& arch) { return expected_cost(compile_plan(build_network(arch))); }
+
+nlohmann::json to_json(const ExpectedCost& c) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const StepCost& s : c.steps)
+    if (s.rounds > 0)
+      steps.push_back({{"name", s.name}, {"kind", s.kind}, {"elements", s.elements}, {"bytes", s.bytes},
+                       {"rounds", s.rounds}});
+  return {{"online_bytes", c.online_bytes},
+          {"rounds", c.rounds},
+          {"input_bytes", c.input_bytes},
+          {"linear_bytes", c.linear_bytes},
+          {"relu_bytes", c.relu_bytes},
+          {"client_sent", c.client_sent},
+          {"server_sent", c.server_sent},
+          {"messages", c.messages},
+          {"framing_bytes", c.framing_bytes},
+          {"input_elements", c.input_elements},
+          {"linear_layers", c.linear_layers},
+          {"linear_outputs", c.linear_outputs},
+          {"relu_layers", c.relu_layers},
+          {"live_relus", c.live_relus},
+          {"steps", steps}};
+}
+
+}  // namespace dr::mpc

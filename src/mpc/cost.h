@@ -1,0 +1,43 @@
+#pragma once
+// The exact online cost of one private inference (docs/private_inference.md,
+// "Cost per image, exactly"), payload bytes of both directions together:
+//
+//   bytes  = 8*I + sum over linear layers 16*O_l + sum over ReLU layers 16*R_k
+//   rounds = 1 + #linear layers + #ReLU layers with live elements
+//
+// Framing (24 bytes per message, one message per party and round) comes on
+// top and is reported apart; so are the handshake and the W^ of the setup.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mpc/architecture.h"
+#include "mpc/plan.h"
+
+namespace dr::mpc {
+
+struct StepCost {
+  std::string name, kind;  // kind: step_kind_name
+  int64_t elements = 0;    // exchanged elements: input I, linear O_l, relu R_k; 0 for local steps
+  int64_t bytes = 0;       // payload, both directions
+  int64_t rounds = 0;
+};
+
+struct ExpectedCost {
+  int64_t input_elements = 0, linear_layers = 0, linear_outputs = 0, relu_layers = 0, live_relus = 0;
+  int64_t input_bytes = 0, linear_bytes = 0, relu_bytes = 0;
+  int64_t online_bytes = 0;                  // payload, both directions
+  int64_t client_sent = 0, server_sent = 0;  // the same split by sender
+  int64_t rounds = 0;
+  int64_t messages = 0;                      // frames, both directions
+  int64_t framing_bytes = 0;                 // 24 per frame
+  std::vector<StepCost> steps;               // every plan step, in order
+};
+
+ExpectedCost expected_cost(const Plan& plan);
+ExpectedCost expected_cost(const Architecture& arch);
+
+nlohmann::json to_json(const ExpectedCost& c);
+
+}  // namespace dr::mpc

@@ -1,0 +1,173 @@
+#include "mpc/dealer.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "mpc/fss.h"
+#include "mpc/keys.h"
+#include "mpc/linear.h"
+#include "mpc/protocol.h"
+#include "util/fs.h"
+
+namespace dr::mpc {
+
+namespace {
+
+// Writes u64 values into a key block at a byte offset.
+void put_words(std::vector<uint8_t>& block, size_t at, const u64* v, size_t n) {
+  std::memcpy(block.data() + at, v, n * sizeof(u64));
+}
+
+struct Dealing {
+  const Plan& plan;
+  const BlockLayout& server_layout;
+  const BlockLayout& client_layout;
+  const std::vector<std::vector<u64>>& weight_masks;  // A per linear layer
+  int threads;
+};
+
+void deal_linear(const Dealing& d, const Step& s, const std::vector<u64>& rx, const ClientLinearShares& c,
+                 Prg& rng, std::vector<u64>& ry, std::vector<uint8_t>& server) {
+  const ConvGeom& g = s.geom;
+  const auto& part = d.server_layout.linear[size_t(s.linear_index)];
+  std::vector<u64> u_s(rx.size()), a_rx(size_t(g.out_numel()));
+  for (size_t i = 0; i < rx.size(); ++i) u_s[i] = rx[i] - c.u[i];  // rx = u_s + u_c
+  linear_forward<u64>(g, d.weight_masks[size_t(s.linear_index)].data(), rx.data(), a_rx.data(), d.threads);
+  for (size_t i = 0; i < a_rx.size(); ++i) a_rx[i] -= c.k[i];  // A*rx = k_s + k_c
+  ry.resize(a_rx.size());
+  rng.fill(ry.data(), ry.size());
+  std::vector<u64> m_s(ry.size());
+  for (size_t i = 0; i < ry.size(); ++i) m_s[i] = ry[i] - c.m[i];  // ry = m_s + m_c
+  put_words(server, part.u, u_s.data(), u_s.size());
+  put_words(server, part.k, a_rx.data(), a_rx.size());
+  put_words(server, part.m, m_s.data(), m_s.size());
+}
+
+// ReLU keys for the live elements; the output mask is fresh there and equal
+// to the input mask elsewhere (a linearised element passes through).
+void deal_relu(const Dealing& d, const Step& s, const std::vector<u64>& rin, Prg& rng, std::vector<u64>& rout,
+               std::vector<uint8_t>& server, std::vector<uint8_t>& client) {
+  const size_t n = s.live.size(), kb = relu_key_bytes();
+  rout = rin;
+  std::vector<u64> a(n), b(n);
+  rng.fill(b.data(), n);
+  for (size_t j = 0; j < n; ++j) {
+    a[j] = rin[size_t(s.live[j])];
+    rout[size_t(s.live[j])] = b[j];
+  }
+  uint8_t* k0 = server.data() + d.server_layout.relu[size_t(s.relu_index)];
+  uint8_t* k1 = client.data() + d.client_layout.relu[size_t(s.relu_index)];
+  // Each thread draws its DCF randomness from its own OS-seeded Prg.
+  parallel_for(int64_t(n), d.threads, [&](int64_t lo, int64_t hi) {
+    Prg local;
+    relu_gen(a.data() + lo, b.data() + lo, size_t(hi - lo), local, k0 + size_t(lo) * kb, k1 + size_t(lo) * kb);
+  });
+}
+
+// One inference: walks the plan drawing every wire's mask.
+void deal_one(const Dealing& d, Prg& rng, std::vector<uint8_t>& server, std::vector<uint8_t>& client) {
+  const Plan& p = d.plan;
+  std::vector<std::vector<u64>> r(p.wire_numel.size());
+  Seed seed;
+  rng.bytes(seed.data(), seed.size());
+  std::memcpy(client.data() + d.client_layout.seed, seed.data(), seed.size());
+  const auto shares = derive_client_shares(p, seed);
+  for (const Step& s : p.steps) {
+    switch (s.kind) {
+      case StepKind::Input:
+        r[s.out].resize(size_t(p.input_numel()));
+        rng.fill(r[s.out].data(), r[s.out].size());
+        put_words(client, d.client_layout.input_mask, r[s.out].data(), r[s.out].size());
+        break;
+      case StepKind::Linear: deal_linear(d, s, r[s.in], shares[size_t(s.linear_index)], rng, r[s.out], server); break;
+      case StepKind::Add:
+        r[s.out] = r[s.in];
+        for (size_t i = 0; i < r[s.out].size(); ++i) r[s.out][i] += r[s.in2][i];
+        break;
+      case StepKind::SumPool: r[s.out] = channel_sums(s.geom, r[s.in].data()); break;
+      case StepKind::Relu: deal_relu(d, s, r[s.in], rng, r[s.out], server, client); break;
+      case StepKind::Output:
+        put_words(client, d.client_layout.output_mask, r[s.in].data(), r[s.in].size());
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+DealReport deal(const Architecture& arch, const DealOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check_frac_bits(o.frac_bits);
+  if (o.count < 1) throw std::invalid_argument("deal: count must be at least 1 inference");
+  if (o.out_dir.empty()) throw std::invalid_argument("deal: no output directory given");
+  const arch::Network net = build_network(arch);
+  const Plan plan = compile_plan(net);
+  const BlockLayout sl = block_layout(plan, Party::Server), cl = block_layout(plan, Party::Client);
+
+  Prg rng;  // seeded from the OS
+  KeyHeader h;
+  h.frac_bits = o.frac_bits;
+  rng.bytes(h.nonce.data(), h.nonce.size());
+  h.count = o.count;
+  h.architecture = serialize_architecture(arch);
+  h.model_hash = model_hash(arch, o.frac_bits);
+  KeyHeader hs = h, hc = h;
+  hs.party = Party::Server;
+  hs.global_bytes = global_bytes(plan, Party::Server);
+  hs.block_bytes = sl.bytes;
+  hc.party = Party::Client;
+  hc.global_bytes = 0;
+  hc.block_bytes = cl.bytes;
+
+  DealReport rep;
+  rep.server_path = util::path_join(o.out_dir, "server.key");
+  rep.client_path = util::path_join(o.out_dir, "client.key");
+  KeyWriter ws(rep.server_path, hs), wc(rep.client_path, hc);
+
+  std::vector<std::vector<u64>> masks;
+  std::vector<u64> flat;
+  for (int i : plan.linear_steps) {
+    masks.emplace_back(size_t(plan.steps[size_t(i)].geom.weight_numel()));
+    rng.fill(masks.back().data(), masks.back().size());
+    flat.insert(flat.end(), masks.back().begin(), masks.back().end());
+  }
+  ws.write_global(reinterpret_cast<const uint8_t*>(flat.data()), flat.size() * sizeof(u64));
+  wc.write_global(nullptr, 0);
+
+  const Dealing d{plan, sl, cl, masks, std::max(1, o.threads)};
+  std::vector<uint8_t> server(sl.bytes), client(cl.bytes);
+  for (uint64_t i = 0; i < o.count; ++i) {
+    deal_one(d, rng, server, client);
+    ws.write_block(server.data(), server.size());
+    wc.write_block(client.data(), client.size());
+  }
+  ws.commit();
+  wc.commit();
+
+  rep.count = o.count;
+  rep.frac_bits = o.frac_bits;
+  rep.model_hash = hex(h.model_hash);
+  rep.server_file_bytes = ws.bytes();
+  rep.client_file_bytes = wc.bytes();
+  rep.server_block_bytes = sl.bytes + 32;
+  rep.client_block_bytes = cl.bytes + 32;
+  rep.server_global_bytes = hs.global_bytes;
+  rep.live_relus = net.totals().relus;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+nlohmann::json to_json(const DealReport& r) {
+  return {{"seconds", r.seconds},
+          {"inferences", r.count},
+          {"frac_bits", r.frac_bits},
+          {"ring_bits", kRingBits},
+          {"model_hash", r.model_hash},
+          {"live_relus", r.live_relus},
+          {"server", {{"path", r.server_path}, {"file_bytes", r.server_file_bytes},
+                      {"bytes_per_inference", r.server_block_bytes}, {"global_bytes", r.server_global_bytes}}},
+          {"client", {{"path", r.client_path}, {"file_bytes", r.client_file_bytes},
+                      {"bytes_per_inference", r.client_block_bytes}}}};
+}
+
+}  // namespace dr::mpc

@@ -1,0 +1,134 @@
+#pragma once
+// Key files: the dealer's correlated randomness for one party.
+//
+// Layout (little endian):
+//   "DRMPCKEY"  u32 format version  u32 header length H
+//   header (H bytes): u8 party (0 server, 1 client), u8 l = 64, u8 f, u8 0,
+//     16-byte nonce (shared by the pair), u64 inferences, u64 global bytes G,
+//     u64 block bytes B, 32-byte model hash, u32 length + the architecture
+//     (serialize_architecture)
+//   32-byte SHA-256 of everything before it (the header checksum)
+//   global section: G bytes + 32-byte SHA-256 (server: the weight masks A of
+//     every linear layer; client: G = 0)
+//   one block per inference: B bytes + 32-byte SHA-256 (over the nonce, the
+//     party, the block's index and its bytes, so a block moved to another
+//     position or another file fails too)
+// Blocks have a fixed size, so a party seeks to the one it needs and never
+// reads more than one block at a time (a key set for many inferences can be
+// gigabytes).
+//
+// Block contents (u64 arrays, wire by wire in plan order, see BlockLayout):
+//   server: per linear layer u_s [in], k_s [out], m_s [out]; per ReLU layer
+//           its keys (live elements x relu_key_bytes())
+//   client: input mask r0 [I], a 16-byte seed (its u_c, k_c, m_c of every
+//           linear layer, derived by derive_client_shares), per ReLU layer
+//           its keys, the output mask [classes]
+//
+// Reuse: "<key>.used" beside the key file holds the nonce and the next unused
+// inference (written atomically); take() refuses an index below it and moves
+// it past the block before returning the block.
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mpc/architecture.h"
+#include "mpc/plan.h"
+
+namespace dr::mpc {
+
+constexpr uint32_t kKeyFormatVersion = 1;
+
+enum class Party : uint8_t { Server = 0, Client = 1 };
+const char* party_name(Party p);  // "server", "client"
+
+using Nonce = std::array<uint8_t, 16>;
+using Seed = std::array<uint8_t, 16>;
+
+struct KeyHeader {
+  Party party = Party::Server;
+  int frac_bits = kDefaultFracBits;
+  Nonce nonce{};
+  uint64_t count = 0;         // inferences
+  std::string architecture;   // serialize_architecture
+  Hash model_hash{};
+  uint64_t global_bytes = 0;
+  uint64_t block_bytes = 0;
+};
+
+// Where each piece of a block lies (byte offsets into the block).
+struct BlockLayout {
+  struct LinearPart { size_t u, k, m; };  // server: u_s, k_s, m_s
+  std::vector<LinearPart> linear;         // by linear_index (server)
+  std::vector<size_t> relu;               // by relu_index: start of that layer's keys
+  size_t input_mask = 0, seed = 0, output_mask = 0;  // client
+  size_t bytes = 0;
+};
+BlockLayout block_layout(const Plan& plan, Party party);
+// Server: the weight masks A, one per linear layer, in order.
+size_t global_bytes(const Plan& plan, Party party);
+
+// The client's linear-layer shares of one inference, derived from its seed
+// with a seeded Prg in a fixed order (per linear layer: u_c, k_c, m_c). The
+// dealer and the client both call this.
+struct ClientLinearShares {
+  std::vector<u64> u, k, m;
+};
+std::vector<ClientLinearShares> derive_client_shares(const Plan& plan, const Seed& seed);
+
+// Writes one key file through "<path>.tmp.<pid>" and rename(2) in commit().
+class KeyWriter {
+ public:
+  KeyWriter(const std::string& path, const KeyHeader& header);
+  ~KeyWriter();  // removes the temporary file unless committed
+  KeyWriter(const KeyWriter&) = delete;
+  KeyWriter& operator=(const KeyWriter&) = delete;
+  void write_global(const uint8_t* data, size_t n);
+  void write_block(const uint8_t* data, size_t n);
+  void commit();  // checks that every block was written, fsyncs, renames
+  uint64_t bytes() const { return written_; }
+
+ private:
+  void write(const uint8_t* data, size_t n);
+  std::string path_, tmp_;
+  KeyHeader header_;
+  int fd_ = -1;
+  uint64_t blocks_ = 0, written_ = 0;
+  bool global_done_ = false, committed_ = false;
+};
+
+// Reads a key file. The constructor checks magic, version, header checksum,
+// the model hash against the architecture, and the file size; any failure is
+// a std::runtime_error naming the file and what is wrong.
+class KeyFile {
+ public:
+  explicit KeyFile(const std::string& path);
+  ~KeyFile();
+  KeyFile(const KeyFile&) = delete;
+  KeyFile& operator=(const KeyFile&) = delete;
+
+  const KeyHeader& header() const { return header_; }
+  const std::string& path() const { return path_; }
+  uint64_t file_bytes() const { return file_bytes_; }
+
+  std::vector<uint8_t> read_global() const;            // checksum verified
+  std::vector<uint8_t> read_block(uint64_t index) const;  // checksum verified; no bookkeeping
+
+  // The sidecar's next unused inference (0 without a sidecar or for another nonce).
+  uint64_t next_unused() const;
+  // Moves the sidecar to `next` (never backwards).
+  void mark_used(uint64_t next);
+  // Refuses an index below next_unused() or beyond the file; marks it used,
+  // then returns the verified block.
+  std::vector<uint8_t> take(uint64_t index);
+  std::string used_path() const { return path_ + ".used"; }
+
+ private:
+  void fail(const std::string& what) const;
+  std::string path_;
+  KeyHeader header_;
+  int fd_ = -1;
+  uint64_t file_bytes_ = 0, global_offset_ = 0, blocks_offset_ = 0;
+};
+
+}  // namespace dr::mpc

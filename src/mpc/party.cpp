@@ -1,0 +1,491 @@
+#include "mpc/party.h"
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+#include "mpc/fss.h"
+#include "mpc/keys.h"
+#include "mpc/linear.h"
+#include "mpc/protocol.h"
+#include "mpc/reference.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "shares travel as raw little-endian uint64 arrays; add byte swapping for this platform");
+
+namespace dr::mpc {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::vector<uint8_t> to_bytes(const u64* v, size_t n) {
+  std::vector<uint8_t> b(n * sizeof(u64));
+  if (n) std::memcpy(b.data(), v, b.size());
+  return b;
+}
+std::vector<u64> to_words(const std::vector<uint8_t>& b, size_t at, size_t n) {
+  std::vector<u64> v(n);
+  if (n) std::memcpy(v.data(), b.data() + at, n * sizeof(u64));
+  return v;
+}
+
+LayerRecord traffic_record(const Traffic& d) {
+  LayerRecord r;
+  r.bytes_sent = d.payload_sent;
+  r.bytes_received = d.payload_received;
+  r.framing_sent = d.framing_sent;
+  r.framing_received = d.framing_received;
+  r.rounds = d.rounds;
+  r.wait_s = d.wait_s;
+  return r;
+}
+
+// --- handshake -----------------------------------------------------------------
+
+constexpr char kHelloMagic[8] = {'D', 'R', 'H', 'E', 'L', 'L', 'O', '1'};
+
+struct Hello {
+  uint32_t key_version = kKeyFormatVersion;
+  Party party = Party::Server;
+  int l = kRingBits, f = 0;
+  Nonce nonce{};
+  Hash hash{};
+  uint64_t count = 0, next_unused = 0, requested = 0;
+};
+
+std::vector<uint8_t> encode(const Hello& h) {
+  std::vector<uint8_t> b(8 + 4 + 4 + 16 + 32 + 24);
+  std::memcpy(b.data(), kHelloMagic, 8);
+  std::memcpy(b.data() + 8, &h.key_version, 4);
+  b[12] = static_cast<uint8_t>(h.party);
+  b[13] = static_cast<uint8_t>(h.l);
+  b[14] = static_cast<uint8_t>(h.f);
+  std::memcpy(b.data() + 16, h.nonce.data(), 16);
+  std::memcpy(b.data() + 32, h.hash.data(), 32);
+  const uint64_t tail[3] = {h.count, h.next_unused, h.requested};
+  std::memcpy(b.data() + 64, tail, 24);
+  return b;
+}
+
+Hello decode_hello(const std::vector<uint8_t>& b) {
+  if (b.size() != 88 || std::memcmp(b.data(), kHelloMagic, 8) != 0)
+    throw std::runtime_error("handshake refused: the peer's hello is not a deepreduce private-inference hello");
+  Hello h;
+  std::memcpy(&h.key_version, b.data() + 8, 4);
+  h.party = static_cast<Party>(b[12]);
+  h.l = b[13];
+  h.f = b[14];
+  std::memcpy(h.nonce.data(), b.data() + 16, 16);
+  std::memcpy(h.hash.data(), b.data() + 32, 32);
+  uint64_t tail[3];
+  std::memcpy(tail, b.data() + 64, 24);
+  h.count = tail[0], h.next_unused = tail[1], h.requested = tail[2];
+  return h;
+}
+
+// Refuses any mismatch; returns the first key block both may use (the later
+// of the two "next unused": a block one party already used is skipped by both).
+uint64_t check_hello(const Hello& me, const Hello& peer, const std::string& key_path) {
+  const std::string me_name = party_name(me.party), peer_name = me.party == Party::Server ? "client" : "server";
+  auto refuse = [&](const std::string& why) {
+    throw std::runtime_error("handshake refused by the " + me_name + " (" + key_path + "): " + why);
+  };
+  if (peer.key_version != me.key_version)
+    refuse("the " + peer_name + " uses key format " + std::to_string(peer.key_version) + ", this party " +
+           std::to_string(me.key_version));
+  if (peer.party == me.party) refuse("both parties hold " + me_name + " keys");
+  if (peer.l != me.l || peer.f != me.f)
+    refuse("ring/fixed point differ: this party l = " + std::to_string(me.l) + ", f = " + std::to_string(me.f) +
+           "; the " + peer_name + " l = " + std::to_string(peer.l) + ", f = " + std::to_string(peer.f));
+  if (peer.hash != me.hash)
+    refuse("model hash differs (this party " + hex(me.hash).substr(0, 16) + ", the " + peer_name + " " +
+           hex(peer.hash).substr(0, 16) + "): the key files were dealt for different architectures");
+  if (peer.nonce != me.nonce || peer.count != me.count)
+    refuse("the key files come from different deals (nonce " + hex(me.nonce) + " vs " + hex(peer.nonce) +
+           "): use a server.key and client.key written together");
+  const uint64_t start = std::max(me.next_unused, peer.next_unused);
+  const uint64_t requested = me.party == Party::Client ? me.requested : peer.requested;
+  const uint64_t left = me.count - std::min(start, me.count);
+  if (requested > left)
+    refuse("the client asks for " + std::to_string(requested) + " inferences but only " + std::to_string(left) +
+           " of " + std::to_string(me.count) + " key blocks are unused: deal new keys");
+  return start;
+}
+
+// --- one party's evaluation of the plan ---------------------------------------
+
+class Engine {
+ public:
+  Engine(Party role, Plan plan, int frac_bits, int threads)
+      : role_(role), plan_(std::move(plan)), f_(frac_bits), threads_(std::max(1, threads)),
+        layout_(block_layout(plan_, role)), records_(plan_.steps.size()) {
+    for (size_t i = 0; i < plan_.steps.size(); ++i) {
+      const Step& s = plan_.steps[i];
+      records_[i].name = s.name;
+      records_[i].kind = step_kind_name(s.kind);
+    }
+  }
+  const Plan& plan() const { return plan_; }
+  const std::vector<LayerRecord>& records() const { return records_; }
+
+  // Server: W, B and W^ = W + A from the global key section.
+  void set_weights(const QuantModel& q, const std::vector<uint8_t>& masks) {
+    size_t at = 0;
+    for (size_t j = 0; j < q.layers.size(); ++j) {
+      const auto& l = q.layers[j];
+      w_.emplace_back(l.w.begin(), l.w.end());
+      bias_.emplace_back(l.b.begin(), l.b.end());
+      std::vector<u64> a = to_words(masks, at, l.w.size());
+      at += 8 * l.w.size();
+      for (size_t i = 0; i < a.size(); ++i) a[i] += w_.back()[i];
+      w_hat_.push_back(std::move(a));
+    }
+  }
+
+  // Server -> client: normalisation (count, means, stds as doubles), then every W^.
+  std::vector<uint8_t> setup_payload(const std::vector<double>& mean, const std::vector<double>& std) const {
+    std::vector<uint8_t> b(8 + 16 * mean.size());
+    const uint64_t n = mean.size();
+    std::memcpy(b.data(), &n, 8);
+    std::memcpy(b.data() + 8, mean.data(), 8 * n);
+    std::memcpy(b.data() + 8 + 8 * n, std.data(), 8 * n);
+    for (const auto& w : w_hat_) {
+      const auto wb = to_bytes(w.data(), w.size());
+      b.insert(b.end(), wb.begin(), wb.end());
+    }
+    return b;
+  }
+
+  void read_setup(const std::vector<uint8_t>& b) {
+    uint64_t n = 0;
+    if (b.size() >= 8) std::memcpy(&n, b.data(), 8);
+    size_t want = 8 + 16 * n;
+    for (int i : plan_.linear_steps) want += 8 * size_t(plan_.steps[size_t(i)].geom.weight_numel());
+    if (b.size() < 8 || (n != 0 && int64_t(n) != plan_.input.c) || b.size() != want)
+      throw std::runtime_error("protocol error: the server's setup message does not fit this architecture");
+    mean_.resize(n);
+    std_.resize(n);
+    std::memcpy(mean_.data(), b.data() + 8, 8 * n);
+    std::memcpy(std_.data(), b.data() + 8 + 8 * n, 8 * n);
+    size_t at = 8 + 16 * n;
+    for (int i : plan_.linear_steps) {
+      const size_t k = size_t(plan_.steps[size_t(i)].geom.weight_numel());
+      w_hat_.push_back(to_words(b, at, k));
+      at += 8 * k;
+    }
+  }
+  const std::vector<double>& mean() const { return mean_; }
+  const std::vector<double>& stdev() const { return std_; }
+
+  // The input-independent part of one inference.
+  void preprocess(std::vector<uint8_t> block) {
+    block_ = std::move(block);
+    pre_.clear();
+    m_.clear();
+    if (role_ == Party::Server) {
+      for (size_t j = 0; j < plan_.linear_steps.size(); ++j) {
+        const ConvGeom& g = plan_.linear(int(j)).geom;
+        const auto& part = layout_.linear[j];
+        const auto u = to_words(block_, part.u, size_t(g.in_numel()));
+        const auto k = to_words(block_, part.k, size_t(g.out_numel()));
+        pre_.push_back(linear_pre_server(g, w_hat_[j].data(), u.data(), k.data(), bias_[j].data(), threads_));
+        m_.push_back(to_words(block_, part.m, size_t(g.out_numel())));
+      }
+      return;
+    }
+    Seed seed;
+    std::memcpy(seed.data(), block_.data() + layout_.seed, seed.size());
+    auto shares = derive_client_shares(plan_, seed);
+    for (size_t j = 0; j < shares.size(); ++j) {
+      const ConvGeom& g = plan_.linear(int(j)).geom;
+      pre_.push_back(linear_pre_client(g, w_hat_[j].data(), shares[j].u.data(), shares[j].k.data(), threads_));
+      m_.push_back(std::move(shares[j].m));
+    }
+    input_mask_ = to_words(block_, layout_.input_mask, size_t(plan_.input_numel()));
+    output_mask_ = to_words(block_, layout_.output_mask, size_t(plan_.wire_numel[size_t(plan_.output_wire)]));
+  }
+
+  // The online protocol of one inference. Client: `x` is the quantised input;
+  // returns the logits (scale f). Server: x is null; returns nothing.
+  std::vector<int64_t> online(Transport& t, const std::vector<int64_t>* x) {
+    std::vector<std::vector<u64>> w(plan_.wire_numel.size());
+    std::vector<int64_t> logits;
+    for (size_t i = 0; i < plan_.steps.size(); ++i) {
+      const Step& s = plan_.steps[i];
+      const Traffic before = t.traffic();
+      const auto t0 = Clock::now();
+      switch (s.kind) {
+        case StepKind::Input: w[size_t(s.out)] = input(t, x); break;
+        case StepKind::Linear: w[size_t(s.out)] = linear(t, s, w[size_t(s.in)]); break;
+        case StepKind::Add:
+          w[size_t(s.out)] = w[size_t(s.in)];
+          for (size_t k = 0; k < w[size_t(s.out)].size(); ++k) w[size_t(s.out)][k] += w[size_t(s.in2)][k];
+          break;
+        case StepKind::SumPool: w[size_t(s.out)] = channel_sums(s.geom, w[size_t(s.in)].data()); break;
+        case StepKind::Relu: w[size_t(s.out)] = relu(t, s, w[size_t(s.in)]); break;
+        case StepKind::Output:
+          if (role_ == Party::Client)
+            for (size_t k = 0; k < output_mask_.size(); ++k)
+              logits.push_back(static_cast<int64_t>(w[size_t(s.in)][k] - output_mask_[k]));
+          break;
+      }
+      LayerRecord r = traffic_record(t.traffic() - before);
+      r.compute_s = since(t0) - r.wait_s;
+      r.live_relus = int64_t(s.live.size());
+      r.name = records_[i].name;
+      r.kind = records_[i].kind;
+      records_[i] += r;
+    }
+    return logits;
+  }
+
+ private:
+  std::vector<u64> input(Transport& t, const std::vector<int64_t>* x) {
+    const size_t n = size_t(plan_.input_numel());
+    t.count_round();
+    if (role_ == Party::Server) return to_words(t.recv(MsgType::Input, 8 * n), 0, n);
+    std::vector<u64> xh(n);
+    for (size_t i = 0; i < n; ++i) xh[i] = static_cast<u64>((*x)[i]) + input_mask_[i];  // x^ = x + r0
+    t.send(MsgType::Input, to_bytes(xh.data(), n));
+    return xh;
+  }
+
+  // Sends this party's share, receives the peer's: the opened value.
+  std::vector<u64> exchange(Transport& t, MsgType type, const std::vector<u64>& mine) {
+    t.send(type, to_bytes(mine.data(), mine.size()));
+    std::vector<u64> open = to_words(t.recv(type, 8 * mine.size()), 0, mine.size());
+    for (size_t i = 0; i < open.size(); ++i) open[i] += mine[i];
+    t.count_round();
+    return open;
+  }
+
+  std::vector<u64> linear(Transport& t, const Step& s, const std::vector<u64>& x_hat) {
+    const auto j = size_t(s.linear_index);
+    std::vector<u64> z = std::move(pre_[j]);
+    if (role_ == Party::Server) linear_online_server(s.geom, w_[j].data(), x_hat.data(), z, threads_);
+    truncate_shares(role_, z, f_);
+    for (size_t i = 0; i < z.size(); ++i) z[i] += m_[j][i];
+    return exchange(t, MsgType::LinearShare, z);
+  }
+
+  std::vector<u64> relu(Transport& t, const Step& s, const std::vector<u64>& x_hat) {
+    const size_t n = s.live.size(), kb = relu_key_bytes();
+    std::vector<u64> xs(n), share(n);
+    for (size_t j = 0; j < n; ++j) xs[j] = x_hat[size_t(s.live[j])];
+    const uint8_t* keys = block_.data() + layout_.relu[size_t(s.relu_index)];
+    parallel_for(int64_t(n), threads_, [&](int64_t lo, int64_t hi) {
+      relu_eval(static_cast<int>(role_), keys + size_t(lo) * kb, xs.data() + lo, size_t(hi - lo), share.data() + lo);
+    });
+    const std::vector<u64> open = exchange(t, MsgType::ReluShare, share);
+    std::vector<u64> out = x_hat;  // a linearised element keeps its input and its mask
+    for (size_t j = 0; j < n; ++j) out[size_t(s.live[j])] = open[j];
+    return out;
+  }
+
+  Party role_;
+  Plan plan_;
+  int f_, threads_;
+  BlockLayout layout_;
+  std::vector<LayerRecord> records_;
+  std::vector<std::vector<u64>> w_, bias_, w_hat_;
+  std::vector<double> mean_, std_;
+  std::vector<uint8_t> block_;
+  std::vector<std::vector<u64>> pre_, m_;
+  std::vector<u64> input_mask_, output_mask_;
+};
+
+// What both parties read from their key file before talking.
+struct KeySide {
+  KeyFile keys;
+  Plan plan;
+  Architecture arch;
+  KeySide(const std::string& path, Party want) : keys(path) {
+    if (keys.header().party != want)
+      throw std::invalid_argument("key file '" + path + "' holds " + party_name(keys.header().party) +
+                                  " keys; the " + party_name(want) + " needs " + party_name(want) + ".key");
+    arch = parse_architecture(keys.header().architecture);
+    plan = compile_plan(build_network(arch));
+  }
+  Hello hello(uint64_t requested) const {
+    Hello h;
+    h.party = keys.header().party;
+    h.f = keys.header().frac_bits;
+    h.nonce = keys.header().nonce;
+    h.hash = keys.header().model_hash;
+    h.count = keys.header().count;
+    h.next_unused = keys.next_unused();
+    h.requested = requested;
+    return h;
+  }
+};
+
+// Hello both ways: each party sends before it reads, so both see (and refuse) a mismatch.
+uint64_t handshake(Transport& t, const KeySide& side, const Hello& mine, uint64_t* requested) {
+  t.send(MsgType::Hello, encode(mine));
+  const Hello peer = decode_hello(t.recv(MsgType::Hello));
+  t.count_round();
+  if (requested) *requested = peer.requested;
+  return check_hello(mine, peer, side.keys.path());
+}
+
+void finish_report(PartyReport& rep, const Engine& e, const KeySide& side) {
+  rep.layers = e.records();
+  rep.online = LayerRecord{};
+  rep.online.name = "online";
+  rep.online.kind = "total";
+  for (const auto& l : rep.layers) rep.online += l;
+  rep.key_file_bytes = side.keys.file_bytes();
+  rep.key_bytes_per_inference = side.keys.header().block_bytes + 32;
+  rep.peak_rss_bytes = peak_rss_bytes();
+}
+
+// The session's traffic outside the online steps: handshake, W^, the
+// per-inference "ready" signals.
+LayerRecord setup_record(const Traffic& session, const LayerRecord& online) {
+  LayerRecord r = traffic_record(session);
+  r.name = r.kind = "setup";
+  r.bytes_sent -= online.bytes_sent;
+  r.bytes_received -= online.bytes_received;
+  r.framing_sent -= online.framing_sent;
+  r.framing_received -= online.framing_received;
+  r.rounds -= online.rounds;
+  r.wait_s -= online.wait_s;
+  return r;
+}
+
+template <class F>
+auto reporting_errors(Transport& t, const char* party, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    t.send_error(std::string(party) + ": " + e.what());
+    throw;
+  }
+}
+
+}  // namespace
+
+ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOptions& o) {
+  return reporting_errors(t, "server", [&] {
+    KeySide side(o.key_path, Party::Server);
+    const int f = side.keys.header().frac_bits;
+    Engine e(Party::Server, side.plan, f, o.threads);
+    e.set_weights(quantise(side.plan, model, f), side.keys.read_global());
+    normalise(side.plan.input, model, std::vector<float>(size_t(side.plan.input_numel())));  // checks mean/std
+    ServerReport rep;
+    rep.model_hash = hex(side.keys.header().model_hash);
+    PartyReport& pr = rep.server;
+    pr.party = "server";
+    pr.threads = o.threads;
+
+    const Traffic t_setup = t.traffic();
+    uint64_t requested = 0;
+    pr.first_inference = handshake(t, side, side.hello(0), &requested);
+    t.send(MsgType::Setup, e.setup_payload(model.mean, model.std));
+    for (uint64_t i = 0; i < requested; ++i) {
+      const auto t0 = Clock::now();
+      e.preprocess(side.keys.take(pr.first_inference + i));
+      pr.preprocessing_s += since(t0);
+      t.send(MsgType::Ready, {});
+      const auto t1 = Clock::now();
+      e.online(t, nullptr);
+      pr.online_s += since(t1);
+      ++pr.inferences;
+    }
+    finish_report(pr, e, side);
+    pr.setup = setup_record(t.traffic() - t_setup, pr.online);
+    const std::string records = party_records(pr).dump();
+    t.send(MsgType::Records, std::vector<uint8_t>(records.begin(), records.end()));
+    t.close_gracefully();
+    return rep;
+  });
+}
+
+namespace {
+
+ImageResult client_image(Transport& t, Engine& e, KeySide& side, const ClientOptions& o, int64_t i,
+                         uint64_t key_index) {
+  ImageResult r;
+  r.index = i;
+  r.key_index = key_index;
+  const int f = side.keys.header().frac_bits;
+  const auto t0 = Clock::now();
+  e.preprocess(side.keys.take(key_index));
+  r.preprocessing_s = since(t0);
+  const ClientImage img = o.image(i);
+  r.label = img.label;
+  const std::vector<int64_t> x = quantise_input(normalise(side.plan.input, e.mean(), e.stdev(), img.pixels), f);
+  t.recv(MsgType::Ready, 0);
+  const Traffic before = t.traffic();
+  const auto t1 = Clock::now();
+  r.logits_fixed = e.online(t, &x);
+  r.online_s = since(t1);
+  const Traffic d = t.traffic() - before;
+  r.bytes = d.payload_sent + d.payload_received;
+  r.framing_bytes = d.framing_sent + d.framing_received;
+  r.rounds = d.rounds;
+  r.logits = to_double(r.logits_fixed, f);
+  r.argmax = argmax(r.logits_fixed);
+  return r;
+}
+
+}  // namespace
+
+ClientReport client_session(Transport& t, const ClientOptions& o) {
+  if (o.count < 1) throw std::invalid_argument("client: count must be at least 1 image");
+  if (!o.image) throw std::invalid_argument("client: no image callback given");
+  return reporting_errors(t, "client", [&] {
+    KeySide side(o.key_path, Party::Client);
+    Engine e(Party::Client, side.plan, side.keys.header().frac_bits, o.threads);
+    ClientReport rep;
+    rep.model_hash = hex(side.keys.header().model_hash);
+    rep.spec = side.arch.spec;
+    rep.frac_bits = side.keys.header().frac_bits;
+    rep.expected = expected_cost(side.plan);
+    PartyReport& pr = rep.client;
+    pr.party = "client";
+    pr.threads = o.threads;
+
+    const Traffic t_setup = t.traffic();
+    pr.first_inference = handshake(t, side, side.hello(uint64_t(o.count)), nullptr);
+    e.read_setup(t.recv(MsgType::Setup));
+    for (int64_t i = 0; i < o.count; ++i) {
+      rep.images.push_back(client_image(t, e, side, o, i, pr.first_inference + uint64_t(i)));
+      pr.preprocessing_s += rep.images.back().preprocessing_s;
+      pr.online_s += rep.images.back().online_s;
+      ++pr.inferences;
+    }
+    finish_report(pr, e, side);
+    pr.setup = setup_record(t.traffic() - t_setup, pr.online);
+    const auto records = t.recv(MsgType::Records);
+    try {
+      rep.server = party_from_records(nlohmann::json::parse(records.begin(), records.end()));
+    } catch (const nlohmann::json::exception& ex) {
+      throw std::runtime_error(std::string("protocol error: the server's records are malformed: ") + ex.what());
+    }
+    t.close_gracefully();
+    return rep;
+  });
+}
+
+ServerReport serve(const FloatModel& model, const ServerOptions& o) {
+  Listener listener(o.bind_address, o.port);
+  if (o.on_listening) o.on_listening(listener.port());
+  TransportOptions to;
+  to.timeout_s = o.timeout_s;
+  auto t = listener.accept(to, o.accept_timeout_s);
+  ServerReport rep = serve_session(*t, model, o);
+  rep.port = listener.port();
+  return rep;
+}
+
+ClientReport run_client(const ClientOptions& o) {
+  TransportOptions to;
+  to.timeout_s = o.timeout_s;
+  auto t = Transport::connect(o.host, o.port, to);
+  return client_session(*t, o);
+}
+
+}  // namespace dr::mpc

@@ -1,0 +1,195 @@
+#include "mpc/plan.h"
+
+namespace dr::mpc {
+
+const char* step_kind_name(StepKind k) {
+  switch (k) {
+    case StepKind::Input: return "input";
+    case StepKind::Linear: return "linear";
+    case StepKind::Add: return "add";
+    case StepKind::SumPool: return "sumpool";
+    case StepKind::Relu: return "relu";
+    case StepKind::Output: return "output";
+  }
+  return "?";
+}
+
+ConvGeom conv_geom(const arch::Layer& l) {
+  ConvGeom g;
+  g.cin = l.in_ch;
+  g.cout = l.out_ch;
+  if (l.op == arch::Op::Linear) {
+    g.fc = true;
+    return g;
+  }
+  g.h = l.in.h;
+  g.w = l.in.w;
+  g.oh = l.out.h;
+  g.ow = l.out.w;
+  g.k = l.kernel;
+  g.stride = l.stride;
+  g.pad = l.padding;
+  g.groups = l.groups;
+  return g;
+}
+
+namespace {
+
+Step make_step(StepKind kind, const std::string& name, int in, int in2, int out) {
+  Step s;
+  s.kind = kind;
+  s.name = name;
+  s.in = in;
+  s.in2 = in2;
+  s.out = out;
+  return s;
+}
+
+class Compiler {
+ public:
+  explicit Compiler(const arch::Network& net) : net_(net) {
+    plan_.input = net.input;
+    plan_.classes = net.classes;
+    plan_.input_wire = new_wire(net.input.numel());
+  }
+
+  Plan run() {
+    add_step(make_step(StepKind::Input, "input", -1, -1, plan_.input_wire));
+    int cur = plan_.input_wire;
+    for (const arch::Block& b : net_.blocks) {
+      const int body = compile_list(b.body, cur);
+      if (b.residual) {
+        const int shortcut = compile_list(b.shortcut, cur);
+        Step s = make_step(StepKind::Add, b.name + ".add", body, shortcut, new_wire(plan_.wire_numel[body]));
+        cur = s.out;
+        add_step(std::move(s));
+      } else {
+        if (!b.shortcut.empty())
+          throw UnsupportedError("block '" + b.name + "' has a shortcut but is not residual");
+        cur = body;
+      }
+      cur = compile_list(b.post, cur);
+    }
+    if (pool_pending_) throw UnsupportedError(pool_name_ + ": a global average pool must be followed by an FC");
+    if (plan_.wire_numel[cur] != net_.classes)
+      throw UnsupportedError("network '" + net_.spec + "' ends with " + std::to_string(plan_.wire_numel[cur]) +
+                             " values, not its " + std::to_string(net_.classes) + " classes");
+    plan_.output_wire = cur;
+    add_step(make_step(StepKind::Output, "output", cur, -1, -1));
+    return std::move(plan_);
+  }
+
+ private:
+  int new_wire(int64_t numel) {
+    plan_.wire_numel.push_back(numel);
+    return static_cast<int>(plan_.wire_numel.size()) - 1;
+  }
+  void add_step(Step s) {
+    if (s.kind == StepKind::Linear) {
+      s.linear_index = static_cast<int>(plan_.linear_steps.size());
+      plan_.linear_steps.push_back(static_cast<int>(plan_.steps.size()));
+    } else if (s.kind == StepKind::Relu) {
+      s.relu_index = static_cast<int>(plan_.relu_steps.size());
+      plan_.relu_steps.push_back(static_cast<int>(plan_.steps.size()));
+    }
+    plan_.steps.push_back(std::move(s));
+  }
+  std::string where(const arch::Layer& l) const {
+    return "layer '" + l.name + "' (" + arch::op_name(l.op) + ") of '" + net_.spec + "'";
+  }
+
+  int compile_list(const std::vector<arch::Layer>& layers, int cur) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const arch::Layer& l = layers[i];
+      if (plan_.wire_numel[cur] != l.in.numel())
+        throw UnsupportedError(where(l) + ": expects " + l.in.str() + " but its input wire has " +
+                               std::to_string(plan_.wire_numel[cur]) + " elements");
+      if (pool_pending_ && l.op != arch::Op::Flatten && l.op != arch::Op::Linear)
+        throw UnsupportedError(pool_name_ + ": a global average pool must be followed by an FC, not by " + where(l));
+      switch (l.op) {
+        case arch::Op::Conv: {
+          const arch::Layer* bn =
+              (i + 1 < layers.size() && layers[i + 1].op == arch::Op::BatchNorm) ? &layers[i + 1] : nullptr;
+          cur = linear(l, bn, cur);
+          if (bn) ++i;
+          break;
+        }
+        case arch::Op::Linear: cur = linear(l, nullptr, cur); break;
+        case arch::Op::BatchNorm:
+          throw UnsupportedError(where(l) + ": a BatchNorm with no convolution right before it cannot be folded; "
+                                 "the private runtime folds every BatchNorm into the conv before it");
+        case arch::Op::ReLU: cur = relu(l, cur); break;
+        case arch::Op::MaxPool:
+          throw UnsupportedError(where(l) + ": max pooling is not supported by the private runtime "
+                                 "(supported: conv, depthwise/grouped conv, BatchNorm after a conv, ReLU, "
+                                 "residual add, global average pool, flatten, FC; e.g. resnet*, mobilenetv1/v2)");
+        case arch::Op::GlobalAvgPool: {
+          Step s = make_step(StepKind::SumPool, l.name, cur, -1, new_wire(l.out.c));
+          s.geom.cin = s.geom.cout = l.in.c;
+          s.geom.h = l.in.h;
+          s.geom.w = l.in.w;
+          pool_scale_ = 1.0 / static_cast<double>(l.in.h * l.in.w);
+          pool_pending_ = true;
+          pool_name_ = where(l);
+          cur = s.out;
+          add_step(std::move(s));
+          break;
+        }
+        case arch::Op::Flatten: break;  // same elements, same order: no step
+      }
+    }
+    return cur;
+  }
+
+  int linear(const arch::Layer& l, const arch::Layer* bn, int cur) {
+    Step s = make_step(StepKind::Linear, l.name, cur, -1, -1);
+    s.geom = conv_geom(l);
+    const ConvGeom& g = s.geom;
+    if (g.fc) {
+      s.weight_scale = pool_scale_;
+      pool_scale_ = 1.0;
+      pool_pending_ = false;
+    } else if (g.groups < 1 || g.cin % g.groups || g.cout % g.groups || g.cin != l.in.c) {
+      throw UnsupportedError(where(l) + ": inconsistent channels/groups");
+    }
+    if (g.out_numel() != l.out.numel()) throw UnsupportedError(where(l) + ": output size does not match its shape");
+    s.bias = l.bias;
+    if (bn) s.bn = bn->name;
+    s.out = new_wire(g.out_numel());
+    add_step(std::move(s));
+    return plan_.steps.back().out;
+  }
+
+  int relu(const arch::Layer& l, int cur) {
+    if (!l.live) return cur;  // removed: an identity, no step, no key, no bytes
+    Step s = make_step(StepKind::Relu, l.name, cur, -1, -1);
+    const int64_t n = l.out.numel();
+    if (l.mask) {
+      const int64_t sites = l.mask->channelwise ? l.out.c : n;
+      if (static_cast<int64_t>(l.mask->keep.size()) != sites)
+        throw UnsupportedError(where(l) + ": its mask has " + std::to_string(l.mask->keep.size()) +
+                               " entries, the site has " + std::to_string(sites));
+      for (int64_t i = 0; i < n; ++i)
+        if (l.mask->keeps(i, l.out)) s.live.push_back(i);
+    } else {
+      s.live.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) s.live[static_cast<size_t>(i)] = i;
+    }
+    if (s.live.empty()) return cur;  // every element linearised
+    s.out = new_wire(n);
+    add_step(std::move(s));
+    return plan_.steps.back().out;
+  }
+
+  const arch::Network& net_;
+  Plan plan_;
+  double pool_scale_ = 1.0;  // 1/(H*W) of a global pool waiting for its FC
+  bool pool_pending_ = false;
+  std::string pool_name_;
+};
+
+}  // namespace
+
+Plan compile_plan(const arch::Network& net) { return Compiler(net).run(); }
+
+}  // namespace dr::mpc

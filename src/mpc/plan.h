@@ -1,0 +1,77 @@
+#pragma once
+// The private runtime's program, compiled from an arch::Network: a sequence
+// of steps over wires (tensors between layers). The dealer, both parties, the
+// plaintext references and the cost formula all walk the same plan, so they
+// agree on the order of wires, masks, key material and messages.
+//
+//   Input    client -> server: x^ = x + r0
+//   Linear   conv or FC (+ the BatchNorm after it, folded in; an FC after a
+//            global pool carries the pool's 1/(H*W)); one exchange
+//   Add      residual add: local, masks add
+//   SumPool  global average pool as a per-channel sum: local, masks add
+//   Relu     the live elements of a ReLU site; one exchange. A removed ReLU,
+//            a site with no live element and flatten are no step at all
+//   Output   the client unmasks the last wire
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "arch/network.h"
+
+namespace dr::mpc {
+
+// A layer the private runtime cannot run (max pooling, a BatchNorm with no
+// convolution before it, ...). The message names the layer.
+struct UnsupportedError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class StepKind { Input, Linear, Add, SumPool, Relu, Output };
+const char* step_kind_name(StepKind k);  // "input", "linear", "add", "sumpool", "relu", "output"
+
+// Geometry of a convolution; an FC is a 1x1 convolution over a 1x1 image of
+// `cin` channels (fc = true).
+struct ConvGeom {
+  int64_t cin = 0, cout = 0, h = 1, w = 1, oh = 1, ow = 1, k = 1, stride = 1, pad = 0, groups = 1;
+  bool fc = false;
+  int64_t in_numel() const { return cin * h * w; }
+  int64_t out_numel() const { return cout * oh * ow; }
+  int64_t weight_numel() const { return cout * (cin / groups) * k * k; }
+  int64_t macs() const { return out_numel() * (cin / groups) * k * k; }
+};
+
+// The geometry of a conv or FC layer (pool scale and BatchNorm aside).
+ConvGeom conv_geom(const arch::Layer& l);
+
+struct Step {
+  StepKind kind = StepKind::Input;
+  std::string name;  // the layer's name (add: "<block>.add"; input/output: "input"/"output")
+  int in = -1, in2 = -1, out = -1;  // wire ids (in2: the add's second operand)
+  // Linear.
+  ConvGeom geom;
+  std::string bn;             // the BatchNorm folded into this conv ("" if none)
+  bool bias = false;          // the conv/FC has its own bias parameter
+  double weight_scale = 1.0;  // 1/(H*W) of the global average pool before this FC
+  int linear_index = -1;      // position among the linear steps
+  // Relu: CHW indices of the live elements, ascending.
+  std::vector<int64_t> live;
+  int relu_index = -1;        // position among the ReLU steps
+};
+
+struct Plan {
+  arch::Shape input;
+  int64_t classes = 0;
+  std::vector<int64_t> wire_numel;  // elements of each wire
+  std::vector<Step> steps;
+  int input_wire = 0, output_wire = 0;
+  std::vector<int> linear_steps, relu_steps;  // indices into steps
+
+  int64_t input_numel() const { return input.numel(); }
+  const Step& linear(int i) const { return steps[static_cast<size_t>(linear_steps[static_cast<size_t>(i)])]; }
+  const Step& relu(int i) const { return steps[static_cast<size_t>(relu_steps[static_cast<size_t>(i)])]; }
+};
+
+// Throws UnsupportedError naming the layer for what the runtime cannot do.
+Plan compile_plan(const arch::Network& net);
+
+}  // namespace dr::mpc

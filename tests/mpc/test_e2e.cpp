@@ -1,0 +1,270 @@
+// Three processes on loopback, as deployed: a dealer writes the keys, then a
+// server and a client run the session over TCP. The parent collects each
+// child's outcome from a file and never waits without a deadline.
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+
+#include "mpc/cost.h"
+#include "mpc/keys.h"
+#include "mpc_test_util.h"
+#include "util/fs.h"
+
+using namespace dr;
+using namespace dr::mpc;
+using namespace dr::mpc::test;
+using nlohmann::json;
+
+namespace {
+
+// Runs `body` in a child process; its result (or error) lands in `out` as JSON.
+pid_t spawn(const std::string& out, const std::function<json()>& body) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid > 0) return pid;
+  json result;
+  int rc = 0;
+  try {
+    result = {{"ok", true}, {"report", body()}};
+  } catch (const std::exception& e) {
+    result = {{"ok", false}, {"error", e.what()}};
+    rc = 1;
+  }
+  try {
+    util::write_file_atomic(out, result.dump());
+  } catch (...) {
+    rc = 2;
+  }
+  ::_exit(rc);
+}
+
+// Waits for a child up to `timeout_s`; kills it after that. The exit status,
+// or -1 when it had to be killed or died of a signal.
+int wait_child(pid_t pid, double timeout_s) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  int status = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    ::usleep(5000);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  ADD_FAILURE() << "child " << pid << " did not finish within " << timeout_s << " s";
+  return -1;
+}
+
+json outcome(const std::string& path) {
+  if (!util::file_exists(path)) return {{"ok", false}, {"error", "(no outcome file: the process died)"}};
+  return json::parse(util::read_file(path));
+}
+std::string error_of(const json& j) { return j.value("ok", false) ? "" : j.value("error", std::string()); }
+
+void deal_in_child(const arch::Network& net, const std::string& dir, uint64_t count) {
+  const pid_t pid = spawn(dir + "/dealer.json", [&] { return to_json(deal_keys(net, dir, count)); });
+  ASSERT_EQ(wait_child(pid, 60), 0) << outcome(dir + "/dealer.json").dump();
+}
+
+struct PairRun {
+  json server, client;
+  double client_seconds = 0;
+};
+
+struct RunSpec {
+  std::string server_key, client_key, out_dir;
+  int64_t images = 3;
+  double timeout_s = 10;
+  std::function<void(int64_t, pid_t)> on_image;  // in the client, before image i (gets the server's pid)
+  bool kill_server_after_client = false;          // for a server the test froze
+};
+
+// Server child (reports its port through a pipe), then client child.
+PairRun run_pair(const FloatModel& model, const arch::Shape& input, const RunSpec& spec) {
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) throw std::runtime_error("pipe failed");
+  const pid_t server = spawn(spec.out_dir + "/server.json", [&] {
+    ::close(pipefd[0]);
+    ServerOptions o;
+    o.key_path = spec.server_key;
+    o.timeout_s = o.accept_timeout_s = spec.timeout_s;
+    o.on_listening = [&](int port) {
+      if (::write(pipefd[1], &port, sizeof port) != sizeof port) throw std::runtime_error("pipe write failed");
+    };
+    return to_json(serve(model, o));
+  });
+  ::close(pipefd[1]);
+  int port = 0;
+  pollfd p{pipefd[0], POLLIN, 0};
+  const bool got = ::poll(&p, 1, 20000) == 1 && ::read(pipefd[0], &port, sizeof port) == sizeof port;
+  ::close(pipefd[0]);
+  PairRun r;
+  if (got) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const pid_t client = spawn(spec.out_dir + "/client.json", [&] {
+      ClientOptions o = client_options(spec.client_key, input, spec.images);
+      o.port = port;
+      o.timeout_s = spec.timeout_s;
+      const auto image = o.image;
+      o.image = [&, image](int64_t i) {
+        if (spec.on_image) spec.on_image(i, server);
+        return image(i);
+      };
+      return to_json(run_client(o));
+    });
+    wait_child(client, 60);
+    r.client_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  if (spec.kill_server_after_client) ::kill(server, SIGKILL);
+  wait_child(server, 60);
+  r.server = outcome(spec.out_dir + "/server.json");
+  r.client = got ? outcome(spec.out_dir + "/client.json") : json{{"ok", false}, {"error", "server never listened"}};
+  std::remove((spec.out_dir + "/server.json").c_str());
+  std::remove((spec.out_dir + "/client.json").c_str());
+  return r;
+}
+
+RunSpec spec_for(const std::string& keys, const std::string& out) {
+  RunSpec s;
+  s.server_key = keys + "/server.key";
+  s.client_key = keys + "/client.key";
+  s.out_dir = out;
+  return s;
+}
+
+// resnet6 with live ReLUs, a pixel-masked site and a channel-masked site.
+arch::Network masked_net() {
+  arch::Network net = tiny_net();
+  mask_half(net, "layer1.0.relu");
+  for (arch::Layer* l : net.mutable_layers())
+    if (l->name == "layer2.0.relu") {
+      auto m = std::make_shared<arch::ReluMask>();
+      m->channelwise = true;
+      m->keep.assign(size_t(l->out.c), 0);
+      for (size_t c = 0; c < m->keep.size(); c += 3) m->keep[c] = 1;
+      m->live = 0;
+      for (uint8_t k : m->keep) m->live += k * l->out.h * l->out.w;
+      l->mask = m;
+    }
+  return net;
+}
+
+}  // namespace
+
+TEST(ThreeProcesses, MeasuredCostIsTheFormulaAndArgmaxTheReference) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = masked_net();
+  const FloatModel model = random_float_model(net, 5);
+  deal_in_child(net, dir.path, 3);
+  const PairRun r = run_pair(model, net.input, spec_for(dir.path, dir.path));
+  ASSERT_EQ(error_of(r.client), "");
+  ASSERT_EQ(error_of(r.server), "");
+  const ExpectedCost want = expected_cost(compile_plan(net));
+  const json& c = r.client["report"];
+  ASSERT_EQ(c["images"].size(), 3u);
+  for (const json& img : c["images"]) {
+    const auto ref = reference_logits(net, model, 12, 100 + img["index"].get<uint64_t>());
+    EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref));
+    const auto logits = img["logits"].get<std::vector<double>>();
+    for (size_t k = 0; k < ref.size(); ++k)
+      EXPECT_NEAR(logits[k] * 4096.0, double(ref[k]), logit_tolerance(ref));
+    EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes);
+    EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
+  }
+  for (const char* party : {"client", "server"}) {
+    const json& online = c[party]["per_image"]["online"];
+    EXPECT_EQ(online["bytes_sent"].get<int64_t>() + online["bytes_received"].get<int64_t>(), want.online_bytes)
+        << party;
+    EXPECT_EQ(online["rounds"].get<int64_t>(), want.rounds) << party;
+    EXPECT_EQ(online["framing_sent"].get<int64_t>() + online["framing_received"].get<int64_t>(), want.framing_bytes);
+    EXPECT_EQ(c[party]["inferences"].get<int64_t>(), 3) << party;
+  }
+  EXPECT_EQ(c["client"]["per_image"]["online"]["bytes_sent"].get<int64_t>(), want.client_sent);
+  // per layer: a ReLU site costs 16 bytes per live element, a masked-out element nothing
+  for (const json& l : c["server"]["layers"]) {
+    if (l["name"] == "layer1.0.relu") {
+      EXPECT_EQ(l["bytes_sent"].get<int64_t>(), 8 * 256);
+    }
+  }
+  EXPECT_EQ(r.server["report"]["server"]["inferences"].get<int64_t>(), 3);
+}
+
+TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = tiny_net();
+  deal_in_child(net, dir.path, 2);
+  {
+    KeyFile k(dir / "client.key");
+    const uint64_t at = k.file_bytes() - 2 * (k.header().block_bytes + 32) + 77;  // inside block 0
+    std::fstream f(dir / "client.key", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(at));
+    f.put('\x5a');
+  }
+  RunSpec s = spec_for(dir.path, dir.path);
+  s.images = 1;
+  const PairRun r = run_pair(random_float_model(net, 5), net.input, s);
+  EXPECT_TRUE(contains(error_of(r.client), "checksum of inference block 0 fails")) << error_of(r.client);
+  EXPECT_TRUE(contains(error_of(r.client), "client.key")) << error_of(r.client);
+  EXPECT_TRUE(contains(error_of(r.server), "the peer failed: client")) << error_of(r.server);
+}
+
+TEST(ThreeProcesses, WrongModelOrForeignDealRefusedByBoth) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = tiny_net(), other = tiny_net("resnet6:alpha=0.125:cull=S4");
+  util::make_dirs(dir / "a");
+  util::make_dirs(dir / "b");
+  util::make_dirs(dir / "c");
+  deal_in_child(net, dir / "a", 1);
+  deal_in_child(other, dir / "b", 1);
+  deal_in_child(net, dir / "c", 1);
+  RunSpec s = spec_for(dir / "a", dir.path);
+  s.client_key = dir / "b/client.key";  // keys dealt for another architecture
+  PairRun r = run_pair(random_float_model(net, 5), net.input, s);
+  EXPECT_TRUE(contains(error_of(r.client), "handshake refused by the client")) << error_of(r.client);
+  EXPECT_TRUE(contains(error_of(r.client), "model hash differs")) << error_of(r.client);
+  EXPECT_TRUE(contains(error_of(r.server), "handshake refused by the server")) << error_of(r.server);
+  EXPECT_TRUE(contains(error_of(r.server), "model hash differs")) << error_of(r.server);
+  s.client_key = dir / "c/client.key";  // same architecture, another deal (nonce)
+  r = run_pair(random_float_model(net, 5), net.input, s);
+  EXPECT_TRUE(contains(error_of(r.client), "different deals")) << error_of(r.client);
+  EXPECT_TRUE(contains(error_of(r.server), "different deals")) << error_of(r.server);
+}
+
+TEST(ThreeProcesses, KilledOrFrozenServerEndsTheClientWithinTheTimeout) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = tiny_net();
+  deal_in_child(net, dir.path, 6);
+  for (const int sig : {SIGKILL, SIGSTOP}) {
+    RunSpec s = spec_for(dir.path, dir.path);
+    s.timeout_s = 3;
+    s.on_image = [sig](int64_t i, pid_t server) {
+      if (i == 1) ::kill(server, sig);
+    };
+    s.kill_server_after_client = sig == SIGSTOP;
+    const PairRun r = run_pair(random_float_model(net, 5), net.input, s);
+    EXPECT_FALSE(error_of(r.client).empty());
+    EXPECT_LT(r.client_seconds, 3.0 + 5.0) << "signal " << sig;
+    if (sig == SIGKILL) {
+      EXPECT_TRUE(contains(error_of(r.client), "connection to the peer lost")) << error_of(r.client);
+    } else {
+      EXPECT_TRUE(contains(error_of(r.client), "no data from the peer for 3 s")) << error_of(r.client);
+    }
+  }
+}
+
+TEST(ThreeProcesses, UsedKeysAreRefusedNextSession) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = tiny_net();
+  deal_in_child(net, dir.path, 2);
+  RunSpec s = spec_for(dir.path, dir.path);
+  s.images = 2;
+  const PairRun first = run_pair(random_float_model(net, 5), net.input, s);
+  ASSERT_EQ(error_of(first.client), "");
+  s.images = 1;
+  const PairRun second = run_pair(random_float_model(net, 5), net.input, s);
+  EXPECT_TRUE(contains(error_of(second.client), "only 0 of 2 key blocks are unused")) << error_of(second.client);
+  EXPECT_TRUE(contains(error_of(second.server), "deal new keys")) << error_of(second.server);
+}
