@@ -33,17 +33,29 @@ class Builder {
 
  private:
   Layer make(const std::string& local, Op op);
+  // Appends `l` after checking the layer limit and that its counts fit.
   void push(const Layer& l);
   int64_t spatial(int64_t size, int64_t k, int64_t stride, int64_t pad, const std::string& name);
+  // Refuses a conv/FC output of `n` channels outside 1..limits::kMaxChannels.
+  void check_channels(const std::string& name, int64_t n);
+  // Throws SpecError "network '<spec>' on input <shape>: <what>".
+  [[noreturn]] void fail(const std::string& what) const;
 
   Network& net_;
   Shape cur_, block_in_, body_out_;
   std::vector<Layer>* list_ = nullptr;
+  int64_t layers_ = 0;
 };
 
-// int(c * alpha); throws SpecError when a layer is left with no channel.
+// int(c * alpha); throws SpecError when a layer is left with no channel or
+// with more than limits::kMaxChannels (naming alpha as too large).
 int64_t width(int64_t c, double alpha, const std::string& spec);
-// int(1 / rho): the stride of the first convolution.
+// Why rho (written `text` in the spec) is refused, or "" when it is accepted:
+// 1/rho must be an integer stride in 1..limits::kMaxInputSide. The one rho
+// check, shared by parse_spec, build_network and stem_stride.
+std::string rho_problem(double rho, const std::string& text);
+// int(1 / rho): the stride of the first convolution. Throws SpecError for a
+// rho that rho_problem refuses.
 int64_t stem_stride(double rho);
 // The CIFAR stem of ResNets and MobileNets: 3x3 conv (stride int(1/rho)), BN,
 // ReLU; it belongs to S1.

@@ -54,6 +54,10 @@ int64_t synthetic_number(const std::string& s, const std::string& source, int64_
   return v;
 }
 
+// The shape and classes share the limits of network.h with parse_shape and
+// build_network; the images and the two totals below are the synthetic
+// generator's own bounds (src/data/synthetic.cpp holds every image and a
+// pattern per class and channel in memory).
 void parse_synthetic(DataSource& d) {
   if (d.path.empty()) return;
   const auto parts = util::split(d.path, ':');
@@ -62,13 +66,23 @@ void parse_synthetic(DataSource& d) {
   if (!parts[0].empty()) {
     const auto dims = util::split(parts[0], 'x');
     if (dims.size() != 3) throw SpecError("synthetic source '" + d.text + "': shape '" + parts[0] + "' is not CxHxW");
-    d.input.shape = {synthetic_number(dims[0], d.text, 1, 64), synthetic_number(dims[1], d.text, 1, 1024),
-                     synthetic_number(dims[2], d.text, 1, 1024)};
+    d.input.shape = {synthetic_number(dims[0], d.text, 1, limits::kMaxInputChannels),
+                     synthetic_number(dims[1], d.text, 1, limits::kMaxInputSide),
+                     synthetic_number(dims[2], d.text, 1, limits::kMaxInputSide)};
   }
-  if (parts.size() > 1 && !parts[1].empty()) d.input.classes = synthetic_number(parts[1], d.text, 1, 100000);
+  if (parts.size() > 1 && !parts[1].empty())
+    d.input.classes = synthetic_number(parts[1], d.text, 1, limits::kMaxClasses);
   if (parts.size() > 2 && !parts[2].empty()) d.synthetic_images = synthetic_number(parts[2], d.text, 1, 100000000);
-  if (d.synthetic_images * d.input.shape.numel() > (int64_t(1) << 33))
+  // Divided, not multiplied: images x pixels can exceed int64_t within the limits.
+  const int64_t max_pixels = int64_t(1) << 33;
+  if (d.input.shape.numel() > max_pixels / d.synthetic_images)
     throw SpecError("synthetic source '" + d.text + "': too large (at most 2^33 pixels in all)");
+  // 2^23 covers the largest set accepted before the input limits were shared
+  // (100,000 classes x 64 channels).
+  const int64_t max_patterns = int64_t(1) << 23;
+  if (d.input.classes > max_patterns / d.input.shape.c)
+    throw SpecError("synthetic source '" + d.text + "': too many classes x channels (at most 2^23 = " +
+                    std::to_string(max_patterns) + ")");
 }
 
 }  // namespace

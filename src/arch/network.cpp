@@ -4,6 +4,13 @@
 
 namespace dr::arch {
 
+void throw_bad_count(const char* what, int64_t a, int64_t b) {
+  if (a < 0 || b < 0)
+    throw SpecError(std::string(what) + ": a count is negative (" + std::to_string(a) + ", " + std::to_string(b) +
+                    ")");
+  throw SpecError(std::string(what) + " exceed the limit of 2^62 = " + std::to_string(limits::kMaxCount));
+}
+
 std::string Shape::str() const {
   return std::to_string(c) + "x" + std::to_string(h) + "x" + std::to_string(w);
 }
@@ -25,26 +32,59 @@ bool ReluMask::keeps(int64_t i, const Shape& s) const {
   return keep[static_cast<size_t>(channelwise ? i / (s.h * s.w) : i)] != 0;
 }
 
+namespace {
+
+// Rethrows a count's SpecError with the layer's name in front.
+template <class F>
+int64_t for_layer(const Layer& l, F count) {
+  try {
+    return count();
+  } catch (const SpecError& e) {
+    throw SpecError("layer '" + l.name + "': " + e.what());
+  }
+}
+
+// Weights of one conv filter: (in_ch / groups) x k x k.
+int64_t filter_size(const Layer& l, const char* what) {
+  if (l.groups < 1) throw SpecError("groups must be >= 1, got " + std::to_string(l.groups));
+  return count_mul(count_mul(l.in_ch / l.groups, l.kernel, what), l.kernel, what);
+}
+
+}  // namespace
+
 int64_t Layer::relus() const {
   if (op != Op::ReLU || !live) return 0;
-  return mask ? mask->live : out.numel();
+  return for_layer(*this, [&] {
+    const int64_t all = out.numel();
+    if (!mask) return all;
+    // A mask comes from outside (an architecture file, SNL): its count must lie within the site.
+    if (mask->live < 0 || mask->live > all)
+      throw SpecError("its mask keeps " + std::to_string(mask->live) + " elements, outside 0.." +
+                      std::to_string(all) + " (" + out.str() + ")");
+    return mask->live;
+  });
 }
 
 int64_t Layer::flops() const {
-  switch (op) {
-    case Op::Conv: return out.numel() * (in_ch / groups) * kernel * kernel;
-    case Op::Linear: return in_ch * out_ch;
-    default: return 0;
-  }
+  return for_layer(*this, [&]() -> int64_t {
+    switch (op) {
+      case Op::Conv: return count_mul(out.numel(), filter_size(*this, "FLOPs"), "FLOPs");
+      case Op::Linear: return count_mul(in_ch, out_ch, "FLOPs");
+      default: return 0;
+    }
+  });
 }
 
 int64_t Layer::params() const {
-  switch (op) {
-    case Op::Conv: return out_ch * (in_ch / groups) * kernel * kernel + (bias ? out_ch : 0);
-    case Op::BatchNorm: return 2 * out.c;
-    case Op::Linear: return in_ch * out_ch + (bias ? out_ch : 0);
-    default: return 0;
-  }
+  return for_layer(*this, [&]() -> int64_t {
+    const int64_t b = bias ? out_ch : 0;
+    switch (op) {
+      case Op::Conv: return count_add(count_mul(out_ch, filter_size(*this, "params"), "params"), b, "params");
+      case Op::BatchNorm: return count_mul(2, out.c, "params");
+      case Op::Linear: return count_add(count_mul(in_ch, out_ch, "params"), b, "params");
+      default: return 0;
+    }
+  });
 }
 
 std::vector<const Layer*> Network::layers() const {
@@ -68,22 +108,39 @@ Shape Network::output() const {
   return all.empty() ? input : all.back()->out;
 }
 
+namespace {
+
+// Rethrows a sum's SpecError with the network's spec and input in front.
+template <class F>
+auto for_network(const Network& net, F sum) {
+  try {
+    return sum();
+  } catch (const SpecError& e) {
+    throw SpecError("network '" + net.spec + "' on input " + net.input.str() + ": " + e.what());
+  }
+}
+
+}  // namespace
+
 Totals Network::totals() const {
-  Totals t;
-  for (const auto* l : layers()) t += Totals{l->relus(), l->flops(), l->params()};
-  return t;
+  return for_network(*this, [&] {
+    Totals t;
+    for (const auto* l : layers()) t += Totals{l->relus(), l->flops(), l->params()};
+    return t;
+  });
 }
 
 std::vector<StageTotals> Network::stage_totals() const {
-  std::vector<StageTotals> rows;
-  for (const auto& s : stages) rows.push_back({s, {}});
-  for (const auto* l : layers()) {
-    auto it = std::find_if(rows.begin(), rows.end(),
-                           [&](const StageTotals& r) { return r.name == l->stage; });
-    if (it == rows.end()) it = rows.insert(rows.end(), {l->stage, {}});
-    it->totals += Totals{l->relus(), l->flops(), l->params()};
-  }
-  return rows;
+  return for_network(*this, [&] {
+    std::vector<StageTotals> rows;
+    for (const auto& s : stages) rows.push_back({s, {}});
+    for (const auto* l : layers()) {
+      auto it = std::find_if(rows.begin(), rows.end(), [&](const StageTotals& r) { return r.name == l->stage; });
+      if (it == rows.end()) it = rows.insert(rows.end(), {l->stage, {}});
+      it->totals += Totals{l->relus(), l->flops(), l->params()};
+    }
+    return rows;
+  });
 }
 
 }  // namespace dr::arch

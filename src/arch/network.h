@@ -18,10 +18,57 @@ struct SpecError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// --- Limits -----------------------------------------------------------------
+// Every count of a description (elements, ReLUs, FLOPs, params and their sums)
+// is an int64_t. These bounds refuse an absurd spec or input with a SpecError
+// before anything is allocated, and every product or sum of counts is checked
+// against kMaxCount, so no accepted spec can overflow into a wrong answer.
+// They are generous: the largest real networks (resnet110 on 3x64x64, resnet1202,
+// vgg16 at alpha=64 on 3x4096x4096) stay far inside them. parse_spec,
+// parse_shape, build_network and the synthetic --data grammar all read them here.
+namespace limits {
+// Blocks of one stage (blocks=): resnet1202 has 200.
+constexpr int64_t kMaxBlocksPerStage = 1024;
+// Layers of one network: 4 stages of kMaxBlocksPerStage blocks of at most 8
+// layers is 32,768; this is a backstop for families with deeper blocks.
+constexpr int64_t kMaxLayers = int64_t(1) << 17;  // 131,072
+// Input image channels: RGB is 3, hyperspectral sensors about 200.
+constexpr int64_t kMaxInputChannels = 1024;
+// Input image height and width; also the largest first-conv stride (1/rho):
+// a larger one keeps the same single pixel of every accepted input.
+constexpr int64_t kMaxInputSide = 16384;
+// Channels of one conv or features of one FC output (after alpha): vgg16's
+// 4096-wide classifier at alpha=256.
+constexpr int64_t kMaxChannels = int64_t(1) << 20;  // 1,048,576
+// Classes of the classifier (ImageNet-21k has 21,841).
+constexpr int64_t kMaxClasses = int64_t(1) << 20;  // 1,048,576
+// Elements of one tensor, and ReLUs, FLOPs or params of one layer or of a
+// whole network: half of int64_t's range, so one more sum cannot wrap.
+constexpr int64_t kMaxCount = int64_t(1) << 62;  // 4,611,686,018,427,387,904
+}  // namespace limits
+
+// Throws SpecError "<what> exceed the limit of 2^62 = ..." (or, for a
+// negative operand, that a count is negative): the one message of every count
+// that does not fit.
+[[noreturn]] void throw_bad_count(const char* what, int64_t a, int64_t b);
+// a * b and a + b of counts (non-negative, at most limits::kMaxCount); throw
+// through throw_bad_count when an operand is negative or the result does not fit.
+inline int64_t count_mul(int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > limits::kMaxCount) throw_bad_count(what, a, b);
+  return r;
+}
+inline int64_t count_add(int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r) || r > limits::kMaxCount) throw_bad_count(what, a, b);
+  return r;
+}
+
 // C x H x W of one image (no batch dimension).
 struct Shape {
   int64_t c = 0, h = 0, w = 0;
-  int64_t numel() const { return c * h * w; }
+  // C x H x W; throws SpecError when it does not fit limits::kMaxCount.
+  int64_t numel() const { return count_mul(count_mul(c, h, "elements of a tensor"), w, "elements of a tensor"); }
   std::string str() const;  // "64x32x32"
   bool operator==(const Shape& o) const { return c == o.c && h == o.h && w == o.w; }
 };
@@ -65,6 +112,8 @@ struct Layer {
   int64_t flops() const;
   // Trainable parameters: conv/FC weights (+bias), BN weight and bias.
   int64_t params() const;
+  // All three throw SpecError naming the layer when the count does not fit
+  // limits::kMaxCount (or a mask's live count is not within its site).
 };
 
 // One unit of the forward graph:
@@ -81,10 +130,11 @@ struct Block {
 
 struct Totals {
   int64_t relus = 0, flops = 0, params = 0;
+  // Checked: throws SpecError when a sum exceeds limits::kMaxCount.
   Totals& operator+=(const Totals& o) {
-    relus += o.relus;
-    flops += o.flops;
-    params += o.params;
+    relus = count_add(relus, o.relus, "total ReLUs");
+    flops = count_add(flops, o.flops, "total FLOPs");
+    params = count_add(params, o.params, "total params");
     return *this;
   }
 };
@@ -106,6 +156,8 @@ struct Network {
   std::vector<const Layer*> layers() const;
   std::vector<Layer*> mutable_layers();
   Shape output() const;
+  // Throw SpecError naming the network when a sum exceeds limits::kMaxCount
+  // (never for a network build_network returned without masks added since).
   Totals totals() const;
   // One row per stage in order, then "FC"/"head" rows where present.
   std::vector<StageTotals> stage_totals() const;

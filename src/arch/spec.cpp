@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "arch/builder.h"
 #include "util/strings.h"
 
 namespace dr::arch {
@@ -17,9 +19,15 @@ namespace {
 using util::join;
 using util::split;
 
+// The shortest %g form that reads back as the same double: "0.5", but
+// "0.3333333333" stays exact (a 6-digit %g would turn rho=1/3 into a rho
+// the parser refuses).
 std::string fmt_num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
+  char buf[40];
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   return buf;
 }
 
@@ -52,7 +60,85 @@ std::vector<std::string> parse_stages(const std::string& key, const std::string&
   return out;
 }
 
+void check_alpha(double alpha, const std::string& value, const std::string& spec) {
+  if (!(alpha > 0) || !std::isfinite(alpha))
+    throw SpecError("model spec '" + spec + "': alpha must be > 0 (got " + value + ")");
+}
+
+void check_rho(double rho, const std::string& value, const std::string& spec) {
+  const std::string problem = rho_problem(rho, value);
+  if (!problem.empty()) throw SpecError("model spec '" + spec + "': " + problem);
+}
+
+// One stage's block count: 1..limits::kMaxBlocksPerStage.
+void check_block_count(int64_t n, const std::string& value, const std::string& stage, const std::string& spec) {
+  if (n < 1) throw SpecError("model spec '" + spec + "': blocks needs positive integers, got '" + value + "'");
+  if (n > limits::kMaxBlocksPerStage)
+    throw SpecError("model spec '" + spec + "': blocks=" + value + " for stage " + stage + " is too large (at most " +
+                    std::to_string(limits::kMaxBlocksPerStage) + " blocks per stage)");
+}
+
+// "2,2,2,2" -> one count per stage of the family, each checked.
+std::vector<int> parse_blocks(const std::string& value, const Family& fam, const std::string& spec) {
+  if (fam.default_blocks.empty())
+    throw SpecError("model spec '" + spec + "': blocks= is accepted by ResNet families only, not " + fam.name);
+  const auto parts = split(value, ',');
+  if (parts.size() != fam.stages.size())
+    throw SpecError("model spec '" + spec + "': blocks needs " + std::to_string(fam.stages.size()) +
+                    " numbers, one per stage of " + fam.name + " (" + join(fam.stages) + ")");
+  std::vector<int> blocks;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& b = parts[i];
+    long long n = 0;
+    size_t used = 0;
+    try {
+      n = std::stoll(b, &used);
+    } catch (const std::out_of_range&) {
+      // More digits than any int64: too large, unless it is negative.
+      n = b.find('-') == std::string::npos ? limits::kMaxBlocksPerStage + 1 : 0;
+      used = b.size();
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != b.size() || b.empty())
+      throw SpecError("model spec '" + spec + "': blocks needs positive integers, got '" + b + "'");
+    check_block_count(n, b, fam.stages[i], spec);
+    blocks.push_back(static_cast<int>(n));
+  }
+  return blocks;
+}
+
 }  // namespace
+
+void validate_spec(const ModelSpec& s) {
+  const Family& fam = find_family(s.family);
+  const std::string text = s.canonical();
+  check_alpha(s.alpha, fmt_num(s.alpha), text);
+  check_rho(s.rho, fmt_num(s.rho), text);
+  if (s.blocks.empty()) return;
+  if (fam.default_blocks.empty() || s.blocks.size() != fam.stages.size())
+    throw SpecError("model spec '" + text + "': blocks needs " + std::to_string(fam.stages.size()) +
+                    " numbers, one per stage of " + fam.name + " (" + join(fam.stages) + ")");
+  for (size_t i = 0; i < s.blocks.size(); ++i)
+    check_block_count(s.blocks[i], std::to_string(s.blocks[i]), fam.stages[i], text);
+}
+
+void validate_input(const InputSpec& in, const std::string& where) {
+  const Shape& s = in.shape;
+  if (s.c < 1 || s.h < 1 || s.w < 1 || in.classes < 1)
+    throw SpecError(where + " with " + std::to_string(in.classes) +
+                    " classes: need a positive shape and at least one class");
+  const std::pair<const char*, int64_t> dims[] = {{"channels", s.c}, {"height", s.h}, {"width", s.w}};
+  for (const auto& [name, v] : dims) {
+    const int64_t max = name[0] == 'c' ? limits::kMaxInputChannels : limits::kMaxInputSide;
+    if (v > max)
+      throw SpecError(where + ": " + name + " " + std::to_string(v) + " is too large (at most " +
+                      std::to_string(max) + ")");
+  }
+  if (in.classes > limits::kMaxClasses)
+    throw SpecError(where + ": " + std::to_string(in.classes) + " classes is too many (at most " +
+                    std::to_string(limits::kMaxClasses) + ")");
+}
 
 ModelSpec parse_spec(const std::string& text) {
   if (text.empty())
@@ -79,33 +165,12 @@ ModelSpec parse_spec(const std::string& text) {
       throw SpecError("model spec '" + text + "': key '" + key + "' needs a value (" + key + "=...)");
     if (key == "alpha") {
       spec.alpha = parse_number(key, value, text);
-      if (spec.alpha <= 0)
-        throw SpecError("model spec '" + text + "': alpha must be > 0 (got " + value + ")");
+      check_alpha(spec.alpha, value, text);
     } else if (key == "rho") {
       spec.rho = parse_number(key, value, text);
-      const double inv = 1.0 / spec.rho;
-      if (spec.rho <= 0 || spec.rho > 1 || std::fabs(inv - std::round(inv)) > 1e-6)
-        throw SpecError("model spec '" + text + "': rho must be 1/k for an integer stride k >= 1 "
-                        "(e.g. 1, 0.5, 0.25); got " + value);
+      check_rho(spec.rho, value, text);
     } else if (key == "blocks") {
-      if (fam.default_blocks.empty())
-        throw SpecError("model spec '" + text + "': blocks= is accepted by ResNet families only, not " +
-                        fam.name);
-      for (const auto& b : split(value, ',')) {
-        int n = 0;
-        size_t used = 0;
-        try {
-          n = std::stoi(b, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != b.size() || b.empty() || n < 1)
-          throw SpecError("model spec '" + text + "': blocks needs positive integers, got '" + b + "'");
-        spec.blocks.push_back(n);
-      }
-      if (spec.blocks.size() != fam.stages.size())
-        throw SpecError("model spec '" + text + "': blocks needs " + std::to_string(fam.stages.size()) +
-                        " numbers, one per stage of " + fam.name + " (" + join(fam.stages) + ")");
+      spec.blocks = parse_blocks(value, fam, text);
     } else if (key == "cull") {
       spec.cull = parse_stages(key, value, fam, text);
     } else if (key == "keep") {
@@ -145,19 +210,26 @@ std::string ModelSpec::canonical() const {
 
 Shape parse_shape(const std::string& text) {
   const auto p = split(text, 'x');
-  Shape s;
-  bool ok = p.size() == 3;
-  if (ok) {
+  const std::string where = "input shape '" + text + "'";
+  const std::string bad = where + " is not CxHxW with positive integers (e.g. 3x32x32)";
+  if (p.size() != 3) throw SpecError(bad);
+  const char* names[] = {"channels", "height", "width"};
+  int64_t dims[3] = {0, 0, 0};
+  for (int i = 0; i < 3; ++i) {
+    size_t used = 0;
     try {
-      size_t u0, u1, u2;
-      s = {std::stoll(p[0], &u0), std::stoll(p[1], &u1), std::stoll(p[2], &u2)};
-      ok = u0 == p[0].size() && u1 == p[1].size() && u2 == p[2].size() && s.c > 0 && s.h > 0 &&
-           s.w > 0;
+      dims[i] = std::stoll(p[i], &used);
+    } catch (const std::out_of_range&) {
+      if (p[i].find('-') != std::string::npos) throw SpecError(bad);
+      throw SpecError(where + ": " + names[i] + " " + p[i] + " is too large (at most " +
+                      std::to_string(i == 0 ? limits::kMaxInputChannels : limits::kMaxInputSide) + ")");
     } catch (const std::exception&) {
-      ok = false;
+      used = 0;
     }
+    if (used != p[i].size() || dims[i] < 1) throw SpecError(bad);
   }
-  if (!ok) throw SpecError("input shape '" + text + "' is not CxHxW with positive integers (e.g. 3x32x32)");
+  const Shape s{dims[0], dims[1], dims[2]};
+  validate_input({s, 1}, where);
   return s;
 }
 

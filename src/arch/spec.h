@@ -39,11 +39,23 @@ ModelSpec parse_spec(const std::string& text);
 // option in the message ("--model").
 ModelSpec parse_family_spec(const std::string& text, const std::string& option);
 
-// "3x32x32" -> Shape. Throws SpecError.
+// "3x32x32" -> Shape. Throws SpecError, also for a side or channel count
+// beyond the limits of network.h (those validate_input checks).
 Shape parse_shape(const std::string& text);
 
+// Checks what parse_spec checks of a spec made in code (the search and
+// pipeline derive specs): family, alpha, rho and blocks within the limits of
+// network.h. Throws SpecError.
+void validate_spec(const ModelSpec& spec);
+// Checks an input against the limits of network.h: channels
+// 1..kMaxInputChannels, height and width 1..kMaxInputSide, classes
+// 1..kMaxClasses. `where` starts the message ("input 3x32x32").
+void validate_input(const InputSpec& input, const std::string& where);
+
 // Builds the description of the reduced network. Throws SpecError for an
-// unknown family, key value, stage or policy, or a spatial size below 1.
+// unknown family, key value, stage or policy, a spatial size below 1, or a
+// spec or input beyond the limits of network.h (before anything is built),
+// or a count of the result that does not fit them.
 Network build_network(const ModelSpec& spec, const InputSpec& input);
 Network build_network(const std::string& spec, const InputSpec& input);
 

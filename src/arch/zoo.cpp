@@ -27,20 +27,24 @@ void apply_reduction(Network& net, const ModelSpec& s, const Family& fam) {
 
 }  // namespace
 
+// The one validation layer: the spec and the input are checked against the
+// limits of network.h before anything is built, the Builder checks every
+// layer's shapes and counts as it appends it, and the sums are checked last,
+// so a network that is returned has no count that does not fit.
 Network build_network(const ModelSpec& s, const InputSpec& input) {
   const Family& fam = find_family(s.family);
+  validate_spec(s);
+  validate_input(input, "input " + input.shape.str());
   Network net;
   net.family = s.family;
   net.spec = s.canonical();
   net.input = input.shape;
   net.classes = input.classes;
   net.stages = fam.stages;
-  if (input.shape.numel() <= 0 || input.classes < 1)
-    throw SpecError("input " + input.shape.str() + " with " + std::to_string(input.classes) +
-                    " classes: need a positive shape and at least one class");
   Builder b(net);
   fam.build(b, s, s.blocks.empty() ? fam.default_blocks : s.blocks, input.classes);
   apply_reduction(net, s, fam);
+  net.totals();  // throws when a sum does not fit
   return net;
 }
 

@@ -2,6 +2,12 @@
 // FLOPs/params checked by hand, stage splits, and bad specs.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <limits>
+#include <memory>
+#include <tuple>
+
+#include "arch/builder.h"
 #include "arch/spec.h"
 
 using namespace dr::arch;
@@ -300,4 +306,181 @@ TEST(SpecGrammar, EveryFamilyBuildsOnEveryPreset) {
       EXPECT_EQ(net.output().c, dataset_input(ds).classes) << fam.name << " " << ds;
       EXPECT_GT(net.totals().relus, 0);
     }
+}
+
+// --- limits: no count can overflow, absurd sizes are refused up front -----------
+// The limits live in network.h (namespace limits); these are the inputs an
+// outside campaign found to overflow silently or to allocate without bound.
+
+namespace {
+
+std::string spec_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const SpecError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no SpecError";
+  return "";
+}
+
+#define EXPECT_MENTIONS(msg, needle) \
+  EXPECT_NE((msg).find(needle), std::string::npos) << (msg) << "\n  should mention: " << (needle)
+
+// VGG16-BN by hand for an integer alpha: every conv, the 4096-wide FCs.
+Totals vgg16_by_hand(int64_t alpha, int64_t side, int64_t classes) {
+  const int64_t cfg[][3] = {{64, 64, 0}, {128, 128, 0}, {256, 256, 256}, {512, 512, 512}, {512, 512, 512}};
+  Totals t;
+  int64_t cin = 3, hw = side * side;
+  for (auto& st : cfg) {
+    for (int64_t c0 : st) {
+      if (!c0) continue;
+      const int64_t c = c0 * alpha;
+      t.params += cin * c * 9 + 2 * c;
+      t.flops += cin * c * 9 * hw;
+      t.relus += c * hw;
+      cin = c;
+    }
+    hw /= 4;
+  }
+  const int64_t flat = cin * hw, hidden = 4096 * alpha;
+  t.params += flat * hidden + hidden + hidden * hidden + hidden + hidden * classes + classes;
+  t.flops += flat * hidden + hidden * hidden + hidden * classes;
+  t.relus += 2 * hidden;
+  return t;
+}
+
+}  // namespace
+
+TEST(Limits, OverflowingAlphaIsRefusedNamingAlpha) {
+  // Was: a negative parameter count (1e6), and "a layer of 64 channels with none" (1e17).
+  expect_spec_error("resnet18:alpha=1e6", "alpha=1e+06 is too large");
+  expect_spec_error("resnet18:alpha=1e6", "at most 1048576 channels per layer");
+  expect_spec_error("resnet18:alpha=1e17", "alpha=1e+17 is too large");
+  expect_spec_error("resnet18:alpha=1e300", "alpha=1e+300 is too large");
+  expect_spec_error("vgg16:alpha=257", "a layer of 4096 channels 1052672 wide", "cifar10");
+  // The largest alpha vgg16's classifier takes still builds, at the limit exactly.
+  const Network net = build_network("vgg16:alpha=256", dataset_input("cifar10"));
+  for (const auto* l : net.layers()) {
+    if (l->name == "classifier.fc1") {
+      EXPECT_EQ(l->out_ch, limits::kMaxChannels);
+    }
+  }
+  // A spec made in code is checked like a parsed one.
+  ModelSpec s = parse_spec("resnet18");
+  s.alpha = std::numeric_limits<double>::infinity();
+  EXPECT_MENTIONS(spec_error([&] { build_network(s, dataset_input("cifar10")); }), "alpha must be > 0");
+}
+
+TEST(Limits, HugeInputIsRefused) {
+  // Was: wrong FLOPs and ReLU counts with exit 0.
+  EXPECT_MENTIONS(spec_error([] { parse_shape("3x2000000000x2000000000"); }),
+                  "input shape '3x2000000000x2000000000': height 2000000000 is too large (at most 16384)");
+  EXPECT_MENTIONS(spec_error([] { parse_shape("3x32x99999999999999999999999"); }),
+                  "width 99999999999999999999999 is too large");
+  EXPECT_MENTIONS(spec_error([] { parse_shape("2000x32x32"); }), "channels 2000 is too large (at most 1024)");
+  EXPECT_EQ(parse_shape("3x16384x16384"), (Shape{3, 16384, 16384}));
+  // An InputSpec made in code (an architecture file, --input) is checked too.
+  auto build = [](Shape s, int64_t classes) { build_network("resnet18", InputSpec{s, classes}); };
+  EXPECT_MENTIONS(spec_error([&] { build({3, 2000000000, 2000000000}, 10); }), "height 2000000000 is too large");
+  EXPECT_MENTIONS(spec_error([&] { build({3, 32, 32}, 99999999); }), "99999999 classes is too many");
+  EXPECT_MENTIONS(spec_error([&] { build({-3, -32, 32}, 10); }), "need a positive shape");
+  // Within the input limits, a count that does not fit is refused, naming it.
+  const InputSpec big{{3, 16384, 16384}, 10};
+  EXPECT_MENTIONS(spec_error([&] { build_network("resnet18:alpha=2000", big); }),
+                  "layer 'layer1.0.conv1': FLOPs exceed the limit of 2^62");
+  EXPECT_MENTIONS(spec_error([&] { build_network("vgg16:alpha=256", big); }), "total FLOPs exceed the limit of 2^62");
+}
+
+TEST(Limits, TinyRhoIsRefused) {
+  // Was: a stride of -9223372036854775808 (llround of 1e300).
+  expect_spec_error("resnet18:rho=1e-300", "rho=1e-300 is too small");
+  expect_spec_error("resnet18:rho=1e-300", "above 16384");
+  expect_spec_error("resnet18:rho=0.00006", "is too small");
+  EXPECT_THROW(stem_stride(1e-300), SpecError);
+  ModelSpec s = parse_spec("mobilenetv1");
+  s.rho = 1e-300;  // a spec made in code
+  EXPECT_MENTIONS(spec_error([&] { build_network(s, dataset_input("cifar10")); }), "is too small");
+  // The largest stride is accepted: every padded 3x3 conv still sees one pixel.
+  const Network net = build_network("resnet18:rho=0.00006103515625", dataset_input("cifar10"));
+  EXPECT_EQ(net.blocks[0].body[0].stride, limits::kMaxInputSide);
+  EXPECT_EQ(net.blocks[0].body[0].out, (Shape{64, 1, 1}));
+}
+
+TEST(Limits, AbsurdBlocksAreRefusedBeforeBuilding) {
+  // Was: hundreds of GB allocated, then std::bad_alloc.
+  expect_spec_error("resnet18:blocks=99999999,1,1,1", "blocks=99999999 for stage S1 is too large");
+  expect_spec_error("resnet18:blocks=99999999,1,1,1", "at most 1024 blocks per stage");
+  expect_spec_error("resnet18:blocks=1,1,1,99999999999999999999999", "for stage S4 is too large");
+  expect_spec_error("resnet18:blocks=1,-99999999999999999999999,1,1", "positive integers");
+  ModelSpec s = parse_spec("resnet18");
+  s.blocks = {1, 2000000000, 1, 1};  // a spec made in code
+  EXPECT_MENTIONS(spec_error([&] { build_network(s, dataset_input("cifar10")); }), "for stage S2 is too large");
+}
+
+TEST(Limits, LegitimateLargeNetworksKeepExactCounts) {
+  // resnet110 on Tiny ImageNet: stem 16x64x64, then 18 blocks of 2 ReLUs per stage.
+  EXPECT_EQ(relus("resnet110", "tinyimagenet"), 65536 + 36 * (16 * 64 * 64 + 32 * 32 * 32 + 64 * 16 * 16));
+  // vgg16 at alpha=64 on 3x4096x4096 with 1000 classes, and the CIFAR-10 one.
+  for (const auto& [alpha, side, classes] : {std::tuple<int64_t, int64_t, int64_t>{1, 32, 10}, {64, 32, 10},
+                                             {64, 4096, 1000}, {8, 16384, 1000}}) {
+    const std::string spec = "vgg16:alpha=" + std::to_string(alpha);
+    const Totals t = build_network(spec, InputSpec{{3, side, side}, classes}).totals();
+    const Totals h = vgg16_by_hand(alpha, side, classes);
+    EXPECT_EQ(t.relus, h.relus) << spec << " on " << side;
+    EXPECT_EQ(t.flops, h.flops) << spec << " on " << side;
+    EXPECT_EQ(t.params, h.params) << spec << " on " << side;
+  }
+  // The most blocks per stage: every block is built, the counts exact.
+  const Network deep = build_network("resnet18:blocks=1024,1024,1024,1024", dataset_input("cifar10"));
+  EXPECT_EQ(deep.totals().relus, 65536 + 2048 * (65536 + 32768 + 16384 + 8192));
+  EXPECT_LE(static_cast<int64_t>(deep.layers().size()), limits::kMaxLayers);
+}
+
+TEST(Limits, EveryCountIsChecked) {
+  EXPECT_THROW((Shape{int64_t(1) << 21, int64_t(1) << 21, int64_t(1) << 21}.numel()), SpecError);
+  EXPECT_EQ((Shape{int64_t(1) << 20, int64_t(1) << 20, int64_t(1) << 22}.numel()), limits::kMaxCount);
+  Layer conv;
+  conv.name = "x.conv";
+  conv.op = Op::Conv;
+  conv.in_ch = conv.out_ch = int64_t(1) << 20;
+  conv.kernel = 3;
+  conv.out = {conv.out_ch, 1 << 14, 1 << 14};
+  EXPECT_MENTIONS(spec_error([&] { conv.flops(); }), "layer 'x.conv': FLOPs exceed the limit of 2^62");
+  EXPECT_EQ(conv.params(), (int64_t(1) << 40) * 9);
+  // A mask's live count must lie within its site.
+  Layer relu;
+  relu.name = "x.relu";
+  relu.op = Op::ReLU;
+  relu.out = {2, 2, 2};
+  relu.mask = std::make_shared<ReluMask>(ReluMask{{1, 1}, true, 9});
+  EXPECT_MENTIONS(spec_error([&] { relu.relus(); }), "mask keeps 9 elements, outside 0..8");
+  // Sums of totals.
+  Totals t{limits::kMaxCount, 0, 0};
+  EXPECT_MENTIONS(spec_error([&] { t += Totals{1, 0, 0}; }), "total ReLUs exceed the limit of 2^62");
+  EXPECT_MENTIONS(spec_error([] { count_mul(-1, 2, "FLOPs"); }), "negative");
+}
+
+TEST(Limits, SyntheticSourceSharesTheInputLimits) {
+  auto err = [](const std::string& src) { return spec_error([&] { parse_source(src); }); };
+  EXPECT_MENTIONS(err("synthetic:3x16385x32"), "16385 is outside 1..16384");
+  EXPECT_MENTIONS(err("synthetic:1025x8x8"), "1025 is outside 1..1024");
+  EXPECT_MENTIONS(err("synthetic:3x32x32:1048577"), "1048577 is outside 1..1048576");
+  EXPECT_EQ(parse_source("synthetic:1024x1024x1024:1:8").input.shape, (Shape{1024, 1024, 1024}));  // 2^33 pixels
+  EXPECT_MENTIONS(err("synthetic:1024x1024x1024:1:9"), "at most 2^33 pixels");
+  // images x pixels beyond int64_t is refused, not wrapped.
+  EXPECT_MENTIONS(err("synthetic:1024x16384x16384:1:100000000"), "at most 2^33 pixels");
+  EXPECT_MENTIONS(err("synthetic:1024x8x8:8193:1"), "too many classes x channels");
+  EXPECT_EQ(parse_source("synthetic:64x32x32:100000:1").input.classes, 100000);  // the old largest set
+}
+
+TEST(SpecGrammar, CanonicalFormReadsBackExactly) {
+  // Six significant digits would print rho=1/3 as 0.333333, which is not 1/k.
+  for (const char* text : {"resnet18:rho=0.3333333333333333", "resnet18:alpha=0.123456789", "resnet18:alpha=0.5"}) {
+    const ModelSpec s = parse_spec(text);
+    EXPECT_EQ(parse_spec(s.canonical()).canonical(), s.canonical()) << text;
+    EXPECT_EQ(parse_spec(s.canonical()).alpha, s.alpha) << text;
+    EXPECT_EQ(parse_spec(s.canonical()).rho, s.rho) << text;
+  }
+  EXPECT_EQ(parse_spec("resnet18:alpha=0.5:rho=0.25").canonical(), "resnet18:alpha=0.5:rho=0.25");
 }
