@@ -2,10 +2,27 @@
 #include <iostream>
 
 #include "commands.h"
+#include "mpc/cost.h"
+#include "mpc/plan.h"
 #include "pi/cost_table.h"
 #include "report/format.h"
 
 namespace dr::cli {
+
+namespace {
+
+// deepreduce's own runtime: exact online MB and rounds per image, or nulls
+// for a network it cannot run.
+std::vector<nlohmann::json> runtime_cells(const arch::Network& net) {
+  try {
+    const mpc::ExpectedCost c = mpc::expected_cost(mpc::compile_plan(net));
+    return {static_cast<double>(c.online_bytes) / 1e6, c.rounds};
+  } catch (const mpc::UnsupportedError&) {
+    return {nullptr, nullptr};
+  }
+}
+
+}  // namespace
 
 void add_cost_command(CLI::App& app) {
   struct Options {
@@ -23,8 +40,12 @@ void add_cost_command(CLI::App& app) {
   cmd->callback([o] {
     const pi::CostModel model = pi::load_cost_model(o->costs);
     const auto protocols = pi::select_protocols(model, o->protocol);
-    std::vector<report::Column> cols = {
-        {"spec", "spec"}, {"input", "input"}, {"relus", "ReLUs", true}, {"linear_mb", "linear-input sharing MB", true}};
+    std::vector<report::Column> cols = {{"spec", "spec"},
+                                        {"input", "input"},
+                                        {"relus", "ReLUs", true},
+                                        {"linear_mb", "linear-input sharing MB", true},
+                                        {"pi_mb", "deepreduce pi MB", true},
+                                        {"pi_rounds", "pi rounds", true}};
     for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
     report::Table t(cols);
     for (const auto& spec : o->specs) {
@@ -32,16 +53,21 @@ void add_cost_command(CLI::App& app) {
       const arch::Network net = arch::build_network(ms, o->input.resolve(ms.family));
       const pi::NetworkCost cost = pi::estimate(net, model, protocols);
       std::vector<nlohmann::json> row = {net.spec, net.input.str(), cost.relus, cost.linear_share_bytes / 1e6};
+      for (auto& c : runtime_cells(net)) row.push_back(c);
       for (auto& c : pi::cost_cells(cost)) row.push_back(c);
       t.add_row(row);
     }
-    t.set_display("linear_mb", [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1); });
+    for (const char* k : {"linear_mb", "pi_mb"})
+      t.set_display(k, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1); });
     pi::set_cost_display(t, protocols);
     const auto fmt = report::parse_format(o->format);
     std::cout << t.render(fmt);
     if (fmt == report::Format::Table) {
-      std::cout << "\nMB: online traffic of the ReLUs plus the sharing of every conv/FC input (" << model.ring_bits
-                << "-bit ring); s: the ReLUs' online time. Figures per protocol from " << model.path << ":\n";
+      std::cout << "\ndeepreduce pi: the online bytes and rounds of deepreduce's own runtime (`deepreduce pi`, "
+                   "dealer-assisted), exact by its formula\n(docs/private_inference.md; `-` where it cannot run the "
+                   "network). Estimates per protocol: MB = online traffic of the ReLUs plus the\nsharing of every "
+                   "conv/FC input (" << model.ring_bits << "-bit ring), s = the ReLUs' online time, figures from "
+                << model.path << ":\n";
       for (const auto* p : protocols)
         std::cout << "  " << p->id << ": " << p->name << ", " << p->bits_per_relu << " bits/ReLU"
                   << (p->us_per_relu ? ", " + report::fixed(*p->us_per_relu, 1) + " us/ReLU" : std::string())

@@ -68,6 +68,10 @@ void add_search_commands(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--plot-format", s->o.plot_ext, "Frontier plot: png or svg")->capture_default_str();
     cmd->add_flag("--dry-run", s->o.dry_run, "Print the plan only");
+    cmd->add_option("--measure-pi", s->o.measure_pi,
+                    "Run every frontier network privately (deepreduce pi run) on this many test images: measured "
+                    "bytes and latency columns and a latency frontier plot (0: estimates only)")
+        ->capture_default_str();
     cmd->callback([s] {
       s->o.budgets = search::parse_budgets(s->budgets);
       s->o.shard = search::parse_shard(s->shard);

@@ -22,6 +22,7 @@ void add_count_command(CLI::App& app);
 void add_train_command(CLI::App& app);  // train, resume, eval
 void add_cost_command(CLI::App& app);
 void add_search_commands(CLI::App& app);  // criticality, reduce
+void add_pi_commands(CLI::App& app);      // pi deal, serve, client, run
 
 // Help texts generated from the dataset and protocol registries (help.cpp).
 std::string data_option_help();

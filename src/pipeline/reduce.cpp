@@ -8,6 +8,7 @@
 #include "pi/cost.h"
 #include "pipeline/criticality.h"
 #include "pipeline/jobs.h"
+#include "pipeline/private_inference.h"
 #include "pipeline/reduce_report.h"
 #include "report/format.h"
 #include "report/table.h"
@@ -56,6 +57,8 @@ Plan make_plan(const ReduceOptions& o) {
   p.stages = arch::find_family(base.family).stages;
   p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
   if (!o.teacher.empty()) train::check_teacher(o.teacher, {p.input.shape, 0});  // classes: once the data is read
+  if (o.measure_pi < 0) throw std::invalid_argument("--measure-pi needs a number of images >= 0");
+  if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
   p.order = known_order(o);
   p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
   p.candidates = search::deepreduce_candidates(p.base_spec, p.order.empty() ? p.stages : p.order, p.input);

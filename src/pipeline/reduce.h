@@ -35,6 +35,10 @@ struct ReduceOptions {
   bool dry_run = false;
   std::string protocols = "all";
   std::string plot_ext = "png";
+  // Private inference of every frontier row on this many test images
+  // (deepreduce pi run; 0 = estimates only). Measured columns in the report
+  // and a second plot, accuracy against measured latency.
+  int64_t measure_pi = 0;
 };
 
 // Runs (or continues) the pipeline; returns the path of report.md, or "" when

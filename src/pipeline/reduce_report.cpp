@@ -1,6 +1,7 @@
 #include "pipeline/reduce_report.h"
 
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <set>
 
@@ -8,6 +9,7 @@
 #include "pi/cost_table.h"
 #include "pipeline/criticality.h"
 #include "pipeline/jobs.h"
+#include "pipeline/private_inference.h"
 #include "report/format.h"
 #include "report/plot.h"
 #include "report/table.h"
@@ -29,7 +31,29 @@ struct Row {
   int64_t relus = 0;
   double acc = 0;  // test accuracy in [0, 1]
   pi::NetworkCost cost;
+  nlohmann::json measured;  // deepreduce pi run's summary (--measure-pi), else null
 };
+
+// The private inference of one run on N test images: OUT/pi/<run>.json
+// holds it, so a continued reduce measures each network once.
+nlohmann::json measure_pi(const ReportInput& in, const std::string& run, const std::string& spec) {
+  const ReduceOptions& o = in.options;
+  const std::string file = path_join(path_join(o.out, "pi"), run_name(spec) + ".json");
+  if (util::file_exists(file)) {
+    const auto j = nlohmann::json::parse(util::read_file(file));
+    if (j.value("images", int64_t(0)) == o.measure_pi && j.value("run", "") == run) return j;
+  }
+  std::cerr << "[pi] private inference of " << spec << " on " << o.measure_pi << " images\n";
+  PiRunOptions pr;
+  pr.run = run;
+  pr.data = o.train.data;
+  pr.count = o.measure_pi;
+  pr.quiet = true;
+  nlohmann::json j = run_private_inference(pr);
+  j["run"] = run;
+  util::write_file_atomic(file, j.dump(2) + "\n");
+  return j;
+}
 
 std::string pct(double acc) { return report::fixed(100.0 * acc, 2); }
 
@@ -40,10 +64,16 @@ void display_pct(report::Table& t, const std::string& key) {
 std::vector<Row> collect_rows(const ReportInput& in, const train::RunResult& teacher, const pi::CostModel& model,
                               const std::vector<const pi::Protocol*>& protocols) {
   auto cost = [&](const std::string& spec) { return pi::estimate(arch::build_network(spec, in.input), model, protocols); };
-  std::vector<Row> rows = {{"baseline (teacher)", teacher.spec, teacher.relus, teacher.test_acc, cost(teacher.spec)}};
+  std::vector<Row> rows = {{"baseline (teacher)", teacher.spec, teacher.relus, teacher.test_acc, cost(teacher.spec),
+                            nullptr}};
   for (const auto& c : picked_candidates(in.budgets)) {
     const auto r = train::finished_result(candidate_dir(in.options.out, c.spec));
-    rows.push_back({c.step_name, c.spec, c.relus, r->test_acc, cost(c.spec)});
+    rows.push_back({c.step_name, c.spec, c.relus, r->test_acc, cost(c.spec), nullptr});
+  }
+  if (in.options.measure_pi > 0) {
+    rows[0].measured = measure_pi(in, in.teacher_dir, rows[0].spec);
+    for (size_t i = 1; i < rows.size(); ++i)
+      rows[i].measured = measure_pi(in, candidate_dir(in.options.out, rows[i].spec), rows[i].spec);
   }
   return rows;
 }
@@ -54,6 +84,12 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
                                       {"relus", "ReLUs", true},       {"reduction", "ReLU reduction", true},
                                       {"acc", "accuracy (%)", true},  {"delta", "vs baseline", true},
                                       {"pareto", "Pareto"}};
+  const bool measured = !rows.front().measured.is_null();
+  if (measured)
+    for (report::Column c : {report::Column{"pi_mb", "measured MB", true}, {"pi_s", "measured s", true},
+                             {"pi_lan_s", "LAN s", true}, {"pi_wan_s", "WAN s", true},
+                             {"pi_agree", "agreement", true}})
+      cols.push_back(c);
   for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
   report::Table t(cols);
   const Row& base = rows.front();
@@ -61,6 +97,14 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
     const Row& r = rows[i];
     std::vector<nlohmann::json> cells = {r.step, r.spec, r.relus, double(base.relus) / r.relus, 100 * r.acc,
                                          100 * (r.acc - base.acc), on_front.count(i) ? "yes" : ""};
+    if (measured) {
+      const nlohmann::json& m = r.measured;
+      cells.push_back(m["online_bytes"].get<double>() / m["images"].get<double>() / 1e6);
+      cells.push_back(m["seconds_per_image"]);
+      cells.push_back(m["modelled"]["lan"]["seconds_per_image"]);
+      cells.push_back(m["modelled"]["wan"]["seconds_per_image"]);
+      cells.push_back(m["agreement"]);
+    }
     for (auto& c : pi::cost_cells(r.cost)) cells.push_back(c);
     t.add_row(cells);
   }
@@ -71,6 +115,11 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
     return (d >= 0 ? "+" : "") + report::fixed(d, 2);
   });
   pi::set_cost_display(t, protocols);
+  if (measured) {
+    t.set_display("pi_mb", [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 2); });
+    for (const char* k : {"pi_s", "pi_lan_s", "pi_wan_s", "pi_agree"})
+      t.set_display(k, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 3); });
+  }
   return t;
 }
 
@@ -91,14 +140,17 @@ report::Table budgets_table(const ReportInput& in) {
   return t;
 }
 
-void plot_frontier(const std::string& file, const std::string& title, const std::vector<Row>& rows,
-                   const std::vector<size_t>& front) {
+// Accuracy against x(row): the ReLU count, or the measured latency.
+void plot_frontier(const std::string& file, const std::string& title, const std::string& xlabel,
+                   const std::vector<Row>& rows, const std::function<double(const Row&)>& x) {
+  std::vector<search::Point> points;
+  for (const auto& r : rows) points.push_back({std::llround(x(r) * 1e9), r.acc});  // fronts compare x as integers
   report::XYSeries all{"candidates", {}, false, true, ""}, frontier{"Pareto frontier", {}, true, false, ""},
       base{"baseline (teacher)", {}, false, false, "baseline"};
-  for (size_t i = 1; i < rows.size(); ++i) all.points.push_back({double(rows[i].relus), 100 * rows[i].acc, rows[i].spec});
-  for (size_t i : front) frontier.points.push_back({double(rows[i].relus), 100 * rows[i].acc, ""});
-  base.points.push_back({double(rows[0].relus), 100 * rows[0].acc, ""});
-  report::plot_xy(file, title, "ReLU count (log scale)", "test accuracy (%)", true, {all, frontier, base});
+  for (size_t i = 1; i < rows.size(); ++i) all.points.push_back({x(rows[i]), 100 * rows[i].acc, rows[i].spec});
+  for (size_t i : search::pareto_front(points)) frontier.points.push_back({x(rows[i]), 100 * rows[i].acc, ""});
+  base.points.push_back({x(rows[0]), 100 * rows[0].acc, ""});
+  report::plot_xy(file, title, xlabel, "test accuracy (%)", true, {all, frontier, base});
 }
 
 std::string settings_paragraph(const ReportInput& in) {
@@ -128,6 +180,12 @@ std::string report_markdown(const ReportInput& in, const train::RunResult& teach
   md += "PI cost columns (estimates, not measurements): online traffic in MB (ReLUs plus sharing every conv/FC "
         "input over a " + std::to_string(model.ring_bits) + "-bit ring) and the ReLUs' online time in seconds, per "
         "protocol (" + model.path + ").\n\n";
+  if (in.options.measure_pi > 0)
+    md += "Measured columns: `deepreduce pi run` on the first " + std::to_string(in.options.measure_pi) +
+          " test images (" + kTrustModel + "; loopback on this machine): online MB and seconds per image, the modelled "
+          "LAN (1 Gb/s, 0.5 ms RTT) and WAN (100 Mb/s, 40 ms RTT) seconds, and the share of images whose private "
+          "prediction equals the plaintext model's. Accuracy against measured latency: "
+          "![latency frontier](frontier_latency." + in.options.plot_ext + ")\n\n";
   md += "## Best network per ReLU budget\n\n" + budgets.render(report::Format::Markdown) + "\n";
   md += "## Pareto frontier\n\n![ReLU count vs accuracy](" + std::filesystem::path(plot).filename().string() +
         ")\n\nFrontier points (fewest ReLUs first): ";
@@ -165,7 +223,13 @@ std::string write_reduce_report(const ReportInput& in) {
   const report::Table steps = steps_table(rows, {front.begin(), front.end()}, protocols);
   const report::Table budgets = budgets_table(in);
   const std::string plot = path_join(o.out, "frontier." + o.plot_ext);
-  plot_frontier(plot, "DeepReDuce: " + in.base_spec + " on " + o.train.data, rows, front);
+  plot_frontier(plot, "DeepReDuce: " + in.base_spec + " on " + o.train.data, "ReLU count (log scale)", rows,
+                [](const Row& r) { return double(r.relus); });
+  if (o.measure_pi > 0)
+    plot_frontier(path_join(o.out, "frontier_latency." + o.plot_ext),
+                  "DeepReDuce: " + in.base_spec + " on " + o.train.data + ", measured private inference",
+                  "private-inference latency per image, s (log scale; loopback, semi-honest 2PC with a dealer)", rows,
+                  [](const Row& r) { return r.measured["seconds_per_image"].get<double>(); });
 
   const nlohmann::json results = {
       {"model", in.base_spec},      {"data", o.train.data},     {"input", in.input.shape.str()},

@@ -1,0 +1,185 @@
+// `deepreduce pi deal|serve|client|run`: private inference of a trained run
+// between a dealer, a server and a client (docs/private_inference.md).
+#include <iostream>
+
+#include "commands.h"
+#include "mpc/dealer.h"
+#include "mpc/keys.h"
+#include "pipeline/private_inference.h"
+#include "report/format.h"
+#include "util/strings.h"
+
+namespace dr::cli {
+
+namespace {
+
+struct PartyFlags {
+  double timeout = 60;
+  int threads = 1;
+  std::string format = "table";
+  bool quiet = false;
+  void add(CLI::App* cmd) {
+    cmd->add_option("--timeout", timeout, "Seconds a party waits for the other (connect, every message) before failing")
+        ->capture_default_str();
+    cmd->add_option("--threads", threads, "Threads of this party (linear layers, ReLU evaluation)")->capture_default_str();
+    cmd->add_option("--format", format, "Output: table or json")->capture_default_str();
+    cmd->add_flag("--quiet", quiet, "No progress lines");
+  }
+  void check() const {
+    if (format != "table" && format != "json") throw UsageError("--format '" + format + "': accepted table, json");
+    if (!(timeout > 0 && timeout <= 86400)) throw UsageError("--timeout must be in (0, 86400] seconds");
+    if (threads < 1 || threads > 256) throw UsageError("--threads must be in 1..256");
+  }
+};
+
+// The architecture a key file was dealt for.
+mpc::Architecture key_architecture(const std::string& key) {
+  return mpc::parse_architecture(mpc::KeyFile(key).header().architecture);
+}
+
+void deal_command(CLI::App& pi) {
+  struct Opts {
+    std::string run, out, format = "table";
+    int64_t count = 1;
+    int frac_bits = mpc::kDefaultFracBits, threads = 1;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = pi.add_subcommand("deal", "Dealer: write server.key and client.key for COUNT inferences of RUN's architecture "
+                                        "(it reads the architecture only, never the weights)");
+  cmd->add_option("RUN", o->run, "Finished run directory")->required();
+  cmd->add_option("--out", o->out, "Key directory to write")->required();
+  cmd->add_option("--count", o->count, "Inferences the keys are for (each key block is used once)")->capture_default_str();
+  cmd->add_option("--frac-bits", o->frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Dealer threads")->capture_default_str();
+  cmd->add_option("--format", o->format, "Output: table or json")->capture_default_str();
+  cmd->callback([o] {
+    if (o->count < 1) throw UsageError("--count must be >= 1");
+    if (o->threads < 1 || o->threads > 256) throw UsageError("--threads must be in 1..256");
+    const mpc::DealReport r = mpc::deal(pipeline::run_architecture(o->run), {o->frac_bits, uint64_t(o->count), o->out,
+                                                                             o->threads});
+    if (o->format == "json") {
+      std::cout << mpc::to_json(r).dump(2) << "\n";
+      return;
+    }
+    std::cout << "dealt " << r.count << " inferences of " << o->run << " (" << report::thousands(r.live_relus)
+              << " live ReLUs, f = " << r.frac_bits << ") in " << report::fixed(r.seconds, 2) << " s\n  "
+              << r.server_path << ": " << report::bytes(double(r.server_file_bytes)) << "\n  " << r.client_path << ": "
+              << report::bytes(double(r.client_file_bytes)) << "\nTrust model: " << pipeline::kTrustModel << ".\n";
+  });
+}
+
+void serve_command(CLI::App& pi) {
+  struct Opts {
+    std::string run, keys, bind = "127.0.0.1";
+    int port = 0;
+    PartyFlags flags;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = pi.add_subcommand("serve", "Server: hold RUN's weights and answer one client session");
+  cmd->add_option("RUN", o->run, "Finished run directory (its weights.pt)")->required();
+  cmd->add_option("--keys", o->keys, "The server's key file (KEYS/server.key)")->required();
+  cmd->add_option("--port", o->port, "TCP port (0: any free port; printed as 'listening on ADDR:PORT')")
+      ->capture_default_str();
+  cmd->add_option("--bind", o->bind, "Address to listen on (0.0.0.0: every interface)")->capture_default_str();
+  o->flags.add(cmd);
+  cmd->callback([o] {
+    o->flags.check();
+    const mpc::Architecture a = pipeline::run_architecture(o->run), k = key_architecture(o->keys);
+    if (mpc::serialize_architecture(a) != mpc::serialize_architecture(k))
+      throw UsageError("keys '" + o->keys + "' were dealt for " + k.spec + " on " + k.input.str() + ", not for run '" +
+                       o->run + "' (" + a.spec + " on " + a.input.str() + ")");
+    mpc::ServerOptions so;
+    so.key_path = o->keys;
+    so.bind_address = o->bind;
+    so.port = o->port;
+    so.timeout_s = o->flags.timeout;
+    so.accept_timeout_s = o->flags.timeout;
+    so.threads = o->flags.threads;
+    so.on_listening = [o](int port) { std::cout << "listening on " << o->bind << ":" << port << std::endl; };
+    const mpc::ServerReport r = mpc::serve(pipeline::run_float_model(o->run), so);
+    if (o->flags.format == "json")
+      std::cout << mpc::to_json(r).dump() << "\n";
+    else
+      std::cout << "served " << r.server.inferences << " inferences; the client has the measurements of both parties\n";
+  });
+}
+
+void client_command(CLI::App& pi) {
+  struct Opts {
+    std::string keys, connect, data;
+    int64_t count = 1;
+    PartyFlags flags;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = pi.add_subcommand("client", "Client: hold the images, run COUNT private inferences with a server");
+  cmd->add_option("--keys", o->keys, "The client's key file (KEYS/client.key)")->required();
+  cmd->add_option("--connect", o->connect, "The server, HOST:PORT")->required();
+  cmd->add_option("--data", o->data, data_option_help() + "; its first COUNT test images")->required();
+  cmd->add_option("--count", o->count, "Images")->capture_default_str();
+  o->flags.add(cmd);
+  cmd->callback([o] {
+    o->flags.check();
+    const auto colon = o->connect.rfind(':');
+    int port = 0;
+    try {
+      port = colon == std::string::npos ? 0 : std::stoi(o->connect.substr(colon + 1));
+    } catch (const std::exception&) {
+    }
+    if (port < 1 || port > 65535) throw UsageError("--connect '" + o->connect + "' is not HOST:PORT");
+    const mpc::Architecture a = key_architecture(o->keys);
+    const auto images = pipeline::client_images(o->data, o->count, a.input);
+    mpc::ClientOptions co;
+    co.key_path = o->keys;
+    co.host = o->connect.substr(0, colon);
+    co.port = port;
+    co.count = o->count;
+    co.timeout_s = o->flags.timeout;
+    co.threads = o->flags.threads;
+    co.image = [o, &images](int64_t i) {
+      if (!o->flags.quiet) std::cerr << "\rprivate inference: image " << i + 1 << "/" << images.size() << "   " << std::flush;
+      return images[static_cast<size_t>(i)];
+    };
+    const mpc::ClientReport r = mpc::run_client(co);
+    if (!o->flags.quiet) std::cerr << "\n";
+    const nlohmann::json s = pipeline::session_summary(r, a, o->flags.threads);
+    std::cout << (o->flags.format == "json" ? s.dump(2) + "\n" : pipeline::summary_table(s));
+  });
+}
+
+void run_command(CLI::App& pi) {
+  struct Opts {
+    pipeline::PiRunOptions run;
+    PartyFlags flags;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = pi.add_subcommand("run", "Dealer, server and client as three processes on 127.0.0.1: run COUNT images "
+                                       "privately and measure bytes, rounds and seconds");
+  cmd->add_option("RUN", o->run.run, "Finished run directory")->required();
+  cmd->add_option("--data", o->run.data, data_option_help() + "; its first COUNT test images")->required();
+  cmd->add_option("--count", o->run.count, "Images")->capture_default_str();
+  cmd->add_option("--frac-bits", o->run.frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
+  cmd->add_option("--keys", o->run.keys, "Key directory (default: a temporary one, removed afterwards)");
+  o->flags.add(cmd);
+  cmd->callback([o] {
+    o->flags.check();
+    o->run.threads = o->flags.threads;
+    o->run.timeout_s = o->flags.timeout;
+    o->run.quiet = o->flags.quiet;
+    const nlohmann::json s = pipeline::run_private_inference(o->run);
+    std::cout << (o->flags.format == "json" ? s.dump(2) + "\n" : pipeline::summary_table(s));
+  });
+}
+
+}  // namespace
+
+void add_pi_commands(CLI::App& app) {
+  auto* pi = app.add_subcommand("pi", "Private inference of a trained run: semi-honest 2PC with a non-colluding dealer "
+                                      "(deal, serve, client, or all three with run)");
+  pi->require_subcommand(1);
+  deal_command(*pi);
+  serve_command(*pi);
+  client_command(*pi);
+  run_command(*pi);
+}
+
+}  // namespace dr::cli

@@ -1,0 +1,201 @@
+// The summary of a private-inference session that every `deepreduce pi`
+// command prints, as JSON and as text.
+#include "arch/spec.h"
+#include "mpc/cost.h"
+#include "pi/cost.h"
+#include "pipeline/private_inference.h"
+#include "report/format.h"
+#include "report/table.h"
+#include "train/provenance.h"
+
+namespace dr::pipeline {
+
+namespace {
+
+using nlohmann::json;
+
+struct Link {
+  const char* name;
+  double bits_per_s, rtt_s;
+};
+// The networks the modelled times assume (LAN and WAN of the PI literature).
+constexpr Link kLan{"lan", 1e9, 0.5e-3}, kWan{"wan", 100e6, 40e-3};
+
+// Loopback latency plus, per round, the link's round trip, plus the larger
+// direction's bytes at the link's rate (both directions travel at once).
+json modelled(const Link& l, double latency_s, int64_t rounds, double up, double down) {
+  return {{"bits_per_s", l.bits_per_s},
+          {"rtt_s", l.rtt_s},
+          {"seconds_per_image", latency_s + rounds * l.rtt_s + std::max(up, down) * 8 / l.bits_per_s}};
+}
+
+json layer_rows(const mpc::ClientReport& r) {
+  const double n = std::max<double>(1, static_cast<double>(r.images.size()));
+  json rows = json::array();
+  for (size_t i = 0; i < r.client.layers.size(); ++i) {
+    const mpc::LayerRecord& c = r.client.layers[i];
+    const mpc::LayerRecord* s = i < r.server.layers.size() ? &r.server.layers[i] : nullptr;
+    rows.push_back({{"name", c.name},
+                    {"kind", c.kind},
+                    {"live_relus", static_cast<double>(c.live_relus) / n},
+                    {"bytes", static_cast<double>(c.bytes_sent + c.bytes_received) / n},
+                    {"client_to_server", static_cast<double>(c.bytes_sent) / n},
+                    {"server_to_client", static_cast<double>(c.bytes_received) / n},
+                    {"rounds", static_cast<double>(c.rounds) / n},
+                    {"seconds", (c.compute_s + c.wait_s) / n},
+                    {"compute_s", {{"client", c.compute_s / n}, {"server", s ? s->compute_s / n : 0.0}}},
+                    {"wait_s", {{"client", c.wait_s / n}, {"server", s ? s->wait_s / n : 0.0}}}});
+  }
+  return rows;
+}
+
+json cost_estimates(const mpc::Architecture& a) {
+  const pi::CostModel model = pi::load_cost_model();
+  const auto protocols = pi::select_protocols(model, "all");
+  const pi::NetworkCost c = pi::estimate(mpc::build_network(a), model, protocols);
+  json out = {{"source", model.path}, {"ring_bits", model.ring_bits}, {"protocols", json::object()}};
+  for (const auto& p : c.per_protocol)
+    out["protocols"][p.protocol] = {{"bytes", c.total_bytes(p)},
+                                    {"relu_seconds", p.relu_seconds ? json(*p.relu_seconds) : json()}};
+  return out;
+}
+
+}  // namespace
+
+json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int threads) {
+  const auto n = static_cast<int64_t>(r.images.size());
+  const double nd = std::max<double>(1, static_cast<double>(n));
+  int64_t labelled = 0, correct = 0, rounds = 0;
+  uint64_t bytes = 0, framing = 0;
+  double online = 0;
+  json predictions = json::array();
+  for (const auto& im : r.images) {
+    labelled += im.label >= 0;
+    correct += im.label >= 0 && im.argmax == im.label;
+    bytes += im.bytes;
+    framing += im.framing_bytes;
+    online += im.online_s;
+    rounds = im.rounds;
+    predictions.push_back({{"label", im.label}, {"argmax", im.argmax}, {"logits_fixed", im.logits_fixed}});
+  }
+  const double up = static_cast<double>(r.client.online.bytes_sent) / nd;
+  const double down = static_cast<double>(r.client.online.bytes_received) / nd;
+  const double latency = online / nd;
+  return {
+      {"spec", r.spec},
+      {"input", a.input.str()},
+      {"classes", a.classes},
+      {"trust_model", kTrustModel},
+      {"ring_bits", mpc::kRingBits},
+      {"frac_bits", r.frac_bits},
+      {"model_hash", r.model_hash},
+      {"relus", r.expected.live_relus},
+      {"images", n},
+      {"accuracy", labelled ? json(static_cast<double>(correct) / labelled) : json()},
+      {"agreement", json()},
+      {"online_bytes", bytes},
+      {"online_framing_bytes", framing},
+      {"client_to_server_bytes_per_image", up},
+      {"server_to_client_bytes_per_image", down},
+      {"rounds", rounds},
+      {"seconds_per_image", latency},
+      {"preprocessing_s_per_image",
+       {{"client", r.client.preprocessing_s / nd}, {"server", r.server.preprocessing_s / nd}}},
+      {"key_bytes", {{"server", r.server.key_bytes_per_inference * n}, {"client", r.client.key_bytes_per_inference * n}}},
+      {"key_bytes_per_image",
+       {{"server", r.server.key_bytes_per_inference}, {"client", r.client.key_bytes_per_inference}}},
+      {"setup_bytes", r.client.setup.bytes_sent + r.client.setup.bytes_received},
+      {"peak_memory_bytes", {{"server", r.server.peak_rss_bytes}, {"client", r.client.peak_rss_bytes}}},
+      {"expected", {{"online_bytes_per_image", r.expected.online_bytes}, {"rounds", r.expected.rounds}}},
+      {"modelled", {{"lan", modelled(kLan, latency, rounds, up, down)}, {"wan", modelled(kWan, latency, rounds, up, down)}}},
+      {"estimates", cost_estimates(a)},
+      {"layers", layer_rows(r)},
+      {"predictions", predictions},
+      {"provenance", train::provenance("cpu", threads)}};
+}
+
+namespace {
+
+std::string mb(double bytes) { return report::fixed(bytes / 1e6, 2) + " MB"; }
+std::string secs(double s) { return report::fixed(s, s < 1 ? 3 : 2) + " s"; }
+
+report::Table layers_table(const json& layers) {
+  report::Table t({{"name", "layer"},
+                   {"kind", "kind"},
+                   {"relus", "live ReLUs", true},
+                   {"up", "client->server", true},
+                   {"down", "server->client", true},
+                   {"rounds", "rounds", true},
+                   {"cc", "client compute ms", true},
+                   {"cw", "client wait ms", true},
+                   {"sc", "server compute ms", true},
+                   {"sw", "server wait ms", true}});
+  std::vector<double> total(8, 0.0);
+  for (const auto& l : layers) {
+    const std::vector<double> v = {l["live_relus"].get<double>(),          l["client_to_server"].get<double>(),
+                                   l["server_to_client"].get<double>(),    l["rounds"].get<double>(),
+                                   1e3 * l["compute_s"]["client"].get<double>(), 1e3 * l["wait_s"]["client"].get<double>(),
+                                   1e3 * l["compute_s"]["server"].get<double>(), 1e3 * l["wait_s"]["server"].get<double>()};
+    for (size_t i = 0; i < v.size(); ++i) total[i] += v[i];
+    t.add_row({l["name"], l["kind"], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]});
+  }
+  t.add_row({"total", "", total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]});
+  for (const char* k : {"relus", "up", "down", "rounds"})
+    t.set_display(k, [](const json& v) { return report::thousands(std::llround(v.get<double>())); });
+  for (const char* k : {"cc", "cw", "sc", "sw"})
+    t.set_display(k, [](const json& v) { return report::fixed(v.get<double>(), 2); });
+  return t;
+}
+
+std::string accuracy_line(const json& s) {
+  std::string line;
+  if (!s["accuracy"].is_null()) line += "accuracy " + report::fixed(s["accuracy"].get<double>(), 4);
+  if (!s["agreement"].is_null()) {
+    line += "; agreement with the plaintext float model " + report::fixed(s["agreement"].get<double>(), 4);
+    if (s.contains("reference"))
+      line += ", with the fixed-point reference " + report::fixed(s["reference"]["agreement"].get<double>(), 4) +
+              " (" + std::to_string(s["reference"]["failures"].get<int64_t>()) + " truncation failures, largest logit "
+              "difference " + report::fixed(s["reference"]["max_abs_logit_diff"].get<double>(), 4) + ")";
+  }
+  return line.empty() ? "" : line + "\n";
+}
+
+}  // namespace
+
+std::string summary_table(const json& s) {
+  const json& est = s["estimates"]["protocols"];
+  std::string estimates;
+  for (auto it = est.begin(); it != est.end(); ++it)
+    estimates += (estimates.empty() ? "" : ", ") + it.key() + " " + mb(it.value()["bytes"].get<double>()) +
+                 (it.value()["relu_seconds"].is_null() ? "" : " / " + secs(it.value()["relu_seconds"].get<double>()));
+  const auto per_image = [&](const char* k, const char* p) { return s[k][p].get<double>(); };
+  std::string out = "Private inference of " + s["spec"].get<std::string>() + " (" + s["input"].get<std::string>() + ", " +
+                    std::to_string(s["classes"].get<int64_t>()) + " classes): " +
+                    std::to_string(s["images"].get<int64_t>()) + " images, " +
+                    report::thousands(s["relus"].get<int64_t>()) + " live ReLUs, Z_2^64 with " +
+                    std::to_string(s["frac_bits"].get<int>()) + " fractional bits\n";
+  out += "Trust model: " + s["trust_model"].get<std::string>() + ".\n" + accuracy_line(s);
+  out += "per image:  online " + secs(s["seconds_per_image"].get<double>()) + " (loopback), " +
+         mb(s["online_bytes"].get<double>() / std::max<double>(1, s["images"].get<double>())) + " (client->server " +
+         mb(s["client_to_server_bytes_per_image"].get<double>()) + ", server->client " +
+         mb(s["server_to_client_bytes_per_image"].get<double>()) + "), " + std::to_string(s["rounds"].get<int64_t>()) +
+         " rounds; exact formula " + mb(s["expected"]["online_bytes_per_image"].get<double>()) + ", " +
+         std::to_string(s["expected"]["rounds"].get<int64_t>()) + " rounds\n";
+  out += "            preprocessing " + secs(per_image("preprocessing_s_per_image", "client")) + " client, " +
+         secs(per_image("preprocessing_s_per_image", "server")) + " server; keys " +
+         mb(per_image("key_bytes_per_image", "server")) + " server, " + mb(per_image("key_bytes_per_image", "client")) +
+         " client\n";
+  out += "modelled:   LAN (1 Gb/s, 0.5 ms RTT) " + secs(s["modelled"]["lan"]["seconds_per_image"].get<double>()) +
+         ", WAN (100 Mb/s, 40 ms RTT) " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) +
+         " per image\n";
+  out += "session:    setup " + mb(s["setup_bytes"].get<double>()) + " (W^, once), peak memory " +
+         mb(per_image("peak_memory_bytes", "server")) + " server, " + mb(per_image("peak_memory_bytes", "client")) +
+         " client";
+  if (s.contains("dealer"))
+    out += ", dealer " + secs(s["dealer"]["seconds"].get<double>()) + " for " +
+           std::to_string(s["images"].get<int64_t>()) + " images";
+  out += "\nestimates:  `deepreduce cost` per image (not measured): " + estimates + "\n\n";
+  return out + layers_table(s["layers"]).render(report::Format::Table);
+}
+
+}  // namespace dr::pipeline

@@ -1,0 +1,242 @@
+#include "pipeline/private_inference.h"
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+
+#include "arch/spec.h"
+#include "data/dataset.h"
+#include "mpc/cost.h"
+#include "mpc/keys.h"
+#include "mpc/plan.h"
+#include "mpc/reference.h"
+#include "nn/net.h"
+#include "pi/cost.h"
+#include "report/format.h"
+#include "report/table.h"
+#include "train/provenance.h"
+#include "train/trainer.h"
+#include "train/weights.h"
+#include "util/fs.h"
+#include "util/subprocess.h"
+
+namespace dr::pipeline {
+
+const char* const kTrustModel =
+    "semi-honest two-party computation with a non-colluding dealer: the dealer (offline, sees the architecture "
+    "only), the server (weights) and the client (images) as three processes";
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+train::RunResult finished_run(const std::string& run) {
+  const auto r = train::finished_result(run);
+  if (!r) throw std::invalid_argument("'" + run + "' is not a finished run (no result.json)");
+  return *r;
+}
+
+arch::Network run_network(const train::RunResult& r) {
+  return arch::build_network(r.spec, {arch::parse_shape(r.input), r.classes});
+}
+
+// The float model's predictions for the images, as the run was trained.
+std::vector<int64_t> float_argmax(const std::string& run, const std::vector<mpc::ClientImage>& images) {
+  const train::RunResult r = finished_run(run);
+  nn::Net net(run_network(r));
+  train::load_into(net, train::load_weights(util::path_join(run, "weights.pt")), true, "'" + run + "/weights.pt'");
+  net->eval();
+  torch::NoGradGuard ng;
+  const arch::Shape s = net->desc().input;
+  std::vector<int64_t> out;
+  for (const auto& im : images) {
+    auto x = torch::from_blob(const_cast<float*>(im.pixels.data()), {1, s.c, s.h, s.w}, torch::kFloat).clone();
+    for (int64_t c = 0; c < s.c; ++c)
+      x[0][c].sub_(r.mean.empty() ? 0.0 : r.mean[c]).div_(r.std.empty() ? 1.0 : r.std[c]);
+    out.push_back(net->forward(x).argmax(1).item<int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
+
+mpc::Architecture run_architecture(const std::string& run) {
+  return mpc::architecture_of(run_network(finished_run(run)));
+}
+
+mpc::FloatModel run_float_model(const std::string& run) {
+  const train::RunResult r = finished_run(run);
+  mpc::FloatModel m;
+  for (const auto& [name, t] : train::load_weights(util::path_join(run, "weights.pt"))) {
+    const torch::Tensor d = t.to(torch::kDouble).contiguous();
+    m.params[name].assign(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+  }
+  m.mean = r.mean;
+  m.std = r.std;
+  mpc::check_model(run_network(r), m);
+  return m;
+}
+
+void check_private_runtime(const arch::Network& net, const std::string& option) {
+  try {
+    mpc::compile_plan(net);
+  } catch (const mpc::UnsupportedError& e) {
+    throw std::invalid_argument(option + ": " + e.what());
+  }
+}
+
+std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t count, const arch::Shape& input) {
+  if (count < 1) throw std::invalid_argument("--count must be >= 1 (got " + std::to_string(count) + ")");
+  const arch::DataSource src = arch::parse_source(data);
+  if (!(src.input.shape == input))
+    throw std::invalid_argument("--data " + data + " gives " + src.input.shape.str() + " images; the network takes " +
+                                input.str());
+  const data::DataSplit split = data::load_dataset(data, count);
+  const data::Dataset& test = split.test;
+  if (test.size() < count)
+    throw std::invalid_argument("--data " + data + " has " + std::to_string(test.size()) + " test images, fewer than --count " +
+                                std::to_string(count));
+  const torch::Tensor px = test.images.slice(0, 0, count).to(torch::kFloat).div(255.0).contiguous();
+  std::vector<mpc::ClientImage> out(static_cast<size_t>(count));
+  const int64_t per = px.numel() / count;
+  for (int64_t i = 0; i < count; ++i) {
+    out[i].pixels.assign(px.data_ptr<float>() + i * per, px.data_ptr<float>() + (i + 1) * per);
+    out[i].label = test.labels[i].item<int64_t>();
+  }
+  return out;
+}
+
+namespace {
+
+// A key directory: the given one, or a fresh temporary one removed afterwards
+// (a key set holds about 2 KB per live ReLU per party per image).
+struct KeyDir {
+  std::string path;
+  bool temporary = false;
+  explicit KeyDir(const std::string& given) : path(given) {
+    if (!path.empty()) {
+      util::make_dirs(path);
+      return;
+    }
+    std::string tmpl = (fs::temp_directory_path() / "deepreduce-pi-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary key directory " + tmpl);
+    path = tmpl;
+    temporary = true;
+  }
+  ~KeyDir() {
+    std::error_code ec;
+    if (temporary) fs::remove_all(path, ec);
+  }
+};
+
+// Refuses a deal that cannot fit the key directory's file system.
+void check_space(const std::string& dir, const mpc::Plan& plan, int64_t count) {
+  double need = 0;
+  for (const mpc::Party p : {mpc::Party::Server, mpc::Party::Client})
+    need += static_cast<double>(mpc::global_bytes(plan, p)) +
+            static_cast<double>(count) * static_cast<double>(mpc::block_layout(plan, p).bytes + 32);
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return;  // unknown: let the dealer find out
+  const double free_bytes = static_cast<double>(st.f_bavail) * static_cast<double>(st.f_frsize);
+  if (need > free_bytes * 0.95)
+    throw std::invalid_argument("the keys for " + std::to_string(count) + " images need " +
+                                report::fixed(need / 1e9, 2) + " GB but " + dir + " has " +
+                                report::fixed(free_bytes / 1e9, 2) + " GB free: give --keys DIR on a larger disk "
+                                "or a smaller --count");
+}
+
+// The children of one run, killed if the run fails before they finish.
+struct Children {
+  std::vector<util::Child*> live;
+  ~Children() {
+    for (auto* c : live) util::kill_child(*c);
+  }
+};
+
+int finish(util::Child& c, std::string* out, const std::string& what) {
+  if (out) *out = util::read_all(c.out);
+  const int rc = util::wait_child(c);
+  if (rc != 0) throw std::runtime_error(what + " failed (exit " + std::to_string(rc) + "; its error is above)");
+  return rc;
+}
+
+json parse_output(const std::string& text, const std::string& what) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(what + " printed no result: " + std::string(e.what()).substr(0, 200));
+  }
+}
+
+// Private logits against the float model and the fixed-point reference.
+void add_agreement(json& summary, const PiRunOptions& o, const mpc::Plan& plan,
+                   const std::vector<mpc::ClientImage>& images) {
+  const mpc::FloatModel model = run_float_model(o.run);
+  const mpc::QuantModel q = mpc::quantise(plan, model, o.frac_bits);
+  const std::vector<int64_t> plain = float_argmax(o.run, images);
+  mpc::Agreement ref;
+  int64_t equal = 0;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const json& p = summary["predictions"][i];
+    ref.add(p["logits_fixed"].get<std::vector<int64_t>>(), mpc::fixed_reference(plan, q, model, images[i].pixels),
+            o.frac_bits);
+    equal += p["argmax"].get<int64_t>() == plain[i];
+  }
+  summary["agreement"] = static_cast<double>(equal) / static_cast<double>(images.size());
+  summary["reference"] = mpc::to_json(ref);
+  summary["reference"]["agreement"] = static_cast<double>(ref.argmax_equal) / static_cast<double>(ref.images);
+}
+
+}  // namespace
+
+json run_private_inference(const PiRunOptions& o) {
+  if (o.threads < 1 || o.threads > 256) throw std::invalid_argument("--threads must be in 1..256");
+  if (!(o.timeout_s > 0 && o.timeout_s <= 86400)) throw std::invalid_argument("--timeout must be in (0, 86400] s");
+  mpc::check_frac_bits(o.frac_bits);
+  const mpc::Architecture arch = run_architecture(o.run);
+  check_private_runtime(mpc::build_network(arch), "pi run " + o.run);
+  const mpc::Plan plan = mpc::compile_plan(mpc::build_network(arch));
+  run_float_model(o.run);  // the weights fit the network
+  const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
+  const KeyDir keys(o.keys);
+  check_space(keys.path, plan, o.count);
+  const std::string bin = o.binary.empty() ? util::self_executable() : o.binary;
+  const std::string n = std::to_string(o.count), f = std::to_string(o.frac_bits), t = std::to_string(o.threads),
+                    timeout = report::fixed(o.timeout_s, 1);
+  const std::vector<std::string> quiet = o.quiet ? std::vector<std::string>{"--quiet"} : std::vector<std::string>{};
+  Children children;
+  std::string out;
+  util::Child dealer = util::spawn({bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
+                                    "--threads", t, "--format", "json"}, true);
+  children.live = {&dealer};
+  finish(dealer, &out, "the dealer");
+  const json deal = parse_output(out, "the dealer");
+  std::vector<std::string> serve = {bin, "pi", "serve", o.run, "--keys", keys.path + "/server.key", "--port", "0",
+                                    "--timeout", timeout, "--threads", t, "--format", "json"};
+  serve.insert(serve.end(), quiet.begin(), quiet.end());
+  util::Child server = util::spawn(serve, true);
+  children.live = {&server};
+  const std::string listening = util::read_line(server.out, o.timeout_s, "the server's port");
+  const auto colon = listening.rfind(':');
+  if (listening.rfind("listening on ", 0) != 0 || colon == std::string::npos)
+    throw std::runtime_error("the server did not start (it printed '" + listening + "')");
+  std::vector<std::string> client = {bin, "pi", "client", "--keys", keys.path + "/client.key", "--connect",
+                                     "127.0.0.1:" + listening.substr(colon + 1), "--data", o.data, "--count", n,
+                                     "--timeout", timeout, "--threads", t, "--format", "json"};
+  client.insert(client.end(), quiet.begin(), quiet.end());
+  util::Child client_proc = util::spawn(client, true);
+  children.live = {&server, &client_proc};
+  finish(client_proc, &out, "the client");
+  json summary = parse_output(out, "the client");
+  finish(server, &out, "the server");
+  add_agreement(summary, o, plan, images);
+  summary["dealer"] = deal;
+  summary["processes"] = "dealer, server and client: three processes on 127.0.0.1";
+  return summary;
+}
+
+}  // namespace dr::pipeline

@@ -1,0 +1,65 @@
+#pragma once
+// Private inference of trained runs (docs/private_inference.md). The torch
+// edge hands a run's weights and a dataset's images to the torch-free runtime
+// of src/mpc; every `deepreduce pi` command prints the same summary; and
+// run_private_inference starts the dealer, the server and the client as
+// three processes of their own on 127.0.0.1.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mpc/architecture.h"
+#include "mpc/model.h"
+#include "mpc/party.h"
+
+namespace dr::pipeline {
+
+// The trust model, printed with every result.
+extern const char* const kTrustModel;
+
+// What the dealer sees of a finished run: its network on its input, with its
+// pixel-level ReLU masks if it has any. Throws std::invalid_argument for a
+// directory that is not a finished run.
+mpc::Architecture run_architecture(const std::string& run);
+// What the server holds: weights.pt as doubles by state_dict name, and the
+// input normalisation the run was trained with.
+mpc::FloatModel run_float_model(const std::string& run);
+// Refuses (std::invalid_argument, prefixed with `option`) a network the
+// private runtime cannot run (max pooling).
+void check_private_runtime(const arch::Network& net, const std::string& option);
+
+// The first `count` test images of `data` as the client holds them (raw
+// pixels in [0, 1], CHW, with labels). Throws std::invalid_argument when the
+// data's images are not `input` or it has fewer than `count` test images.
+std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t count, const arch::Shape& input);
+
+// A session as one JSON object, the client's view of both parties: relus
+// (live ReLUs), images, accuracy, agreement (null here; run_private_inference
+// fills it), online_bytes (both directions, all images), rounds (per image),
+// key_bytes (per party, all images), seconds_per_image, layers (per layer:
+// name, kind, live ReLUs, bytes each way, rounds, seconds), the exact
+// formula, the modelled LAN/WAN time, peak memory, setup traffic, the PI cost
+// estimates of `deepreduce cost`, the per-image predictions, trust model and
+// provenance.
+nlohmann::json session_summary(const mpc::ClientReport& report, const mpc::Architecture& arch, int threads);
+// The summary for people: totals, per-image figures, and the per-layer table.
+std::string summary_table(const nlohmann::json& summary);
+
+struct PiRunOptions {
+  std::string run, data;
+  int64_t count = 10;
+  int frac_bits = mpc::kDefaultFracBits;
+  int threads = 1;        // per party
+  double timeout_s = 60;  // every wait of a party for the other
+  std::string keys;       // key directory; "" = a temporary one, removed afterwards
+  std::string binary;     // the deepreduce executable ("" = this process's own)
+  bool quiet = false;     // the parties' progress lines off
+};
+
+// Checks everything (run, data, count, the runtime's support of the network,
+// free space for the keys), deals, serves and runs the client as three
+// processes, then adds agreement with the run's float model and with the
+// plaintext fixed-point reference, and the dealer's figures.
+nlohmann::json run_private_inference(const PiRunOptions& o);
+
+}  // namespace dr::pipeline

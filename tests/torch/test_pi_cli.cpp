@@ -1,0 +1,116 @@
+// Private inference through the CLI: `deepreduce pi run` on a network trained
+// on the real Fashion-MNIST data (dealer, server and client as three
+// processes), its agreement with the plaintext model and the fixed-point
+// reference, the exact cost formula, bad inputs, and reduce --measure-pi.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_paths.h"
+#include "test_util.h"
+#include "util/fs.h"
+
+namespace fs = std::filesystem;
+namespace test = dr::test;
+using nlohmann::json;
+
+namespace {
+
+test::CommandResult cli(const std::string& args) { return test::run_command(std::string(DEEPREDUCE_BINARY) + " " + args); }
+
+// The JSON object a command printed on stdout (stderr carries progress).
+json json_of(const std::string& args) {
+  const auto r = test::run_command(std::string(DEEPREDUCE_BINARY) + " " + args + " 2>/dev/null");
+  EXPECT_EQ(r.rc, 0) << args << "\n" << r.out;
+  return json::parse(r.out);
+}
+
+const char* kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+}  // namespace
+
+TEST(PiCli, TrainedFashionMnistNetworkRunsPrivately) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "Fashion-MNIST (dataset-fashion-mnist) is not installed";
+  const test::ScratchDir d("pi");
+  const std::string run = d / "run";
+  ASSERT_EQ(cli("train --model resnet6:alpha=0.125:rho=0.5 --data fashion-mnist --limit 3000 --epochs 1 --threads 2 "
+                "--out " + run).rc, 0);
+  const json s = json_of("pi run " + run + " --data fashion-mnist --count 100 --format json --quiet --keys " +
+                         (d / "keys"));
+  EXPECT_EQ(s["images"], 100);
+  EXPECT_EQ(s["relus"], 4688);
+  // Private argmax equals the fixed-point reference on every image, the float model on >= 99%.
+  EXPECT_EQ(s["reference"]["argmax_equal"], 100);
+  EXPECT_EQ(s["reference"]["failures"], 0);
+  EXPECT_GE(s["agreement"].get<double>(), 0.99);
+  EXPECT_GT(s["accuracy"].get<double>(), 0.3);
+  // Bytes and rounds are the formula's, exactly.
+  EXPECT_EQ(s["online_bytes"].get<int64_t>(), 100 * s["expected"]["online_bytes_per_image"].get<int64_t>());
+  EXPECT_EQ(s["rounds"], s["expected"]["rounds"]);
+  int64_t relu_bytes = 0;
+  for (const auto& l : s["layers"])
+    if (l["kind"] == "relu") relu_bytes += static_cast<int64_t>(l["bytes"].get<double>());
+  EXPECT_EQ(relu_bytes, 16 * 4688);  // 8 bytes per live ReLU and party
+  EXPECT_EQ(s["key_bytes"]["server"].get<int64_t>(), 100 * s["key_bytes_per_image"]["server"].get<int64_t>());
+  EXPECT_GT(s["seconds_per_image"].get<double>(), 0);
+  EXPECT_TRUE(test::contains(s["trust_model"].get<std::string>(), "non-colluding dealer"));
+  // The keys were used: a second session on the same key directory is refused.
+  const auto again = cli("pi serve " + run + " --keys " + (d / "keys/server.key") + " --timeout 3");
+  EXPECT_NE(again.rc, 0);
+}
+
+TEST(PiCli, BadInputsAreRefusedClearly) {
+  const test::ScratchDir d("pi-bad");
+  const std::string data = "--data synthetic:1x12x12:4:64 --epochs 1 --batch 16 --threads 1 --workers 0";
+  ASSERT_EQ(cli("train --model resnet6:alpha=0.125 " + data + " --out " + (d / "a")).rc, 0);
+  ASSERT_EQ(cli("train --model resnet6:alpha=0.125:cull=S1 " + data + " --out " + (d / "b")).rc, 0);
+  struct Case {
+    std::string args, says;
+    int rc;
+  };
+  const Case cases[] = {
+      {"pi run " + (d / "a") + " --data synthetic:1x12x12:4:64 --count 0", "--count", 2},
+      {"pi run " + (d / "nope") + " --data synthetic:1x12x12:4:64", "not a finished run", 2},
+      {"pi run " + (d / "a") + " --data synthetic:3x12x12:4:64 --count 2", "1x12x12", 2},
+      {"pi run " + (d / "a") + " --data synthetic:1x12x12:4:64 --frac-bits 30", "1..16", 2},
+      {"pi client --keys " + (d / "k/client.key") + " --connect localhost --data synthetic:1x12x12", "HOST:PORT", 2},
+  };
+  for (const auto& c : cases) {
+    const auto r = cli(c.args);
+    EXPECT_EQ(r.rc, c.rc) << c.args << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, c.says)) << c.args << "\n" << r.out;
+  }
+  // Keys dealt for one run are refused by a server holding another.
+  ASSERT_EQ(cli("pi deal " + (d / "a") + " --out " + (d / "k")).rc, 0);
+  const auto r = cli("pi serve " + (d / "b") + " --keys " + (d / "k/server.key"));
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "were dealt for resnet6:alpha=0.125 ")) << r.out;
+  // A network with max pooling cannot run privately: said before dealing.
+  ASSERT_EQ(cli("train --model vgg16:alpha=0.0625 --data synthetic:3x32x32:4:32 --epochs 1 --batch 16 --threads 1 "
+                "--workers 0 --out " + (d / "v")).rc, 0);
+  const auto v = cli("pi run " + (d / "v") + " --data synthetic:3x32x32:4:32 --count 1");
+  EXPECT_EQ(v.rc, 2) << v.out;
+  EXPECT_TRUE(test::contains(v.out, "not supported by the private runtime")) << v.out;
+}
+
+TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {
+  const test::ScratchDir d("pi-reduce");
+  const auto r = cli("reduce --model resnet6:alpha=0.125 --data synthetic:1x12x12:4:64 --epochs 1 --batch 16 --threads 1 "
+                     "--workers 0 --order S1,S2,S3,S4 --budget 1K --measure-pi 2 --out " + (d / "r"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(fs::exists(d / "r/frontier_latency.png"));
+  const std::string report = dr::util::read_file(d / "r/report.md");
+  EXPECT_TRUE(test::contains(report, "measured s")) << report;
+  EXPECT_TRUE(test::contains(report, "non-colluding dealer")) << report;
+  const auto results = json::parse(dr::util::read_file(d / "r/results.json"));
+  for (const auto& row : results["steps"]) {
+    EXPECT_GT(row["pi_mb"].get<double>(), 0) << row.dump();
+    EXPECT_GT(row["pi_s"].get<double>(), 0) << row.dump();
+  }
+  // Measurements are kept: a second reduce measures nothing again.
+  const auto again = cli("reduce --model resnet6:alpha=0.125 --data synthetic:1x12x12:4:64 --epochs 1 --batch 16 "
+                         "--threads 1 --workers 0 --order S1,S2,S3,S4 --budget 1K --measure-pi 2 --out " + (d / "r"));
+  ASSERT_EQ(again.rc, 0) << again.out;
+  EXPECT_FALSE(test::contains(again.out, "[pi] private inference")) << again.out;
+}
