@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Private inference of resnet18:alpha=0.25 and its DeepReDuce steps on
+# Fashion-MNIST, measured with `deepreduce pi run` (dealer, server, client as
+# three processes on 127.0.0.1, one thread each): latency, online bytes,
+# rounds and key size per image, and the ratio to the all-ReLU network.
+# The networks are trained briefly first (the timing does not depend on the
+# weights; agreement is reported on them). Run alone on an idle machine.
+#   bench/pi_networks.sh [BUILD_DIR]       COUNT=10 LIMIT=5000 OUT=runs/bench-pi
+# Needs about 2.1 KB of disk per live ReLU per party and image for the keys
+# (resnet18:alpha=0.25, COUNT=10: about 4.5 GB in the temporary directory).
+set -euo pipefail
+BUILD_DIR=${1:-build}
+BIN=$BUILD_DIR/deepreduce
+COUNT=${COUNT:-10}
+LIMIT=${LIMIT:-5000}
+OUT=${OUT:-runs/bench-pi}
+PY=${PY:-python3}
+[[ -x $BIN ]] || { echo "bench/pi_networks.sh: $BIN is missing: run 'make build'" >&2; exit 1; }
+mkdir -p "$OUT"
+specs=(
+  resnet18:alpha=0.25
+  resnet18:alpha=0.25:cull=S1
+  resnet18:alpha=0.25:cull=S1:thin
+  resnet18:alpha=0.125:cull=S1:thin
+  resnet18:alpha=0.25:rho=0.5:cull=S1:thin
+  resnet18:alpha=0.125:rho=0.5:cull=S1:thin
+)
+for spec in "${specs[@]}"; do
+  name=$(echo "$spec" | sed 's/:/_/g; s/=/-/g; s/,/+/g')
+  run=$OUT/$name
+  [[ -f $run/result.json ]] || "$BIN" train --model "$spec" --data fashion-mnist --limit "$LIMIT" --epochs 1 \
+    --out "$run" >&2
+  [[ -f $OUT/$name.pi.json ]] || "$BIN" pi run "$run" --data fashion-mnist --count "$COUNT" --format json --quiet \
+    > "$OUT/$name.pi.json"
+done
+"$PY" - "$OUT" "${specs[@]}" <<'PY' | tee "$OUT/summary.md"
+import json, sys
+out, specs = sys.argv[1], sys.argv[2:]
+rows = [json.load(open(f"{out}/{s.replace(':', '_').replace('=', '-').replace(',', '+')}.pi.json")) for s in specs]
+p = rows[0]["provenance"]
+print(f"deepreduce {p['deepreduce']} (commit {p.get('commit')}), {p['cpu']}, {p['cores']} cores; "
+      f"{rows[0]['images']} images per network; {rows[0]['trust_model']}.\n")
+print("| network | live ReLUs | latency s | x vs all-ReLU | online MB | ReLU MB | rounds | key MB per party | LAN s | WAN s | agreement |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+base = rows[0]
+for r in rows:
+    n = r["images"]
+    relu_mb = sum(l["bytes"] for l in r["layers"] if l["kind"] == "relu") / 1e6
+    print(f"| `{r['spec']}` | {r['relus']:,} | {r['seconds_per_image']:.3f} | "
+          f"{base['seconds_per_image'] / r['seconds_per_image']:.1f}x | {r['online_bytes'] / n / 1e6:.2f} | {relu_mb:.2f} | "
+          f"{r['rounds']} | {r['key_bytes_per_image']['server'] / 1e6:.0f} | "
+          f"{r['modelled']['lan']['seconds_per_image']:.3f} | {r['modelled']['wan']['seconds_per_image']:.2f} | "
+          f"{r['agreement']:.2f} |")
+PY
