@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "train/weights.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -31,7 +32,8 @@ int main(int argc, char** argv) {
     std::cerr << "deepreduce: error: " << e.what() << "\n";
     return dr::cli::kExitUsage;
   } catch (const std::exception& e) {
-    std::cerr << "deepreduce: error: " << e.what() << "\n";
+    // error_line: a LibTorch error without its C++ stack trace.
+    std::cerr << "deepreduce: error: " << dr::train::error_line(e) << "\n";
     return dr::cli::kExitFailure;
   }
   return 0;

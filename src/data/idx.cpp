@@ -47,6 +47,25 @@ class GzReader {
     }
     return got;
   }
+  // Reads the `remaining` payload bytes after what was used (a --limit stops
+  // early) and checks that the file ends exactly there: a size that does not
+  // match the header, trailing bytes, or a gzip stream whose trailer (CRC and
+  // length) is missing or wrong are errors naming the file. `what` describes
+  // the whole payload the header declares.
+  void expect_end(int64_t remaining, const std::string& what) {
+    std::vector<char> scratch(static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(remaining, 1), 1 << 20)));
+    for (int64_t left = remaining; left > 0;) {
+      const int64_t chunk = std::min<int64_t>(left, static_cast<int64_t>(scratch.size()));
+      if (read(scratch.data(), chunk) < chunk) fail(path_, "truncated: the data ends before the " + what + " its header declares");
+      left -= chunk;
+    }
+    char extra;
+    if (read(&extra, 1) != 0) fail(path_, "holds more bytes than the " + what + " its header declares (trailing data)");
+    int err = Z_OK;
+    const char* msg = gzerror(f_, &err);
+    if (err != Z_OK && err != Z_STREAM_END)
+      fail(path_, std::string("corrupt gzip data: ") + (msg ? msg : "unknown error"));
+  }
   uint32_t u32(const char* what) {
     unsigned char b[4];
     if (read(b, 4) != 4) fail(path_, std::string("truncated IDX header (") + what + ")");
@@ -63,7 +82,8 @@ struct IdxImages {
   torch::Tensor images;  // [take, 1, rows, cols]
 };
 
-IdxImages read_idx_images(const std::string& path, int64_t limit) {
+// `want`: the registry's image shape, checked as soon as the header is read.
+IdxImages read_idx_images(const std::string& path, int64_t limit, const arch::DataSource& src) {
   GzReader r(path);
   const uint32_t magic = r.u32("magic");
   if (magic != 2051)
@@ -72,8 +92,10 @@ IdxImages read_idx_images(const std::string& path, int64_t limit) {
   out.count = r.u32("image count");
   out.rows = r.u32("rows");
   out.cols = r.u32("cols");
-  if (out.rows < 1 || out.cols < 1 || out.rows > 4096 || out.cols > 4096)
-    fail(path, "implausible image size " + std::to_string(out.rows) + "x" + std::to_string(out.cols));
+  const arch::Shape& want = src.info->input.shape;
+  if (out.rows != want.h || out.cols != want.w)
+    fail(path, "holds " + std::to_string(out.rows) + "x" + std::to_string(out.cols) + " images; " + src.info->name +
+                   " images are " + std::to_string(want.h) + "x" + std::to_string(want.w));
   const int64_t take = limit > 0 ? std::min(limit, out.count) : out.count;
   const int64_t px = out.rows * out.cols;
   // Read in chunks so that a lying header cannot make us allocate far more
@@ -91,6 +113,8 @@ IdxImages read_idx_images(const std::string& path, int64_t limit) {
                      "x" + std::to_string(out.cols) + " but the data ends after " +
                      std::to_string((old + got) / px) + " images");
   }
+  r.expect_end((out.count - take) * px, std::to_string(out.count) + " images of " + std::to_string(out.rows) + "x" +
+                                           std::to_string(out.cols));
   out.images = torch::empty({take, 1, out.rows, out.cols}, torch::kUInt8);
   if (need > 0) std::memcpy(out.images.data_ptr<uint8_t>(), data.data(), static_cast<size_t>(need));
   return out;
@@ -108,6 +132,7 @@ std::pair<int64_t, torch::Tensor> read_idx_labels(const std::string& path, int64
   if (got < take)
     fail(path, "truncated: header says " + std::to_string(count) + " labels but the data ends after " +
                    std::to_string(got));
+  r.expect_end(count - take, std::to_string(count) + " labels");
   auto labels = torch::empty({take}, torch::kInt64);
   int64_t* l = labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < take; ++i) {
@@ -129,11 +154,7 @@ std::string idx_file(const arch::DataSource& src, const std::string& base) {
 Dataset read_idx_pair(const arch::DataSource& src, const std::string& prefix, int64_t limit) {
   const std::string ip = idx_file(src, prefix + "-images-idx3-ubyte");
   const std::string lp = idx_file(src, prefix + "-labels-idx1-ubyte");
-  IdxImages im = read_idx_images(ip, limit);
-  const arch::Shape& want = src.info->input.shape;
-  if (im.rows != want.h || im.cols != want.w)
-    fail(ip, "holds " + std::to_string(im.rows) + "x" + std::to_string(im.cols) + " images; " + src.info->name +
-                 " images are " + std::to_string(want.h) + "x" + std::to_string(want.w));
+  IdxImages im = read_idx_images(ip, limit, src);
   auto [lcount, labels] = read_idx_labels(lp, limit, src.info->input.classes);
   if (lcount != im.count)
     throw DataError(ip + " and " + lp + ": " + std::to_string(im.count) + " images but " + std::to_string(lcount) +

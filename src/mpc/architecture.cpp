@@ -1,6 +1,5 @@
 #include "mpc/architecture.h"
 
-#include <openssl/evp.h>
 
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -122,24 +121,6 @@ Architecture parse_architecture(const std::string& text) {
   } catch (const json::exception& e) {
     throw std::runtime_error(std::string("architecture record is malformed: ") + e.what());
   }
-}
-
-Hash sha256(const void* data, size_t n) {
-  Hash h{};
-  unsigned int len = 0;
-  if (EVP_Digest(data, n, h.data(), &len, EVP_sha256(), nullptr) != 1 || len != h.size())
-    throw std::runtime_error("SHA-256 (OpenSSL EVP_Digest) failed");
-  return h;
-}
-
-std::string hex(const uint8_t* data, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string s(2 * n, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = digits[data[i] >> 4];
-    s[2 * i + 1] = digits[data[i] & 15];
-  }
-  return s;
 }
 
 Hash model_hash(const Architecture& a, int frac_bits) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "arch/network.h"
+#include "util/hash.h"
 
 namespace dr::mpc {
 
@@ -43,11 +44,9 @@ std::string serialize_architecture(const Architecture& a);
 // Inverse of serialize_architecture. Throws std::runtime_error on malformed text.
 Architecture parse_architecture(const std::string& text);
 
-using Hash = std::array<uint8_t, 32>;
-Hash sha256(const void* data, size_t n);
-std::string hex(const uint8_t* data, size_t n);
-template <size_t N>
-std::string hex(const std::array<uint8_t, N>& a) { return hex(a.data(), N); }
+using Hash = util::Digest;
+using util::hex;
+using util::sha256;
 
 // SHA-256 of the serialised architecture, l = 64 and f.
 Hash model_hash(const Architecture& a, int frac_bits);

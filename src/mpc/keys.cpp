@@ -1,7 +1,6 @@
 #include "mpc/keys.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,18 +72,11 @@ std::string encode_prefix(uint32_t body_len) {
 
 // Checksum of a block (index) or of the global section (index = ~0).
 Hash section_sum(const KeyHeader& h, uint64_t index, const uint8_t* data, size_t n) {
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   std::string pre = "DRMPCBLK";
   put(pre, h.nonce.data(), h.nonce.size());
   put_le<uint8_t>(pre, static_cast<uint8_t>(h.party));
   put_le<uint64_t>(pre, index);
-  Hash out{};
-  unsigned int len = 0;
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), pre.data(), pre.size()) != 1 || EVP_DigestUpdate(ctx.get(), data, n) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1)
-    throw std::runtime_error("SHA-256 (OpenSSL EVP) failed");
-  return out;
+  return util::Sha256().update(pre.data(), pre.size()).update(data, n).final();
 }
 
 constexpr uint64_t kGlobalIndex = ~uint64_t(0);

@@ -48,7 +48,7 @@ arch::Network run_network(const train::RunResult& r) {
 std::vector<int64_t> float_argmax(const std::string& run, const std::vector<mpc::ClientImage>& images) {
   const train::RunResult r = finished_run(run);
   nn::Net net(run_network(r));
-  train::load_into(net, train::load_weights(util::path_join(run, "weights.pt")), true, "'" + run + "/weights.pt'");
+  train::load_into(net, train::load_run_weights(run), true, "'" + run + "/weights.pt'");
   net->eval();
   torch::NoGradGuard ng;
   const arch::Shape s = net->desc().input;
@@ -71,7 +71,7 @@ mpc::Architecture run_architecture(const std::string& run) {
 mpc::FloatModel run_float_model(const std::string& run) {
   const train::RunResult r = finished_run(run);
   mpc::FloatModel m;
-  for (const auto& [name, t] : train::load_weights(util::path_join(run, "weights.pt"))) {
+  for (const auto& [name, t] : train::load_run_weights(run)) {
     const torch::Tensor d = t.to(torch::kDouble).contiguous();
     m.params[name].assign(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
   }

@@ -1,7 +1,15 @@
 #include "train/config.h"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <climits>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
+#include <thread>
+
+#include "util/strings.h"
 
 namespace dr::train {
 
@@ -14,6 +22,25 @@ nlohmann::json TrainConfig::to_json() const {
           {"teacher", teacher}, {"kd_T", kd_T},           {"kd_lambda", kd_lambda},
           {"init", init},       {"warmup", warmup},       {"pad", pad},
           {"flip", flip},       {"weight_init", weight_init}, {"zero_init_residual", zero_init_residual}};
+}
+
+nlohmann::json TrainConfig::result_settings() const {
+  nlohmann::json j = to_json();
+  for (const char* k : {"out", "threads", "workers", "device"}) j.erase(k);
+  return j;
+}
+
+std::string first_difference(const nlohmann::json& a, const std::string& a_name, const nlohmann::json& b,
+                             const std::string& b_name) {
+  std::vector<std::string> keys;
+  for (auto it = a.begin(); it != a.end(); ++it) keys.push_back(it.key());
+  for (auto it = b.begin(); it != b.end(); ++it)
+    if (!a.contains(it.key())) keys.push_back(it.key());
+  for (const auto& k : keys) {
+    const nlohmann::json va = a.value(k, nlohmann::json()), vb = b.value(k, nlohmann::json());
+    if (va != vb) return k + ": " + va.dump() + " in " + a_name + ", " + vb.dump() + " in " + b_name;
+  }
+  return "";
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -50,29 +77,69 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   return c;
 }
 
+namespace {
+
+[[noreturn]] void refuse(const std::string& m) { throw std::invalid_argument(m); }
+
+// Finite and in [lo, hi] (open at lo or hi when asked). NaN fails every comparison.
+void check_number(const char* option, double v, double lo, double hi, bool lo_open = false, bool hi_open = false) {
+  const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+  if (!ok) {
+    std::ostringstream m;
+    m << option << " must be a finite number in " << (lo_open ? "(" : "[") << lo << ", " << hi << (hi_open ? ")" : "]")
+      << " (got " << v << ")";
+    refuse(m.str());
+  }
+}
+
+void check_integer(const char* option, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi)
+    refuse(std::string(option) + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + " (got " +
+           std::to_string(v) + ")");
+}
+
+void check_choice(const char* option, const std::string& v, const std::vector<std::string>& accepted) {
+  if (std::find(accepted.begin(), accepted.end(), v) == accepted.end())
+    refuse(std::string(option) + " '" + v + "' is not accepted (accepted: " + util::join(accepted) + ")");
+}
+
+}  // namespace
+
+int max_threads() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+void check_threads(const char* option, int64_t threads) {
+  const int max = max_threads();
+  if (threads < 0 || threads > max)
+    refuse(std::string(option) + " must be in 0.." + std::to_string(max) + " (0 = every core; this process may use " +
+           std::to_string(max) + " cores; got " + std::to_string(threads) + ")");
+}
+
+// Every setting, named in the error, before any data is read or any file written.
 void TrainConfig::validate() const {
-  auto bad = [](const std::string& m) { throw std::invalid_argument(m); };
-  if (epochs < 1) bad("--epochs must be >= 1 (got " + std::to_string(epochs) + ")");
-  if (batch < 1) bad("--batch must be >= 1 (got " + std::to_string(batch) + ")");
-  if (!(lr > 0)) bad("--lr must be > 0");
-  if (momentum < 0 || momentum >= 1) bad("--momentum must be in [0, 1)");
-  if (wd < 0) bad("--wd must be >= 0");
-  if (schedule != "step" && schedule != "cosine")
-    bad("--schedule '" + schedule + "' is not accepted (accepted: step, cosine)");
-  if (warmup < 0 || warmup >= epochs)
-    bad("--warmup must be >= 0 and below --epochs (got " + std::to_string(warmup) + ")");
-  if (pad < -1) bad("--pad must be >= 0 (0 = no random crop) or -1 (by image size)");
-  if (weight_init != "torch" && weight_init != "kaiming")
-    bad("--weight-init '" + weight_init + "' is not accepted (accepted: torch, kaiming)");
-  if (device != "cpu" && device != "cuda" && device != "auto")
-    bad("--device '" + device + "' is not accepted (accepted: cpu, cuda, auto)");
-  if (threads < 0) bad("--threads must be >= 0 (0 = every core)");
-  if (limit < 0) bad("--limit must be >= 0 (0 = every image)");
-  if (workers < 0) bad("--workers must be >= 0");
-  if (!(kd_T > 0)) bad("--kd-T must be > 0");
-  if (kd_lambda < 0) bad("--kd-lambda must be >= 0");
-  if (!init.empty() && init != "teacher") bad("--init '" + init + "' is not accepted (accepted: teacher)");
-  if (init == "teacher" && teacher.empty()) bad("--init teacher needs --teacher DIR");
+  check_integer("--epochs", epochs, 1, kMaxEpochs);
+  check_integer("--batch", batch, 1, kMaxBatch);
+  check_number("--lr", lr, 0, 100, true);
+  check_number("--momentum", momentum, 0, 1, false, true);
+  check_number("--wd", wd, 0, 1);
+  check_choice("--schedule", schedule, {"step", "cosine"});
+  check_number("--warmup", warmup, 0, static_cast<double>(epochs), false, true);  // below --epochs
+  check_integer("--pad", pad, -1, 64);
+  check_choice("--weight-init", weight_init, {"torch", "kaiming"});
+  check_choice("--device", device, {"cpu", "cuda", "auto"});
+  check_threads("--threads", threads);
+  check_integer("--limit", limit, 0, kMaxLimit);
+  check_integer("--workers", workers, 0, 64);
+  if (seed > static_cast<uint64_t>(INT64_MAX))
+    refuse("--seed must be in 0.." + std::to_string(INT64_MAX) + " (got " + std::to_string(seed) + ": a negative number?)");
+  check_number("--kd-T", kd_T, 0.01, 1000);
+  check_number("--kd-lambda", kd_lambda, 0, 1000);
+  if (!init.empty()) check_choice("--init", init, {"teacher"});
+  if (init == "teacher" && teacher.empty()) refuse("--init teacher needs --teacher DIR");
 }
 
 double lr_at(const TrainConfig& c, double epoch) {

@@ -8,6 +8,18 @@
 
 namespace dr::train {
 
+// The accepted ranges of the settings (TrainConfig::validate): generous for
+// every real run, small enough that no later arithmetic overflows.
+constexpr int64_t kMaxEpochs = 100000;
+constexpr int64_t kMaxBatch = 65536;
+constexpr int64_t kMaxLimit = int64_t(1) << 40;
+
+// The cores this process may run on (its CPU affinity).
+int max_threads();
+// Refuses (std::invalid_argument naming `option`) a thread count outside
+// 0..max_threads() (0 = every core): more threads than cores only slow down.
+void check_threads(const char* option, int64_t threads);
+
 struct TrainConfig {
   std::string model;            // model spec, e.g. resnet18:cull=S1:thin
   std::string data;             // NAME[:PATH], see data::load_dataset
@@ -43,11 +55,20 @@ struct TrainConfig {
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);  // throws std::runtime_error on bad fields
+  // The settings that decide the result (to_json without out, threads,
+  // workers and device, which change how fast a run goes, not where it ends).
+  nlohmann::json result_settings() const;
   // The crop padding this config gives for images `height` pixels high.
   int pad_for(int64_t height) const { return pad >= 0 ? pad : (height >= 32 ? 4 : 2); }
-  // Throws std::invalid_argument naming the bad setting and what is accepted.
+  // Throws std::invalid_argument naming the bad setting and what is accepted:
+  // every number finite and in range, every choice known.
   void validate() const;
 };
+
+// "" when the two settings objects are equal, else the first difference in
+// key order: "lr: 0.1 in <a_name>, 0.05 in <b_name>".
+std::string first_difference(const nlohmann::json& a, const std::string& a_name, const nlohmann::json& b,
+                             const std::string& b_name);
 
 // Learning rate at a point of training, `epoch` counted from 0 and possibly
 // fractional (epoch 3.5 = half-way through the fourth). The schedule follows

@@ -13,6 +13,8 @@
 
 #include "train/distributed.h"
 
+#include "train/config.h"
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
@@ -46,7 +48,7 @@ int64_t env_int(const char* name, const std::string& v, int64_t lo, int64_t hi, 
   char* end = nullptr;
   const long long x = std::strtoll(v.c_str(), &end, 10);
   if (errno || end == v.c_str() || *end != '\0' || x < lo || x > hi)
-    throw std::runtime_error("data-parallel training: " + std::string(name) + "='" + v + "' is not " + meaning +
+    throw std::invalid_argument("data-parallel training: " + std::string(name) + "='" + v + "' is not " + meaning +
                              " (an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "])");
   return x;
 }
@@ -61,6 +63,8 @@ class ProcessGroup final : public Distributed {
   ProcessGroup(int rank, int world, const std::string& addr, uint16_t port, milliseconds timeout, bool cuda,
                bool sync_bn)
       : rank_(rank), world_(world), timeout_(timeout), sync_bn_(sync_bn) {
+    // One deadline for the whole rendezvous: the store, the join, Gloo's connection.
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     const std::string where = addr + ":" + std::to_string(port);
     const std::string secs = std::to_string(timeout.count() / 1000) + " s";
     try {
@@ -68,9 +72,10 @@ class ProcessGroup final : public Distributed {
       so.port = port;
       so.isServer = rank == 0;
       so.numWorkers = static_cast<size_t>(world);
-      so.waitWorkers = true;
+      so.waitWorkers = false;  // join() waits, within the one deadline
       so.timeout = timeout;
       store_ = c10::make_intrusive<c10d::TCPStore>(addr, so);
+      join(deadline);
     } catch (const std::exception& e) {
       throw std::runtime_error("data-parallel training: rank " + std::to_string(rank) +
                                (rank == 0 ? " could not serve the rendezvous on port " + std::to_string(port)
@@ -116,6 +121,47 @@ class ProcessGroup final : public Distributed {
       (void)pg_.release();
       (void)store_.release();
     }
+  }
+
+  void check_same_settings(const nlohmann::json& settings) override {
+    std::string diff;
+    try {
+      diff = compare_settings(settings);
+    } catch (const std::exception& e) {
+      broken_ = true;
+      throw std::runtime_error("data-parallel training: rank " + std::to_string(rank_) +
+                               " lost contact with the others while comparing the ranks' settings (timeout " +
+                               std::to_string(timeout_.count() / 1000) + " s, DEEPREDUCE_DIST_TIMEOUT): " +
+                               message_of(e));
+    }
+    if (!diff.empty())
+      throw std::invalid_argument("data-parallel training: the ranks were started with different settings (" + diff +
+                                  "); start every rank with the same command");
+  }
+
+  // The first difference of this rank's settings with the others' ("" = none).
+  std::string compare_settings(const nlohmann::json& settings) {
+    const std::string mine = settings.dump();
+    store_->set(key("settings", rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
+    std::vector<std::string> keys;
+    for (int r = 0; r < world_; ++r) keys.push_back(key("settings", r));
+    store_->wait(keys, timeout_);
+    // Rank 0 compares every rank with its own; every other rank itself with rank 0.
+    std::string diff;
+    for (int r = 0; r < world_ && diff.empty(); ++r) {
+      if (r == rank_ || (rank_ != 0 && r != 0)) continue;
+      const auto theirs = store_->get(key("settings", r));
+      const auto other = nlohmann::json::parse(std::string(theirs.begin(), theirs.end()));
+      const int a = std::min(rank_, r), b = std::max(rank_, r);
+      diff = first_difference(a == rank_ ? settings : other, "rank " + std::to_string(a), a == rank_ ? other : settings,
+                              "rank " + std::to_string(b));
+    }
+    // Everyone has compared before anyone stops (rank 0 serves the store).
+    store_->set(key("checked", rank_), std::vector<uint8_t>{1});
+    std::vector<std::string> checked;
+    for (int r = 0; r < world_; ++r) checked.push_back(key("checked", r));
+    store_->wait(checked, timeout_);
+    return diff;
   }
 
   int rank() const override { return rank_; }
@@ -227,6 +273,20 @@ class ProcessGroup final : public Distributed {
     }
   }
 
+  static std::string key(const char* what, int rank) {
+    return std::string("deepreduce/") + what + "/" + std::to_string(rank);
+  }
+
+  // Every rank says it is here and waits for the others until `deadline`
+  // (the store alone returns when its own wait ends, joined or not).
+  void join(std::chrono::steady_clock::time_point deadline) {
+    store_->set(key("joined", rank_), std::vector<uint8_t>{1});
+    std::vector<std::string> keys;
+    for (int r = 0; r < world_; ++r) keys.push_back(key("joined", r));
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    store_->wait(keys, std::max(left, milliseconds(1)));
+  }
+
   int rank_, world_;
   milliseconds timeout_;
   bool sync_bn_;
@@ -248,7 +308,7 @@ std::unique_ptr<Distributed> Distributed::from_env(const std::string& device) {
   const auto need = [](const char* name, const std::string& what) {
     auto v = env(name);
     if (!v)
-      throw std::runtime_error("data-parallel training: WORLD_SIZE > 1 but " + std::string(name) +
+      throw std::invalid_argument("data-parallel training: WORLD_SIZE > 1 but " + std::string(name) +
                                " is not set (" + what + ")");
     return *v;
   };
@@ -266,7 +326,7 @@ std::unique_ptr<Distributed> Distributed::from_env(const std::string& device) {
   bool sync_bn = true;
   if (auto v = env("DEEPREDUCE_SYNC_BN")) {
     if (*v != "0" && *v != "1")
-      throw std::runtime_error("data-parallel training: DEEPREDUCE_SYNC_BN='" + *v + "' is not 0 or 1");
+      throw std::invalid_argument("data-parallel training: DEEPREDUCE_SYNC_BN='" + *v + "' is not 0 or 1");
     sync_bn = *v == "1";
   }
   const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());

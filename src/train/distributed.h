@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "nn/net.h"
 
@@ -25,6 +26,12 @@ class Distributed {
   // inconsistent or the rendezvous fails or times out.
   static std::unique_ptr<Distributed> from_env(const std::string& device);
   virtual ~Distributed() = default;
+
+  // Stops every rank (std::invalid_argument naming the first setting that
+  // differs between ranks) unless all were started with the same settings
+  // (TrainConfig::result_settings). Uses the rendezvous store, not the
+  // collectives, so mismatched ranks stop cleanly.
+  virtual void check_same_settings(const nlohmann::json& settings) = 0;
 
   virtual int rank() const = 0;
   virtual int world() const = 0;

@@ -5,13 +5,14 @@
 
 #include <thread>
 
+#include "train/config.h"
 #include "util/provenance.h"
 
 namespace dr::train {
 
 nlohmann::json provenance(const std::string& device, int threads) {
   const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
-  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n = threads > 0 ? threads : max_threads();
   return util::provenance({{"libtorch", TORCH_VERSION},
                            {"device", cuda ? "cuda (" + std::to_string(torch::cuda::device_count()) + " devices)"
                                            : std::string("cpu")},

@@ -24,6 +24,7 @@ nlohmann::json RunResult::to_json() const {
                       {"classes", classes}, {"relus", relus},       {"flops", flops},     {"params", params},
                       {"epochs", epochs},   {"test_acc", test_acc}, {"test_loss", test_loss}, {"seconds", seconds},
                       {"kd", kd},           {"mean", mean},         {"std", std}};
+  if (!weights_sha256.empty()) j["weights_sha256"] = weights_sha256;
   if (!provenance.is_null()) j["provenance"] = provenance;
   return j;
 }
@@ -46,6 +47,7 @@ RunResult RunResult::from_json(const nlohmann::json& j) {
   r.mean = j.value("mean", std::vector<double>{});
   r.std = j.value("std", std::vector<double>{});
   r.provenance = j.value("provenance", nlohmann::json());
+  r.weights_sha256 = j.value("weights_sha256", "");
   return r;
 }
 

@@ -38,7 +38,7 @@ arch::InputSpec input_of(const data::Dataset& d) { return {{d.channels(), d.heig
 nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, torch::Device dev) {
   check_teacher(dir, student_in);
   nn::Net t = nn::build(finished_result(dir)->spec, student_in);
-  load_into(t, load_weights(path_join(dir, "weights.pt")), true, "teacher weights '" + dir + "/weights.pt'");
+  load_into(t, load_run_weights(dir), true, "teacher weights '" + dir + "/weights.pt'");
   t->to(dev);
   t->eval();
   return t;
@@ -105,6 +105,7 @@ class Run {
   void backward(const torch::Tensor& loss, int64_t n_local, int64_t step);
   void show_progress(const Trained& t, int64_t epoch, int64_t step, int64_t steps, Clock::time_point& last);
   void record(int64_t epoch, const Trained& t);
+  void write_metrics() const;
   RunResult finish();
 
   TrainConfig cfg_;
@@ -125,6 +126,7 @@ class Run {
 
 void Run::setup(bool resuming) {
   validate_before_data(cfg_);
+  if (dist_) dist_->check_same_settings(cfg_.result_settings());
   set_threads(cfg_.threads);
   dev_ = resolve_device(cfg_.device);
   const auto t_load = Clock::now();
@@ -158,7 +160,7 @@ void Run::build_model() {
   net_->init_parameters(cfg_.weight_init, cfg_.zero_init_residual);
   if (!cfg_.teacher.empty()) teacher_ = load_teacher(cfg_.teacher, in_, dev_);
   if (cfg_.init == "teacher") {
-    const int n = load_into(net_, load_weights(path_join(cfg_.teacher, "weights.pt")), false, "teacher weights");
+    const int n = load_into(net_, load_run_weights(cfg_.teacher), false, "teacher weights");
     if (rank0_) std::cerr << "init: " << n << " tensors copied from teacher " << cfg_.teacher << "\n";
   }
   net_->to(dev_);
@@ -175,14 +177,17 @@ void Run::build_model() {
 // (the resolved settings and where they ran).
 void Run::restore(bool resuming) {
   const std::string ckpt = path_join(cfg_.out, "checkpoint.pt");
+  cfg_.pad = cfg_.pad_for(in_.shape.h);  // config.json records the padding used
   if (resuming && util::file_exists(ckpt)) {
-    const Checkpoint c = load_checkpoint(ckpt, net_, *opt_);
+    const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, cfg_.result_settings().dump());
     start_ = c.epochs_done;
     history_ = nlohmann::json::parse(c.metrics);
     if (!history_.empty()) seconds_ = history_.back().value("total_seconds", 0.0);
-    if (rank0_) std::cerr << "resuming " << cfg_.out << " after epoch " << start_ << "\n";
+    if (rank0_) {
+      std::cerr << "resuming " << cfg_.out << " after epoch " << start_ << "\n";
+      write_metrics();  // a kill between the checkpoint and the metrics file lost no line
+    }
   }
-  cfg_.pad = cfg_.pad_for(in_.shape.h);  // config.json records the padding used
   if (rank0_ && !resuming) {
     nlohmann::json j = cfg_.to_json();
     j["provenance"] = provenance(cfg_.device, cfg_.threads);
@@ -307,7 +312,14 @@ void Run::record(int64_t epoch, const Trained& t) {
                (long long)epoch + 1, (long long)cfg_.epochs, rec["train_loss"].get<double>(),
                rec["train_acc"].get<double>(), rec["test_loss"].get<double>(), rec["test_acc"].get<double>(),
                rec["images_per_s"].get<double>() * (dist_ ? dist_->world() : 1), hms(epoch_s).c_str());
-  save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_, {epoch + 1, history_.dump()});
+  save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_,
+                  {epoch + 1, history_.dump(), cfg_.result_settings().dump()});
+  write_metrics();
+}
+
+// metrics.jsonl: one line per finished epoch, rebuilt from the history the
+// checkpoint holds.
+void Run::write_metrics() const {
   std::string lines;
   for (const auto& r : history_) lines += r.dump() + "\n";
   util::write_file_atomic(path_join(cfg_.out, "metrics.jsonl"), lines);
@@ -335,7 +347,7 @@ RunResult Run::finish() {
   }
   r.provenance = provenance(cfg_.device, cfg_.threads);
   if (rank0_) {
-    save_weights(net_, path_join(cfg_.out, "weights.pt"));
+    r.weights_sha256 = save_weights(net_, path_join(cfg_.out, "weights.pt"));
     util::write_file_atomic(path_join(cfg_.out, "result.json"), r.to_json().dump(2) + "\n");
   }
   if (dist_) dist_->barrier();
@@ -345,7 +357,10 @@ RunResult Run::finish() {
 }  // namespace
 
 void set_threads(int threads) {
-  const int n = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+  check_threads("--threads", threads);
+  // 0: the cores this process may use (its affinity, e.g. under taskset or a
+  // cluster's cgroup), not every core of the machine.
+  const int n = threads > 0 ? threads : max_threads();
   if (torch::get_num_threads() != n) torch::set_num_threads(n);
 }
 
@@ -371,12 +386,16 @@ RunResult train(const TrainConfig& cfg, Distributed* dist) {
   if (util::file_exists(path_join(cfg.out, "config.json")))
     throw std::invalid_argument("'" + cfg.out + "' already holds a run; continue it with `deepreduce resume " + cfg.out +
                                 "` or choose another --out");
+  if (!util::is_empty_or_missing(cfg.out))
+    throw std::invalid_argument("--out '" + cfg.out + "' is not empty and holds no deepreduce run (no config.json): "
+                                "choose a new or empty directory");
   return Run(cfg, dist).execute(false);
 }
 
 RunResult resume(const std::string& dir, Distributed* dist, int threads) {
   if (auto r = finished_result(dir)) return *r;
   TrainConfig c = read_config(dir);
+  if (!dist || dist->rank() == 0) util::remove_stale_temporaries(dir);
   if (threads > 0) c.threads = threads;
   return Run(c, dist).execute(true);
 }
@@ -406,7 +425,7 @@ EvalResult evaluate(const std::string& dir, const std::string& data_source, int 
     split.test.std.assign(result->std.begin(), result->std.end());
   }
   nn::Net net = nn::build(result->spec, in);
-  load_into(net, load_weights(path_join(dir, "weights.pt")), true, "'" + dir + "/weights.pt'");
+  load_into(net, load_run_weights(dir), true, "'" + dir + "/weights.pt'");
   net->to(dev);
   const EpochStats s = run_eval(net, split.test, dev, cfg.workers);
   return {result->spec, src, static_cast<int64_t>(s.images), net->desc().totals().relus,

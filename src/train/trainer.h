@@ -24,6 +24,7 @@ struct RunResult {
   bool kd = false;
   std::vector<double> mean, std;  // input normalisation the network was trained with
   nlohmann::json provenance;      // where it finished (train/provenance.h); null in older runs
+  std::string weights_sha256;     // of weights.pt ("" in older runs)
   nlohmann::json to_json() const;
   static RunResult from_json(const nlohmann::json& j);
 };
@@ -32,10 +33,14 @@ struct RunResult {
 class Distributed;
 
 // Trains the run described by `cfg` in cfg.out. Refuses a directory that
-// already holds a run (use resume). Throws on bad settings, data or teacher.
+// already holds a run (use resume) and a non-empty directory that is not a
+// run (a user's own files are never overwritten). Throws on bad settings,
+// data or teacher, before any data is read or any file written.
 RunResult train(const TrainConfig& cfg, Distributed* dist = nullptr);
 // Continues the run in `dir` from its last finished epoch (or returns the
-// result of a finished one).
+// result of a finished one). Removes temporary files a killed process left,
+// rebuilds metrics.jsonl from the checkpoint, and refuses a checkpoint that
+// is corrupt or does not match config.json.
 RunResult resume(const std::string& dir, Distributed* dist = nullptr, int threads = 0);
 // Trains, resumes or reuses: what a sweep wants for each of its runs.
 RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);

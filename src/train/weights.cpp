@@ -2,7 +2,10 @@
 
 #include <sstream>
 
+#include "train/config.h"
+#include "train/trainer.h"
 #include "util/fs.h"
+#include "util/hash.h"
 
 namespace dr::train {
 
@@ -13,16 +16,25 @@ StateDict state_dict(nn::Net& net) {
   return sd;
 }
 
-void save_weights(nn::Net& net, const std::string& path) {
+std::string error_line(const std::exception& e) {
+  const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+  std::string m = c10 ? c10->what_without_backtrace() : e.what();
+  const auto nl = m.find('\n');
+  return nl == std::string::npos ? m : m.substr(0, nl);
+}
+
+std::string save_weights(nn::Net& net, const std::string& path) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [k, v] : state_dict(net)) dict.insert(k, v.contiguous());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  util::write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+  const std::string content(bytes.begin(), bytes.end());
+  util::write_file_atomic(path, content);
+  return util::sha256_hex(content);
 }
 
-StateDict load_weights(const std::string& path) {
-  if (!util::file_exists(path)) throw std::runtime_error("weights file '" + path + "' does not exist");
-  const std::string data = util::read_file(path);
+namespace {
+
+StateDict parse_weights(const std::string& data, const std::string& path) {
   StateDict sd;
   try {
     const c10::IValue v = torch::pickle_load(std::vector<char>(data.begin(), data.end()));
@@ -33,10 +45,27 @@ StateDict load_weights(const std::string& path) {
     }
   } catch (const std::exception& e) {
     throw std::runtime_error("weights file '" + path +
-                             "' is not a deepreduce weights.pt (a pickled dict name -> tensor): " +
-                             std::string(e.what()).substr(0, 200));
+                             "' is not a deepreduce weights.pt (a pickled dict name -> tensor): " + error_line(e));
   }
   return sd;
+}
+
+}  // namespace
+
+StateDict load_weights(const std::string& path) {
+  if (!util::file_exists(path)) throw std::runtime_error("weights file '" + path + "' does not exist");
+  return parse_weights(util::read_file(path), path);
+}
+
+StateDict load_run_weights(const std::string& run_dir) {
+  const std::string path = util::path_join(run_dir, "weights.pt");
+  if (!util::file_exists(path)) throw std::runtime_error("weights file '" + path + "' does not exist");
+  const std::string data = util::read_file(path);
+  const auto result = finished_result(run_dir);
+  if (result && !result->weights_sha256.empty() && util::sha256_hex(data) != result->weights_sha256)
+    throw std::runtime_error("weights file '" + path + "' does not match the checksum in " + run_dir +
+                             "/result.json: it is corrupt or was replaced after the run finished");
+  return parse_weights(data, path);
 }
 
 int load_into(nn::Net& net, const StateDict& weights, bool strict, const std::string& what) {
@@ -62,37 +91,117 @@ int load_into(nn::Net& net, const StateDict& weights, bool strict, const std::st
   return copied;
 }
 
-void save_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt,
-                     const Checkpoint& meta) {
-  torch::serialize::OutputArchive archive, model, optim;
-  net->save(model);
-  opt.save(optim);
-  archive.write("model", model);
-  archive.write("optimizer", optim);
+namespace {
+
+std::string archive_bytes(const std::function<void(torch::serialize::OutputArchive&)>& fill) {
+  torch::serialize::OutputArchive a;
+  fill(a);
+  std::ostringstream out;
+  a.save_to(out);
+  return out.str();
+}
+
+torch::Tensor bytes_tensor(const std::string& b) {
+  return torch::from_blob(const_cast<char*>(b.data()), {static_cast<int64_t>(b.size())}, torch::kUInt8).clone();
+}
+
+std::string tensor_bytes(const torch::Tensor& t) {
+  const torch::Tensor c = t.contiguous();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()));
+}
+
+// The checksum covers every part a resume depends on.
+std::string checkpoint_digest(const std::string& model, const std::string& optim, const Checkpoint& m) {
+  const std::string epochs = std::to_string(m.epochs_done);
+  return util::hex(util::Sha256()
+                       .update(model.data(), model.size())
+                       .update(optim.data(), optim.size())
+                       .update(epochs.data(), epochs.size())
+                       .update(m.metrics.data(), m.metrics.size())
+                       .update(m.settings.data(), m.settings.size())
+                       .final());
+}
+
+std::string read_string(torch::serialize::InputArchive& a, const char* key) {
+  c10::IValue v;
+  a.read(key, v);
+  return v.toStringRef();
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt, const Checkpoint& meta) {
+  const std::string model = archive_bytes([&](auto& a) { net->save(a); });
+  const std::string optim = archive_bytes([&](auto& a) { opt.save(a); });
+  torch::serialize::OutputArchive archive;
+  archive.write("model_bytes", bytes_tensor(model));
+  archive.write("optimizer_bytes", bytes_tensor(optim));
   archive.write("epochs_done", c10::IValue(meta.epochs_done));
   archive.write("metrics", c10::IValue(meta.metrics));
+  archive.write("settings", c10::IValue(meta.settings));
+  archive.write("digest", c10::IValue(checkpoint_digest(model, optim, meta)));
   std::ostringstream out;
   archive.save_to(out);
   util::write_file_atomic(path, out.str());
 }
 
-Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt) {
+// Checkpoints written before the checksum (nested model and optimizer
+// archives): loaded as they are.
+Checkpoint load_legacy_checkpoint(torch::serialize::InputArchive& archive, nn::Net& net,
+                                  torch::optim::Optimizer& opt) {
   Checkpoint meta;
+  torch::serialize::InputArchive model, optim;
+  archive.read("model", model);
+  archive.read("optimizer", optim);
+  net->load(model);
+  opt.load(optim);
+  c10::IValue v;
+  archive.read("epochs_done", v);
+  meta.epochs_done = v.toInt();
+  meta.metrics = read_string(archive, "metrics");
+  return meta;
+}
+
+Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt,
+                           const std::string& settings) {
+  Checkpoint meta;
+  std::string model, optim, digest;
   try {
-    torch::serialize::InputArchive archive, model, optim;
+    torch::serialize::InputArchive archive;
     archive.load_from(path);
-    archive.read("model", model);
-    archive.read("optimizer", optim);
-    net->load(model);
-    opt.load(optim);
+    torch::Tensor t;
+    if (!archive.try_read("model_bytes", t)) return load_legacy_checkpoint(archive, net, opt);
+    model = tensor_bytes(t);
+    archive.read("optimizer_bytes", t);
+    optim = tensor_bytes(t);
     c10::IValue v;
     archive.read("epochs_done", v);
     meta.epochs_done = v.toInt();
-    archive.read("metrics", v);
-    meta.metrics = v.toStringRef();
+    meta.metrics = read_string(archive, "metrics");
+    meta.settings = read_string(archive, "settings");
+    digest = read_string(archive, "digest");
   } catch (const std::exception& e) {
-    throw std::runtime_error("checkpoint '" + path + "' cannot be read (truncated or not a deepreduce checkpoint): " +
-                             std::string(e.what()).substr(0, 200));
+    throw std::runtime_error("checkpoint '" + path + "' cannot be read (truncated, or not a deepreduce checkpoint " +
+                             "of this version): " + error_line(e));
+  }
+  if (checkpoint_digest(model, optim, meta) != digest)
+    throw std::runtime_error("checkpoint '" + path + "' is corrupt: its checksum does not match its content");
+  if (!settings.empty() && !meta.settings.empty()) {
+    const std::string diff = first_difference(nlohmann::json::parse(settings), "config.json",
+                                              nlohmann::json::parse(meta.settings), path);
+    if (!diff.empty())
+      throw std::runtime_error("checkpoint '" + path + "' was made with other settings than its run's config.json (" +
+                               diff + "); restore config.json or start a new run");
+  }
+  try {
+    torch::serialize::InputArchive m, o;
+    m.load_from(model.data(), model.size());
+    o.load_from(optim.data(), optim.size());
+    net->load(m);
+    opt.load(o);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "' does not fit the network of its config.json: " +
+                             error_line(e));
   }
   return meta;
 }

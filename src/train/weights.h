@@ -3,8 +3,11 @@
 //  weights.pt     a pickled dict name -> tensor (parameters and buffers, CPU),
 //                 the format Python's torch.load reads: a state_dict whose
 //                 names are the module paths of the network description.
-//  checkpoint.pt  model + optimizer + finished epoch + metrics history, for resume.
-// Both are written atomically (temp file + rename).
+//  checkpoint.pt  model + optimizer + finished epoch + metrics history + the
+//                 settings it was trained with, and a SHA-256 over all of it:
+//                 a corrupted checkpoint is refused, never resumed from.
+// Both are written atomically (temp file + rename). A finished run's
+// result.json records the SHA-256 of its weights.pt (load_run_weights checks it).
 #include <torch/torch.h>
 
 #include <map>
@@ -17,9 +20,14 @@ namespace dr::train {
 using StateDict = std::map<std::string, torch::Tensor>;
 
 StateDict state_dict(nn::Net& net);
-void save_weights(nn::Net& net, const std::string& path);
+// Returns the SHA-256 (hex) of the file written.
+std::string save_weights(nn::Net& net, const std::string& path);
 // Throws std::runtime_error naming the file on a missing, truncated or foreign file.
 StateDict load_weights(const std::string& path);
+// The weights.pt of a finished run, checked against the SHA-256 its
+// result.json records (runs older than the check have none). Throws
+// std::runtime_error naming the file when they differ.
+StateDict load_run_weights(const std::string& run_dir);
 // Copies every entry into the network. strict: every parameter and buffer of
 // the network must be present with the same shape (else std::runtime_error
 // naming the first mismatch). Not strict: copies those that match by name
@@ -28,11 +36,21 @@ int load_into(nn::Net& net, const StateDict& weights, bool strict, const std::st
 
 struct Checkpoint {
   int64_t epochs_done = 0;
-  std::string metrics;  // the metrics history, JSON array text
+  std::string metrics;   // the metrics history, JSON array text
+  std::string settings;  // TrainConfig::result_settings() as JSON text ("" in older checkpoints)
 };
 void save_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt,
                      const Checkpoint& meta);
-// Loads into net and opt; throws std::runtime_error naming the file if it is unreadable.
-Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt);
+// Checks the checksum, then that the checkpoint was made with `settings`
+// (the run's config.json; "" skips that check), then loads into net and opt.
+// Throws std::runtime_error naming the file: unreadable, corrupt (checksum),
+// made with other settings (naming the first one that differs), or not
+// fitting the network.
+Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt,
+                           const std::string& settings = "");
+
+// One line for a user from any exception: LibTorch's errors without their
+// C++ stack trace.
+std::string error_line(const std::exception& e);
 
 }  // namespace dr::train

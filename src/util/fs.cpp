@@ -1,5 +1,6 @@
 #include "util/fs.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -50,6 +51,25 @@ std::string read_file(const std::string& path) {
 }
 
 std::string path_join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
+
+bool is_empty_or_missing(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return true;
+  return fs::is_directory(dir, ec) && fs::is_empty(dir, ec);
+}
+
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const auto tmp = name.rfind(".tmp.");
+    if (tmp == std::string::npos || !it->is_regular_file()) continue;
+    const std::string pid = name.substr(tmp + 5);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    // kill(pid, 0) fails with ESRCH when no such process exists.
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove(it->path(), ec);
+  }
+}
 
 bool file_exists(const std::string& path) {
   std::error_code ec;

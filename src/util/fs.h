@@ -18,6 +18,13 @@ bool file_exists(const std::string& path);
 // (fs::path(dir) / name).string(): "runs/a" + "config.json" -> "runs/a/config.json".
 std::string path_join(const std::string& dir, const std::string& name);
 
+// True when `dir` does not exist or is an empty directory.
+bool is_empty_or_missing(const std::string& dir);
+
+// Removes the "<name>.tmp.<pid>" files of write_file_atomic in `dir` (not
+// below) whose process is gone: what a kill -9 left behind.
+void remove_stale_temporaries(const std::string& dir);
+
 // Creates `dir` and its parents. Throws std::runtime_error naming the path.
 void make_dirs(const std::string& dir);
 

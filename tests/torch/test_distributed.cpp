@@ -279,7 +279,7 @@ TEST_F(DataParallel, DivergenceStopsEveryRankWithItsCause) {
   // stops with the divergence message, none with a lost contact.
   const int port = free_port();
   auto args = train_args("run", 3);
-  *(std::find(args.begin(), args.end(), "--lr") + 1) = "1e12";
+  *(std::find(args.begin(), args.end(), "--lr") + 1) = "100";
   Proc r0(args, rank_env(0, port), dir_ / "rank0");
   Proc r1(args, rank_env(1, port), dir_ / "rank1");
   const auto s0 = r0.wait_for(std::chrono::seconds(40)), s1 = r1.wait_for(std::chrono::seconds(10));
@@ -319,7 +319,7 @@ TEST_F(DataParallel, BadEnvironmentNamesTheVariable) {
   Proc p(train_args("run", 1), env, dir_ / "norank");
   const auto s = p.wait_for(std::chrono::seconds(20));
   ASSERT_TRUE(s);
-  EXPECT_TRUE(WIFEXITED(*s) && WEXITSTATUS(*s) != 0) << describe(s);
+  EXPECT_TRUE(WIFEXITED(*s) && WEXITSTATUS(*s) == 2) << describe(s);  // a usage error
   EXPECT_NE(p.err().find("RANK is not set"), std::string::npos) << p.err();
 
   env = rank_env(0, free_port());
@@ -327,6 +327,33 @@ TEST_F(DataParallel, BadEnvironmentNamesTheVariable) {
   Proc q(train_args("run", 1), env, dir_ / "badport");
   ASSERT_TRUE(q.wait_for(std::chrono::seconds(20)));
   EXPECT_NE(q.err().find("MASTER_PORT='http'"), std::string::npos) << q.err();
+}
+
+TEST_F(DataParallel, RanksWithDifferentSettingsStopNamingTheFirstDifference) {
+  // Different --epochs on the two ranks: both stop cleanly (exit 2, no
+  // abort), saying which setting differs.
+  const int port = free_port();
+  Proc r0(train_args("run", 1), rank_env(0, port), dir_ / "rank0");
+  Proc r1(train_args("run", 2), rank_env(1, port), dir_ / "rank1");
+  const auto s0 = r0.wait_for(std::chrono::seconds(40)), s1 = r1.wait_for(std::chrono::seconds(10));
+  for (const auto* r : {&r0, &r1}) {
+    const auto& st = r == &r0 ? s0 : s1;
+    ASSERT_TRUE(st) << r->err();
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 2) << describe(st) << "\n" << r->err();
+    EXPECT_NE(r->err().find("different settings (epochs: 1 in rank 0, 2 in rank 1)"), std::string::npos) << r->err();
+  }
+}
+
+TEST_F(DataParallel, LoneRankZeroWaitsOneTimeout) {
+  // Nobody joins rank 0: it stops after its timeout (2 s), not after two.
+  const auto t0 = std::chrono::steady_clock::now();
+  Proc r0(train_args("run", 1), rank_env(0, free_port(), 2), dir_ / "rank0");
+  const auto s = r0.wait_for(std::chrono::seconds(20));
+  ASSERT_TRUE(s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_TRUE(WIFEXITED(*s) && WEXITSTATUS(*s) == 1) << describe(s);
+  EXPECT_NE(r0.err().find("not every one of the 2 ranks"), std::string::npos) << r0.err();
+  EXPECT_LT(took, 3.9) << r0.err();  // 2 s timeout plus start-up, well below 2 x 2 s
 }
 
 }  // namespace
