@@ -10,13 +10,18 @@ namespace dr::cli {
 
 namespace {
 
-void add_common(CLI::App* cmd, train::TrainConfig& c, std::string& shard, bool& no_wait, bool& no_kd_runs) {
+void add_common(CLI::App* cmd, train::TrainConfig& c, std::string& shard, bool& no_wait, bool& no_kd_runs,
+                pipeline::Sweep& sweep) {
   cmd->add_option("--model", c.model, "Family spec, e.g. resnet18 or resnet18:alpha=0.25 (no cull/keep/thin)")
       ->required();
   cmd->add_option("--data", c.data, data_option_help())->required();
   cmd->add_flag("--no-kd", no_kd_runs, "Skip the criticality runs without KD (only the KD column)");
   cmd->add_option("--shard", shard, "Run only part i of N of the job list (i/N, e.g. 0/4)")->capture_default_str();
   cmd->add_flag("--no-wait", no_wait, "With --shard: stop instead of waiting for other shards' runs");
+  cmd->add_option("--jobs", sweep.jobs,
+                  "Trainings at once, as processes with the cores split between them (each logs to its "
+                  "run directory's train.log)")
+      ->capture_default_str();
   add_training_options(cmd, c);
 }
 
@@ -32,13 +37,13 @@ void add_search_commands(CLI::App& app) {
     auto s = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand(
         "criticality", "Train, per stage, the network keeping only that stage's ReLUs, and rank the stages (C_k)");
-    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd);
+    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
     cmd->add_option("--teacher", s->o.train.teacher, "Finished all-ReLU baseline run to distil from")->required();
     s->o.out = "runs/criticality";
     cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
     cmd->callback([s] {
-      s->o.shard = search::parse_shard(s->shard);
-      s->o.wait = !s->no_wait;
+      s->o.sweep.shard = search::parse_shard(s->shard);
+      s->o.sweep.wait = !s->no_wait;
       s->o.without_kd = !s->no_kd;
       const auto r = pipeline::run_criticality(s->o);
       if (r.complete) std::cout << "wrote " << s->o.out << "/criticality.json and criticality.md\n";
@@ -54,7 +59,7 @@ void add_search_commands(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "reduce",
         "The DeepReDuce pipeline: teacher, criticality, cull/thin/reshape to ReLU budgets, KD training, frontier, report");
-    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd);
+    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
     cmd->add_option("--budget", s->budgets, "ReLU budgets, e.g. 50K,20K,1.5M (K = 1,000)")->required();
     cmd->add_option("--teacher", s->o.teacher, "Finished all-ReLU baseline run (default: train it in OUT/teacher)");
     s->o.out = "runs/reduce";
@@ -74,8 +79,8 @@ void add_search_commands(CLI::App& app) {
         ->capture_default_str();
     cmd->callback([s] {
       s->o.budgets = search::parse_budgets(s->budgets);
-      s->o.shard = search::parse_shard(s->shard);
-      s->o.wait = !s->no_wait;
+      s->o.sweep.shard = search::parse_shard(s->shard);
+      s->o.sweep.wait = !s->no_wait;
       s->o.without_kd = !s->no_kd;
       s->o.init_from_teacher = s->init_teacher;
       const std::string report = pipeline::run_reduce(s->o);

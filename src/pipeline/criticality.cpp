@@ -59,6 +59,7 @@ report::Table criticality_table(const std::vector<search::StageRow>& rows) {
 void validate(const CriticalityOptions& o) {
   arch::parse_family_spec(o.train.model, "--model");
   o.train.validate();
+  check_sweep(o.sweep);
   if (o.train.teacher.empty()) throw std::invalid_argument("criticality needs --teacher DIR (a finished baseline run)");
   train::check_teacher(o.train.teacher, {arch::parse_source(o.train.data).input.shape, 0});
 }
@@ -82,7 +83,7 @@ CriticalityResult run_criticality(const CriticalityOptions& o) {
   }
   size_t index = 0;
   CriticalityResult r;
-  if (!run_phase("criticality", jobs, o.shard, o.wait, index)) return r;
+  if (!run_phase("criticality", jobs, o.sweep, index)) return r;
   for (auto& row : rows) {
     row.acc_kd = 100.0 * train::finished_result(run_dir(o.out, row.stage, true))->test_acc;
     if (o.without_kd) row.acc_no_kd = 100.0 * train::finished_result(run_dir(o.out, row.stage, false))->test_acc;

@@ -9,6 +9,7 @@
 
 #include "report/table.h"
 #include "search/criticality.h"
+#include "pipeline/jobs.h"
 #include "search/plan.h"
 #include "train/config.h"
 
@@ -18,8 +19,7 @@ struct CriticalityOptions {
   train::TrainConfig train;  // model = the family spec, data, epochs, ...; teacher required
   std::string out;           // where the runs and criticality.{json,md} go
   bool without_kd = true;    // also train each stage without KD
-  search::Shard shard;
-  bool wait = true;          // wait for other shards' runs instead of stopping
+  Sweep sweep;               // shard, waiting, trainings at once
 };
 
 struct CriticalityResult {

@@ -6,23 +6,78 @@
 #include <thread>
 
 #include "train/trainer.h"
+#include "util/fs.h"
 #include "util/strings.h"
+#include "util/subprocess.h"
 
 namespace dr::pipeline {
 
-bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const search::Shard& shard, bool wait,
-               size_t& next_index) {
-  std::vector<const Job*> others;
+namespace {
+
+// Up to `parallel` jobs at once, each `deepreduce resume DIR --threads T`
+// with T = cores / parallel; a failed job is reported after the others end.
+void run_in_processes(const std::string& phase, const std::vector<const Job*>& todo, int parallel) {
+  const std::string bin = util::self_executable();
+  const int threads = std::max(1, train::max_threads() / parallel);
+  std::vector<util::Child> running;
+  std::vector<const Job*> owner;
+  std::vector<std::string> failed;
+  size_t next = 0;
+  while (next < todo.size() || !running.empty()) {
+    if (next < todo.size() && static_cast<int>(running.size()) < parallel) {
+      const Job& job = *todo[next++];
+      if (!util::file_exists(util::path_join(job.cfg.out, "config.json"))) train::prepare_run(job.cfg);
+      const std::string log = util::path_join(job.cfg.out, "train.log");
+      std::cerr << "[" << phase << "] " << job.what << " -> " << job.cfg.out << " (started with --threads "
+                << threads << ", log " << log << ")\n";
+      running.push_back(util::spawn_logged({bin, "resume", job.cfg.out, "--threads", std::to_string(threads)}, log));
+      owner.push_back(&job);
+      continue;
+    }
+    int rc = 0;
+    const size_t i = util::wait_any(running, &rc);
+    const Job& job = *owner[i];
+    const auto r = train::finished_result(job.cfg.out);
+    if (rc == 0 && r)
+      std::cerr << "[" << phase << "] " << job.what << " finished: test accuracy " << r->test_acc << "\n";
+    else
+      failed.push_back(job.cfg.out + " (exit " + std::to_string(rc) + ", see " +
+                       util::path_join(job.cfg.out, "train.log") + ")");
+    running.erase(running.begin() + static_cast<long>(i));
+    owner.erase(owner.begin() + static_cast<long>(i));
+  }
+  if (!failed.empty())
+    throw std::runtime_error(std::to_string(failed.size()) + " training(s) of the " + phase +
+                             " phase failed: " + util::join(failed, "; "));
+}
+
+}  // namespace
+
+void check_sweep(const Sweep& sweep) {
+  if (sweep.jobs < 1 || sweep.jobs > train::max_threads())
+    throw std::invalid_argument("--jobs must be in 1.." + std::to_string(train::max_threads()) +
+                                " (trainings at once, at least one core each; got " + std::to_string(sweep.jobs) + ")");
+}
+
+bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep, size_t& next_index) {
+  const search::Shard& shard = sweep.shard;
+  const bool wait = sweep.wait;
+  std::vector<const Job*> others, todo;
   for (const auto& job : jobs) {
     if (!shard.owns(next_index++)) {
       others.push_back(&job);
       continue;
     }
     const bool done = train::finished_result(job.cfg.out).has_value();
+    if (sweep.jobs > 1 && !done) {
+      todo.push_back(&job);
+      continue;
+    }
     std::cerr << "[" << phase << "] " << job.what << " -> " << job.cfg.out << (done ? " (finished, reused)" : "")
               << "\n";
     train::ensure(job.cfg);
   }
+  if (!todo.empty()) run_in_processes(phase, todo, std::min<int>(sweep.jobs, static_cast<int>(todo.size())));
   for (bool first = true;; first = false) {
     std::vector<std::string> missing;
     for (const Job* j : others)

@@ -15,11 +15,23 @@ struct Job {
   train::TrainConfig cfg;
 };
 
+// How a process takes part in a sweep.
+struct Sweep {
+  search::Shard shard;  // the jobs j with j mod count = index
+  bool wait = true;     // wait for the other shards' runs instead of stopping
+  int jobs = 1;         // trainings at once, as child processes sharing the cores
+};
+
+// Refuses --jobs outside 1..cores (std::invalid_argument).
+void check_sweep(const Sweep& sweep);
+
 // Runs the jobs of one phase that belong to this shard (job numbers continue
-// across phases through `next_index`), then waits for the other shards' runs
-// (polling every 10 s). Returns false when some are missing and `wait` is off.
-bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const search::Shard& shard, bool wait,
-               size_t& next_index);
+// across phases through `next_index`), one after the other or, with
+// sweep.jobs > 1, up to that many at once as `deepreduce resume DIR`
+// processes with the cores split between them (each logging to
+// DIR/train.log). Then waits for the other shards' runs (polling every 10 s).
+// Returns false when some are missing and waiting is off.
+bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep, size_t& next_index);
 
 // `base` with the model, run directory and teacher of one job; init
 // "teacher" when asked and there is a teacher.

@@ -58,6 +58,7 @@ Plan make_plan(const ReduceOptions& o) {
   p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
   if (!o.teacher.empty()) train::check_teacher(o.teacher, {p.input.shape, 0});  // classes: once the data is read
   if (o.measure_pi < 0) throw std::invalid_argument("--measure-pi needs a number of images >= 0");
+  check_sweep(o.sweep);
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
   p.order = known_order(o);
   p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
@@ -94,7 +95,7 @@ void print_plan(const ReduceOptions& o, const Plan& p) {
 bool train_teacher(const ReduceOptions& o, const Plan& p, size_t& index) {
   if (!o.teacher.empty()) return true;
   return run_phase("teacher", {{"baseline " + p.base_spec, job_config(o.train, p.base_spec, p.teacher_dir, "", false)}},
-                   o.shard, o.wait, index);
+                   o.sweep, index);
 }
 
 // Step 2: the measured criticality (rows and order), unless the order is
@@ -111,10 +112,10 @@ bool measure_criticality(const ReduceOptions& o, const Plan& p, size_t& index, C
   co.train.teacher = p.teacher_dir;
   co.out = path_join(o.out, "criticality");
   co.without_kd = o.without_kd;
-  co.shard = o.shard;
-  co.wait = o.wait;
+  co.sweep = o.sweep;
   // Continue the shard numbering after the jobs so far.
-  co.shard.index = static_cast<int>((o.shard.index + o.shard.count - index % o.shard.count) % o.shard.count);
+  const search::Shard& s = o.sweep.shard;
+  co.sweep.shard.index = static_cast<int>((s.index + s.count - index % s.count) % s.count);
   out = run_criticality(co);
   index += p.stages.size() * (o.without_kd ? 2 : 1);
   return out.complete;
@@ -147,7 +148,7 @@ bool train_candidates(const ReduceOptions& o, Plan& p, const std::vector<std::st
   for (const auto& c : picked_candidates(p.budgets))
     jobs.push_back({c.step_name + " (" + report::thousands(c.relus) + " ReLUs)",
                     job_config(o.train, c.spec, candidate_dir(o.out, c.spec), p.teacher_dir, o.init_from_teacher)});
-  return run_phase("candidates", jobs, o.shard, o.wait, index);
+  return run_phase("candidates", jobs, o.sweep, index);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/jobs.h"
 #include "search/plan.h"
 #include "train/config.h"
 
@@ -30,8 +31,7 @@ struct ReduceOptions {
   std::string order;         // "S1,S4,S2,S3": skip criticality, use this order
   bool without_kd = true;    // criticality also without KD
   bool init_from_teacher = false;
-  search::Shard shard;
-  bool wait = true;
+  Sweep sweep;               // shard, waiting, trainings at once
   bool dry_run = false;
   std::string protocols = "all";
   std::string plot_ext = "png";

@@ -15,6 +15,7 @@
 #include "train/provenance.h"
 #include "train/weights.h"
 #include "util/fs.h"
+#include "util/job_registry.h"
 
 namespace dr::train {
 
@@ -106,6 +107,7 @@ class Run {
   void show_progress(const Trained& t, int64_t epoch, int64_t step, int64_t steps, Clock::time_point& last);
   void record(int64_t epoch, const Trained& t);
   void write_metrics() const;
+  void share_cores();
   RunResult finish();
 
   TrainConfig cfg_;
@@ -122,12 +124,29 @@ class Run {
   int64_t start_ = 0;
   double seconds_ = 0;  // training time of all finished epochs, over resumes
   bool progress_open_ = false;
+  // With automatic threads (--threads 0): the deepreduce jobs of this
+  // machine, among which the cores are divided (re-checked every 2 s).
+  std::unique_ptr<util::JobRegistry> jobs_;
+  Clock::time_point shared_at_;
 };
+
+// cores / live jobs threads (at least 1): concurrent jobs split the cores
+// instead of each taking all of them, and one left alone takes them back.
+void Run::share_cores() {
+  if (!jobs_) return;
+  shared_at_ = Clock::now();
+  const int n = std::max(1, max_threads() / jobs_->live_jobs());
+  if (torch::get_num_threads() != n) torch::set_num_threads(n);
+}
 
 void Run::setup(bool resuming) {
   validate_before_data(cfg_);
   if (dist_) dist_->check_same_settings(cfg_.result_settings());
   set_threads(cfg_.threads);
+  if (cfg_.threads == 0) {
+    jobs_ = std::make_unique<util::JobRegistry>();
+    share_cores();
+  }
   dev_ = resolve_device(cfg_.device);
   const auto t_load = Clock::now();
   split_ = data::load_dataset(cfg_.data, cfg_.limit);
@@ -151,7 +170,7 @@ void Run::setup(bool resuming) {
     std::cerr << "model " << net_->desc().spec << ": " << totals.relus << " ReLUs, " << totals.params << " params; "
               << (teacher_ ? "KD from " + cfg_.teacher : std::string("no KD")) << "; " << cfg_.epochs
               << " epochs on " << (dev_.is_cuda() ? "cuda" : "cpu") << " with " << torch::get_num_threads()
-              << " threads\n";
+              << " threads" << (jobs_ ? " (the cores shared among the deepreduce jobs of this machine)" : "") << "\n";
 }
 
 void Run::build_model() {
@@ -221,6 +240,7 @@ Run::Trained Run::train_epoch(int64_t epoch) {
     t.stats.correct += out.argmax(1).eq(y).sum().item<double>();
     t.stats.images += static_cast<double>(x.size(0));
     show_progress(t, epoch, step, steps, last_print);
+    if (jobs_ && seconds_since(shared_at_) > 2.0) share_cores();
   }
   if (dist_) {
     t.stats.loss = dist_->sum(t.stats.loss);
@@ -381,14 +401,31 @@ void validate_before_data(const TrainConfig& cfg) {
   if (!cfg.teacher.empty()) check_teacher(cfg.teacher, in);
 }
 
-RunResult train(const TrainConfig& cfg, Distributed* dist) {
-  if (cfg.out.empty()) throw std::invalid_argument("--out DIR is required");
-  if (util::file_exists(path_join(cfg.out, "config.json")))
-    throw std::invalid_argument("'" + cfg.out + "' already holds a run; continue it with `deepreduce resume " + cfg.out +
+namespace {
+
+void check_new_run_dir(const std::string& out) {
+  if (out.empty()) throw std::invalid_argument("--out DIR is required");
+  if (util::file_exists(path_join(out, "config.json")))
+    throw std::invalid_argument("'" + out + "' already holds a run; continue it with `deepreduce resume " + out +
                                 "` or choose another --out");
-  if (!util::is_empty_or_missing(cfg.out))
-    throw std::invalid_argument("--out '" + cfg.out + "' is not empty and holds no deepreduce run (no config.json): "
+  if (!util::is_empty_or_missing(out))
+    throw std::invalid_argument("--out '" + out + "' is not empty and holds no deepreduce run (no config.json): "
                                 "choose a new or empty directory");
+}
+
+}  // namespace
+
+void prepare_run(TrainConfig cfg) {
+  check_new_run_dir(cfg.out);
+  validate_before_data(cfg);
+  cfg.pad = cfg.pad_for(arch::parse_source(cfg.data).input.shape.h);
+  nlohmann::json j = cfg.to_json();
+  j["provenance"] = provenance(cfg.device, cfg.threads);
+  util::write_file_atomic(path_join(cfg.out, "config.json"), j.dump(2) + "\n");
+}
+
+RunResult train(const TrainConfig& cfg, Distributed* dist) {
+  check_new_run_dir(cfg.out);
   return Run(cfg, dist).execute(false);
 }
 

@@ -42,6 +42,9 @@ RunResult train(const TrainConfig& cfg, Distributed* dist = nullptr);
 // rebuilds metrics.jsonl from the checkpoint, and refuses a checkpoint that
 // is corrupt or does not match config.json.
 RunResult resume(const std::string& dir, Distributed* dist = nullptr, int threads = 0);
+// Checks `cfg` as train() does and writes the run's config.json without
+// training: `deepreduce resume DIR` (in another process) then trains it.
+void prepare_run(TrainConfig cfg);
 // Trains, resumes or reuses: what a sweep wants for each of its runs.
 RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
 

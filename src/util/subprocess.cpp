@@ -19,12 +19,10 @@ namespace {
   throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-}  // namespace
-
-Child spawn(const std::vector<std::string>& argv, bool capture_stdout) {
+// Forks and execs argv with stdin from /dev/null and stdout on `out_fd` (a
+// pipe's write end or a log file; -1 inherits), stderr too when `err_too`.
+Child start(const std::vector<std::string>& argv, int out_fd, bool err_too) {
   if (argv.empty()) throw std::invalid_argument("spawn: no program");
-  int fds[2] = {-1, -1};
-  if (capture_stdout && ::pipe2(fds, O_CLOEXEC) != 0) sys_fail("cannot create a pipe for " + argv[0]);
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -34,12 +32,51 @@ Child spawn(const std::vector<std::string>& argv, bool capture_stdout) {
     // Child: only async-signal-safe calls until exec.
     const int null = ::open("/dev/null", O_RDONLY);
     if (null >= 0) ::dup2(null, 0);
-    if (capture_stdout) ::dup2(fds[1], 1);
+    if (out_fd >= 0) ::dup2(out_fd, 1);
+    if (out_fd >= 0 && err_too) ::dup2(out_fd, 2);
     ::execv(args[0], args.data());
     ::_exit(127);
   }
   Child c;
   c.pid = pid;
+  return c;
+}
+
+}  // namespace
+
+Child spawn_logged(const std::vector<std::string>& argv, const std::string& log) {
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) sys_fail("cannot open the log " + log);
+  Child c;
+  try {
+    c = start(argv, fd, true);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  return c;
+}
+
+size_t wait_any(std::vector<Child>& children, int* rc) {
+  while (true) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid < 0) sys_fail("waiting for child processes");
+    for (size_t i = 0; i < children.size(); ++i)
+      if (children[i].pid == pid) {
+        children[i].pid = -1;
+        if (rc) *rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return i;
+      }
+  }
+}
+
+Child spawn(const std::vector<std::string>& argv, bool capture_stdout) {
+  int fds[2] = {-1, -1};
+  if (capture_stdout && ::pipe2(fds, O_CLOEXEC) != 0) sys_fail("cannot create a pipe for " + argv[0]);
+  Child c = start(argv, capture_stdout ? fds[1] : -1, false);
   if (capture_stdout) {
     ::close(fds[1]);
     c.out = fds[0];

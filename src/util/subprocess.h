@@ -18,6 +18,12 @@ struct Child {
 // Runs argv (argv[0] a path) with stdin from /dev/null, stderr inherited and
 // stdout on a pipe when `capture_stdout`. Throws std::runtime_error.
 Child spawn(const std::vector<std::string>& argv, bool capture_stdout);
+// The same with stdout and stderr appended to `log` (created if missing).
+Child spawn_logged(const std::vector<std::string>& argv, const std::string& log);
+
+// Waits for whichever of `children` ends first: its index; its exit code
+// (128 + signal when killed) goes to *rc. The child is reaped (pid -1).
+size_t wait_any(std::vector<Child>& children, int* rc);
 
 // One line of fd (without the newline) within timeout_s; "" at end of file.
 // Throws std::runtime_error on timeout, naming `what`.

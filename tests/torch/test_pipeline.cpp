@@ -134,3 +134,24 @@ TEST(CriticalityCli, NeedsAFinishedTeacher) {
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("not a finished run"), std::string::npos) << r.out;
 }
+
+TEST(ReduceCli, ParallelJobsGiveTheSameResultsAsOneAtATime) {
+  // --jobs 2 trains two networks at once as processes with a core each; with
+  // one thread per training either way, every accuracy is the same.
+  const test::ScratchDir scratch("jobs");
+  const std::string& d = scratch.path;
+  const std::string args = "reduce " + kSmall + " --order S1,S2,S3,S4 --budget 4K,1K";
+  auto one = cli(args + " --jobs 1 --out " + d + "/one");
+  ASSERT_EQ(one.rc, 0) << one.out;
+  auto two = cli(args + " --jobs 2 --out " + d + "/two");
+  ASSERT_EQ(two.rc, 0) << two.out;
+  EXPECT_NE(two.out.find("started with --threads 1"), std::string::npos) << two.out;
+  const auto a = nlohmann::json::parse(read_file(d + "/one/results.json"))["steps"];
+  const auto b = nlohmann::json::parse(read_file(d + "/two/results.json"))["steps"];
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["acc"], b[i]["acc"]) << a[i]["spec"];
+  EXPECT_TRUE(fs::exists(d + "/two/teacher/train.log"));
+  const auto bad = cli(args + " --jobs 0 --out " + d + "/bad");
+  EXPECT_EQ(bad.rc, 2) << bad.out;
+  EXPECT_NE(bad.out.find("--jobs"), std::string::npos) << bad.out;
+}
