@@ -10,6 +10,16 @@ BatchNorms and live ReLUs; a ReLU the spec removed is not a module at all.
     net = dm.from_spec("resnet18:cull=S1:thin", dataset="cifar10")
     net.load_state_dict(torch.load("runs/x/weights.pt"))
 
+Pixel-level ReLU masks (masks.pt: a dict site name -> uint8 tensor of 0/1,
+[C, H, W] element-wise or [C] channel-wise, src/train/masks.h) make a site
+compute y = m * relu(x) + (1 - m) * x, as the C++ network does:
+
+    net = dm.from_spec("resnet18:alpha=0.25", dataset="fashion-mnist", masks="runs/x/masks.pt")
+
+A mask that keeps nothing makes the site an identity (no module), one that
+keeps everything a plain ReLU; the mask of any other site is a
+non-persistent buffer, so state_dict() names stay those of weights.pt.
+
 A block computes post(body(x) + shortcut(x)) when residual (an empty shortcut
 is the identity), else post(body(x)).
 """
@@ -29,10 +39,63 @@ class _Container(nn.Module):
         raise RuntimeError("container")
 
 
+class MaskedReLU(nn.Module):
+    """y = relu(x) where `keep` is set, y = x elsewhere (keep broadcasts over the batch)."""
+
+    def __init__(self, keep):
+        super().__init__()
+        self.register_buffer("keep", keep, persistent=False)
+
+    def forward(self, x):
+        keep = self.keep if x.dim() == 4 else self.keep.flatten()
+        return torch.where(keep, F.relu(x), x)
+
+
+def _site_shape(layer):
+    return [int(v) for v in layer["out_shape"].split("x")]
+
+
+def _mask_module(layer, mask):
+    """The module of a live ReLU site with a mask: None, nn.ReLU or MaskedReLU."""
+    c, h, w = _site_shape(layer)
+    shape = list(mask.shape)
+    if mask.dtype != torch.uint8 or shape not in ([c, h, w], [c]):
+        raise ValueError("mask for ReLU site %r has shape %s and dtype %s; the site is %dx%dx%d "
+                         "(accepted: uint8 [%d, %d, %d] element-wise or [%d] channel-wise)"
+                         % (layer["name"], shape, mask.dtype, c, h, w, c, h, w, c))
+    if bool((mask > 1).any()):
+        raise ValueError("mask for ReLU site %r holds values other than 0 and 1" % layer["name"])
+    keep = mask.bool()
+    if not bool(keep.any()):
+        return None  # masked out everywhere: an identity, no work
+    if bool(keep.all()):
+        return nn.ReLU(inplace=True)
+    return MaskedReLU(keep.view(c, h, w) if len(shape) == 3 else keep.view(c, 1, 1))
+
+
+def load_masks(masks):
+    """A masks dict from a masks.pt path (or the dict itself)."""
+    if masks is None:
+        return {}
+    if isinstance(masks, str):
+        masks = torch.load(masks)
+    if not isinstance(masks, dict):
+        raise ValueError("masks: expected a dict site name -> uint8 tensor, got %s" % type(masks).__name__)
+    return masks
+
+
 class DeepReduceNet(nn.Module):
-    def __init__(self, desc):
+    def __init__(self, desc, masks=None):
         super().__init__()
         self.desc = desc
+        self.masks = load_masks(masks)
+        sites = {l["name"]: l for l in desc["layers"] if l["kind"] == "relu"}
+        for name in self.masks:
+            if name not in sites:
+                raise ValueError("masks: %r is not a ReLU site of %r" % (name, desc.get("spec")))
+            if not sites[name]["live"]:
+                raise ValueError("masks: ReLU site %r was removed by the spec %r: there is no ReLU left to mask"
+                                 % (name, desc.get("spec")))
         self.blocks = []  # [(residual, body, shortcut, post)], each a list of (layer, module)
         order, by_block = [], {}
         for layer in desc["layers"]:
@@ -64,7 +127,12 @@ class DeepReduceNet(nn.Module):
         elif kind == "fc":
             m = nn.Linear(l["in_ch"], l["out_ch"], bias=l["bias"])
         elif kind == "relu":
-            m = nn.ReLU(inplace=True) if l["live"] else None
+            if not l["live"]:
+                m = None
+            elif l["name"] in self.masks:
+                m = _mask_module(l, self.masks[l["name"]])
+            else:
+                m = nn.ReLU(inplace=True)
         else:  # maxpool, avgpool, flatten: no state
             m = None
         if m is not None:
@@ -84,7 +152,7 @@ class DeepReduceNet(nn.Module):
                 x = F.adaptive_avg_pool2d(x, 1)
             elif kind == "flatten":
                 x = x.flatten(1)
-            # a removed ReLU: identity, no work
+            # a removed or masked-out ReLU: identity, no work
         return x
 
     def forward(self, x):
@@ -108,8 +176,9 @@ def count_json(spec, dataset=None, binary=None):
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
-def from_json(desc):
-    """A DeepReduceNet from count's JSON (a dict, a JSON string or a file path)."""
+def from_json(desc, masks=None):
+    """A DeepReduceNet from count's JSON (a dict, a JSON string or a file path),
+    with the ReLU masks of `masks` (a masks.pt path or its dict) if given."""
     if isinstance(desc, str):
         desc = json.loads(open(desc).read() if os.path.exists(desc) else desc)
     if isinstance(desc, list):
@@ -118,8 +187,8 @@ def from_json(desc):
         desc = desc[0]
     if "layers" not in desc or (desc["layers"] and "part" not in desc["layers"][0]):
         raise ValueError("need `deepreduce count SPEC --layers --format json` output (with block/part fields)")
-    return DeepReduceNet(desc)
+    return DeepReduceNet(desc, masks)
 
 
-def from_spec(spec, dataset=None, binary=None):
-    return from_json(count_json(spec, dataset, binary))
+def from_spec(spec, dataset=None, binary=None, masks=None):
+    return from_json(count_json(spec, dataset, binary), masks)

@@ -2,6 +2,7 @@
 
 #include "arch/spec.h"
 #include "nn/onednn.h"
+#include "nn/relu_site.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -161,7 +162,11 @@ NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
       s.fc = parent->register_module(name, Linear(LinearOptions(l.in_ch, l.out_ch).bias(l.bias)));
       break;
     case arch::Op::ReLU:
-      if (l.live) s.relu = parent->register_module(name, ReLU(ReLUOptions().inplace(true)));
+      switch (relu_kind(l)) {
+        case ReluKind::Plain: s.relu = parent->register_module(name, ReLU(ReLUOptions().inplace(true))); break;
+        case ReluKind::Masked: s.masked = parent->register_module(name, MaskedReLU(l)); break;
+        case ReluKind::Identity: break;  // removed, or masked out everywhere: no work
+      }
       break;
     default:  // pooling and flatten hold no state
       break;
@@ -178,8 +183,12 @@ torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
         break;
       case arch::Op::Linear: x = s.fc->forward(x); break;
       case arch::Op::ReLU:
-        if (!s.relu) break;  // removed by the spec: identity, no work
-        x = s.relu->forward(x);
+        if (s.relu)
+          x = s.relu->forward(x);
+        else if (s.masked)
+          x = s.masked->forward(x);
+        else
+          break;  // removed by the spec or masked out everywhere: identity, no work
         if (relu_observer_) relu_observer_(s.layer->name, x);
         break;
       case arch::Op::MaxPool: x = torch::max_pool2d(x, s.layer->kernel, s.layer->stride); break;
@@ -368,8 +377,12 @@ torch::Tensor NetImpl::run_fused(std::vector<Step>& steps, torch::Tensor x, bool
         x = s.fc->forward(x);
         break;
       case arch::Op::ReLU:
-        if (!s.relu) break;
-        x = torch::relu_(x);
+        if (s.relu)
+          x = torch::relu_(x);
+        else if (s.masked)
+          x = s.masked->forward(x);  // mkldnn tensors: one dense round trip
+        else
+          break;
         if (relu_observer_) relu_observer_(s.layer->name, x);
         break;
       case arch::Op::MaxPool: x = torch::max_pool2d(x, s.layer->kernel, s.layer->stride); break;

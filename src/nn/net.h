@@ -5,6 +5,12 @@
 // PyTorch can load the weights by name. A ReLU the spec removed is not a
 // module at all and costs nothing at run time.
 //
+// A ReLU site with a pixel-level mask (arch::Layer::mask) computes y = relu(x)
+// on its kept elements and y = x elsewhere in every execution path below
+// (nn/relu_site.h, nn/masked_relu.h): a mask that keeps nothing makes no
+// module (like a removed ReLU), one that keeps everything a plain ReLU, any
+// other a MaskedReLU whose mask is no buffer (state_dict names unchanged).
+//
 // Execution (docs/performance.md): on the CPU activations and conv weights
 // are channels-last (NHWC, oneDNN's fast layout); inference (eval mode with
 // grad disabled) runs a fused plan: BatchNorm folded into the preceding
@@ -20,6 +26,7 @@
 #include <functional>
 
 #include "arch/spec.h"
+#include "nn/masked_relu.h"
 
 namespace dr::nn {
 
@@ -71,7 +78,8 @@ class NetImpl : public torch::nn::Module {
 
   const arch::Network& desc() const { return desc_; }
 
-  // Called after every live ReLU with its name and output: a forward hook
+  // Called after every live ReLU with its name and output (for a masked site
+  // the masked output; a site whose mask keeps nothing is no ReLU): a forward hook
   // (LibTorch has none) for counting what passes through the ReLUs.
   using ReluObserver = std::function<void(const std::string& name, const torch::Tensor& out)>;
   void set_relu_observer(ReluObserver f) { relu_observer_ = std::move(f); }
@@ -107,6 +115,7 @@ class NetImpl : public torch::nn::Module {
     torch::nn::BatchNorm2d bn{nullptr};
     torch::nn::Linear fc{nullptr};
     torch::nn::ReLU relu{nullptr};
+    MaskedReLU masked{nullptr};  // a masked site (relu is null then)
     // Fused inference plan: a conv with the following BatchNorm folded in
     // (weight, bias; `packed`: the oneDNN copies), and a BatchNorm that was
     // folded away.

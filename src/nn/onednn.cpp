@@ -2,12 +2,15 @@
 // DEEPREDUCE_WITH_DNNL is not defined (no libdnnl-dev headers).
 #include "nn/onednn.h"
 
+#include "nn/relu_site.h"
+
 #ifdef DEEPREDUCE_WITH_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <unordered_map>
 #endif
@@ -29,13 +32,15 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
-enum class Kind { Conv, Relu, MaxPool, AvgPool, Add };
+// Mask: a masked ReLU site, dst = max(dst, floor) in place, with floor 0 on
+// kept elements and -inf on masked-out ones (nn/masked_relu.h).
+enum class Kind { Conv, Relu, Mask, MaxPool, AvgPool, Add };
 
 // One operation on values (per-image shapes; a value is one activation).
 struct Op {
   Kind kind = Kind::Conv;
   const arch::Layer* layer = nullptr;
-  int src = -1, dst = -1;  // Relu: src == dst (in place); Add: dst += src (in place)
+  int src = -1, dst = -1;  // Relu, Mask: src == dst (in place); Add: dst += src (in place)
   int sum = -1;            // Conv: dst = conv(src) + value `sum`, in sum's buffer
   bool relu = false;       // Conv: ReLU post-op (after the sum)
 };
@@ -68,8 +73,15 @@ bool emit(const std::vector<arch::Layer>& steps, int& cur, Graph& g, std::vector
         break;
       }
       case arch::Op::ReLU: {
-        if (!l.live) break;  // removed by the spec: nothing at all
-        if (!ops.empty() && ops.back().kind == Kind::Conv && ops.back().dst == cur && !ops.back().relu) {
+        const ReluKind kind = relu_kind(l);
+        if (kind == ReluKind::Identity) break;  // removed, or masked out everywhere: nothing at all
+        if (kind == ReluKind::Masked) {
+          Op o;
+          o.kind = Kind::Mask;
+          o.layer = &l;
+          o.src = o.dst = cur;
+          ops.push_back(o);
+        } else if (!ops.empty() && ops.back().kind == Kind::Conv && ops.back().dst == cur && !ops.back().relu) {
           ops.back().relu = true;
         } else {
           Op o;
@@ -152,6 +164,8 @@ class ProgramImpl final : public Program {
   ProgramImpl(const arch::Network& desc, bool winograd)
       : desc_(desc), graph_(build_graph(desc_)), winograd_(winograd), eng_(dnnl::engine::kind::cpu, 0),
         stream_(eng_) {
+    for (const Op& o : graph_.ops)
+      if (o.kind == Kind::Mask) floors_[o.layer->name] = floor_of(*o.layer);
     // oneDNN's blocked activation layout on this CPU: 16 channels with AVX-512, else 8.
     const auto isa = dnnl::get_effective_cpu_isa();
     const bool avx512 = isa == dnnl::cpu_isa::avx512_core || isa == dnnl::cpu_isa::avx512_core_vnni ||
@@ -272,6 +286,7 @@ class ProgramImpl final : public Program {
         switch (ops[k].kind) {
           case Kind::Conv: conv(ops[k], temps); break;
           case Kind::Relu: relu(ops[k]); break;
+          case Kind::Mask: mask(ops[k]); break;
           case Kind::MaxPool:
           case Kind::AvgPool: pooling(ops[k]); break;
           case Kind::Add: add(ops[k], temps); break;
@@ -391,6 +406,26 @@ class ProgramImpl final : public Program {
       push(pd, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, val_[o.src]}, {DNNL_ARG_DST, val_[o.src]}});
     }
 
+    // The floor is laid out like the first image of the value it bounds:
+    // oneDNN 2.6 has a jit binary kernel for that broadcast, but not for a
+    // per-channel operand on a blocked layout (hence channel-wise floors
+    // expanded to C x H x W too).
+    void mask(const Op& o) {
+      const arch::Layer& l = *o.layer;
+      const memory::desc& d = val_[o.src].get_desc();
+      const memory::dims fd{1, l.out.c, l.out.h, l.out.w};
+      const memory::desc floor_md = d.submemory_desc(fd, memory::dims{0, 0, 0, 0});
+      memory floor(floor_md, p_.eng_);
+      std::memset(floor.get_data_handle(), 0, floor_md.get_size());  // blocked padding stays 0
+      std::vector<float>& user = p_.floors_.at(l.name);
+      memory user_floor(memory::desc(fd, Dt::f32, Tag::abcd), p_.eng_, user.data());
+      dnnl::reorder(user_floor, floor).execute(p_.stream_, user_floor, floor);
+      p_.stream_.wait();
+      dnnl::binary::primitive_desc pd(dnnl::binary::desc(dnnl::algorithm::binary_max, d, floor_md, d),
+                                      user_scratchpad(), p_.eng_);
+      push(pd, dnnl::binary(pd), {{DNNL_ARG_SRC_0, val_[o.src]}, {DNNL_ARG_SRC_1, floor}, {DNNL_ARG_DST, val_[o.src]}});
+    }
+
     void pooling(const Op& o) {
       const arch::Layer& l = *o.layer;
       const arch::Shape in_s = g_.values[o.src], out_s = g_.values[o.dst];
@@ -461,6 +496,15 @@ class ProgramImpl final : public Program {
     inst.weights_version = weights_version_;
   }
 
+  // The floor of a masked site for one image, [C, H, W] in NCHW order: 0 on
+  // kept elements, -inf on masked-out ones.
+  static std::vector<float> floor_of(const arch::Layer& l) {
+    std::vector<float> f(static_cast<size_t>(l.out.numel()));
+    for (size_t i = 0; i < f.size(); ++i)
+      f[i] = l.mask->keeps(static_cast<int64_t>(i), l.out) ? 0.f : -std::numeric_limits<float>::infinity();
+    return f;
+  }
+
   arch::Network desc_;  // a copy: the graph points into its layers
   Graph graph_;
   bool winograd_;
@@ -469,6 +513,7 @@ class ProgramImpl final : public Program {
   dnnl::engine eng_;
   dnnl::stream stream_;
   std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> weights_;
+  std::map<std::string, std::vector<float>> floors_;  // of the masked sites, by layer name
   uint64_t weights_version_ = 0;
   std::map<int64_t, std::unique_ptr<Instance>> instances_;
 };

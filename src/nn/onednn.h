@@ -17,6 +17,16 @@
 // Coverage: a prefix of whole blocks whose layers are convolutions (each
 // followed by a foldable BatchNorm or not), ReLUs, max pools and global
 // average pools; the rest (flatten, FC) runs in LibTorch.
+//
+// A masked ReLU site (nn/relu_site.h) is one in-place binary max primitive,
+// dst = max(dst, floor) with floor 0 on kept elements and -inf elsewhere,
+// the floor laid out like the activation's first image (oneDNN's jit binary
+// kernel, one pass; a channel-wise floor is expanded to C x H x W, since a
+// per-channel operand on a blocked layout gets the reference kernel). It is not
+// fused into the convolution: oneDNN 2.6 runs a convolution with a PReLU
+// post-op, or a binary post-op whose operand is per element, only in its
+// reference kernel, and Winograd takes no binary post-op at all. A site whose
+// mask keeps nothing is no op; one that keeps everything a fused ReLU.
 
 #include <cstdint>
 #include <map>

@@ -1,0 +1,191 @@
+#include "train/masks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+#include "util/fs.h"
+
+namespace dr::train {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  return o.str() + "]";
+}
+
+std::string site_shapes(const arch::Layer& l) {
+  return l.out.str() + " (accepted: " + shape_str({l.out.c, l.out.h, l.out.w}) + " element-wise or " +
+         shape_str({l.out.c}) + " channel-wise)";
+}
+
+// The live ReLU layer called `name`; throws naming the site otherwise.
+const arch::Layer& site_of(const arch::Network& net, const std::string& name, const char* what) {
+  for (const arch::Layer* l : net.layers()) {
+    if (l->name != name) continue;
+    if (l->op != arch::Op::ReLU) break;
+    if (!l->live)
+      throw std::runtime_error(std::string(what) + ": ReLU site '" + name + "' was removed by the spec '" +
+                               net.spec + "': there is no ReLU left to mask");
+    return *l;
+  }
+  std::string sites;
+  int shown = 0;
+  for (const arch::Layer* l : net.layers())
+    if (l->op == arch::Op::ReLU && l->live && shown++ < 4) sites += (sites.empty() ? "" : ", ") + l->name;
+  throw std::runtime_error(std::string(what) + ": '" + name + "' is not a ReLU site of '" + net.spec +
+                           "' (its sites are named like " + sites + ")");
+}
+
+// The checked mask of one site, with `live` counted in elements of the site.
+arch::ReluMask fitted(const arch::Layer& l, const SiteMask& m) {
+  const std::vector<int64_t> elementwise{l.out.c, l.out.h, l.out.w}, channelwise{l.out.c};
+  std::vector<int64_t> shape = m.shape;
+  const int64_t n = int64_t(m.mask.keep.size());
+  if (shape.empty())  // built by hand: read the shape off the entries
+    shape = !m.mask.channelwise && n == l.out.numel() ? elementwise : std::vector<int64_t>{n};
+  const std::string where = "masks: the mask for ReLU site '" + l.name + "'";
+  if (shape != elementwise && shape != channelwise)
+    throw std::runtime_error(where + " has shape " + shape_str(shape) + ", the site is " + site_shapes(l));
+  arch::ReluMask r;
+  r.channelwise = shape == channelwise;
+  r.keep = m.mask.keep;
+  const int64_t entries = r.channelwise ? l.out.c : l.out.numel();
+  if (int64_t(r.keep.size()) != entries)
+    throw std::runtime_error(where + " has " + std::to_string(r.keep.size()) + " entries for its shape " +
+                             shape_str(shape) + " of " + std::to_string(entries));
+  int64_t kept = 0;
+  for (uint8_t k : r.keep) {
+    if (k > 1) throw std::runtime_error(where + " holds the value " + std::to_string(k) + " (accepted: 0 or 1)");
+    kept += k;
+  }
+  r.live = r.channelwise ? kept * l.out.h * l.out.w : kept;
+  return r;
+}
+
+// One tensor of masks.pt, checked: uint8, 1-D or 3-D, values 0 and 1.
+SiteMask site_mask(const std::string& path, const std::string& name, const torch::Tensor& t0) {
+  const std::string where = "masks file '" + path + "': site '" + name + "'";
+  if (t0.scalar_type() != torch::kUInt8)
+    throw std::runtime_error(where + " has dtype " + std::string(c10::toString(t0.scalar_type())) +
+                             " (accepted: uint8 of 0 and 1)");
+  if (t0.dim() != 1 && t0.dim() != 3)
+    throw std::runtime_error(where + " has shape " + shape_str(t0.sizes().vec()) +
+                             " (accepted: [C, H, W] element-wise or [C] channel-wise)");
+  const torch::Tensor t = t0.contiguous().cpu();
+  SiteMask m;
+  m.shape = t.sizes().vec();
+  m.mask.channelwise = t.dim() == 1;
+  m.mask.keep.assign(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
+  for (uint8_t k : m.mask.keep) {
+    if (k > 1) throw std::runtime_error(where + " holds the value " + std::to_string(k) + " (accepted: 0 or 1)");
+    m.mask.live += k;
+  }
+  return m;
+}
+
+}  // namespace
+
+MaskSet masks_of(const arch::Network& net) {
+  MaskSet out;
+  for (const arch::Layer* l : net.layers())
+    if (l->op == arch::Op::ReLU && l->live && l->mask) {
+      SiteMask m;
+      m.mask = *l->mask;
+      m.shape = l->mask->channelwise ? std::vector<int64_t>{l->out.c}
+                                     : std::vector<int64_t>{l->out.c, l->out.h, l->out.w};
+      out[l->name] = std::move(m);
+    }
+  return out;
+}
+
+void save_masks(const std::string& path, const arch::Network& net) {
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [name, m] : masks_of(net)) {
+    auto keep = m.mask.keep;  // from_blob wants a mutable pointer; clone() copies out
+    if (int64_t(keep.size()) != std::accumulate(m.shape.begin(), m.shape.end(), int64_t(1), std::multiplies<>()))
+      throw std::runtime_error("masks: site '" + name + "' has " + std::to_string(keep.size()) +
+                               " entries, its shape " + shape_str(m.shape) + " needs another number");
+    dict.insert(name, torch::from_blob(keep.data(), m.shape, torch::kUInt8).clone());
+  }
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  util::write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+}
+
+MaskSet load_masks(const std::string& path) {
+  if (!util::file_exists(path)) throw std::runtime_error("masks file '" + path + "' does not exist");
+  const std::string data = util::read_file(path);
+  std::vector<std::pair<std::string, torch::Tensor>> items;
+  try {
+    const c10::IValue v = torch::pickle_load(std::vector<char>(data.begin(), data.end()));
+    if (!v.isGenericDict()) throw std::runtime_error("not a dict");
+    for (const auto& item : v.toGenericDict()) {
+      if (!item.key().isString() || !item.value().isTensor()) throw std::runtime_error("not name -> tensor");
+      items.emplace_back(item.key().toStringRef(), item.value().toTensor());
+    }
+  } catch (const std::exception& e) {
+    throw std::runtime_error("masks file '" + path +
+                             "' is not a deepreduce masks.pt (a pickled dict site name -> uint8 tensor of 0/1): " +
+                             std::string(e.what()).substr(0, 200));
+  }
+  MaskSet out;
+  for (const auto& [name, t] : items) out[name] = site_mask(path, name, t);
+  return out;
+}
+
+void apply_masks(arch::Network& net, const MaskSet& masks) {
+  // Check everything before changing anything.
+  std::map<std::string, std::shared_ptr<const arch::ReluMask>> fits;
+  for (const auto& [name, m] : masks)
+    fits[name] = std::make_shared<const arch::ReluMask>(fitted(site_of(net, name, "masks"), m));
+  for (arch::Layer* l : net.mutable_layers()) {
+    auto it = fits.find(l->name);
+    if (it != fits.end() && l->op == arch::Op::ReLU) l->mask = it->second;
+  }
+}
+
+MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch::Tensor>& scores, int64_t budget) {
+  if (budget < 0) throw std::runtime_error("keep_largest: the budget is negative (" + std::to_string(budget) + ")");
+  for (const auto& item : scores) site_of(net, item.first, "keep_largest");  // unknown or removed sites
+  // Every score in one array, sites in forward order: an element's index
+  // there is its tie-break rank.
+  std::vector<const arch::Layer*> sites;
+  std::vector<float> all;
+  for (const arch::Layer* l : net.layers()) {
+    auto it = scores.find(l->name);
+    if (it == scores.end() || l->op != arch::Op::ReLU) continue;
+    const std::vector<int64_t> want{l->out.c, l->out.h, l->out.w};
+    if (it->second.sizes().vec() != want)
+      throw std::runtime_error("keep_largest: the scores of ReLU site '" + l->name + "' have shape " +
+                               shape_str(it->second.sizes().vec()) + ", the site needs one per element: " +
+                               shape_str(want));
+    const torch::Tensor t = it->second.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    if (torch::isnan(t).any().item<bool>())
+      throw std::runtime_error("keep_largest: the scores of ReLU site '" + l->name + "' hold NaN");
+    all.insert(all.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+    sites.push_back(l);
+  }
+  const int64_t total = int64_t(all.size()), k = std::min(budget, total);
+  std::vector<int64_t> order(all.size());
+  std::iota(order.begin(), order.end(), int64_t(0));
+  std::nth_element(order.begin(), order.begin() + k, order.end(),
+                   [&](int64_t a, int64_t b) { return all[a] > all[b] || (all[a] == all[b] && a < b); });
+  std::vector<uint8_t> keep(all.size(), 0);
+  for (int64_t i = 0; i < k; ++i) keep[size_t(order[i])] = 1;
+  MaskSet out;
+  size_t offset = 0;
+  for (const arch::Layer* l : sites) {
+    SiteMask& m = out[l->name];
+    m.shape = {l->out.c, l->out.h, l->out.w};
+    m.mask.keep.assign(keep.begin() + offset, keep.begin() + offset + size_t(l->out.numel()));
+    m.mask.live = std::accumulate(m.mask.keep.begin(), m.mask.keep.end(), int64_t(0));
+    offset += size_t(l->out.numel());
+  }
+  return out;
+}
+
+}  // namespace dr::train
