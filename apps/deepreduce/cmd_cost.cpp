@@ -32,7 +32,8 @@ void add_cost_command(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("cost", "Estimated online PI traffic and ReLU time per network and protocol");
-  cmd->add_option("SPEC", o->specs, "Model spec(s)")->required();
+  cmd->add_option("SPEC", o->specs, "Model spec(s), or run directories (masked runs count their live ReLUs)")
+      ->required();
   o->input.add_options(cmd);
   cmd->add_option("--protocol", o->protocol, protocol_option_help())->capture_default_str();
   cmd->add_option("--costs", o->costs, "Cost figures file (default: data/pi_protocols.json)");
@@ -49,10 +50,9 @@ void add_cost_command(CLI::App& app) {
     for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
     report::Table t(cols);
     for (const auto& spec : o->specs) {
-      const arch::ModelSpec ms = arch::parse_spec(spec);
-      const arch::Network net = arch::build_network(ms, o->input.resolve(ms.family));
+      const arch::Network net = o->input.network(spec);
       const pi::NetworkCost cost = pi::estimate(net, model, protocols);
-      std::vector<nlohmann::json> row = {net.spec, net.input.str(), cost.relus, cost.linear_share_bytes / 1e6};
+      std::vector<nlohmann::json> row = {net.label(), net.input.str(), cost.relus, cost.linear_share_bytes / 1e6};
       for (auto& c : runtime_cells(net)) row.push_back(c);
       for (auto& c : pi::cost_cells(cost)) row.push_back(c);
       t.add_row(row);

@@ -24,10 +24,8 @@ void run_count(const CountOptions& o) {
   std::vector<arch::Network> nets;
   std::vector<std::string> described;
   for (const auto& spec : o.specs) {
-    const arch::ModelSpec ms = arch::parse_spec(spec);
     std::string d;
-    const arch::InputSpec in = o.input.resolve(ms.family, &d);
-    nets.push_back(arch::build_network(ms, in));
+    nets.push_back(o.input.network(spec, &d));
     described.push_back(d);
   }
   const auto fmt = report::parse_format(o.format);
@@ -50,7 +48,7 @@ void run_count(const CountOptions& o) {
   if (nets.size() == 1) {
     const auto& net = nets[0];
     if (fmt == report::Format::Table)
-      std::cout << net.spec << " on " << described[0] << ": " << report::thousands(net.totals().relus)
+      std::cout << net.label() << " on " << described[0] << ": " << report::thousands(net.totals().relus)
                 << " ReLUs\n\n";
     std::cout << report::stage_table(net).render(fmt);
     if (o.layers) std::cout << "\n" << report::layer_table(net).render(fmt);
@@ -67,7 +65,7 @@ void run_count(const CountOptions& o) {
   cols.push_back({"params", "params", true});
   report::Table t(cols);
   for (const auto& n : nets) {
-    std::vector<nlohmann::json> row = {n.spec, n.input.str(), n.totals().relus};
+    std::vector<nlohmann::json> row = {n.label(), n.input.str(), n.totals().relus};
     if (same_stages)
       for (const auto& s : n.stage_totals())
         if (std::find(stages.begin(), stages.end(), s.name) != stages.end()) row.push_back(s.totals.relus);
@@ -84,7 +82,8 @@ void add_count_command(CLI::App& app) {
   auto o = std::make_shared<CountOptions>();
   auto* cmd = app.add_subcommand(
       "count", "ReLUs, FLOPs (multiply-accumulates) and params of networks, per stage and layer");
-  cmd->add_option("SPEC", o->specs, "Model spec(s), e.g. resnet18:cull=S1:thin:alpha=0.5")->required();
+  cmd->add_option("SPEC", o->specs, "Model spec(s), e.g. resnet18:cull=S1:thin:alpha=0.5, or run directories")
+      ->required();
   o->input.add_options(cmd);
   cmd->add_flag("--layers", o->layers, "Also list every layer");
   cmd->add_option("--format", o->format, "Output format: table, md, csv, json")->capture_default_str();

@@ -52,7 +52,7 @@ void add_search_commands(CLI::App& app) {
   {
     struct Opts {
       pipeline::ReduceOptions o;
-      std::string budgets, shard = "0/1";
+      std::string budgets, shard = "0/1", methods = "deepreduce";
       bool no_wait = false, no_kd = false, init_teacher = false;
     };
     auto s = std::make_shared<Opts>();
@@ -77,7 +77,24 @@ void add_search_commands(CLI::App& app) {
                     "Run every frontier network privately (deepreduce pi run) on this many test images: measured "
                     "bytes and latency columns and a latency frontier plot (0: estimates only)")
         ->capture_default_str();
+    cmd->add_option("--method", s->methods,
+                    "Methods on the frontier: deepreduce (cull, thin, reshape), snl (pixel masks learned from the "
+                    "teacher), combined (pixel masks learned from DeepReDuce's cull-1 + thin network), a comma "
+                    "list, both (deepreduce,snl) or all")
+        ->capture_default_str();
+    auto& l = s->o.snl;
+    cmd->add_option("--snl-epochs-per-point", l.epochs_per_point,
+                    "SNL points: training epochs per point in all (search to its snapshot + fine-tuning); 0: "
+                    "--snl-finetune-epochs each")
+        ->capture_default_str();
+    cmd->add_option("--snl-finetune-epochs", l.finetune.epochs, "SNL points: fine-tuning epochs (when not per point)")
+        ->capture_default_str();
+    cmd->add_option("--snl-search-epochs", l.search.train.epochs, "SNL: most epochs of the mask search")
+        ->capture_default_str();
+    cmd->add_option("--snl-search-lr", l.search.train.lr, "SNL: Adam learning rate of the search")->capture_default_str();
+    cmd->add_option("--snl-lasso", l.search.lasso, "SNL: L1 weight on the masks at the start")->capture_default_str();
     cmd->callback([s] {
+      s->o.methods = pipeline::parse_methods(s->methods);
       s->o.budgets = search::parse_budgets(s->budgets);
       s->o.sweep.shard = search::parse_shard(s->shard);
       s->o.sweep.wait = !s->no_wait;

@@ -23,6 +23,7 @@ void add_train_command(CLI::App& app);  // train, resume, eval
 void add_cost_command(CLI::App& app);
 void add_search_commands(CLI::App& app);  // criticality, reduce
 void add_pi_commands(CLI::App& app);      // pi deal, serve, client, run
+void add_linearize_command(CLI::App& app);
 
 // Help texts generated from the dataset and protocol registries (help.cpp).
 std::string data_option_help();
@@ -40,6 +41,9 @@ struct InputChoice {
   int64_t classes = 0;
   void add_options(CLI::App* cmd);
   arch::InputSpec resolve(const std::string& family, std::string* described = nullptr) const;
+  // A model spec on the chosen input, or a finished run directory's network
+  // (on its own input, with its pixel masks when it has them).
+  arch::Network network(const std::string& spec_or_run, std::string* described = nullptr) const;
 };
 
 }  // namespace dr::cli

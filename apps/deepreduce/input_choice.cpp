@@ -1,4 +1,6 @@
 #include "commands.h"
+#include "train/trainer.h"
+#include "util/fs.h"
 
 namespace dr::cli {
 
@@ -22,6 +24,20 @@ arch::InputSpec InputChoice::resolve(const std::string& family, std::string* des
   if (described)
     *described = ds + " (" + in.shape.str() + ", " + std::to_string(in.classes) + " classes)";
   return in;
+}
+
+arch::Network InputChoice::network(const std::string& spec_or_run, std::string* described) const {
+  if (util::file_exists(util::path_join(spec_or_run, "result.json"))) {
+    if (!dataset.empty() || !shape.empty()) throw UsageError("a run directory (" + spec_or_run + ") has its own input: "
+                                                             "give no --dataset or --input with it");
+    arch::Network net = train::run_network(spec_or_run);
+    if (described)
+      *described = "run " + spec_or_run + " (" + net.input.str() + ", " + std::to_string(net.classes) + " classes" +
+                   (train::read_config(spec_or_run).masked ? ", pixel masks" : "") + ")";
+    return net;
+  }
+  const arch::ModelSpec ms = arch::parse_spec(spec_or_run);
+  return arch::build_network(ms, resolve(ms.family, described));
 }
 
 }  // namespace dr::cli

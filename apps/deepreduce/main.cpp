@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   dr::cli::add_count_command(app);
   dr::cli::add_train_command(app);
   dr::cli::add_search_commands(app);
+  dr::cli::add_linearize_command(app);
   dr::cli::add_cost_command(app);
   dr::cli::add_pi_commands(app);
   try {

@@ -122,6 +122,12 @@ auto for_network(const Network& net, F sum) {
 
 }  // namespace
 
+bool Network::masked() const {
+  for (const auto* l : layers())
+    if (l->op == Op::ReLU && l->live && l->mask) return true;
+  return false;
+}
+
 Totals Network::totals() const {
   return for_network(*this, [&] {
     Totals t;

@@ -161,6 +161,10 @@ struct Network {
   Totals totals() const;
   // One row per stage in order, then "FC"/"head" rows where present.
   std::vector<StageTotals> stage_totals() const;
+  // Whether some live ReLU site has a pixel-level mask.
+  bool masked() const;
+  // The spec, marked "+masks" when masked (for tables).
+  std::string label() const { return masked() ? spec + " +masks" : spec; }
 };
 
 }  // namespace dr::arch

@@ -40,14 +40,10 @@ train::RunResult finished_run(const std::string& run) {
   return *r;
 }
 
-arch::Network run_network(const train::RunResult& r) {
-  return arch::build_network(r.spec, {arch::parse_shape(r.input), r.classes});
-}
-
 // The float model's predictions for the images, as the run was trained.
 std::vector<int64_t> float_argmax(const std::string& run, const std::vector<mpc::ClientImage>& images) {
   const train::RunResult r = finished_run(run);
-  nn::Net net(run_network(r));
+  nn::Net net(train::run_network(run));
   train::load_into(net, train::load_run_weights(run), true, "'" + run + "/weights.pt'");
   net->eval();
   torch::NoGradGuard ng;
@@ -65,7 +61,7 @@ std::vector<int64_t> float_argmax(const std::string& run, const std::vector<mpc:
 }  // namespace
 
 mpc::Architecture run_architecture(const std::string& run) {
-  return mpc::architecture_of(run_network(finished_run(run)));
+  return mpc::architecture_of(train::run_network(run));
 }
 
 mpc::FloatModel run_float_model(const std::string& run) {
@@ -77,7 +73,7 @@ mpc::FloatModel run_float_model(const std::string& run) {
   }
   m.mean = r.mean;
   m.std = r.std;
-  mpc::check_model(run_network(r), m);
+  mpc::check_model(train::run_network(run), m);
   return m;
 }
 

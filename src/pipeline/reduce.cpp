@@ -1,5 +1,6 @@
 #include "pipeline/reduce.h"
 
+#include <algorithm>
 #include <iostream>
 #include <set>
 #include <stdexcept>
@@ -32,8 +33,42 @@ struct Plan {
   std::vector<std::string> order;   // least to most critical; empty until measured
   std::string order_from;           // "given", "measured" (an earlier run's criticality.json) or ""
   std::vector<search::Candidate> candidates;
-  std::vector<search::BudgetPlan> budgets;
+  std::vector<search::BudgetPlan> budgets;  // DeepReDuce's picks (empty without that method)
+  bool deepreduce = false, snl = false, combined = false;
+  search::Candidate combined_start;         // DeepReDuce's cull-1 + thin network, where combined starts
 };
+
+bool uses(const ReduceOptions& o, const char* method) {
+  return std::find(o.methods.begin(), o.methods.end(), method) != o.methods.end();
+}
+
+// The network the combined method starts from: the least critical stage
+// culled, the others thinned (cull only where the family has no thinning).
+search::Candidate combined_start(const std::vector<search::Candidate>& candidates) {
+  const search::Candidate* best = nullptr;
+  for (const auto& c : candidates)
+    if (c.culled == 1 && c.step <= 2 && (!best || c.step > best->step)) best = &c;
+  if (!best) throw std::invalid_argument("no DeepReDuce network culls exactly one stage here: nothing to combine with");
+  return *best;
+}
+
+std::vector<int64_t> budgets_below(const std::vector<int64_t>& budgets, int64_t relus) {
+  std::vector<int64_t> out;
+  for (int64_t b : budgets)
+    if (b < relus) out.push_back(b);
+  return out;
+}
+
+// The SNL methods' budgets: below their starting network's ReLUs.
+void check_snl_budgets(const ReduceOptions& o, const Plan& p) {
+  for (int64_t b : o.budgets)
+    if (p.snl && b >= p.base_relus)
+      throw std::invalid_argument("budget " + std::to_string(b) + " is not below the teacher's " +
+                                  std::to_string(p.base_relus) + " ReLUs (method snl)");
+  if (p.combined && budgets_below(o.budgets, p.combined_start.relus).empty())
+    throw std::invalid_argument("no budget is below the " + std::to_string(p.combined_start.relus) + " ReLUs of " +
+                                p.combined_start.spec + ", where the combined method starts");
+}
 
 std::vector<std::string> known_order(const ReduceOptions& o) {
   if (!o.order.empty()) return util::split(o.order, ',');
@@ -60,10 +95,15 @@ Plan make_plan(const ReduceOptions& o) {
   if (o.measure_pi < 0) throw std::invalid_argument("--measure-pi needs a number of images >= 0");
   check_sweep(o.sweep);
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
+  p.deepreduce = uses(o, "deepreduce");
+  p.snl = uses(o, "snl");
+  p.combined = uses(o, "combined");
   p.order = known_order(o);
   p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
   p.candidates = search::deepreduce_candidates(p.base_spec, p.order.empty() ? p.stages : p.order, p.input);
-  p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
+  if (p.deepreduce) p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
+  if (p.combined) p.combined_start = combined_start(p.candidates);
+  check_snl_budgets(o, p);
   return p;
 }
 
@@ -85,8 +125,14 @@ void print_plan(const ReduceOptions& o, const Plan& p) {
     std::cout << "  2. criticality: " << p.stages.size() << " runs keeping one stage each, with KD"
               << (o.without_kd ? " and " + std::to_string(p.stages.size()) + " without" : "") << " -> "
               << path_join(o.out, "criticality") << "\n";
-  std::cout << "  3. candidates per budget, trained with KD:\n" << plan_table(p.budgets);
-  if (p.order.empty())
+  if (p.deepreduce) std::cout << "  3. candidates per budget, trained with KD:\n" << plan_table(p.budgets);
+  if (p.snl)
+    std::cout << "  4. SNL from the teacher to every budget -> " << path_join(o.out, "snl") << "\n";
+  if (p.combined)
+    std::cout << "  5. SNL from DeepReDuce's " << p.combined_start.step_name << " network ("
+              << report::thousands(p.combined_start.relus) << " ReLUs" << (p.order.empty() ? ", under the assumed order" : "")
+              << ") to the budgets below it -> " << path_join(o.out, "combined") << "\n";
+  if (p.order.empty() && (p.deepreduce || p.combined))
     std::cout << "Which stages are culled depends on the criticality measured in step 2, and with them the ReLU\n"
                  "counts and the picks above: they are shown for the order "
               << util::join(p.stages, " < ") << ". Give --order to fix them.\n";
@@ -136,22 +182,59 @@ void write_plan_json(const std::string& out, const Plan& p) {
 
 // Step 3: the plan under the final order, its networks trained with KD.
 bool train_candidates(const ReduceOptions& o, Plan& p, const std::vector<std::string>& order, size_t& index) {
-  if (order != p.order) {
+  if (!order.empty() && order != p.order) {
     p.order = order;
     p.candidates = search::deepreduce_candidates(p.base_spec, order, p.input);
-    p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
-    std::cout << "\nCandidates under the measured order " << util::join(order, " < ") << ":\n"
-              << plan_table(p.budgets);
+    if (p.deepreduce) {
+      p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
+      std::cout << "\nCandidates under the measured order " << util::join(order, " < ") << ":\n"
+                << plan_table(p.budgets);
+    }
+    if (p.combined) p.combined_start = combined_start(p.candidates);
   }
   write_plan_json(o.out, p);
+  std::vector<search::Candidate> train = picked_candidates(p.budgets);
+  if (p.combined && std::none_of(train.begin(), train.end(), [&](const auto& c) { return c.spec == p.combined_start.spec; }))
+    train.push_back(p.combined_start);
   std::vector<Job> jobs;
-  for (const auto& c : picked_candidates(p.budgets))
+  for (const auto& c : train)
     jobs.push_back({c.step_name + " (" + report::thousands(c.relus) + " ReLUs)",
                     job_config(o.train, c.spec, candidate_dir(o.out, c.spec), p.teacher_dir, o.init_from_teacher)});
   return run_phase("candidates", jobs, o.sweep, index);
 }
 
+// SNL (from the teacher, or `from` for the combined method) to the budgets
+// below its starting network; false when this shard must stop.
+bool run_snl(const ReduceOptions& o, const Plan& p, const std::string& name, const std::string& from,
+             int64_t start_relus, std::vector<LinearizedPoint>& out) {
+  LinearizeOptions l = o.snl;
+  share_settings(o.train, l.finetune);
+  l.finetune.teacher = p.teacher_dir;
+  l.finetune.kd_lambda = o.train.kd_lambda;  // as DeepReDuce's candidates
+  l.out = path_join(o.out, name);
+  l.from = from;
+  l.budgets = budgets_below(o.budgets, start_relus);
+  l.sweep = o.sweep;
+  l.plot_ext = o.plot_ext;
+  std::cerr << "[" << name << "] SNL from " << (from.empty() ? p.teacher_dir : from) << " -> " << l.out << "\n";
+  out = run_linearize(l);
+  return !out.empty();
+}
+
 }  // namespace
+
+std::vector<std::string> parse_methods(const std::string& text) {
+  if (text == "both") return {"deepreduce", "snl"};
+  if (text == "all") return {"deepreduce", "snl", "combined"};
+  std::vector<std::string> out;
+  for (const auto& m : util::split(text, ',')) {
+    if (m != "deepreduce" && m != "snl" && m != "combined")
+      throw std::invalid_argument("--method '" + text + "': unknown method '" + m +
+                                  "' (accepted: deepreduce, snl, combined, a comma list, both, all)");
+    if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+  }
+  return out;
+}
 
 std::string run_reduce(const ReduceOptions& o) {
   Plan p = make_plan(o);
@@ -160,9 +243,15 @@ std::string run_reduce(const ReduceOptions& o) {
   size_t index = 0;
   if (!train_teacher(o, p, index)) return "";
   CriticalityResult crit;
-  if (!measure_criticality(o, p, index, crit)) return "";
-  if (!train_candidates(o, p, crit.order, index)) return "";
-  ReportInput in{o, p.base_spec, p.input, p.teacher_dir, p.order, crit.rows, p.budgets};
+  if ((p.deepreduce || p.combined) && !measure_criticality(o, p, index, crit)) return "";
+  if ((p.deepreduce || p.combined) && !train_candidates(o, p, crit.order, index)) return "";
+  ReportInput in{o, p.base_spec, p.input, p.teacher_dir, p.order, crit.rows, p.budgets, {}, {}, ""};
+  if (p.snl && !run_snl(o, p, "snl", "", p.base_relus, in.snl)) return "";
+  if (p.combined) {
+    in.combined_start = p.combined_start.spec;
+    if (!run_snl(o, p, "combined", candidate_dir(o.out, p.combined_start.spec), p.combined_start.relus, in.combined))
+      return "";
+  }
   return write_reduce_report(in);
 }
 

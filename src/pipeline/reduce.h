@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pipeline/jobs.h"
+#include "pipeline/linearize.h"
 #include "search/plan.h"
 #include "train/config.h"
 
@@ -39,7 +40,19 @@ struct ReduceOptions {
   // (deepreduce pi run; 0 = estimates only). Measured columns in the report
   // and a second plot, accuracy against measured latency.
   int64_t measure_pi = 0;
+  // The methods on the frontier (docs/method.md): "deepreduce" (cull, thin,
+  // reshape), "snl" (pixel masks learned from the teacher), "combined" (pixel
+  // masks learned from DeepReDuce's network that culls the least critical
+  // stage and thins the rest). See parse_methods.
+  std::vector<std::string> methods = {"deepreduce"};
+  // SNL's settings for snl and combined (search and fine-tuning; data,
+  // teacher, batch, threads, ... come from `train`).
+  LinearizeOptions snl = LinearizeOptions::defaults();
 };
+
+// "deepreduce", "snl", "combined", a comma list of them, "both" (deepreduce
+// and snl) or "all". Throws std::invalid_argument naming what is accepted.
+std::vector<std::string> parse_methods(const std::string& text);
 
 // Runs (or continues) the pipeline; returns the path of report.md, or "" when
 // this shard stopped before the end (dry run, or waiting disabled). Every

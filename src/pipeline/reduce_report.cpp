@@ -1,5 +1,6 @@
 #include "pipeline/reduce_report.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -27,6 +28,7 @@ using util::path_join;
 
 // One trained network of the report.
 struct Row {
+  std::string method;  // deepreduce, snl, combined ("" for the baseline)
   std::string step, spec;
   int64_t relus = 0;
   double acc = 0;  // test accuracy in [0, 1]
@@ -34,11 +36,17 @@ struct Row {
   nlohmann::json measured;  // deepreduce pi run's summary (--measure-pi), else null
 };
 
+std::string run_of(const ReportInput& in, const Row& r) {
+  return r.method.empty() ? in.teacher_dir : r.method == "deepreduce" ? candidate_dir(in.options.out, r.spec) : r.step;
+}
+
 // The private inference of one run on N test images: OUT/pi/<run>.json
 // holds it, so a continued reduce measures each network once.
 nlohmann::json measure_pi(const ReportInput& in, const std::string& run, const std::string& spec) {
   const ReduceOptions& o = in.options;
-  const std::string file = path_join(path_join(o.out, "pi"), run_name(spec) + ".json");
+  std::string key = run_name(spec);
+  std::replace(key.begin(), key.end(), ' ', '_');
+  const std::string file = path_join(path_join(o.out, "pi"), key + ".json");
   if (util::file_exists(file)) {
     const auto j = nlohmann::json::parse(util::read_file(file));
     if (j.value("images", int64_t(0)) == o.measure_pi && j.value("run", "") == run) return j;
@@ -63,24 +71,26 @@ void display_pct(report::Table& t, const std::string& key) {
 
 std::vector<Row> collect_rows(const ReportInput& in, const train::RunResult& teacher, const pi::CostModel& model,
                               const std::vector<const pi::Protocol*>& protocols) {
-  auto cost = [&](const std::string& spec) { return pi::estimate(arch::build_network(spec, in.input), model, protocols); };
-  std::vector<Row> rows = {{"baseline (teacher)", teacher.spec, teacher.relus, teacher.test_acc, cost(teacher.spec),
-                            nullptr}};
+  auto cost = [&](const std::string& run) { return pi::estimate(train::run_network(run), model, protocols); };
+  std::vector<Row> rows = {{"", "baseline (teacher)", teacher.spec, teacher.relus, teacher.test_acc,
+                            cost(in.teacher_dir), nullptr}};
   for (const auto& c : picked_candidates(in.budgets)) {
-    const auto r = train::finished_result(candidate_dir(in.options.out, c.spec));
-    rows.push_back({c.step_name, c.spec, c.relus, r->test_acc, cost(c.spec), nullptr});
+    const std::string dir = candidate_dir(in.options.out, c.spec);
+    rows.push_back({"deepreduce", c.step_name, c.spec, c.relus, train::finished_result(dir)->test_acc, cost(dir), nullptr});
   }
-  if (in.options.measure_pi > 0) {
-    rows[0].measured = measure_pi(in, in.teacher_dir, rows[0].spec);
-    for (size_t i = 1; i < rows.size(); ++i)
-      rows[i].measured = measure_pi(in, candidate_dir(in.options.out, rows[i].spec), rows[i].spec);
-  }
+  // SNL rows: `step` holds the run directory (run_of), shown as the budget.
+  for (const auto* points : {&in.snl, &in.combined})
+    for (const auto& p : *points)
+      rows.push_back({points == &in.snl ? "snl" : "combined", p.run,
+                      train::run_network(p.run).label(), p.relus, p.acc, cost(p.run), nullptr});
+  if (in.options.measure_pi > 0)
+    for (auto& r : rows) r.measured = measure_pi(in, run_of(in, r), (r.method.empty() ? "baseline" : r.method) + " " + r.spec);
   return rows;
 }
 
 report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& on_front,
                           const std::vector<const pi::Protocol*>& protocols) {
-  std::vector<report::Column> cols = {{"step", "optimisation step"}, {"spec", "network"},
+  std::vector<report::Column> cols = {{"method", "method"},           {"step", "optimisation step"}, {"spec", "network"},
                                       {"relus", "ReLUs", true},       {"reduction", "ReLU reduction", true},
                                       {"acc", "accuracy (%)", true},  {"delta", "vs baseline", true},
                                       {"pareto", "Pareto"}};
@@ -95,7 +105,9 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
   const Row& base = rows.front();
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
-    std::vector<nlohmann::json> cells = {r.step, r.spec, r.relus, double(base.relus) / r.relus, 100 * r.acc,
+    const std::string step = r.method == "snl" || r.method == "combined" ? "SNL to " + report::thousands(r.relus) : r.step;
+    std::vector<nlohmann::json> cells = {r.method.empty() ? "-" : r.method, step, r.spec, r.relus,
+                                         double(base.relus) / r.relus, 100 * r.acc,
                                          100 * (r.acc - base.acc), on_front.count(i) ? "yes" : ""};
     if (measured) {
       const nlohmann::json& m = r.measured;
@@ -124,17 +136,18 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
 }
 
 // Per budget, the most accurate of its picks.
-report::Table budgets_table(const ReportInput& in) {
-  report::Table t({{"budget", "ReLU budget", true}, {"spec", "network"}, {"relus", "ReLUs", true},
-                   {"acc", "accuracy (%)", true}});
-  for (const auto& p : in.budgets) {
-    const search::Candidate* best = nullptr;
-    double best_acc = -1;
-    for (const auto& c : p.picks) {
-      const double a = train::finished_result(candidate_dir(in.options.out, c.spec))->test_acc;
-      if (a > best_acc) best = &c, best_acc = a;
-    }
-    t.add_row({p.budget, best->spec, best->relus, 100 * best_acc});
+// Per budget, the most accurate trained network within it, whatever its method.
+report::Table budgets_table(const ReportInput& in, const std::vector<Row>& rows) {
+  report::Table t({{"budget", "ReLU budget", true}, {"method", "method"}, {"spec", "network"},
+                   {"relus", "ReLUs", true}, {"acc", "accuracy (%)", true}});
+  for (int64_t b : in.options.budgets) {
+    const Row* best = nullptr;
+    for (const auto& r : rows)
+      if (!r.method.empty() && r.relus <= b && (!best || r.acc > best->acc)) best = &r;
+    if (best)
+      t.add_row({b, best->method, best->spec, best->relus, 100 * best->acc});
+    else
+      t.add_row({b, nullptr, "none trained within it", nullptr, nullptr});
   }
   display_pct(t, "acc");
   return t;
@@ -145,12 +158,25 @@ void plot_frontier(const std::string& file, const std::string& title, const std:
                    const std::vector<Row>& rows, const std::function<double(const Row&)>& x) {
   std::vector<search::Point> points;
   for (const auto& r : rows) points.push_back({std::llround(x(r) * 1e9), r.acc});  // fronts compare x as integers
-  report::XYSeries all{"candidates", {}, false, true, ""}, frontier{"Pareto frontier", {}, true, false, ""},
-      base{"baseline (teacher)", {}, false, false, "baseline"};
-  for (size_t i = 1; i < rows.size(); ++i) all.points.push_back({x(rows[i]), 100 * rows[i].acc, rows[i].spec});
+  // One series per method: DeepReDuce's candidates labelled with their
+  // specs, the SNL methods as lines over their budgets.
+  std::vector<report::XYSeries> series;
+  const std::pair<const char*, const char*> methods[] = {
+      {"deepreduce", "DeepReDuce"}, {"snl", "SNL"}, {"combined", "DeepReDuce + SNL"}};
+  for (const auto& [method, title] : methods) {
+    const bool deepreduce = std::string(method) == "deepreduce";
+    report::XYSeries m{title, {}, !deepreduce, deepreduce, ""};
+    for (const auto& r : rows)
+      if (r.method == method) m.points.push_back({x(r), 100 * r.acc, deepreduce ? r.spec : ""});
+    std::sort(m.points.begin(), m.points.end(), [](const auto& a, const auto& b) { return a.x < b.x; });
+    if (!m.points.empty()) series.push_back(m);
+  }
+  report::XYSeries frontier{"Pareto frontier", {}, true, false, ""}, base{"baseline (teacher)", {}, false, false, "baseline"};
   for (size_t i : search::pareto_front(points)) frontier.points.push_back({x(rows[i]), 100 * rows[i].acc, ""});
   base.points.push_back({x(rows[0]), 100 * rows[0].acc, ""});
-  report::plot_xy(file, title, xlabel, "test accuracy (%)", true, {all, frontier, base});
+  series.push_back(frontier);
+  series.push_back(base);
+  report::plot_xy(file, title, xlabel, "test accuracy (%)", true, series);
 }
 
 std::string settings_paragraph(const ReportInput& in) {
@@ -165,17 +191,35 @@ std::string settings_paragraph(const ReportInput& in) {
          (in.options.init_from_teacher ? " and started from its weights" : "") + ".\n\n";
 }
 
+// How the SNL methods were run, with the links to their own reports.
+std::string snl_paragraph(const ReportInput& in) {
+  if (in.snl.empty() && in.combined.empty()) return "";
+  const LinearizeOptions& l = in.options.snl;
+  std::string md = "SNL points: a mask search (Adam lr " + report::fixed(l.search.train.lr, 4) + ", lasso " +
+                   report::si(l.search.lasso, 2) + " x" + report::fixed(l.search.lasso_growth, 2) +
+                   "), each budget's snapshot then fine-tuned with KD (" +
+                   (l.epochs_per_point > 0 ? std::to_string(l.epochs_per_point) + " epochs per point in all, search included"
+                                           : std::to_string(l.finetune.epochs) + " epochs") +
+                   ", " + l.finetune.schedule + ", lr " + report::fixed(l.finetune.lr, 4) + ").";
+  if (!in.snl.empty()) md += " SNL starts from the teacher ([its report](snl/report.md)).";
+  if (!in.combined.empty())
+    md += " DeepReDuce + SNL starts from DeepReDuce's `" + in.combined_start + "` ([its report](combined/report.md)).";
+  return md + "\n\n";
+}
+
 std::string report_markdown(const ReportInput& in, const train::RunResult& teacher, const std::vector<Row>& rows,
                             const std::vector<size_t>& front, const report::Table& steps,
                             const report::Table& budgets, const pi::CostModel& model, const std::string& plot) {
-  std::string md = "# DeepReDuce report: " + in.base_spec + " on " + in.options.train.data + "\n\n";
-  md += settings_paragraph(in);
+  std::string md = "# Reduce report (" + util::join(in.options.methods, ", ") + "): " + in.base_spec + " on " +
+                   in.options.train.data + "\n\n";
+  md += settings_paragraph(in) + snl_paragraph(in);
   md += "Baseline (teacher, `" + in.teacher_dir + "`): " + teacher.spec + ", " + report::thousands(teacher.relus) +
         " ReLUs, test accuracy " + pct(teacher.test_acc) + "%.\n\n";
   if (!in.criticality.empty())
     md += "## Stage criticality\n\n" + criticality_table(in.criticality).render(report::Format::Markdown) + "\n";
-  md += "Least to most critical: " + util::join(in.order, " < ") +
-        ". Culling removes the least critical stages first.\n\n";
+  if (!in.order.empty())
+    md += "Least to most critical: " + util::join(in.order, " < ") +
+          ". Culling removes the least critical stages first.\n\n";
   md += "## Optimisation steps\n\n" + steps.render(report::Format::Markdown) + "\n";
   md += "PI cost columns (estimates, not measurements): online traffic in MB (ReLUs plus sharing every conv/FC "
         "input over a " + std::to_string(model.ring_bits) + "-bit ring) and the ReLUs' online time in seconds, per "
@@ -221,9 +265,9 @@ std::string write_reduce_report(const ReportInput& in) {
   for (const auto& r : rows) points.push_back({r.relus, r.acc});
   const auto front = search::pareto_front(points);
   const report::Table steps = steps_table(rows, {front.begin(), front.end()}, protocols);
-  const report::Table budgets = budgets_table(in);
+  const report::Table budgets = budgets_table(in, rows);
   const std::string plot = path_join(o.out, "frontier." + o.plot_ext);
-  plot_frontier(plot, "DeepReDuce: " + in.base_spec + " on " + o.train.data, "ReLU count (log scale)", rows,
+  plot_frontier(plot, util::join(o.methods, ", ") + ": " + in.base_spec + " on " + o.train.data, "ReLU count (log scale)", rows,
                 [](const Row& r) { return double(r.relus); });
   if (o.measure_pi > 0)
     plot_frontier(path_join(o.out, "frontier_latency." + o.plot_ext),

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "arch/datasets.h"
+#include "pipeline/linearize.h"
 #include "pipeline/reduce.h"
 #include "search/criticality.h"
 #include "search/plan.h"
@@ -19,7 +20,9 @@ struct ReportInput {
   std::string teacher_dir;
   std::vector<std::string> order;          // least to most critical
   std::vector<search::StageRow> criticality;  // empty when the order was given
-  std::vector<search::BudgetPlan> budgets;
+  std::vector<search::BudgetPlan> budgets;   // DeepReDuce's picks (empty without that method)
+  std::vector<LinearizedPoint> snl, combined;  // the SNL methods' points
+  std::string combined_start;                // the DeepReDuce network combined starts from
 };
 
 // Writes the report files; returns the path of report.md.

@@ -21,7 +21,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"device", device},   {"limit", limit},         {"workers", workers},
           {"teacher", teacher}, {"kd_T", kd_T},           {"kd_lambda", kd_lambda},
           {"init", init},       {"warmup", warmup},       {"pad", pad},
-          {"flip", flip},       {"weight_init", weight_init}, {"zero_init_residual", zero_init_residual}};
+          {"flip", flip},       {"weight_init", weight_init}, {"zero_init_residual", zero_init_residual},
+          {"masked", masked},   {"init_weights", init_weights}};
 }
 
 nlohmann::json TrainConfig::result_settings() const {
@@ -38,7 +39,9 @@ std::string first_difference(const nlohmann::json& a, const std::string& a_name,
     if (!a.contains(it.key())) keys.push_back(it.key());
   for (const auto& k : keys) {
     const nlohmann::json va = a.value(k, nlohmann::json()), vb = b.value(k, nlohmann::json());
-    if (va != vb) return k + ": " + va.dump() + " in " + a_name + ", " + vb.dump() + " in " + b_name;
+    if (va == vb) continue;
+    if (va.is_object() && vb.is_object()) return k + "." + first_difference(va, a_name, vb, b_name);
+    return k + ": " + va.dump() + " in " + a_name + ", " + vb.dump() + " in " + b_name;
   }
   return "";
 }
@@ -71,6 +74,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     c.flip = j.value("flip", true);
     c.weight_init = j.value("weight_init", std::string("torch"));
     c.zero_init_residual = j.value("zero_init_residual", false);
+    c.masked = j.value("masked", false);
+    c.init_weights = j.value("init_weights", "");
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("bad training config: ") + e.what());
   }
@@ -140,6 +145,7 @@ void TrainConfig::validate() const {
   check_number("--kd-lambda", kd_lambda, 0, 1000);
   if (!init.empty()) check_choice("--init", init, {"teacher"});
   if (init == "teacher" && teacher.empty()) refuse("--init teacher needs --teacher DIR");
+  if (!init.empty() && !init_weights.empty()) refuse("give --init teacher or starting weights, not both");
 }
 
 double lr_at(const TrainConfig& c, double epoch) {

@@ -52,6 +52,13 @@ struct TrainConfig {
   // without ReLUs) diverge at lr 0.1 on Fashion-MNIST; 0.5 trains them.
   double kd_lambda = 0.5;
   std::string init;               // "" (random) or "teacher": start from the teacher's weights
+  // The network has pixel-level ReLU masks (SNL): masks.pt in the run
+  // directory, which a new run copies from masks_from.
+  bool masked = false;
+  std::string masks_from;  // not saved: the masks.pt a new run installs ("" = none)
+  // Start from these weights of the same network (an SNL search snapshot;
+  // an absolute path); "" = none.
+  std::string init_weights;
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);  // throws std::runtime_error on bad fields

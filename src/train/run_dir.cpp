@@ -2,6 +2,10 @@
 // presence means finished) and config.json.
 #include <stdexcept>
 
+#include <filesystem>
+
+#include "arch/spec.h"
+#include "train/masks.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 
@@ -69,6 +73,22 @@ TrainConfig read_config(const std::string& dir) {
   TrainConfig c = TrainConfig::from_json(read_json(p));
   c.out = dir;
   return c;
+}
+
+arch::Network config_network(const TrainConfig& cfg, const arch::InputSpec& input) {
+  arch::Network net = arch::build_network(cfg.model, input);
+  if (!cfg.masks_from.empty())
+    apply_masks(net, load_masks(cfg.masks_from));
+  else if (cfg.masked)
+    apply_masks(net, load_masks(util::path_join(cfg.out, "masks.pt")));
+  return net;
+}
+
+arch::Network run_network(const std::string& dir) {
+  const auto r = finished_result(dir);
+  if (!r) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
+  TrainConfig c = read_config(dir);
+  return config_network(c, {arch::parse_shape(r->input), r->classes});
 }
 
 void check_teacher(const std::string& dir, const arch::InputSpec& input) {

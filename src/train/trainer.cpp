@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -10,6 +11,7 @@
 #include "arch/spec.h"
 #include "data/dataset.h"
 #include "nn/net.h"
+#include "train/common.h"
 #include "train/distributed.h"
 #include "train/kd.h"
 #include "train/provenance.h"
@@ -21,55 +23,21 @@ namespace dr::train {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using util::path_join;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string hms(double s) {
-  char buf[32];
-  const int t = static_cast<int>(s + 0.5);
-  std::snprintf(buf, sizeof buf, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
-  return buf;
-}
-
-arch::InputSpec input_of(const data::Dataset& d) { return {{d.channels(), d.height(), d.width()}, d.classes}; }
-
-// The teacher of a KD run: its network in eval mode with its final weights.
-nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, torch::Device dev) {
-  check_teacher(dir, student_in);
-  nn::Net t = nn::build(finished_result(dir)->spec, student_in);
-  load_into(t, load_run_weights(dir), true, "teacher weights '" + dir + "/weights.pt'");
-  t->to(dev);
-  t->eval();
-  return t;
-}
-
-struct EpochStats {
-  double loss = 0, correct = 0, images = 0;
-};
-
-EpochStats run_eval(nn::Net& net, const data::Dataset& d, torch::Device dev, int workers) {
-  data::LoaderOptions lo;
-  lo.batch = 256;
-  lo.train = false;
-  lo.workers = workers;
-  data::BatchLoader loader(d, lo);
-  torch::NoGradGuard ng;
-  net->eval();
-  EpochStats s;
-  torch::Tensor x, y;
-  loader.start_epoch(0);
-  while (loader.next(x, y)) {
-    x = x.to(dev), y = y.to(dev);
-    const auto out = net->forward(x);
-    s.loss += torch::nn::functional::cross_entropy(
-                  out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                  .item<double>();
-    s.correct += out.argmax(1).eq(y).sum().item<double>();
-    s.images += x.size(0);
+// The files that make a directory a run: its masks.pt (copied from
+// masks_from), then config.json (the resolved settings and where they ran),
+// with the starting weights' path made absolute so a resume elsewhere finds it.
+void write_new_run(TrainConfig& cfg) {
+  if (!cfg.masks_from.empty()) {
+    util::write_file_atomic(path_join(cfg.out, "masks.pt"), util::read_file(cfg.masks_from));
+    cfg.masked = true;
+    cfg.masks_from.clear();
   }
-  return s;
+  if (!cfg.init_weights.empty()) cfg.init_weights = std::filesystem::absolute(cfg.init_weights).string();
+  nlohmann::json j = cfg.to_json();
+  j["provenance"] = provenance(cfg.device, cfg.threads);
+  util::write_file_atomic(path_join(cfg.out, "config.json"), j.dump(2) + "\n");
 }
 
 // One training run: set-up (data, network, teacher, optimiser, resume state),
@@ -175,13 +143,15 @@ void Run::setup(bool resuming) {
 
 void Run::build_model() {
   torch::manual_seed(cfg_.seed);
-  net_ = nn::build(cfg_.model, in_);
+  net_ = nn::Net(config_network(cfg_, in_));
   net_->init_parameters(cfg_.weight_init, cfg_.zero_init_residual);
   if (!cfg_.teacher.empty()) teacher_ = load_teacher(cfg_.teacher, in_, dev_);
   if (cfg_.init == "teacher") {
     const int n = load_into(net_, load_run_weights(cfg_.teacher), false, "teacher weights");
     if (rank0_) std::cerr << "init: " << n << " tensors copied from teacher " << cfg_.teacher << "\n";
   }
+  if (!cfg_.init_weights.empty())
+    load_into(net_, load_weights(cfg_.init_weights), true, "starting weights '" + cfg_.init_weights + "'");
   net_->to(dev_);
   if (dist_) {
     dist_->broadcast_parameters(net_);
@@ -207,11 +177,7 @@ void Run::restore(bool resuming) {
       write_metrics();  // a kill between the checkpoint and the metrics file lost no line
     }
   }
-  if (rank0_ && !resuming) {
-    nlohmann::json j = cfg_.to_json();
-    j["provenance"] = provenance(cfg_.device, cfg_.threads);
-    util::write_file_atomic(path_join(cfg_.out, "config.json"), j.dump(2) + "\n");
-  }
+  if (rank0_ && !resuming) write_new_run(cfg_);
 }
 
 Run::Trained Run::train_epoch(int64_t epoch) {
@@ -394,7 +360,9 @@ torch::Device resolve_device(const std::string& want) {
 void validate_before_data(const TrainConfig& cfg) {
   cfg.validate();
   arch::InputSpec in = arch::parse_source(cfg.data).input;
-  arch::build_network(cfg.model, in);
+  config_network(cfg, in);  // the spec, and the masks when the run has them
+  if (!cfg.init_weights.empty() && !util::file_exists(cfg.init_weights))
+    throw std::invalid_argument("starting weights '" + cfg.init_weights + "' do not exist");
   // The class count is known once the data is read (a TinyImageNet folder may
   // hold fewer classes than the full set's 200); the shape is known now.
   in.classes = 0;
@@ -419,9 +387,7 @@ void prepare_run(TrainConfig cfg) {
   check_new_run_dir(cfg.out);
   validate_before_data(cfg);
   cfg.pad = cfg.pad_for(arch::parse_source(cfg.data).input.shape.h);
-  nlohmann::json j = cfg.to_json();
-  j["provenance"] = provenance(cfg.device, cfg.threads);
-  util::write_file_atomic(path_join(cfg.out, "config.json"), j.dump(2) + "\n");
+  write_new_run(cfg);
 }
 
 RunResult train(const TrainConfig& cfg, Distributed* dist) {
@@ -461,7 +427,7 @@ EvalResult evaluate(const std::string& dir, const std::string& data_source, int 
     split.test.mean.assign(result->mean.begin(), result->mean.end());
     split.test.std.assign(result->std.begin(), result->std.end());
   }
-  nn::Net net = nn::build(result->spec, in);
+  nn::Net net(run_network(dir));
   load_into(net, load_run_weights(dir), true, "'" + dir + "/weights.pt'");
   net->to(dev);
   const EpochStats s = run_eval(net, split.test, dev, cfg.workers);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "arch/datasets.h"
+#include "arch/network.h"
 #include "train/config.h"
 
 namespace dr::train {
@@ -51,6 +52,14 @@ RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
 // The result of a finished run, if `dir` holds one.
 std::optional<RunResult> finished_result(const std::string& dir);
 TrainConfig read_config(const std::string& dir);  // throws naming the file
+
+// The network of a finished run: its spec on its input, with its pixel
+// masks when config.json names a masks file. Throws std::invalid_argument
+// for a directory that is not a finished run.
+arch::Network run_network(const std::string& dir);
+// The description `cfg` trains: its model on `input`, with its masks
+// (masks_from for a run not started yet, else the run's masks.pt).
+arch::Network config_network(const TrainConfig& cfg, const arch::InputSpec& input);
 
 // Refuses (std::invalid_argument) a teacher that is not a finished run or was
 // trained for another input shape or (input.classes > 0) number of classes.

@@ -111,7 +111,8 @@ std::string tensor_bytes(const torch::Tensor& t) {
 }
 
 // The checksum covers every part a resume depends on.
-std::string checkpoint_digest(const std::string& model, const std::string& optim, const Checkpoint& m) {
+std::string checkpoint_digest(const std::string& model, const std::string& optim, const std::string& extra,
+                              const Checkpoint& m) {
   const std::string epochs = std::to_string(m.epochs_done);
   return util::hex(util::Sha256()
                        .update(model.data(), model.size())
@@ -119,6 +120,8 @@ std::string checkpoint_digest(const std::string& model, const std::string& optim
                        .update(epochs.data(), epochs.size())
                        .update(m.metrics.data(), m.metrics.size())
                        .update(m.settings.data(), m.settings.size())
+                       .update(extra.data(), extra.size())
+                       .update(m.state.data(), m.state.size())
                        .final());
 }
 
@@ -133,13 +136,18 @@ std::string read_string(torch::serialize::InputArchive& a, const char* key) {
 void save_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt, const Checkpoint& meta) {
   const std::string model = archive_bytes([&](auto& a) { net->save(a); });
   const std::string optim = archive_bytes([&](auto& a) { opt.save(a); });
+  const std::string extra = archive_bytes([&](auto& a) {
+    for (const auto& [name, t] : meta.tensors) a.write(name, t.detach().cpu().contiguous());
+  });
   torch::serialize::OutputArchive archive;
   archive.write("model_bytes", bytes_tensor(model));
   archive.write("optimizer_bytes", bytes_tensor(optim));
   archive.write("epochs_done", c10::IValue(meta.epochs_done));
   archive.write("metrics", c10::IValue(meta.metrics));
   archive.write("settings", c10::IValue(meta.settings));
-  archive.write("digest", c10::IValue(checkpoint_digest(model, optim, meta)));
+  archive.write("extra_bytes", bytes_tensor(extra));
+  archive.write("state", c10::IValue(meta.state));
+  archive.write("digest", c10::IValue(checkpoint_digest(model, optim, extra, meta)));
   std::ostringstream out;
   archive.save_to(out);
   util::write_file_atomic(path, out.str());
@@ -163,9 +171,9 @@ Checkpoint load_legacy_checkpoint(torch::serialize::InputArchive& archive, nn::N
 }
 
 Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt,
-                           const std::string& settings) {
+                           const std::string& settings, const std::map<std::string, torch::Tensor>& tensors) {
   Checkpoint meta;
-  std::string model, optim, digest;
+  std::string model, optim, extra, digest;
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(path);
@@ -179,12 +187,16 @@ Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::
     meta.epochs_done = v.toInt();
     meta.metrics = read_string(archive, "metrics");
     meta.settings = read_string(archive, "settings");
+    if (archive.try_read("extra_bytes", t)) {
+      extra = tensor_bytes(t);
+      meta.state = read_string(archive, "state");
+    }
     digest = read_string(archive, "digest");
   } catch (const std::exception& e) {
     throw std::runtime_error("checkpoint '" + path + "' cannot be read (truncated, or not a deepreduce checkpoint " +
                              "of this version): " + error_line(e));
   }
-  if (checkpoint_digest(model, optim, meta) != digest)
+  if (checkpoint_digest(model, optim, extra, meta) != digest)
     throw std::runtime_error("checkpoint '" + path + "' is corrupt: its checksum does not match its content");
   if (!settings.empty() && !meta.settings.empty()) {
     const std::string diff = first_difference(nlohmann::json::parse(settings), "config.json",
@@ -194,11 +206,21 @@ Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::
                                diff + "); restore config.json or start a new run");
   }
   try {
-    torch::serialize::InputArchive m, o;
+    torch::serialize::InputArchive m, o, x;
     m.load_from(model.data(), model.size());
     o.load_from(optim.data(), optim.size());
     net->load(m);
     opt.load(o);
+    if (!tensors.empty()) {
+      x.load_from(extra.data(), extra.size());
+      torch::NoGradGuard ng;
+      for (const auto& [name, dst] : tensors) {
+        torch::Tensor src;
+        x.read(name, src);
+        const_cast<torch::Tensor&>(dst).copy_(src);
+        meta.tensors[name] = dst;
+      }
+    }
   } catch (const std::exception& e) {
     throw std::runtime_error("checkpoint '" + path + "' does not fit the network of its config.json: " +
                              error_line(e));

@@ -38,6 +38,11 @@ struct Checkpoint {
   int64_t epochs_done = 0;
   std::string metrics;   // the metrics history, JSON array text
   std::string settings;  // TrainConfig::result_settings() as JSON text ("" in older checkpoints)
+  // More state of a resumable job (the SNL search: its masks and lasso):
+  // named tensors (loaded back into the tensors of the same names given to
+  // load_checkpoint) and a JSON text.
+  std::map<std::string, torch::Tensor> tensors;
+  std::string state;
 };
 void save_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt,
                      const Checkpoint& meta);
@@ -46,8 +51,11 @@ void save_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimi
 // Throws std::runtime_error naming the file: unreadable, corrupt (checksum),
 // made with other settings (naming the first one that differs), or not
 // fitting the network.
+// `tensors`: where the checkpoint's named tensors are copied (each must be
+// present with the same shape).
 Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::Optimizer& opt,
-                           const std::string& settings = "");
+                           const std::string& settings = "",
+                           const std::map<std::string, torch::Tensor>& tensors = {});
 
 // One line for a user from any exception: LibTorch's errors without their
 // C++ stack trace.

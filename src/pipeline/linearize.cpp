@@ -1,0 +1,258 @@
+#include "pipeline/linearize.h"
+
+#include <chrono>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+
+#include "arch/spec.h"
+#include "pi/cost.h"
+#include "report/format.h"
+#include "report/plot.h"
+#include "report/table.h"
+#include "train/provenance.h"
+#include "train/trainer.h"
+#include "util/fs.h"
+#include "util/strings.h"
+
+namespace dr::pipeline {
+
+namespace {
+
+using util::path_join;
+
+std::string budget_dir(const std::string& out, int64_t budget) {
+  return path_join(out, "budget-" + std::to_string(budget));
+}
+
+}  // namespace
+
+void share_settings(const train::TrainConfig& from, train::TrainConfig& to) {
+  to.data = from.data;
+  to.limit = from.limit;
+  to.teacher = from.teacher;
+  to.batch = from.batch;
+  to.seed = from.seed;
+  to.threads = from.threads;
+  to.device = from.device;
+  to.workers = from.workers;
+  to.kd_T = from.kd_T;
+  to.pad = from.pad;
+  to.flip = from.flip;
+}
+
+namespace {
+
+// --from: "" (the teacher), a finished run, or a model spec.
+void resolve_start(LinearizeOptions& o) {
+  const std::string& teacher = o.finetune.teacher;
+  if (teacher.empty()) throw std::invalid_argument("linearize needs --teacher RUN (a finished all-ReLU run)");
+  const auto t = train::finished_result(teacher);
+  if (!t) throw std::invalid_argument("teacher '" + teacher + "' is not a finished run (no result.json)");
+  if (o.from.empty()) {
+    o.search.train.model = t->spec;
+    o.search.start_run = teacher;
+  } else if (const auto r = train::finished_result(o.from)) {
+    o.search.train.model = r->spec;
+    o.search.start_run = o.from;
+  } else if (util::file_exists(o.from)) {
+    throw std::invalid_argument("--from '" + o.from + "' is a directory but not a finished run (no result.json)");
+  } else {
+    o.search.train.model = arch::parse_spec(o.from).canonical();
+    o.search.start_run.clear();
+  }
+}
+
+train::TrainConfig finetune_config(const LinearizeOptions& o, const train::SnlSnapshot& s) {
+  train::TrainConfig c = o.finetune;
+  c.model = o.search.train.model;
+  c.out = budget_dir(o.out, s.budget);
+  c.masks_from = path_join(s.dir, "masks.pt");
+  c.init_weights = path_join(s.dir, "weights.pt");
+  c.init.clear();
+  if (o.epochs_per_point > 0) c.epochs = std::max<int64_t>(1, o.epochs_per_point - s.epoch);
+  return c;
+}
+
+// Shard 0 searches; the others wait for its result (or stop, without --wait).
+std::optional<train::SnlResult> search(const LinearizeOptions& o) {
+  if (o.sweep.shard.owns(0)) return train::snl_search(o.search);
+  for (bool first = true;; first = false) {
+    if (auto r = train::finished_search(o.search.train.out)) return r;
+    if (!o.sweep.wait) {
+      std::cerr << "[search] shard " << o.sweep.shard.str() << ": the mask search (shard 0's) is not finished yet; "
+                << "run this command again when it is\n";
+      return std::nullopt;
+    }
+    if (first) std::cerr << "[search] shard " << o.sweep.shard.str() << " waiting for shard 0's mask search\n";
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+  }
+}
+
+void print_plan(const LinearizeOptions& o) {
+  const auto in = arch::parse_source(o.finetune.data).input;
+  std::cout << "SNL linearisation of " << o.search.train.model << " ("
+            << report::thousands(arch::build_network(o.search.train.model, in).totals().relus) << " ReLUs) on "
+            << o.finetune.data << ", from "
+            << (o.search.start_run.empty() ? "the teacher's weights" : "the weights of " + o.search.start_run)
+            << ", KD from " << o.finetune.teacher << "\n  1. mask search (Adam lr " << o.search.train.lr
+            << ", lasso " << o.search.lasso << " x" << o.search.lasso_growth << ", at most " << o.search.train.epochs
+            << " epochs) -> " << o.search.train.out << "\n  2. per budget, the snapshot fine-tuned "
+            << o.finetune.epochs << " epochs (" << o.finetune.schedule << ", lr " << o.finetune.lr << ") with KD:";
+  for (int64_t b : o.budgets) std::cout << " " << budget_dir(o.out, b);
+  std::cout << "\n";
+}
+
+}  // namespace
+
+LinearizeOptions LinearizeOptions::defaults() {
+  LinearizeOptions o;
+  o.finetune.lr = 1e-3;
+  o.finetune.nesterov = false;
+  o.finetune.schedule = "cosine";
+  o.finetune.epochs = 100;
+  return o;
+}
+
+void validate(LinearizeOptions& o) {
+  if (o.out.empty()) throw std::invalid_argument("--out DIR is required");
+  if (o.budgets.empty()) throw std::invalid_argument("--budget needs at least one ReLU budget (e.g. 50K,20K)");
+  if (o.epochs_per_point < 0 || o.epochs_per_point > train::kMaxEpochs)
+    throw std::invalid_argument("--epochs-per-point must be in 0.." + std::to_string(train::kMaxEpochs));
+  if (o.plot_ext != "png" && o.plot_ext != "svg")
+    throw std::invalid_argument("--plot-format '" + o.plot_ext + "' is not accepted (accepted: png, svg)");
+  check_sweep(o.sweep);
+  resolve_start(o);
+  share_settings(o.finetune, o.search.train);
+  o.search.budgets = o.budgets;
+  o.search.train.out = path_join(o.out, "search");
+  o.finetune.model = o.search.train.model;
+  o.finetune.validate();
+  o.search.validate();
+}
+
+std::vector<LinearizedPoint> run_linearize(LinearizeOptions o) {
+  validate(o);
+  print_plan(o);
+  if (o.dry_run) return {};
+  const auto found = search(o);
+  if (!found) return {};
+  std::vector<Job> jobs;
+  for (const auto& s : found->snapshots)
+    jobs.push_back({"budget " + report::thousands(s.budget) + " fine-tune", finetune_config(o, s)});
+  size_t index = 1;  // job 0 was the search
+  if (!run_phase("fine-tune", jobs, o.sweep, index)) return {};
+  std::vector<LinearizedPoint> points;
+  for (const auto& s : found->snapshots) {
+    const std::string run = budget_dir(o.out, s.budget);
+    const auto r = train::finished_result(run);
+    LinearizedPoint p{s.budget, r->relus, run, r->test_acc, s.epoch, r->epochs, {}};
+    for (const auto& st : train::run_network(run).stage_totals())
+      if (st.name != "head") p.stage_relus.emplace_back(st.name, st.totals.relus);
+    points.push_back(p);
+  }
+  linearize_report(o, points);
+  return points;
+}
+
+namespace {
+
+report::Table points_table(const std::vector<LinearizedPoint>& points, double teacher_acc) {
+  report::Table t({{"budget", "budget", true},
+                   {"relus", "live ReLUs", true},
+                   {"acc", "accuracy (%)", true},
+                   {"delta", "vs teacher", true},
+                   {"search", "search epochs", true},
+                   {"finetune", "fine-tune epochs", true},
+                   {"run", "run"}});
+  for (const auto& p : points)
+    t.add_row({p.budget, p.relus, 100 * p.acc, 100 * (p.acc - teacher_acc), p.search_epochs, p.finetune_epochs, p.run});
+  t.set_display("acc", [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 2); });
+  t.set_display("delta", [](const nlohmann::json& v) {
+    return (v.get<double>() >= 0 ? "+" : "") + report::fixed(v.get<double>(), 2);
+  });
+  return t;
+}
+
+// Where the learned masks put their ReLUs: each stage's share of the live ReLUs.
+report::Table stage_table(const std::vector<LinearizedPoint>& points, const arch::Network& start) {
+  std::vector<report::Column> cols = {{"network", "network"}};
+  std::vector<std::string> stages;
+  for (const auto& st : start.stage_totals())
+    if (st.name != "head") stages.push_back(st.name), cols.push_back({st.name, st.name + " %", true});
+  report::Table t(cols);
+  auto add = [&](const std::string& name, const std::vector<std::pair<std::string, int64_t>>& per) {
+    int64_t all = 0;
+    for (const auto& [s, n] : per) all += n;
+    std::vector<nlohmann::json> row = {name};
+    for (const auto& s : stages) {
+      int64_t n = 0;
+      for (const auto& [name2, k] : per)
+        if (name2 == s) n = k;
+      row.push_back(all ? 100.0 * n / all : 0.0);
+    }
+    t.add_row(row);
+  };
+  std::vector<std::pair<std::string, int64_t>> start_per;
+  for (const auto& st : start.stage_totals())
+    if (st.name != "head") start_per.emplace_back(st.name, st.totals.relus);
+  add("start (" + report::thousands(start.totals().relus) + ")", start_per);
+  for (const auto& p : points) add("budget " + report::thousands(p.budget), p.stage_relus);
+  for (const auto& s : stages) t.set_display(s, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1); });
+  return t;
+}
+
+void plot_stage_share(const std::string& file, const report::Table& shares, const std::string& title) {
+  const nlohmann::json rows = shares.to_json();
+  std::vector<std::string> stages;
+  for (const auto& c : shares.columns())
+    if (c.key != "network") stages.push_back(c.key);
+  std::vector<report::BarSeries> series;
+  for (const auto& r : rows) {
+    report::BarSeries s{r["network"].get<std::string>(), {}};
+    for (const auto& st : stages) s.values.push_back(r[st].get<double>());
+    series.push_back(s);
+  }
+  report::plot_grouped_bars(file, title, stages, series, "% of the network's live ReLUs");
+}
+
+}  // namespace
+
+std::string linearize_report(const LinearizeOptions& o, const std::vector<LinearizedPoint>& points) {
+  const train::RunResult teacher = *train::finished_result(o.finetune.teacher);
+  const arch::Network start = arch::build_network(o.search.train.model, arch::parse_source(o.finetune.data).input);
+  const report::Table table = points_table(points, teacher.test_acc);
+  const report::Table shares = stage_table(points, start);
+  const std::string plot = path_join(o.out, "frontier." + o.plot_ext);
+  report::XYSeries snl{"SNL (fine-tuned)", {}, true, true, ""}, base{"teacher", {}, false, false, "baseline"};
+  for (const auto& p : points) snl.points.push_back({double(p.relus), 100 * p.acc, report::si(double(p.relus))});
+  base.points.push_back({double(teacher.relus), 100 * teacher.test_acc, ""});
+  report::plot_xy(plot, "SNL linearisation of " + start.spec + " on " + o.finetune.data, "ReLU count (log scale)",
+                  "test accuracy (%)", true, {snl, base});
+  plot_stage_share(path_join(o.out, "stage_share." + o.plot_ext), shares,
+                   "Where the ReLUs are: " + start.spec + " and its SNL masks per budget");
+  const nlohmann::json results = {{"method", "snl"},
+                                  {"start", start.spec},
+                                  {"from", o.from},
+                                  {"teacher", teacher.to_json()},
+                                  {"points", table.to_json()},
+                                  {"stage_share", shares.to_json()},
+                                  {"search", o.search.to_json()},
+                                  {"finetune", o.finetune.to_json()},
+                                  {"provenance", train::provenance(o.finetune.device, o.finetune.threads)}};
+  util::write_file_atomic(path_join(o.out, "results.json"), results.dump(2) + "\n");
+  std::string md = "# SNL linearisation: " + start.spec + " on " + o.finetune.data + "\n\n";
+  md += "Masks learned from " + (o.search.start_run.empty() ? std::string("the teacher's weights") : o.search.start_run) +
+        " (" + report::thousands(start.totals().relus) + " ReLUs); KD from `" + o.finetune.teacher + "` (" +
+        report::fixed(100 * teacher.test_acc, 2) + "%, " + report::thousands(teacher.relus) + " ReLUs).\n\n";
+  md += table.render(report::Format::Markdown) + "\n![frontier](frontier." + o.plot_ext + ")\n\n";
+  md += "## Where the masks keep their ReLUs\n\n" + shares.render(report::Format::Markdown) +
+        "\n![stage share](stage_share." + o.plot_ext + ")\n\n" +
+        train::provenance_line(results["provenance"]) + "\n";
+  util::write_file_atomic(path_join(o.out, "report.md"), md);
+  std::cout << "\nSNL frontier\n" << table.render(report::Format::Table) << "\nShare of live ReLUs per stage\n"
+            << shares.render(report::Format::Table);
+  return path_join(o.out, "report.md");
+}
+
+}  // namespace dr::pipeline

@@ -1,0 +1,32 @@
+#pragma once
+// What the trainer and the SNL mask search share: timing, the KD teacher,
+// the test pass, the progress line's clock format.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <string>
+
+#include "arch/datasets.h"
+#include "data/dataset.h"
+#include "nn/net.h"
+
+namespace dr::train {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0);
+// "1:02:03".
+std::string hms(double seconds);
+
+arch::InputSpec input_of(const data::Dataset& d);
+
+// The teacher of a KD run: its network (with its masks) in eval mode with
+// its final weights, checked against the student's input.
+nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, torch::Device dev);
+
+struct EpochStats {
+  double loss = 0, correct = 0, images = 0;
+};
+// Summed cross-entropy and correct predictions over `d` in eval mode.
+EpochStats run_eval(nn::Net& net, const data::Dataset& d, torch::Device dev, int workers);
+
+}  // namespace dr::train

@@ -1,0 +1,390 @@
+#include "train/snl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "arch/spec.h"
+#include "train/common.h"
+#include "train/kd.h"
+#include "train/masks.h"
+#include "train/provenance.h"
+#include "train/trainer.h"
+#include "train/weights.h"
+#include "util/fs.h"
+#include "util/job_registry.h"
+
+namespace dr::train {
+
+namespace {
+
+using util::path_join;
+
+std::string snapshot_dir(const std::string& out, int64_t budget) {
+  return path_join(path_join(out, "snapshots"), std::to_string(budget));
+}
+
+// The settings a resumed search must share with its checkpoint: all but the
+// most epochs (a stopping rule: a search may go on with a larger one) and
+// how fast it runs.
+nlohmann::json compared_settings(const SnlOptions& o) {
+  nlohmann::json j = o.to_json();
+  j["train"] = o.train.result_settings();
+  j["train"].erase("epochs");
+  return j;
+}
+
+}  // namespace
+
+SnlOptions SnlOptions::defaults() {
+  SnlOptions o;
+  o.train.lr = 1e-3;
+  o.train.batch = 128;
+  o.train.epochs = 2000;
+  o.train.kd_T = 4;
+  o.train.kd_lambda = 1.0;  // SNL: CE + KD
+  return o;
+}
+
+nlohmann::json SnlOptions::to_json() const {
+  return {{"train", train.to_json()}, {"start_run", start_run},         {"budgets", budgets},
+          {"lasso", lasso},           {"lasso_growth", lasso_growth},   {"patience_from", patience_from},
+          {"threshold", threshold},   {"method", "snl"}};
+}
+
+SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
+  SnlOptions o;
+  try {
+    o.train = TrainConfig::from_json(j.at("train"));
+    o.start_run = j.value("start_run", "");
+    o.budgets = j.at("budgets").get<std::vector<int64_t>>();
+    o.lasso = j.at("lasso").get<double>();
+    o.lasso_growth = j.at("lasso_growth").get<double>();
+    o.patience_from = j.at("patience_from").get<int64_t>();
+    o.threshold = j.at("threshold").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(std::string("bad SNL search config: ") + e.what());
+  }
+  return o;
+}
+
+void SnlOptions::validate() const {
+  train.validate();
+  auto bad = [](const std::string& m) { throw std::invalid_argument(m); };
+  if (train.teacher.empty()) bad("the SNL search needs a teacher (--teacher RUN)");
+  if (!(lasso > 0 && lasso <= 1)) bad("--lasso must be in (0, 1]");
+  if (!(lasso_growth >= 1 && lasso_growth <= 10)) bad("--lasso-growth must be in [1, 10]");
+  if (patience_from < 0 || patience_from > kMaxEpochs) bad("--lasso-patience must be in 0.." + std::to_string(kMaxEpochs));
+  if (!(threshold > 0 && threshold < 1)) bad("--threshold must be in (0, 1)");
+  if (budgets.empty()) bad("--budget needs at least one ReLU budget");
+  const arch::InputSpec in = arch::parse_source(train.data).input;
+  const int64_t start = arch::build_network(train.model, in).totals().relus;
+  for (int64_t b : budgets)
+    if (b < 1 || b >= start)
+      bad("budget " + std::to_string(b) + " is not below the " + std::to_string(start) + " ReLUs of the starting network " +
+          arch::parse_spec(train.model).canonical() + " (budgets must be in 1.." + std::to_string(start - 1) + ")");
+  check_teacher(train.teacher, {in.shape, 0});
+  if (!start_run.empty()) {
+    check_teacher(start_run, {in.shape, 0});
+    if (finished_result(start_run)->spec != arch::parse_spec(train.model).canonical())
+      bad("--from run '" + start_run + "' holds " + finished_result(start_run)->spec + ", not " + train.model);
+  }
+}
+
+nlohmann::json SnlResult::to_json() const {
+  nlohmann::json s = nlohmann::json::array();
+  for (const auto& x : snapshots)
+    s.push_back({{"budget", x.budget}, {"epoch", x.epoch}, {"live_at", x.live_at}, {"dir", x.dir}});
+  return {{"snapshots", s}, {"epochs", epochs}, {"complete", complete}};
+}
+
+SnlResult SnlResult::from_json(const nlohmann::json& j) {
+  SnlResult r;
+  for (const auto& x : j.at("snapshots"))
+    r.snapshots.push_back({x.at("budget"), x.at("epoch"), x.at("live_at"), x.at("dir")});
+  r.epochs = j.at("epochs");
+  r.complete = j.at("complete");
+  return r;
+}
+
+std::optional<SnlResult> finished_search(const std::string& dir) {
+  const std::string p = path_join(dir, "result.json");
+  if (!util::file_exists(p)) return std::nullopt;
+  try {
+    return SnlResult::from_json(nlohmann::json::parse(util::read_file(p)));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error("'" + p + "' is not an SNL search result: " + e.what());
+  }
+}
+
+namespace {
+
+class Search {
+ public:
+  explicit Search(SnlOptions o) : o_(std::move(o)), cfg_(o_.train) {}
+
+  SnlResult run() {
+    setup();
+    try {
+      for (int64_t epoch = start_; epoch < cfg_.epochs && !complete(); ++epoch) end_epoch(epoch, train_epoch(epoch));
+    } catch (...) {
+      if (progress_open_) std::fputc('\n', stderr);
+      throw;
+    }
+    return finish();
+  }
+
+ private:
+  struct Epoch {
+    EpochStats stats;
+    double seconds = 0;
+  };
+
+  void setup();
+  void build_network();
+  void restore();
+  Epoch train_epoch(int64_t epoch);
+  void end_epoch(int64_t epoch, const Epoch& e);
+  void take_snapshot(int64_t budget, int64_t epoch, int64_t live);
+  int64_t live() const;
+  torch::Tensor l1() const;
+  bool complete() const { return result_.snapshots.size() == o_.budgets.size(); }
+  void save_state(int64_t epochs_done);
+  void progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps);
+  SnlResult finish();
+
+  SnlOptions o_;
+  TrainConfig& cfg_;
+  torch::Device dev_ = torch::kCPU;
+  data::DataSplit split_;
+  arch::InputSpec in_;
+  nn::Net net_{nullptr};
+  nn::Net teacher_{nullptr};
+  std::unique_ptr<torch::optim::Adam> opt_;
+  std::unique_ptr<data::BatchLoader> loader_;
+  std::unique_ptr<util::JobRegistry> jobs_;
+  nlohmann::json history_ = nlohmann::json::array();
+  int64_t start_ = 0, best_live_ = 0;
+  double lasso_ = 0, seconds_ = 0;
+  SnlResult result_;
+  bool progress_open_ = false;
+  Clock::time_point last_print_;
+};
+
+void Search::setup() {
+  o_.validate();
+  set_threads(cfg_.threads);
+  if (cfg_.threads == 0) jobs_ = std::make_unique<util::JobRegistry>();
+  dev_ = resolve_device(cfg_.device);
+  split_ = data::load_dataset(cfg_.data, cfg_.limit);
+  in_ = input_of(split_.train);
+  cfg_.pad = cfg_.pad_for(in_.shape.h);  // recorded resolved, as a run's
+  build_network();
+  restore();
+  data::LoaderOptions lo;
+  lo.batch = cfg_.batch;
+  lo.seed = cfg_.seed;
+  lo.workers = cfg_.workers;
+  lo.pad = cfg_.pad;
+  lo.flip = cfg_.flip;
+  loader_ = std::make_unique<data::BatchLoader>(split_.train, lo);
+  std::cerr << "SNL search from " << net_->desc().spec << " (" << net_->desc().totals().relus
+            << " ReLUs) to budgets";
+  for (int64_t b : o_.budgets) std::cerr << " " << b;
+  std::cerr << "; KD from " << cfg_.teacher << "; Adam lr " << cfg_.lr << ", lasso " << lasso_ << ", at most "
+            << cfg_.epochs << " epochs\n";
+}
+
+// The starting network with its weights, a learnable mask on every live
+// ReLU site, the teacher, and Adam over weights and masks.
+void Search::build_network() {
+  torch::manual_seed(cfg_.seed);
+  net_ = nn::Net(arch::build_network(cfg_.model, in_));
+  if (!o_.start_run.empty()) {
+    load_into(net_, load_run_weights(o_.start_run), true, "weights of '" + o_.start_run + "'");
+  } else {
+    const int n = load_into(net_, load_run_weights(cfg_.teacher), false, "teacher weights");
+    std::cerr << "start: " << n << " tensors copied from teacher " << cfg_.teacher << "\n";
+  }
+  teacher_ = load_teacher(cfg_.teacher, in_, dev_);
+  net_->to(dev_);
+  net_->start_mask_search(1.0);
+  std::vector<torch::Tensor> params = net_->parameters();
+  for (const auto& [name, m] : net_->search_masks()) params.push_back(m);
+  opt_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(cfg_.lr));
+  lasso_ = o_.lasso;
+  best_live_ = live();
+}
+
+void Search::restore() {
+  const std::string ckpt = path_join(cfg_.out, "checkpoint.pt");
+  if (!util::file_exists(ckpt)) {
+    nlohmann::json j = o_.to_json();
+    j["provenance"] = provenance(cfg_.device, cfg_.threads);
+    util::write_file_atomic(path_join(cfg_.out, "config.json"), j.dump(2) + "\n");
+    return;
+  }
+  std::map<std::string, torch::Tensor> masks;
+  for (const auto& [name, m] : net_->search_masks()) masks["mask/" + name] = m;
+  const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), masks);
+  start_ = c.epochs_done;
+  history_ = nlohmann::json::parse(c.metrics);
+  const auto state = nlohmann::json::parse(c.state);
+  lasso_ = state.at("lasso");
+  best_live_ = state.at("best_live");
+  seconds_ = state.at("seconds");
+  result_ = SnlResult::from_json(state.at("result"));
+  std::cerr << "resuming the SNL search in " << cfg_.out << " after epoch " << start_ << "\n";
+}
+
+int64_t Search::live() const {
+  torch::NoGradGuard ng;
+  int64_t n = 0;
+  for (const auto& [name, m] : net_->search_masks()) n += m.gt(o_.threshold).sum().item<int64_t>();
+  return n;
+}
+
+torch::Tensor Search::l1() const {
+  torch::Tensor s;
+  for (const auto& [name, m] : net_->search_masks()) s = s.defined() ? s + m.abs().sum() : m.abs().sum();
+  return s;
+}
+
+Search::Epoch Search::train_epoch(int64_t epoch) {
+  Epoch e;
+  const auto t0 = Clock::now();
+  net_->train();
+  loader_->start_epoch(epoch);
+  const int64_t steps = loader_->batches_per_epoch();
+  torch::Tensor x, y;
+  for (int64_t step = 0; loader_->next(x, y); ++step) {
+    x = x.to(dev_), y = y.to(dev_);
+    const auto out = net_->forward(x);
+    torch::Tensor t_out;
+    {
+      torch::NoGradGuard ng;
+      t_out = teacher_->forward(x);
+    }
+    const torch::Tensor loss = kd_loss(out, t_out, y, cfg_.kd_T, cfg_.kd_lambda).total + lasso_ * l1();
+    const double lv = loss.item<double>();
+    if (!std::isfinite(lv))
+      throw std::runtime_error("the SNL search diverged (loss " + std::to_string(lv) + ") at epoch " +
+                               std::to_string(epoch + 1) + "; the last finished epoch is kept in " + cfg_.out +
+                               ". Try a lower --lr.");
+    opt_->zero_grad();
+    loss.backward();
+    opt_->step();
+    e.stats.loss += lv * static_cast<double>(x.size(0));
+    e.stats.correct += out.argmax(1).eq(y).sum().item<double>();
+    e.stats.images += static_cast<double>(x.size(0));
+    progress(e, epoch, step, steps);
+  }
+  e.seconds = seconds_since(t0);
+  return e;
+}
+
+void Search::progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps) {
+  if (seconds_since(last_print_) < 2.0 && step + 1 != steps) return;
+  last_print_ = Clock::now();
+  if (jobs_) torch::set_num_threads(std::max(1, max_threads() / jobs_->live_jobs()));
+  int64_t next = 0;
+  for (int64_t b : o_.budgets)
+    if (std::none_of(result_.snapshots.begin(), result_.snapshots.end(),
+                     [&](const SnlSnapshot& s) { return s.budget == b; }))
+      next = std::max(next, b);
+  std::fprintf(stderr, "\rsearch epoch %lld step %lld/%lld loss %.4f acc %.4f | live ReLUs %lld -> budget %lld | lasso %.3g   ",
+               (long long)epoch + 1, (long long)step + 1, (long long)steps, e.stats.loss / e.stats.images,
+               e.stats.correct / e.stats.images, (long long)live(), (long long)next, lasso_);
+  std::fflush(stderr);
+  progress_open_ = true;
+}
+
+void Search::end_epoch(int64_t epoch, const Epoch& e) {
+  const EpochStats te = run_eval(net_, split_.test, dev_, cfg_.workers);
+  const int64_t now = live();
+  seconds_ += e.seconds;
+  history_.push_back({{"epoch", epoch + 1},
+                      {"live", now},
+                      {"lasso", lasso_},
+                      {"train_loss", e.stats.loss / std::max(1.0, e.stats.images)},
+                      {"train_acc", e.stats.correct / std::max(1.0, e.stats.images)},
+                      {"test_loss", te.loss / std::max(1.0, te.images)},
+                      {"test_acc", te.correct / std::max(1.0, te.images)},
+                      {"seconds", e.seconds}});
+  if (progress_open_) std::fputc('\n', stderr), progress_open_ = false;
+  std::fprintf(stderr, "search epoch %lld: live ReLUs %lld, test acc %.4f, lasso %.3g\n", (long long)epoch + 1,
+               (long long)now, history_.back()["test_acc"].get<double>(), lasso_);
+  // SNL's schedule: a new low keeps lasso; none (from patience_from on) grows it.
+  if (now < best_live_)
+    best_live_ = now;
+  else if (epoch + 1 >= o_.patience_from)
+    lasso_ *= o_.lasso_growth;
+  std::vector<int64_t> reached;
+  for (int64_t b : o_.budgets)
+    if (now <= b && std::none_of(result_.snapshots.begin(), result_.snapshots.end(),
+                                 [&](const SnlSnapshot& s) { return s.budget == b; }))
+      reached.push_back(b);
+  for (int64_t b : reached) take_snapshot(b, epoch + 1, now);
+  save_state(epoch + 1);
+}
+
+// The budget's largest mask values keep their ReLU; the weights as they are.
+void Search::take_snapshot(int64_t budget, int64_t epoch, int64_t live_now) {
+  std::map<std::string, torch::Tensor> scores;
+  for (const auto& [name, m] : net_->search_masks()) scores[name] = m.detach().cpu().squeeze(0).contiguous();
+  arch::Network desc = net_->desc();
+  apply_masks(desc, keep_largest(desc, scores, budget));
+  const std::string dir = snapshot_dir(cfg_.out, budget);
+  save_masks(path_join(dir, "masks.pt"), desc);
+  save_weights(net_, path_join(dir, "weights.pt"));
+  result_.snapshots.push_back({budget, epoch, live_now, dir});
+  std::sort(result_.snapshots.begin(), result_.snapshots.end(),
+            [](const SnlSnapshot& a, const SnlSnapshot& b) { return a.budget > b.budget; });
+  std::cerr << "snapshot for budget " << budget << " after epoch " << epoch << ": " << desc.totals().relus
+            << " live ReLUs -> " << dir << "\n";
+}
+
+// The checkpoint first, then metrics.jsonl from the history it holds.
+void Search::save_state(int64_t epochs_done) {
+  Checkpoint c;
+  c.epochs_done = epochs_done;
+  c.metrics = history_.dump();
+  c.settings = compared_settings(o_).dump();
+  for (const auto& [name, m] : net_->search_masks()) c.tensors["mask/" + name] = m;
+  result_.epochs = epochs_done;
+  c.state = nlohmann::json{{"lasso", lasso_}, {"best_live", best_live_}, {"seconds", seconds_},
+                           {"result", result_.to_json()}}
+                .dump();
+  save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_, c);
+  std::string lines;
+  for (const auto& r : history_) lines += r.dump() + "\n";
+  util::write_file_atomic(path_join(cfg_.out, "metrics.jsonl"), lines);
+}
+
+SnlResult Search::finish() {
+  result_.complete = complete();
+  if (!result_.complete) {
+    std::string missing;
+    for (int64_t b : o_.budgets)
+      if (std::none_of(result_.snapshots.begin(), result_.snapshots.end(),
+                       [&](const SnlSnapshot& s) { return s.budget == b; }))
+        missing += (missing.empty() ? "" : ", ") + std::to_string(b);
+    throw std::runtime_error("the SNL search in " + cfg_.out + " ran its " + std::to_string(cfg_.epochs) +
+                             " epochs and has " + std::to_string(live()) + " live ReLUs, not yet at budget(s) " +
+                             missing + ": give more --search-epochs (it continues where it stopped) or a larger --lasso");
+  }
+  util::write_file_atomic(path_join(cfg_.out, "result.json"), result_.to_json().dump(2) + "\n");
+  return result_;
+}
+
+}  // namespace
+
+SnlResult snl_search(const SnlOptions& o) {
+  if (auto r = finished_search(o.train.out)) return *r;
+  return Search(o).run();
+}
+
+}  // namespace dr::train

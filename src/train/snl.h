@@ -1,0 +1,70 @@
+#pragma once
+// SNL's mask search (Selective Network Linearization, Cho et al., ICML 2022;
+// docs/method.md section 5): starting from a trained network, learn a mask m
+// per ReLU element together with the weights,
+//     y = m * relu(x) + (1 - m) * x,   loss = CE + KD + lasso * sum |m|   (Adam),
+// with lasso grown x1.1 after every epoch (from the 5th on) in which the live
+// count (elements with m > threshold) reached no new low. Whenever the live
+// count falls to one of the budgets, that budget's snapshot keeps the
+// budget's largest mask values (so it has exactly `budget` live ReLUs) with
+// the weights of the moment; the snapshots are then fine-tuned as ordinary
+// masked runs (pipeline/linearize).
+//
+// The search directory is resumable like a run:
+//   config.json     the settings          metrics.jsonl  per epoch: live, lasso, losses, accuracies
+//   checkpoint.pt   weights, masks, Adam, lasso, snapshots taken
+//   snapshots/<budget>/masks.pt, weights.pt               result.json   written last
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "train/config.h"
+
+namespace dr::train {
+
+struct SnlOptions {
+  // data, limit, batch, seed, threads, device, workers, teacher, kd_T,
+  // kd_lambda as for training; model = the network to start from; lr =
+  // Adam's learning rate; epochs = the most search epochs; out = the search
+  // directory. SNL's defaults: lr 1e-3, batch 128, 2000 epochs, KD with T = 4.
+  TrainConfig train;
+  // The starting network's weights: a finished run whose network is `model`
+  // ("" = the teacher's weights, copied where names and shapes match).
+  std::string start_run;
+  std::vector<int64_t> budgets;  // live ReLUs; each below the starting network's
+  double lasso = 1e-5;           // L1 weight at the start
+  double lasso_growth = 1.1;     // its factor after an epoch without a new low
+  int64_t patience_from = 5;     // first epoch (1-based) after which lasso may grow
+  double threshold = 0.01;       // m > threshold counts as a live ReLU
+
+  static SnlOptions defaults();  // SNL's settings
+  nlohmann::json to_json() const;
+  static SnlOptions from_json(const nlohmann::json& j);
+  // Everything that can be checked before reading data; std::invalid_argument
+  // naming the setting (a budget at or above the starting network's count, 0, ...).
+  void validate() const;
+};
+
+struct SnlSnapshot {
+  int64_t budget = 0, epoch = 0;  // taken after this search epoch
+  int64_t live_at = 0;            // the live count (m > threshold) then
+  std::string dir;                // its masks.pt and weights.pt
+};
+
+struct SnlResult {
+  std::vector<SnlSnapshot> snapshots;  // by budget, largest first
+  int64_t epochs = 0;                  // search epochs run
+  bool complete = false;               // every budget has its snapshot
+  nlohmann::json to_json() const;
+  static SnlResult from_json(const nlohmann::json& j);
+};
+
+// Runs (or resumes, or returns the result of) the search in o.train.out.
+// Throws std::runtime_error when the search ends (max epochs) before a budget is reached.
+SnlResult snl_search(const SnlOptions& o);
+
+// The result of a finished search in `dir`, if any.
+std::optional<SnlResult> finished_search(const std::string& dir);
+
+}  // namespace dr::train

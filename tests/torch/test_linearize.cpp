@@ -1,0 +1,138 @@
+// SNL through the CLI: `linearize` reaches each budget exactly and
+// fine-tunes it, a killed search resumes to the same result, bad budgets and
+// teachers are refused before any work, and `reduce --method all` puts the
+// methods on one frontier.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "test_paths.h"
+#include "test_util.h"
+#include "util/fs.h"
+
+namespace fs = std::filesystem;
+namespace test = dr::test;
+using dr::util::read_file;
+using nlohmann::json;
+
+namespace {
+
+test::CommandResult cli(const std::string& args) { return test::run_command(std::string(DEEPREDUCE_BINARY) + " " + args); }
+
+const std::string kData = "--data synthetic:1x12x12:4:256 --batch 32 --threads 1 --workers 0";
+// A search fast enough for a test: masks move at most lr per Adam step.
+const std::string kSearch = "--search-lr 0.01 --lasso 1e-4 --search-epochs 400 --epochs 2";
+
+// A teacher trained once for every test here.
+const std::string& teacher() {
+  static const test::ScratchDir dir("snl-teacher");
+  static const std::string run = dir / "teacher";
+  static const bool trained = cli("train --model resnet6:alpha=0.125 " + kData + " --epochs 3 --out " + run).rc == 0;
+  EXPECT_TRUE(trained);
+  return run;
+}
+
+}  // namespace
+
+TEST(LinearizeCli, ReachesEachBudgetExactlyAndFineTunes) {
+  const test::ScratchDir d("snl");
+  const auto r = cli("linearize --teacher " + teacher() + " " + kData + " " + kSearch + " --budget 2K,500 --out " + (d / "l"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "live ReLUs")) << r.out;  // progress toward the budget
+  for (const int budget : {2000, 500}) {
+    const std::string run = d / ("l/budget-" + std::to_string(budget));
+    const auto result = json::parse(read_file(run + "/result.json"));
+    EXPECT_EQ(result["relus"], budget);  // the binarised masks meet the budget exactly
+    EXPECT_EQ(result["epochs"], 2);
+    EXPECT_TRUE(json::parse(read_file(run + "/config.json"))["masked"].get<bool>());
+    EXPECT_TRUE(fs::exists(run + "/masks.pt"));
+    const auto count = cli("count " + run + " --format json");
+    ASSERT_EQ(count.rc, 0) << count.out;
+    EXPECT_EQ(json::parse(count.out)["relus"], budget);
+  }
+  const auto results = json::parse(read_file(d / "l/results.json"));
+  EXPECT_EQ(results["points"].size(), 2u);
+  EXPECT_EQ(results["stage_share"].size(), 3u);  // the start and each budget
+  EXPECT_TRUE(fs::exists(d / "l/stage_share.png"));
+  EXPECT_TRUE(fs::exists(d / "l/frontier.png"));
+  // A finished linearize reuses everything.
+  const auto again = cli("linearize --teacher " + teacher() + " " + kData + " " + kSearch + " --budget 2K,500 --out " +
+                         (d / "l"));
+  ASSERT_EQ(again.rc, 0) << again.out;
+  EXPECT_TRUE(test::contains(again.out, "(finished, reused)")) << again.out;
+  EXPECT_FALSE(test::contains(again.out, "search epoch 1")) << again.out;  // no search ran again
+}
+
+TEST(LinearizeCli, KilledSearchResumesToTheSameMasks) {
+  const test::ScratchDir d("snl-kill");
+  const std::string args = "linearize --teacher " + teacher() + " " + kData + " " + kSearch + " --budget 500 --out ";
+  ASSERT_EQ(cli(args + (d / "whole")).rc, 0);
+  // Killed once its search has checkpointed a few epochs, then run again.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string cmd = std::string(DEEPREDUCE_BINARY) + " " + args + (d / "killed") + " >/dev/null 2>&1";
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
+    ::_exit(127);
+  }
+  const std::string metrics = d / "killed/search/metrics.jsonl";
+  for (int i = 0; i < 600; ++i) {
+    if (fs::exists(metrics) && std::count(read_file(metrics).begin(), read_file(metrics).end(), '\n') >= 10) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_FALSE(fs::exists(d / "killed/search/result.json")) << "the search finished before the kill";
+  const auto resumed = cli(args + (d / "killed"));
+  ASSERT_EQ(resumed.rc, 0) << resumed.out;
+  EXPECT_TRUE(test::contains(resumed.out, "resuming the SNL search")) << resumed.out;
+  EXPECT_EQ(read_file(d / "killed/search/snapshots/500/masks.pt"), read_file(d / "whole/search/snapshots/500/masks.pt"));
+  EXPECT_EQ(json::parse(read_file(d / "killed/budget-500/result.json"))["test_acc"],
+            json::parse(read_file(d / "whole/budget-500/result.json"))["test_acc"]);
+}
+
+TEST(LinearizeCli, BadBudgetsAndTeachersAreRefusedBeforeWork) {
+  const test::ScratchDir d("snl-bad");
+  ASSERT_EQ(cli("train --model resnet6:alpha=0.125 --data synthetic:1x8x8:4:64 --epochs 1 --batch 16 --threads 1 "
+                "--workers 0 --out " + (d / "small")).rc, 0);
+  const std::string base = "linearize " + kData + " --out " + (d / "out");
+  const std::pair<std::string, std::string> cases[] = {
+      {"--teacher " + teacher() + " --budget 5K", "not below the 3424 ReLUs"},   // above the teacher's count
+      {"--teacher " + teacher() + " --budget 0", "budget '0'"},
+      {"--teacher " + (d / "nothing") + " --budget 1K", "not a finished run"},
+      {"--teacher " + (d / "small") + " --budget 1K", "was trained for input 1x8x8"},
+      {"--teacher " + teacher() + " --budget 1K --from resnet6:cull=S9", "unknown stage 'S9'"},
+      {"--teacher " + teacher() + " --budget 1K --lasso 0", "--lasso"},
+  };
+  for (const auto& [args, says] : cases) {
+    const auto r = cli(base + " " + args);
+    EXPECT_EQ(r.rc, 2) << args << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, says)) << args << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(d / "out/search")) << args;
+  }
+}
+
+TEST(ReduceCli, MethodsShareOneFrontier) {
+  const test::ScratchDir d("methods");
+  const auto r = cli("reduce --model resnet6:alpha=0.125 " + kData + " --epochs 2 --order S1,S2,S3,S4 --budget 1K,500 "
+                     "--method all --snl-search-lr 0.01 --snl-lasso 1e-4 --snl-search-epochs 400 "
+                     "--snl-finetune-epochs 1 --out " + (d / "r"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto results = json::parse(read_file(d / "r/results.json"));
+  std::set<std::string> methods;
+  for (const auto& row : results["steps"]) methods.insert(row["method"].get<std::string>());
+  EXPECT_EQ(methods, (std::set<std::string>{"-", "deepreduce", "snl", "combined"}));
+  EXPECT_TRUE(fs::exists(d / "r/snl/report.md"));
+  EXPECT_TRUE(fs::exists(d / "r/combined/report.md"));
+  const std::string report = read_file(d / "r/report.md");
+  EXPECT_TRUE(test::contains(report, "DeepReDuce + SNL starts from DeepReDuce's `resnet6:alpha=0.125:cull=S1`")) << report;
+  const auto bad = cli("reduce --model resnet6:alpha=0.125 " + kData + " --budget 1K --method snl,magic --out " + (d / "x"));
+  EXPECT_EQ(bad.rc, 2) << bad.out;
+  EXPECT_TRUE(test::contains(bad.out, "accepted: deepreduce, snl, combined")) << bad.out;
+}
