@@ -51,6 +51,18 @@ void run_in_processes(const std::string& phase, const std::vector<const Job*>& t
                              " phase failed: " + util::join(failed, "; "));
 }
 
+// A finished run is reused only when it was made with this job's settings:
+// a sweep whose settings changed (more epochs, another lr) must not report
+// old runs as new ones.
+void check_reusable(const Job& job) {
+  const train::TrainConfig recorded = train::read_config(job.cfg.out);
+  const std::string diff = train::first_difference(recorded.result_settings(), job.cfg.out + "/config.json",
+                                                   train::as_recorded(job.cfg).result_settings(), "this command");
+  if (!diff.empty())
+    throw std::invalid_argument("'" + job.cfg.out + "' holds a finished run made with other settings (" + diff +
+                                "): remove it, or choose another --out");
+}
+
 }  // namespace
 
 void check_sweep(const Sweep& sweep) {
@@ -69,6 +81,7 @@ bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const Swe
       continue;
     }
     const bool done = train::finished_result(job.cfg.out).has_value();
+    if (done) check_reusable(job);
     if (sweep.jobs > 1 && !done) {
       todo.push_back(&job);
       continue;

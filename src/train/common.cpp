@@ -27,6 +27,16 @@ nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, 
   return t;
 }
 
+data::LoaderOptions train_loader_options(const TrainConfig& cfg) {
+  data::LoaderOptions lo;
+  lo.batch = cfg.batch;
+  lo.seed = cfg.seed;
+  lo.workers = cfg.workers;
+  lo.pad = cfg.pad;
+  lo.flip = cfg.flip;
+  return lo;
+}
+
 EpochStats run_eval(nn::Net& net, const data::Dataset& d, torch::Device dev, int workers) {
   data::LoaderOptions lo;
   lo.batch = 256;

@@ -9,6 +9,7 @@
 #include "arch/datasets.h"
 #include "data/dataset.h"
 #include "nn/net.h"
+#include "train/config.h"
 
 namespace dr::train {
 
@@ -22,6 +23,10 @@ arch::InputSpec input_of(const data::Dataset& d);
 // The teacher of a KD run: its network (with its masks) in eval mode with
 // its final weights, checked against the student's input.
 nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, torch::Device dev);
+
+// The augmenting training loader of `cfg` (batch, seed, workers, crop
+// padding as resolved, flip).
+data::LoaderOptions train_loader_options(const TrainConfig& cfg);
 
 struct EpochStats {
   double loss = 0, correct = 0, images = 0;

@@ -184,13 +184,7 @@ void Search::setup() {
   cfg_.pad = cfg_.pad_for(in_.shape.h);  // recorded resolved, as a run's
   build_network();
   restore();
-  data::LoaderOptions lo;
-  lo.batch = cfg_.batch;
-  lo.seed = cfg_.seed;
-  lo.workers = cfg_.workers;
-  lo.pad = cfg_.pad;
-  lo.flip = cfg_.flip;
-  loader_ = std::make_unique<data::BatchLoader>(split_.train, lo);
+  loader_ = std::make_unique<data::BatchLoader>(split_.train, train_loader_options(cfg_));
   std::cerr << "SNL search from " << net_->desc().spec << " (" << net_->desc().totals().relus
             << " ReLUs) to budgets";
   for (int64_t b : o_.budgets) std::cerr << " " << b;
@@ -383,7 +377,18 @@ SnlResult Search::finish() {
 }  // namespace
 
 SnlResult snl_search(const SnlOptions& o) {
-  if (auto r = finished_search(o.train.out)) return *r;
+  if (auto r = finished_search(o.train.out)) {
+    // Reused only when made with these settings (the most epochs aside).
+    SnlOptions mine = o;
+    mine.train.pad = mine.train.pad_for(arch::parse_source(mine.train.data).input.shape.h);
+    const auto recorded = SnlOptions::from_json(nlohmann::json::parse(util::read_file(path_join(o.train.out, "config.json"))));
+    const std::string diff = first_difference(compared_settings(recorded), o.train.out + "/config.json",
+                                              compared_settings(mine), "this command");
+    if (!diff.empty())
+      throw std::invalid_argument("'" + o.train.out + "' holds a finished SNL search made with other settings (" + diff +
+                                  "): remove it, or choose another --out");
+    return *r;
+  }
   return Search(o).run();
 }
 

@@ -29,12 +29,8 @@ using util::path_join;
 // masks_from), then config.json (the resolved settings and where they ran),
 // with the starting weights' path made absolute so a resume elsewhere finds it.
 void write_new_run(TrainConfig& cfg) {
-  if (!cfg.masks_from.empty()) {
-    util::write_file_atomic(path_join(cfg.out, "masks.pt"), util::read_file(cfg.masks_from));
-    cfg.masked = true;
-    cfg.masks_from.clear();
-  }
-  if (!cfg.init_weights.empty()) cfg.init_weights = std::filesystem::absolute(cfg.init_weights).string();
+  if (!cfg.masks_from.empty()) util::write_file_atomic(path_join(cfg.out, "masks.pt"), util::read_file(cfg.masks_from));
+  cfg = as_recorded(std::move(cfg));
   nlohmann::json j = cfg.to_json();
   j["provenance"] = provenance(cfg.device, cfg.threads);
   util::write_file_atomic(path_join(cfg.out, "config.json"), j.dump(2) + "\n");
@@ -125,12 +121,7 @@ void Run::setup(bool resuming) {
               << hms(seconds_since(t_load)) << " to load)\n";
   build_model();
   restore(resuming);
-  data::LoaderOptions lo;
-  lo.batch = cfg_.batch;
-  lo.seed = cfg_.seed;
-  lo.workers = cfg_.workers;
-  lo.pad = cfg_.pad;
-  lo.flip = cfg_.flip;
+  data::LoaderOptions lo = train_loader_options(cfg_);
   if (dist_) lo.rank = dist_->rank(), lo.world = dist_->world();
   loader_ = std::make_unique<data::BatchLoader>(split_.train, lo);
   const arch::Totals totals = net_->desc().totals();
@@ -383,10 +374,16 @@ void check_new_run_dir(const std::string& out) {
 
 }  // namespace
 
+TrainConfig as_recorded(TrainConfig cfg) {
+  if (cfg.pad < 0) cfg.pad = cfg.pad_for(arch::parse_source(cfg.data).input.shape.h);
+  if (!cfg.masks_from.empty()) cfg.masked = true, cfg.masks_from.clear();
+  if (!cfg.init_weights.empty()) cfg.init_weights = std::filesystem::absolute(cfg.init_weights).string();
+  return cfg;
+}
+
 void prepare_run(TrainConfig cfg) {
   check_new_run_dir(cfg.out);
   validate_before_data(cfg);
-  cfg.pad = cfg.pad_for(arch::parse_source(cfg.data).input.shape.h);
   write_new_run(cfg);
 }
 

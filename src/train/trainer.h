@@ -46,6 +46,9 @@ RunResult resume(const std::string& dir, Distributed* dist = nullptr, int thread
 // Checks `cfg` as train() does and writes the run's config.json without
 // training: `deepreduce resume DIR` (in another process) then trains it.
 void prepare_run(TrainConfig cfg);
+// `cfg` as its run's config.json records it (crop padding resolved, masks
+// installed, starting weights' path absolute): what to compare with a run.
+TrainConfig as_recorded(TrainConfig cfg);
 // Trains, resumes or reuses: what a sweep wants for each of its runs.
 RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
 

@@ -154,4 +154,9 @@ TEST(ReduceCli, ParallelJobsGiveTheSameResultsAsOneAtATime) {
   const auto bad = cli(args + " --jobs 0 --out " + d + "/bad");
   EXPECT_EQ(bad.rc, 2) << bad.out;
   EXPECT_NE(bad.out.find("--jobs"), std::string::npos) << bad.out;
+  // Finished runs made with other settings are not reused as if they were new.
+  const auto other = cli("reduce --model resnet10:alpha=0.25 --data synthetic:3x16x16:4:128 --epochs 2 --batch 32 "
+                         "--threads 1 --workers 0 --order S1,S2,S3,S4 --budget 4K,1K --out " + d + "/one");
+  EXPECT_EQ(other.rc, 2) << other.out;
+  EXPECT_NE(other.out.find("made with other settings (epochs: 1 in"), std::string::npos) << other.out;
 }
