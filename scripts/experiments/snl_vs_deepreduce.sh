@@ -65,38 +65,4 @@ PY
     --search-lr "$SEARCH_LR" --lasso "$LASSO" --seed "$seed" --out "$d/combined" >&2
 done
 
-python3 - "$OUT" "$BUDGETS" "$EPOCHS" "$SEEDS" "$START_EPOCHS" <<'PY' | tee "$OUT/summary.md"
-import json, statistics, sys, os
-out, budgets, epochs, seeds = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4].split()
-start_epochs = int(sys.argv[5])
-def count(b): return int(float(b[:-1]) * (1000 if b[-1] in "kK" else 1e6)) if b[-1] in "kKmM" else int(b)
-def load(p): return json.load(open(p)) if os.path.exists(p) else None
-rows = {}  # (budget, method) -> [(acc, relus, label, epochs)]
-for s in seeds:
-    d = f"{out}/seed{s}"
-    dr = load(f"{d}/deepreduce/results.json")
-    for b in map(count, budgets):
-        if dr:
-            fit = [r for r in dr["steps"] if r["method"] == "deepreduce" and r["relus"] <= b]
-            if fit:
-                best = max(fit, key=lambda r: r["acc"])
-                rows.setdefault((b, "DeepReDuce"), []).append((best["acc"], best["relus"], best["spec"], epochs))
-        for method, name in (("snl", "SNL"), ("combined", "DeepReDuce + SNL")):
-            res = load(f"{d}/{method}/results.json")
-            for p in (res or {}).get("points", []):
-                if p["budget"] == b:
-                    total = p["search"] + p["finetune"] + (start_epochs if method == "combined" else 0)
-                    rows.setdefault((b, name), []).append((p["acc"], p["relus"], "", total))
-teacher = [load(f"{out}/seed{s}/teacher/result.json")["test_acc"] * 100 for s in seeds]
-print(f"resnet18:alpha=0.25 (108,544 ReLUs) on Fashion-MNIST, first {os.environ.get('LIMIT', '10000')} train and "
-      f"test images; teacher {statistics.mean(teacher):.2f}% (seeds {', '.join(seeds)}); {epochs} epochs per point.\n")
-print("| budget | method | ReLUs | accuracy % (mean) | per seed | epochs per point | network |")
-print("|---:|---|---:|---:|---|---:|---|")
-for b in map(count, budgets):
-    for name in ("DeepReDuce", "SNL", "DeepReDuce + SNL"):
-        v = rows.get((b, name))
-        if not v: continue
-        accs = [a for a, *_ in v]
-        print(f"| {b:,} | {name} | {v[0][1]:,} | {statistics.mean(accs):.2f} | {', '.join(f'{a:.2f}' for a in accs)} | "
-              f"{max(e for *_, e in v)} | {v[0][2]} |")
-PY
+python3 "$(dirname "$0")/snl_summary.py" "$OUT" "$BUDGETS" "$EPOCHS" "$SEEDS" "$START_EPOCHS" | tee "$OUT/summary.md"
