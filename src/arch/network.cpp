@@ -1,6 +1,8 @@
 #include "arch/network.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 namespace dr::arch {
 
@@ -30,6 +32,21 @@ const char* op_name(Op op) {
 
 bool ReluMask::keeps(int64_t i, const Shape& s) const {
   return keep[static_cast<size_t>(channelwise ? i / (s.h * s.w) : i)] != 0;
+}
+
+int64_t mask_live(const Layer& site, const ReluMask& m) {
+  const int64_t entries = m.channelwise ? site.out.c : site.out.numel();
+  const std::string what = "ReLU site '" + site.name + "' (" + site.out.str() + "): its " +
+                           (m.channelwise ? "channel-wise" : "element-wise") + " mask ";
+  if (static_cast<int64_t>(m.keep.size()) != entries)
+    throw std::invalid_argument(what + "has " + std::to_string(m.keep.size()) + " entries, the site needs " +
+                                std::to_string(entries));
+  int64_t kept = 0;
+  for (uint8_t k : m.keep) {
+    if (k > 1) throw std::invalid_argument(what + "holds the value " + std::to_string(k) + " (accepted: 0 or 1)");
+    kept += k;
+  }
+  return m.channelwise ? kept * site.out.h * site.out.w : kept;
 }
 
 namespace {

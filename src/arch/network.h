@@ -116,6 +116,12 @@ struct Layer {
   // limits::kMaxCount (or a mask's live count is not within its site).
 };
 
+// The elements `m` keeps when it fits the ReLU site `site`: keep holds C x H x W
+// (element-wise) or C (channel-wise) entries of 0 or 1; channel-wise, each kept
+// channel keeps H x W elements. Throws std::invalid_argument naming the site.
+// (m.live is not read: this is what it must be.)
+int64_t mask_live(const Layer& site, const ReluMask& m);
+
 // One unit of the forward graph:
 //   residual:  y = post( body(x) + shortcut(x) )   (empty shortcut = identity)
 //   otherwise: y = post( body(x) )

@@ -54,16 +54,11 @@ arch::ReluMask fitted(const arch::Layer& l, const SiteMask& m) {
   arch::ReluMask r;
   r.channelwise = shape == channelwise;
   r.keep = m.mask.keep;
-  const int64_t entries = r.channelwise ? l.out.c : l.out.numel();
-  if (int64_t(r.keep.size()) != entries)
-    throw std::runtime_error(where + " has " + std::to_string(r.keep.size()) + " entries for its shape " +
-                             shape_str(shape) + " of " + std::to_string(entries));
-  int64_t kept = 0;
-  for (uint8_t k : r.keep) {
-    if (k > 1) throw std::runtime_error(where + " holds the value " + std::to_string(k) + " (accepted: 0 or 1)");
-    kept += k;
+  try {
+    r.live = arch::mask_live(l, r);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(std::string("masks: ") + e.what());
   }
-  r.live = r.channelwise ? kept * l.out.h * l.out.w : kept;
   return r;
 }
 
