@@ -25,6 +25,14 @@ std::string budget_dir(const std::string& out, int64_t budget) {
   return path_join(out, "budget-" + std::to_string(budget));
 }
 
+// Live ReLUs per stage (S1..Sk, FC), the head left out.
+std::vector<std::pair<std::string, int64_t>> stage_relus(const arch::Network& net) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& st : net.stage_totals())
+    if (st.name != "head") out.emplace_back(st.name, st.totals.relus);
+  return out;
+}
+
 }  // namespace
 
 void share_settings(const train::TrainConfig& from, train::TrainConfig& to) {
@@ -146,10 +154,7 @@ std::vector<LinearizedPoint> run_linearize(LinearizeOptions o) {
   for (const auto& s : found->snapshots) {
     const std::string run = budget_dir(o.out, s.budget);
     const auto r = train::finished_result(run);
-    LinearizedPoint p{s.budget, r->relus, run, r->test_acc, s.epoch, r->epochs, {}};
-    for (const auto& st : train::run_network(run).stage_totals())
-      if (st.name != "head") p.stage_relus.emplace_back(st.name, st.totals.relus);
-    points.push_back(p);
+    points.push_back({s.budget, r->relus, run, r->test_acc, s.epoch, r->epochs, stage_relus(train::run_network(run))});
   }
   linearize_report(o, points);
   return points;
@@ -176,10 +181,10 @@ report::Table points_table(const std::vector<LinearizedPoint>& points, double te
 
 // Where the learned masks put their ReLUs: each stage's share of the live ReLUs.
 report::Table stage_table(const std::vector<LinearizedPoint>& points, const arch::Network& start) {
+  const auto start_per = stage_relus(start);
   std::vector<report::Column> cols = {{"network", "network"}};
   std::vector<std::string> stages;
-  for (const auto& st : start.stage_totals())
-    if (st.name != "head") stages.push_back(st.name), cols.push_back({st.name, st.name + " %", true});
+  for (const auto& [name, n] : start_per) stages.push_back(name), cols.push_back({name, name + " %", true});
   report::Table t(cols);
   auto add = [&](const std::string& name, const std::vector<std::pair<std::string, int64_t>>& per) {
     int64_t all = 0;
@@ -193,9 +198,6 @@ report::Table stage_table(const std::vector<LinearizedPoint>& points, const arch
     }
     t.add_row(row);
   };
-  std::vector<std::pair<std::string, int64_t>> start_per;
-  for (const auto& st : start.stage_totals())
-    if (st.name != "head") start_per.emplace_back(st.name, st.totals.relus);
   add("start (" + report::thousands(start.totals().relus) + ")", start_per);
   for (const auto& p : points) add("budget " + report::thousands(p.budget), p.stage_relus);
   for (const auto& s : stages) t.set_display(s, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1); });

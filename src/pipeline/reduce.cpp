@@ -38,6 +38,9 @@ struct Plan {
   search::Candidate combined_start;         // DeepReDuce's cull-1 + thin network, where combined starts
 };
 
+// Every method `--method` accepts, in the order `all` lists them.
+const std::vector<std::string> kMethods = {"deepreduce", "snl", "combined"};
+
 bool uses(const ReduceOptions& o, const char* method) {
   return std::find(o.methods.begin(), o.methods.end(), method) != o.methods.end();
 }
@@ -225,12 +228,12 @@ bool run_snl(const ReduceOptions& o, const Plan& p, const std::string& name, con
 
 std::vector<std::string> parse_methods(const std::string& text) {
   if (text == "both") return {"deepreduce", "snl"};
-  if (text == "all") return {"deepreduce", "snl", "combined"};
+  if (text == "all") return kMethods;
   std::vector<std::string> out;
   for (const auto& m : util::split(text, ',')) {
-    if (m != "deepreduce" && m != "snl" && m != "combined")
-      throw std::invalid_argument("--method '" + text + "': unknown method '" + m +
-                                  "' (accepted: deepreduce, snl, combined, a comma list, both, all)");
+    if (std::find(kMethods.begin(), kMethods.end(), m) == kMethods.end())
+      throw std::invalid_argument("--method '" + text + "': unknown method '" + m + "' (accepted: " +
+                                  util::join(kMethods) + ", a comma list, both, all)");
     if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
   }
   return out;

@@ -151,7 +151,8 @@ class Search {
   void take_snapshot(int64_t budget, int64_t epoch, int64_t live);
   int64_t live() const;
   torch::Tensor l1() const;
-  bool complete() const { return result_.snapshots.size() == o_.budgets.size(); }
+  std::vector<int64_t> pending() const;  // the budgets without a snapshot yet, in the given order
+  bool complete() const { return pending().empty(); }
   void save_state(int64_t epochs_done);
   void progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps);
   SnlResult finish();
@@ -181,7 +182,7 @@ void Search::setup() {
   dev_ = resolve_device(cfg_.device);
   split_ = data::load_dataset(cfg_.data, cfg_.limit);
   in_ = input_of(split_.train);
-  cfg_.pad = cfg_.pad_for(in_.shape.h);  // recorded resolved, as a run's
+  cfg_ = as_recorded(cfg_);  // crop padding resolved, as a run records it
   build_network();
   restore();
   loader_ = std::make_unique<data::BatchLoader>(split_.train, train_loader_options(cfg_));
@@ -234,6 +235,15 @@ void Search::restore() {
   std::cerr << "resuming the SNL search in " << cfg_.out << " after epoch " << start_ << "\n";
 }
 
+std::vector<int64_t> Search::pending() const {
+  std::vector<int64_t> out;
+  for (int64_t b : o_.budgets)
+    if (std::none_of(result_.snapshots.begin(), result_.snapshots.end(),
+                     [&](const SnlSnapshot& s) { return s.budget == b; }))
+      out.push_back(b);
+  return out;
+}
+
 int64_t Search::live() const {
   torch::NoGradGuard ng;
   int64_t n = 0;
@@ -284,11 +294,8 @@ void Search::progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps
   if (seconds_since(last_print_) < 2.0 && step + 1 != steps) return;
   last_print_ = Clock::now();
   if (jobs_) torch::set_num_threads(std::max(1, max_threads() / jobs_->live_jobs()));
-  int64_t next = 0;
-  for (int64_t b : o_.budgets)
-    if (std::none_of(result_.snapshots.begin(), result_.snapshots.end(),
-                     [&](const SnlSnapshot& s) { return s.budget == b; }))
-      next = std::max(next, b);
+  const std::vector<int64_t> left = pending();
+  const int64_t next = left.empty() ? 0 : *std::max_element(left.begin(), left.end());
   std::fprintf(stderr, "\rsearch epoch %lld step %lld/%lld loss %.4f acc %.4f | live ReLUs %lld -> budget %lld | lasso %.3g   ",
                (long long)epoch + 1, (long long)step + 1, (long long)steps, e.stats.loss / e.stats.images,
                e.stats.correct / e.stats.images, (long long)live(), (long long)next, lasso_);
@@ -316,12 +323,8 @@ void Search::end_epoch(int64_t epoch, const Epoch& e) {
     best_live_ = now;
   else if (epoch + 1 >= o_.patience_from)
     lasso_ *= o_.lasso_growth;
-  std::vector<int64_t> reached;
-  for (int64_t b : o_.budgets)
-    if (now <= b && std::none_of(result_.snapshots.begin(), result_.snapshots.end(),
-                                 [&](const SnlSnapshot& s) { return s.budget == b; }))
-      reached.push_back(b);
-  for (int64_t b : reached) take_snapshot(b, epoch + 1, now);
+  for (int64_t b : pending())
+    if (now <= b) take_snapshot(b, epoch + 1, now);
   save_state(epoch + 1);
 }
 
@@ -362,10 +365,7 @@ SnlResult Search::finish() {
   result_.complete = complete();
   if (!result_.complete) {
     std::string missing;
-    for (int64_t b : o_.budgets)
-      if (std::none_of(result_.snapshots.begin(), result_.snapshots.end(),
-                       [&](const SnlSnapshot& s) { return s.budget == b; }))
-        missing += (missing.empty() ? "" : ", ") + std::to_string(b);
+    for (int64_t b : pending()) missing += (missing.empty() ? "" : ", ") + std::to_string(b);
     throw std::runtime_error("the SNL search in " + cfg_.out + " ran its " + std::to_string(cfg_.epochs) +
                              " epochs and has " + std::to_string(live()) + " live ReLUs, not yet at budget(s) " +
                              missing + ": give more --search-epochs (it continues where it stopped) or a larger --lasso");
@@ -380,7 +380,7 @@ SnlResult snl_search(const SnlOptions& o) {
   if (auto r = finished_search(o.train.out)) {
     // Reused only when made with these settings (the most epochs aside).
     SnlOptions mine = o;
-    mine.train.pad = mine.train.pad_for(arch::parse_source(mine.train.data).input.shape.h);
+    mine.train = as_recorded(mine.train);
     const auto recorded = SnlOptions::from_json(nlohmann::json::parse(util::read_file(path_join(o.train.out, "config.json"))));
     const std::string diff = first_difference(compared_settings(recorded), o.train.out + "/config.json",
                                               compared_settings(mine), "this command");

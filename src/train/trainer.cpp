@@ -290,7 +290,7 @@ void Run::record(int64_t epoch, const Trained& t) {
                rec["train_acc"].get<double>(), rec["test_loss"].get<double>(), rec["test_acc"].get<double>(),
                rec["images_per_s"].get<double>() * (dist_ ? dist_->world() : 1), hms(epoch_s).c_str());
   save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_,
-                  {epoch + 1, history_.dump(), cfg_.result_settings().dump()});
+                  {epoch + 1, history_.dump(), cfg_.result_settings().dump(), {}, ""});
   write_metrics();
 }
 
