@@ -21,6 +21,14 @@ namespace {
 
 constexpr uint32_t kFrameMagic = 0x464d5244;  // "DRMF" little endian
 constexpr uint64_t kMaxPayload = uint64_t(1) << 36;
+constexpr uint64_t kMaxErrorPayload = uint64_t(1) << 16;
+// A frame must arrive (or leave) within the timeout plus its size at this
+// rate, so a peer that trickles a byte now and then cannot keep a party alive
+// for ever; the timeout alone is on progress.
+constexpr double kMinBytesPerSecond = 1 << 20;
+// A payload's buffer grows as its bytes arrive, so a peer must send what it
+// announces before this party holds the memory.
+constexpr size_t kReadChunk = size_t(16) << 20;
 
 using Clock = std::chrono::steady_clock;
 
@@ -33,6 +41,10 @@ int remaining_ms(Clock::time_point deadline) {
 
 Clock::time_point deadline_after(double s) {
   return Clock::now() + std::chrono::microseconds(static_cast<int64_t>(s * 1e6));
+}
+
+Clock::time_point frame_deadline(double timeout_s, uint64_t bytes) {
+  return deadline_after(timeout_s + static_cast<double>(bytes) / kMinBytesPerSecond);
 }
 
 template <class T>
@@ -118,12 +130,15 @@ void Transport::writer_loop() {
     std::string error;
     size_t done = 0;
     auto deadline = deadline_after(options_.timeout_s);
+    const auto whole = frame_deadline(options_.timeout_s, frame.size());
     while (done < frame.size() && error.empty()) {
       pollfd p{fd_, POLLOUT, 0};
-      const int r = ::poll(&p, 1, remaining_ms(deadline));
+      const int r = ::poll(&p, 1, std::min(remaining_ms(deadline), remaining_ms(whole)));
       if (r < 0 && errno == EINTR) continue;
       if (r == 0) {
-        error = "the peer took no data for " + secs(options_.timeout_s);
+        error = whole <= deadline ? "the peer took a " + std::to_string(frame.size()) +
+                                            "-byte frame too slowly (under 1 MiB/s after " + secs(options_.timeout_s) + ")"
+                                      : "the peer took no data for " + secs(options_.timeout_s);
         break;
       }
       const ssize_t w = ::send(fd_, frame.data() + done, frame.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -168,13 +183,16 @@ void Transport::send(MsgType type, std::vector<uint8_t> payload) {
   cv_.notify_all();
 }
 
-void Transport::read_exact(uint8_t* out, size_t n, const char* what) {
+void Transport::read_exact(uint8_t* out, size_t n, const char* what, Clock::time_point whole) {
   size_t done = 0;
   auto deadline = deadline_after(options_.timeout_s);
   while (done < n) {
     pollfd p{fd_, POLLIN, 0};
-    const int r = ::poll(&p, 1, remaining_ms(deadline));
+    const int r = ::poll(&p, 1, std::min(remaining_ms(deadline), remaining_ms(whole)));
     if (r < 0 && errno == EINTR) continue;
+    if (r == 0 && whole <= deadline)
+      throw std::runtime_error(std::string("the peer sent ") + what + " too slowly (under 1 MiB/s after " +
+                               secs(options_.timeout_s) + "): it hangs or misbehaves");
     if (r == 0)
       throw std::runtime_error(std::string("no data from the peer for ") + secs(options_.timeout_s) +
                                " while waiting for " + what + " (the peer hangs or died)");
@@ -191,12 +209,16 @@ void Transport::read_exact(uint8_t* out, size_t n, const char* what) {
   }
 }
 
-std::vector<uint8_t> Transport::recv(MsgType type) {
+std::vector<uint8_t> Transport::recv(MsgType type) { return recv_frame(type, nullptr); }
+
+std::vector<uint8_t> Transport::recv(MsgType type, size_t bytes) { return recv_frame(type, &bytes); }
+
+std::vector<uint8_t> Transport::recv_frame(MsgType type, const size_t* expected_bytes) {
   const auto t0 = Clock::now();
   const std::string what = std::string("a ") + msg_type_name(type) + " message";
   uint8_t h[kFrameHeaderBytes];
   try {
-    read_exact(h, sizeof h, what.c_str());
+    read_exact(h, sizeof h, what.c_str(), frame_deadline(options_.timeout_s, sizeof h));
   } catch (...) {
     traffic_.wait_s += seconds_since(t0);
     check_send_failure();
@@ -213,28 +235,31 @@ std::vector<uint8_t> Transport::recv(MsgType type) {
   if (seq != recv_seq_)
     throw std::runtime_error("frame out of sequence: expected #" + std::to_string(recv_seq_) + ", got #" +
                              std::to_string(seq));
-  if (len > kMaxPayload) throw std::runtime_error("the peer announced a frame of " + std::to_string(len) + " bytes");
-  std::vector<uint8_t> payload(len);
-  read_exact(payload.data(), payload.size(), what.c_str());
+  // Everything the header says is checked before the payload is read.
+  const bool is_error = got == MsgType::Error && type != MsgType::Error;
+  if (!is_error && got != type)
+    throw std::runtime_error(std::string("protocol error: expected ") + msg_type_name(type) + " message, got " +
+                             msg_type_name(got) + " (type " + std::to_string(unsigned(got)) + ")");
+  if (len > (is_error ? kMaxErrorPayload : kMaxPayload))
+    throw std::runtime_error("the peer announced " + std::to_string(len) + " bytes for a frame of type " + msg_type_name(got) +
+                             " (at most " + std::to_string(is_error ? kMaxErrorPayload : kMaxPayload) + ")");
+  if (!is_error && expected_bytes && len != *expected_bytes)
+    throw std::runtime_error(std::string("protocol error: ") + msg_type_name(type) + " message of " +
+                             std::to_string(len) + " bytes, expected " + std::to_string(*expected_bytes));
+  std::vector<uint8_t> payload;
+  const auto whole = frame_deadline(options_.timeout_s, len);
+  while (payload.size() < len) {
+    const size_t done = payload.size(), chunk = static_cast<size_t>(std::min<uint64_t>(len - done, kReadChunk));
+    payload.resize(done + chunk);
+    read_exact(payload.data() + done, chunk, what.c_str(), whole);
+  }
   traffic_.wait_s += seconds_since(t0);
   ++recv_seq_;
   traffic_.payload_received += len;
   traffic_.framing_received += kFrameHeaderBytes;
   ++traffic_.messages_received;
-  if (got == MsgType::Error && type != MsgType::Error)
-    throw std::runtime_error("the peer failed: " + std::string(payload.begin(), payload.end()));
-  if (got != type)
-    throw std::runtime_error(std::string("protocol error: expected ") + msg_type_name(type) + " message, got " +
-                             msg_type_name(got) + " (type " + std::to_string(unsigned(got)) + ")");
+  if (is_error) throw std::runtime_error("the peer failed: " + std::string(payload.begin(), payload.end()));
   return payload;
-}
-
-std::vector<uint8_t> Transport::recv(MsgType type, size_t bytes) {
-  std::vector<uint8_t> p = recv(type);
-  if (p.size() != bytes)
-    throw std::runtime_error(std::string("protocol error: ") + msg_type_name(type) + " message of " +
-                             std::to_string(p.size()) + " bytes, expected " + std::to_string(bytes));
-  return p;
 }
 
 void Transport::flush() {

@@ -10,8 +10,12 @@
 // queue drained by a thread of their own, so two parties that send large
 // messages to each other at once cannot deadlock on full socket buffers.
 // Every wait (connect, accept, receive, a stalled send) ends after the
-// timeout; a closed connection, a truncated frame or a wrong magic, version,
+// timeout, and a whole frame must move within the timeout plus its size at
+// 1 MiB/s (a peer trickling bytes cannot hold a party); the header is checked
+// (type, expected size, a cap) before any payload memory is taken, and the
+// payload buffer grows only as its bytes arrive. A closed connection, a truncated frame or a wrong magic, version,
 // type or sequence number ends the party with a std::runtime_error.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -82,7 +86,8 @@ class Transport {
 
  private:
   void writer_loop();
-  void read_exact(uint8_t* out, size_t n, const char* what);
+  std::vector<uint8_t> recv_frame(MsgType type, const size_t* expected_bytes);
+  void read_exact(uint8_t* out, size_t n, const char* what, std::chrono::steady_clock::time_point whole);
   void check_send_failure();
 
   int fd_;

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -168,4 +169,56 @@ TEST(Transport, ConnectRetriesUntilTheServerListensAndTimesOut) {
   ASSERT_TRUE(client);
   client->send(MsgType::Hello, {42});
   EXPECT_EQ(server->recv(MsgType::Hello), std::vector<uint8_t>{42});
+}
+
+// A peer that sends a byte now and then resets the progress timeout every
+// time; the frame's own deadline (timeout + size at 1 MiB/s) still ends it.
+TEST(Transport, TricklingPeerIsCutOffByTheFrameDeadline) {
+  int raw = -1;
+  auto t = with_raw_peer(raw, 0.6);
+  const auto f = frame(kMagic, kWireVersion, 3, 0, 64);
+  ASSERT_EQ(::write(raw, f.data(), f.size()), 24);
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {
+    const uint8_t byte = 0;
+    for (int i = 0; i < 64 && !stop; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (::write(raw, &byte, 1) != 1) break;
+    }
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_error([&] { t->recv(MsgType::Input); }, "too slowly");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stop = true;
+  trickle.join();
+  ::close(raw);
+  EXPECT_LT(took, 2.0);  // 64 bytes at 5 per second would take 13 s
+}
+
+// The header is checked before any payload memory is taken: a peer cannot
+// make this party allocate what it announces.
+TEST(Transport, AnnouncedSizeIsCheckedBeforeThePayloadIsRead) {
+  int raw = -1;
+  {
+    auto t = with_raw_peer(raw);
+    const auto f = frame(kMagic, kWireVersion, 3, 0, uint64_t(1) << 35);  // 32 GiB, within the cap
+    ASSERT_EQ(::write(raw, f.data(), f.size()), 24);
+    expect_error([&] { t->recv(MsgType::Input, 8); }, "of 34359738368 bytes, expected 8");
+    ::close(raw);
+  }
+  {
+    auto t = with_raw_peer(raw);
+    const auto f = frame(kMagic, kWireVersion, 7, 0, uint64_t(1) << 30);  // an error frame of 1 GiB
+    ASSERT_EQ(::write(raw, f.data(), f.size()), 24);
+    expect_error([&] { t->recv(MsgType::Input); }, "announced 1073741824 bytes for a frame of type error");
+    ::close(raw);
+  }
+  {
+    // an unknown-size message whose bytes never come: no 32 GiB buffer, just the timeout
+    auto t = with_raw_peer(raw, 0.3);
+    const auto f = frame(kMagic, kWireVersion, 2, 0, uint64_t(1) << 35);
+    ASSERT_EQ(::write(raw, f.data(), f.size()), 24);
+    expect_error([&] { t->recv(MsgType::Setup); }, "no data from the peer");
+    ::close(raw);
+  }
 }
