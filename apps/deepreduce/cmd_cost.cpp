@@ -15,7 +15,7 @@ namespace {
 // for a network it cannot run.
 std::vector<nlohmann::json> runtime_cells(const arch::Network& net) {
   try {
-    const mpc::ExpectedCost c = mpc::expected_cost(mpc::compile_plan(net));
+    const mpc::ExpectedCost c = mpc::expected_cost(net);  // counts only: any size `count` accepts
     return {static_cast<double>(c.online_bytes) / 1e6, c.rounds};
   } catch (const mpc::UnsupportedError&) {
     return {nullptr, nullptr};
@@ -37,7 +37,7 @@ void add_cost_command(CLI::App& app) {
   o->input.add_options(cmd);
   cmd->add_option("--protocol", o->protocol, protocol_option_help())->capture_default_str();
   cmd->add_option("--costs", o->costs, "Cost figures file (default: data/pi_protocols.json)");
-  cmd->add_option("--format", o->format, "Output format: table, md, csv, json")->capture_default_str();
+  cmd->add_option("--format", o->format, report::format_option_help())->capture_default_str();
   cmd->callback([o] {
     const pi::CostModel model = pi::load_cost_model(o->costs);
     const auto protocols = pi::select_protocols(model, o->protocol);

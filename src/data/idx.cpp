@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <vector>
 #include <filesystem>
 
 #include "data/files.h"
@@ -15,35 +17,59 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A file read through zlib's inflate: a gzip file (one member, or several
+// concatenated, as gzip allows) or, without the gzip magic, the raw bytes.
+// Unlike gzread, which skips whatever follows a gzip member when it is not
+// another member, anything after the last member is an error: a valid
+// member is accepted, other bytes are "trailing data".
 class GzReader {
  public:
-  explicit GzReader(const std::string& path) : path_(path) {
-    f_ = gzopen(path.c_str(), "rb");
+  explicit GzReader(const std::string& path) : path_(path), in_(1 << 17) {
+    f_ = std::fopen(path.c_str(), "rb");
     if (!f_) {
       if (!exists(path)) fail(path, "file not found");
       fail(path, std::string("cannot open: ") + std::strerror(errno));
     }
-    gzbuffer(f_, 1 << 17);
+    fill();
+    gzip_ = avail_ >= 2 && static_cast<unsigned char>(in_[0]) == 0x1f && static_cast<unsigned char>(in_[1]) == 0x8b;
+    if (gzip_ && inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK) fail(path, "cannot start zlib");
   }
   ~GzReader() {
-    if (f_) gzclose(f_);
+    if (gzip_) inflateEnd(&z_);
+    if (f_) std::fclose(f_);
   }
   GzReader(const GzReader&) = delete;
   GzReader& operator=(const GzReader&) = delete;
   // Reads up to n bytes; returns how many (short only at the end of the data).
   int64_t read(void* dst, int64_t n) {
-    int64_t got = 0;
     auto* p = static_cast<char*>(dst);
+    int64_t got = 0;
     while (got < n) {
-      const unsigned want = static_cast<unsigned>(std::min<int64_t>(n - got, 1 << 30));
-      const int r = gzread(f_, p + got, want);
-      if (r < 0) {
-        int err = 0;
-        const char* msg = gzerror(f_, &err);
-        fail(path_, std::string("corrupt gzip data: ") + (msg ? msg : "unknown error"));
+      if (avail_ == 0 && !fill()) {
+        if (gzip_ && !member_done_) fail(path_, "corrupt gzip data: unexpected end of file (a truncated gzip stream)");
+        break;
       }
-      if (r == 0) break;
-      got += r;
+      if (!gzip_) {
+        const int64_t k = std::min<int64_t>(n - got, static_cast<int64_t>(avail_));
+        std::memcpy(p + got, in_.data() + pos_, static_cast<size_t>(k));
+        pos_ += static_cast<size_t>(k), avail_ -= static_cast<size_t>(k), got += k;
+        continue;
+      }
+      if (member_done_) next_member();  // more input after a member: another member, or an error
+      z_.next_in = reinterpret_cast<Bytef*>(in_.data() + pos_);
+      z_.avail_in = static_cast<uInt>(avail_);
+      z_.next_out = reinterpret_cast<Bytef*>(p + got);
+      z_.avail_out = static_cast<uInt>(std::min<int64_t>(n - got, 1 << 30));
+      const uInt out_before = z_.avail_out;
+      const int r = inflate(&z_, Z_NO_FLUSH);
+      pos_ += avail_ - z_.avail_in;
+      avail_ = z_.avail_in;
+      got += out_before - z_.avail_out;
+      if (r == Z_STREAM_END) {
+        member_done_ = true;
+      } else if (r != Z_OK && r != Z_BUF_ERROR) {
+        fail(path_, std::string("corrupt gzip data: ") + (z_.msg ? z_.msg : "error " + std::to_string(r)));
+      }
     }
     return got;
   }
@@ -61,10 +87,6 @@ class GzReader {
     }
     char extra;
     if (read(&extra, 1) != 0) fail(path_, "holds more bytes than the " + what + " its header declares (trailing data)");
-    int err = Z_OK;
-    const char* msg = gzerror(f_, &err);
-    if (err != Z_OK && err != Z_STREAM_END)
-      fail(path_, std::string("corrupt gzip data: ") + (msg ? msg : "unknown error"));
   }
   uint32_t u32(const char* what) {
     unsigned char b[4];
@@ -73,8 +95,41 @@ class GzReader {
   }
 
  private:
+  // Refills the input buffer when it is empty; false at the end of the file.
+  bool fill() {
+    if (avail_ > 0) return true;
+    pos_ = 0;
+    avail_ = std::fread(in_.data(), 1, in_.size(), f_);
+    if (avail_ == 0 && std::ferror(f_)) fail(path_, std::string("read error: ") + std::strerror(errno));
+    return avail_ > 0;
+  }
+  // After a member's end, what follows must be another gzip member.
+  void next_member() {
+    unsigned char magic[2] = {static_cast<unsigned char>(in_[pos_]), 0};
+    bool two = avail_ >= 2;
+    if (two) {
+      magic[1] = static_cast<unsigned char>(in_[pos_ + 1]);
+    } else {
+      // The second byte is in the next buffer.
+      const int c = std::fgetc(f_);
+      if (c != EOF) {
+        magic[1] = static_cast<unsigned char>(c);
+        two = true;
+        std::ungetc(c, f_);
+      }
+    }
+    if (!two || magic[0] != 0x1f || magic[1] != 0x8b)
+      fail(path_, "trailing data after the gzip stream (bytes that are not a gzip member)");
+    if (inflateReset(&z_) != Z_OK) fail(path_, "cannot restart zlib");
+    member_done_ = false;
+  }
+
   std::string path_;
-  gzFile f_ = nullptr;
+  std::FILE* f_ = nullptr;
+  std::vector<char> in_;
+  size_t pos_ = 0, avail_ = 0;  // unread input: in_[pos_, pos_ + avail_)
+  bool gzip_ = false, member_done_ = false;
+  z_stream z_{};
 };
 
 struct IdxImages {

@@ -11,7 +11,7 @@ ExpectedCost expected_cost(const Plan& plan) {
     switch (s.kind) {
       case StepKind::Input:  // one message, client -> server
         sc.elements = plan.input_numel();
-        sc.bytes = 8 * sc.elements;
+        sc.bytes = arch::count_mul(8, sc.elements, "online bytes");
         sc.rounds = 1;
         c.input_elements = sc.elements;
         c.input_bytes = sc.bytes;
@@ -20,19 +20,19 @@ ExpectedCost expected_cost(const Plan& plan) {
         break;
       case StepKind::Linear:  // 8 bytes per output element each way
         sc.elements = s.geom.out_numel();
-        sc.bytes = 16 * sc.elements;
+        sc.bytes = arch::count_mul(16, sc.elements, "online bytes");
         sc.rounds = 1;
         c.linear_layers += 1;
         c.linear_outputs += sc.elements;
-        c.linear_bytes += sc.bytes;
+        c.linear_bytes = arch::count_add(c.linear_bytes, sc.bytes, "online bytes");
         break;
       case StepKind::Relu:  // 8 bytes per live element each way
-        sc.elements = static_cast<int64_t>(s.live.size());
-        sc.bytes = 16 * sc.elements;
+        sc.elements = s.live_count;
+        sc.bytes = arch::count_mul(16, sc.elements, "online bytes");
         sc.rounds = 1;
         c.relu_layers += 1;
         c.live_relus += sc.elements;
-        c.relu_bytes += sc.bytes;
+        c.relu_bytes = arch::count_add(c.relu_bytes, sc.bytes, "online bytes");
         break;
       default: break;  // local
     }
@@ -41,7 +41,7 @@ ExpectedCost expected_cost(const Plan& plan) {
       c.server_sent += sc.bytes / 2;
       c.messages += 2;
     }
-    c.online_bytes += sc.bytes;
+    c.online_bytes = arch::count_add(c.online_bytes, sc.bytes, "online bytes");  // checked: huge inputs
     c.rounds += sc.rounds;
     c.steps.push_back(sc);
   }
@@ -49,7 +49,11 @@ ExpectedCost expected_cost(const Plan& plan) {
   return c;
 }
 
-ExpectedCost expected_cost(const Architecture& arch) { return expected_cost(compile_plan(build_network(arch))); }
+ExpectedCost expected_cost(const Architecture& arch) {
+  return expected_cost(compile_plan(build_network(arch), PlanDetail::Counts));
+}
+
+ExpectedCost expected_cost(const arch::Network& net) { return expected_cost(compile_plan(net, PlanDetail::Counts)); }
 
 nlohmann::json to_json(const ExpectedCost& c) {
   nlohmann::json steps = nlohmann::json::array();

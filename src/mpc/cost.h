@@ -35,8 +35,13 @@ struct ExpectedCost {
   std::vector<StepCost> steps;               // every plan step, in order
 };
 
+// From a plan of either detail (only Step::live_count is read).
 ExpectedCost expected_cost(const Plan& plan);
+// From a network or an architecture: compiled with PlanDetail::Counts, so any
+// network the description accepts is costed without one index per ReLU
+// element. Throws UnsupportedError for what the runtime cannot run.
 ExpectedCost expected_cost(const Architecture& arch);
+ExpectedCost expected_cost(const arch::Network& net);
 
 nlohmann::json to_json(const ExpectedCost& c);
 

@@ -47,7 +47,7 @@ Step make_step(StepKind kind, const std::string& name, int in, int in2, int out)
 
 class Compiler {
  public:
-  explicit Compiler(const arch::Network& net) : net_(net) {
+  Compiler(const arch::Network& net, PlanDetail detail) : net_(net), detail_(detail) {
     plan_.input = net.input;
     plan_.classes = net.classes;
     plan_.input_wire = new_wire(net.input.numel());
@@ -164,24 +164,36 @@ class Compiler {
     if (!l.live) return cur;  // removed: an identity, no step, no key, no bytes
     Step s = make_step(StepKind::Relu, l.name, cur, -1, -1);
     const int64_t n = l.out.numel();
+    const bool indices = detail_ == PlanDetail::Indices;
     if (l.mask) {
       const int64_t sites = l.mask->channelwise ? l.out.c : n;
       if (static_cast<int64_t>(l.mask->keep.size()) != sites)
         throw UnsupportedError(where(l) + ": its mask has " + std::to_string(l.mask->keep.size()) +
                                " entries, the site has " + std::to_string(sites));
-      for (int64_t i = 0; i < n; ++i)
-        if (l.mask->keeps(i, l.out)) s.live.push_back(i);
-    } else {
+      if (indices) {
+        for (int64_t i = 0; i < n; ++i)
+          if (l.mask->keeps(i, l.out)) s.live.push_back(i);
+      } else {
+        // The same elements keeps() selects, counted per mask entry.
+        const int64_t per_entry = l.mask->channelwise ? l.out.h * l.out.w : 1;
+        for (uint8_t k : l.mask->keep)
+          if (k != 0) s.live_count += per_entry;
+      }
+    } else if (indices) {
       s.live.resize(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) s.live[static_cast<size_t>(i)] = i;
+    } else {
+      s.live_count = n;
     }
-    if (s.live.empty()) return cur;  // every element linearised
+    if (indices) s.live_count = static_cast<int64_t>(s.live.size());
+    if (s.live_count == 0) return cur;  // every element linearised
     s.out = new_wire(n);
     add_step(std::move(s));
     return plan_.steps.back().out;
   }
 
   const arch::Network& net_;
+  const PlanDetail detail_;
   Plan plan_;
   double pool_scale_ = 1.0;  // 1/(H*W) of a global pool waiting for its FC
   bool pool_pending_ = false;
@@ -190,6 +202,6 @@ class Compiler {
 
 }  // namespace
 
-Plan compile_plan(const arch::Network& net) { return Compiler(net).run(); }
+Plan compile_plan(const arch::Network& net, PlanDetail detail) { return Compiler(net, detail).run(); }
 
 }  // namespace dr::mpc

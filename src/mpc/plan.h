@@ -53,7 +53,9 @@ struct Step {
   bool bias = false;          // the conv/FC has its own bias parameter
   double weight_scale = 1.0;  // 1/(H*W) of the global average pool before this FC
   int linear_index = -1;      // position among the linear steps
-  // Relu: CHW indices of the live elements, ascending.
+  // Relu: how many elements are live, and (a plan compiled with
+  // PlanDetail::Indices) their CHW indices, ascending.
+  int64_t live_count = 0;
   std::vector<int64_t> live;
   int relu_index = -1;        // position among the ReLU steps
 };
@@ -71,7 +73,15 @@ struct Plan {
   const Step& relu(int i) const { return steps[static_cast<size_t>(relu_steps[static_cast<size_t>(i)])]; }
 };
 
+// What a plan holds for its ReLU steps. Indices: every live element's index
+// (what the dealer and the parties need to run it). Counts: only live_count,
+// `live` stays empty; enough for the cost formula (mpc::expected_cost), so a
+// network of any size the description accepts can be costed without
+// materialising one index per ReLU element.
+enum class PlanDetail { Indices, Counts };
+
 // Throws UnsupportedError naming the layer for what the runtime cannot do.
-Plan compile_plan(const arch::Network& net);
+// Both details give the same steps, wires and live_count.
+Plan compile_plan(const arch::Network& net, PlanDetail detail = PlanDetail::Indices);
 
 }  // namespace dr::mpc

@@ -1,10 +1,13 @@
 #include "search/plan.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <set>
 #include <stdexcept>
 
+#include "arch/network.h"
 #include "util/strings.h"
 
 namespace dr::search {
@@ -97,8 +100,8 @@ std::vector<int64_t> parse_budgets(const std::string& text) {
   while (true) {
     const size_t comma = text.find(',', start);
     const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    const std::string bad = "budget '" + item + "' in '" + text +
-                            "' is not a positive ReLU count (e.g. 50K, 1.5M, 12000; K = 1,000, M = 1,000,000)";
+    const std::string where = "budget '" + item + "'" + (item == text ? "" : " in '" + text + "'");
+    const std::string bad = where + " is not a positive ReLU count (e.g. 50K, 1.5M, 12000; K = 1,000, M = 1,000,000)";
     if (item.empty()) throw std::invalid_argument(bad);
     double mult = 1;
     std::string num = item;
@@ -107,15 +110,19 @@ std::vector<int64_t> parse_budgets(const std::string& text) {
       mult = last == 'K' ? 1e3 : 1e6;
       num = item.substr(0, item.size() - 1);
     }
-    double v = 0;
-    size_t used = 0;
-    try {
-      v = std::stod(num, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (num.empty() || used != num.size() || !std::isfinite(v) || v * mult < 1) throw std::invalid_argument(bad);
-    out.push_back(static_cast<int64_t>(std::llround(v * mult)));
+    // A plain non-negative number: digits first (no sign, space, "inf" or "nan").
+    const bool starts_ok = !num.empty() && (std::isdigit(static_cast<unsigned char>(num.front())) || num.front() == '.');
+    char* end = nullptr;
+    const double v = starts_ok ? std::strtod(num.c_str(), &end) : 0;  // beyond a double: HUGE_VAL
+    if (!starts_ok || end != num.c_str() + num.size() || std::isnan(v)) throw std::invalid_argument(bad);
+    // Compared as a double first: llround of a value beyond int64_t's range is undefined.
+    const double relus = v * mult;
+    if (relus > static_cast<double>(arch::limits::kMaxCount))
+      throw std::invalid_argument(where + " is too large (at most " +
+                                  std::to_string(arch::limits::kMaxCount) +
+                                  " ReLUs, the limit of a network description's counts)");
+    if (relus < 1) throw std::invalid_argument(bad);
+    out.push_back(static_cast<int64_t>(std::llround(relus)));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }

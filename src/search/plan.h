@@ -39,7 +39,8 @@ std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
                                      const std::vector<int64_t>& budgets, int per_budget = 1);
 
 // "50K,20K,1.5M,12000" (K = 1,000, M = 1,000,000). Throws std::invalid_argument
-// for an empty, malformed, zero or negative budget.
+// for an empty, malformed, non-finite, zero or negative budget, and for one
+// above arch::limits::kMaxCount ("budget '...' is too large (at most ...)").
 std::vector<int64_t> parse_budgets(const std::string& text);
 
 // A part of a sweep: job j belongs to shard (j mod count).

@@ -46,38 +46,47 @@ std::string first_difference(const nlohmann::json& a, const std::string& a_name,
   return "";
 }
 
-TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
+TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& source) {
   TrainConfig c;
+  std::string field;  // the one being read, for the message
+  // A required field, and an optional one with its default.
+  auto at = [&](const char* k) -> const nlohmann::json& { return j.at(field = k); };
+  auto value = [&](const char* k, auto def) { return j.value(field = k, def); };
   try {
-    c.model = j.at("model").get<std::string>();
-    c.data = j.at("data").get<std::string>();
-    c.out = j.value("out", "");
-    c.epochs = j.at("epochs").get<int64_t>();
-    c.batch = j.at("batch").get<int64_t>();
-    c.lr = j.at("lr").get<double>();
-    c.momentum = j.value("momentum", c.momentum);
-    c.nesterov = j.value("nesterov", c.nesterov);
-    c.wd = j.value("wd", c.wd);
-    c.schedule = j.value("schedule", c.schedule);
-    c.seed = j.value("seed", c.seed);
-    c.threads = j.value("threads", c.threads);
-    c.device = j.value("device", c.device);
-    c.limit = j.value("limit", c.limit);
-    c.workers = j.value("workers", c.workers);
-    c.teacher = j.value("teacher", c.teacher);
-    c.kd_T = j.value("kd_T", c.kd_T);
-    c.kd_lambda = j.value("kd_lambda", c.kd_lambda);
-    c.init = j.value("init", c.init);
+    if (!j.is_object()) throw std::runtime_error("'" + source + "' is not a training config (not a JSON object)");
+    c.model = at("model").get<std::string>();
+    c.data = at("data").get<std::string>();
+    c.out = value("out", std::string());
+    c.epochs = at("epochs").get<int64_t>();
+    c.batch = at("batch").get<int64_t>();
+    c.lr = at("lr").get<double>();
+    c.momentum = value("momentum", c.momentum);
+    c.nesterov = value("nesterov", c.nesterov);
+    c.wd = value("wd", c.wd);
+    c.schedule = value("schedule", c.schedule);
+    c.seed = value("seed", c.seed);
+    c.threads = value("threads", c.threads);
+    c.device = value("device", c.device);
+    c.limit = value("limit", c.limit);
+    c.workers = value("workers", c.workers);
+    c.teacher = value("teacher", c.teacher);
+    c.kd_T = value("kd_T", c.kd_T);
+    c.kd_lambda = value("kd_lambda", c.kd_lambda);
+    c.init = value("init", c.init);
     // Settings added later: a config without them was run with these values.
-    c.warmup = j.value("warmup", 0.0);
-    c.pad = j.value("pad", 4);
-    c.flip = j.value("flip", true);
-    c.weight_init = j.value("weight_init", std::string("torch"));
-    c.zero_init_residual = j.value("zero_init_residual", false);
-    c.masked = j.value("masked", false);
-    c.init_weights = j.value("init_weights", "");
+    c.warmup = value("warmup", 0.0);
+    c.pad = value("pad", 4);
+    c.flip = value("flip", true);
+    c.weight_init = value("weight_init", std::string("torch"));
+    c.zero_init_residual = value("zero_init_residual", false);
+    c.masked = value("masked", false);
+    c.init_weights = value("init_weights", std::string());
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(std::string("bad training config: ") + e.what());
+    // "[json.exception.type_error.302] type must be number, but is string": the part after the id.
+    std::string what = e.what();
+    if (const size_t id = what.find("] "); what.rfind("[json.exception.", 0) == 0 && id != std::string::npos)
+      what = what.substr(id + 2);
+    throw std::runtime_error("'" + source + "': bad training config: field '" + field + "': " + what);
   }
   return c;
 }
@@ -133,12 +142,12 @@ void TrainConfig::validate() const {
   check_number("--wd", wd, 0, 1);
   check_choice("--schedule", schedule, {"step", "cosine"});
   check_number("--warmup", warmup, 0, static_cast<double>(epochs), false, true);  // below --epochs
-  check_integer("--pad", pad, -1, 64);
+  check_integer("--pad", pad, -1, kMaxPad);
   check_choice("--weight-init", weight_init, {"torch", "kaiming"});
   check_choice("--device", device, {"cpu", "cuda", "auto"});
   check_threads("--threads", threads);
   check_integer("--limit", limit, 0, kMaxLimit);
-  check_integer("--workers", workers, 0, 64);
+  check_integer("--workers", workers, 0, kMaxWorkers);
   if (seed > static_cast<uint64_t>(INT64_MAX))
     refuse("--seed must be in 0.." + std::to_string(INT64_MAX) + " (got " + std::to_string(seed) + ": a negative number?)");
   check_number("--kd-T", kd_T, 0.01, 1000);

@@ -13,6 +13,8 @@ namespace dr::train {
 constexpr int64_t kMaxEpochs = 100000;
 constexpr int64_t kMaxBatch = 65536;
 constexpr int64_t kMaxLimit = int64_t(1) << 40;
+constexpr int64_t kMaxPad = 64;      // reflect padding of the random crop
+constexpr int64_t kMaxWorkers = 64;  // data-loading threads
 
 // The cores this process may run on (its CPU affinity).
 int max_threads();
@@ -61,7 +63,9 @@ struct TrainConfig {
   std::string init_weights;
 
   nlohmann::json to_json() const;
-  static TrainConfig from_json(const nlohmann::json& j);  // throws std::runtime_error on bad fields
+  // Throws std::runtime_error naming `source` (the file it came from) and the
+  // field on a missing or mistyped field.
+  static TrainConfig from_json(const nlohmann::json& j, const std::string& source = "training config");
   // The settings that decide the result (to_json without out, threads,
   // workers and device, which change how fast a run goes, not where it ends).
   nlohmann::json result_settings() const;

@@ -304,7 +304,12 @@ std::unique_ptr<Distributed> Distributed::from_env(const std::string& device) {
   const auto world_s = env("WORLD_SIZE");
   if (!world_s) return nullptr;
   const int world = static_cast<int>(env_int("WORLD_SIZE", *world_s, 1, 1 << 20, "a number of processes"));
-  if (world == 1) return nullptr;
+  if (world == 1) {
+    // One process: RANK, when set, must still be a rank of it (RANK=7 is a mistake, not rank 0).
+    if (auto v = env("RANK")) env_int("RANK", *v, 0, 0, "a rank below WORLD_SIZE=1");
+    if (auto v = env("LOCAL_RANK")) env_int("LOCAL_RANK", *v, 0, 0, "a rank on this node below WORLD_SIZE=1");
+    return nullptr;
+  }
   const auto need = [](const char* name, const std::string& what) {
     auto v = env(name);
     if (!v)

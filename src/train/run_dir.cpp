@@ -7,7 +7,9 @@
 #include "arch/spec.h"
 #include "train/masks.h"
 #include "train/trainer.h"
+#include "train/weights.h"
 #include "util/fs.h"
+#include "util/hash.h"
 
 namespace dr::train {
 
@@ -21,7 +23,35 @@ nlohmann::json read_json(const std::string& path) {
   }
 }
 
+// A finished run's files must tell one story: result.json's settings digest
+// (when it records one) is that of config.json, and its spec is the one
+// config.json trains. Throws std::runtime_error naming the files.
+void check_files_agree(const std::string& dir, const RunResult& r) {
+  const std::string cp = util::path_join(dir, "config.json"), rp = util::path_join(dir, "result.json");
+  if (!util::file_exists(cp))
+    throw std::runtime_error("'" + rp + "' has no config.json beside it: '" + dir + "' is not a whole run");
+  const nlohmann::json config = read_json(cp);
+  if (!r.settings_sha256.empty() && settings_sha256(config) != r.settings_sha256)
+    throw std::runtime_error("'" + cp + "' was changed after the run finished: its settings do not match the "
+                             "SHA-256 recorded in '" + rp + "' (restore it, or train a new run)");
+  std::string spec;
+  try {
+    spec = arch::parse_spec(TrainConfig::from_json(config, cp).model).canonical();
+  } catch (const std::exception& e) {
+    throw std::runtime_error("'" + cp + "': " + e.what());
+  }
+  if (spec != r.spec)
+    throw std::runtime_error("the files of run '" + dir + "' disagree: '" + rp + "' records spec " + r.spec +
+                             ", '" + cp + "' trains " + spec + " (was one of them edited?)");
+}
+
 }  // namespace
+
+std::string settings_sha256(const nlohmann::json& config) {
+  nlohmann::json j = config;
+  for (const char* k : {"provenance", "out", "threads", "workers", "device"}) j.erase(k);
+  return util::sha256_hex(j.dump());
+}
 
 nlohmann::json RunResult::to_json() const {
   nlohmann::json j = {{"dir", dir},         {"spec", spec},         {"data", data},       {"input", input},
@@ -29,6 +59,7 @@ nlohmann::json RunResult::to_json() const {
                       {"epochs", epochs},   {"test_acc", test_acc}, {"test_loss", test_loss}, {"seconds", seconds},
                       {"kd", kd},           {"mean", mean},         {"std", std}};
   if (!weights_sha256.empty()) j["weights_sha256"] = weights_sha256;
+  if (!settings_sha256.empty()) j["settings_sha256"] = settings_sha256;
   if (!provenance.is_null()) j["provenance"] = provenance;
   return j;
 }
@@ -52,25 +83,35 @@ RunResult RunResult::from_json(const nlohmann::json& j) {
   r.std = j.value("std", std::vector<double>{});
   r.provenance = j.value("provenance", nlohmann::json());
   r.weights_sha256 = j.value("weights_sha256", "");
+  r.settings_sha256 = j.value("settings_sha256", "");
   return r;
 }
 
 std::optional<RunResult> finished_result(const std::string& dir) {
   const std::string p = util::path_join(dir, "result.json");
   if (!util::file_exists(p)) return std::nullopt;
+  RunResult r;
   try {
-    RunResult r = RunResult::from_json(read_json(p));
-    r.dir = dir;
-    return r;
+    r = RunResult::from_json(read_json(p));
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error("'" + p + "' is not a deepreduce result: " + e.what());
   }
+  r.dir = dir;
+  check_files_agree(dir, r);
+  return r;
+}
+
+RunResult verified_result(const std::string& dir) {
+  const auto r = finished_result(dir);
+  if (!r) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
+  check_run_weights(dir, *r);
+  return *r;
 }
 
 TrainConfig read_config(const std::string& dir) {
   const std::string p = util::path_join(dir, "config.json");
   if (!util::file_exists(p)) throw std::runtime_error("'" + dir + "' is not a run directory (no config.json)");
-  TrainConfig c = TrainConfig::from_json(read_json(p));
+  TrainConfig c = TrainConfig::from_json(read_json(p), p);
   c.out = dir;
   return c;
 }
@@ -88,7 +129,13 @@ arch::Network run_network(const std::string& dir) {
   const auto r = finished_result(dir);
   if (!r) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
   TrainConfig c = read_config(dir);
-  return config_network(c, {arch::parse_shape(r->input), r->classes});
+  arch::Network net = config_network(c, {arch::parse_shape(r->input), r->classes});
+  if (net.totals().relus != r->relus)
+    throw std::runtime_error("the files of run '" + dir + "' disagree: '" + util::path_join(dir, "result.json") +
+                             "' records " + std::to_string(r->relus) + " ReLUs, the network of its config.json" +
+                             (c.masked ? " and masks.pt" : "") + " has " + std::to_string(net.totals().relus) +
+                             " (was one of them edited?)");
+  return net;
 }
 
 void check_teacher(const std::string& dir, const arch::InputSpec& input) {

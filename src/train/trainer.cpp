@@ -322,8 +322,19 @@ RunResult Run::finish() {
     r.test_acc = history_.back()["test_acc"];
     r.test_loss = history_.back()["test_loss"];
   }
-  r.provenance = provenance(cfg_.device, cfg_.threads);
+  // Where and when it finished; the run's start (config.json's provenance,
+  // written when the run began) is what result.json's provenance records.
+  nlohmann::json finished = provenance(cfg_.device, cfg_.threads);
+  finished["time"] = finished["started"];
+  finished.erase("started");
+  r.provenance = finished;
   if (rank0_) {
+    const nlohmann::json config = nlohmann::json::parse(util::read_file(path_join(cfg_.out, "config.json")));
+    r.settings_sha256 = settings_sha256(config);
+    if (config.contains("provenance") && config["provenance"].is_object()) {
+      r.provenance = config["provenance"];
+      r.provenance["finished"] = finished;
+    }
     r.weights_sha256 = save_weights(net_, path_join(cfg_.out, "weights.pt"));
     util::write_file_atomic(path_join(cfg_.out, "result.json"), r.to_json().dump(2) + "\n");
   }
@@ -393,7 +404,7 @@ RunResult train(const TrainConfig& cfg, Distributed* dist) {
 }
 
 RunResult resume(const std::string& dir, Distributed* dist, int threads) {
-  if (auto r = finished_result(dir)) return *r;
+  if (finished_result(dir)) return verified_result(dir);  // its files agree, its weights are intact
   TrainConfig c = read_config(dir);
   if (!dist || dist->rank() == 0) util::remove_stale_temporaries(dir);
   if (threads > 0) c.threads = threads;
@@ -401,14 +412,15 @@ RunResult resume(const std::string& dir, Distributed* dist, int threads) {
 }
 
 RunResult ensure(const TrainConfig& cfg, Distributed* dist) {
-  if (auto r = finished_result(cfg.out)) return *r;
+  if (finished_result(cfg.out)) return verified_result(cfg.out);
   if (util::file_exists(path_join(cfg.out, "config.json"))) return resume(cfg.out, dist, cfg.threads);
   return train(cfg, dist);
 }
 
 EvalResult evaluate(const std::string& dir, const std::string& data_source, int threads, const std::string& device) {
-  const auto result = finished_result(dir);
-  if (!result) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
+  // The run's files and weights are checked before any data is read.
+  const std::optional<RunResult> result = verified_result(dir);
+  run_network(dir);  // its network has the ReLUs result.json records
   const TrainConfig cfg = read_config(dir);
   set_threads(threads);
   const torch::Device dev = resolve_device(device);

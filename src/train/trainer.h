@@ -24,8 +24,12 @@ struct RunResult {
   double test_acc = 0, test_loss = 0, seconds = 0;
   bool kd = false;
   std::vector<double> mean, std;  // input normalisation the network was trained with
-  nlohmann::json provenance;      // where it finished (train/provenance.h); null in older runs
+  // Where and when the run started (config.json's provenance), with
+  // "finished": where and when it finished (train/provenance.h). Null in
+  // older runs; in runs older than "finished", where it finished.
+  nlohmann::json provenance;
   std::string weights_sha256;     // of weights.pt ("" in older runs)
+  std::string settings_sha256;    // settings_sha256 of its config.json ("" in older runs)
   nlohmann::json to_json() const;
   static RunResult from_json(const nlohmann::json& j);
 };
@@ -52,13 +56,25 @@ TrainConfig as_recorded(TrainConfig cfg);
 // Trains, resumes or reuses: what a sweep wants for each of its runs.
 RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
 
-// The result of a finished run, if `dir` holds one.
+// The result of a finished run, if `dir` holds one. Its files must agree:
+// config.json's settings digest equals the one result.json records (runs
+// older than the digest skip that) and config.json's canonical spec is
+// result.json's spec; otherwise std::runtime_error naming the files.
 std::optional<RunResult> finished_result(const std::string& dir);
+// finished_result, required (std::invalid_argument when not finished), with
+// weights.pt checked against result.json (check_run_weights): what resume
+// and eval of a finished run rely on.
+RunResult verified_result(const std::string& dir);
+// The SHA-256 of a config.json's settings as recorded (the JSON without
+// provenance, out, threads, workers and device: what may differ between the
+// processes of one run): result.json records it, finished_result checks it.
+std::string settings_sha256(const nlohmann::json& config);
 TrainConfig read_config(const std::string& dir);  // throws naming the file
 
 // The network of a finished run: its spec on its input, with its pixel
 // masks when config.json names a masks file. Throws std::invalid_argument
-// for a directory that is not a finished run.
+// for a directory that is not a finished run, std::runtime_error naming
+// result.json when the network's ReLUs are not those result.json records.
 arch::Network run_network(const std::string& dir);
 // The description `cfg` trains: its model on `input`, with its masks
 // (masks_from for a run not started yet, else the run's masks.pt).

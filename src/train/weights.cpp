@@ -57,15 +57,31 @@ StateDict load_weights(const std::string& path) {
   return parse_weights(util::read_file(path), path);
 }
 
-StateDict load_run_weights(const std::string& run_dir) {
+namespace {
+
+// The bytes of a finished run's weights.pt, checked against the SHA-256 its
+// result.json records.
+std::string run_weights_bytes(const std::string& run_dir, const RunResult& result) {
   const std::string path = util::path_join(run_dir, "weights.pt");
   if (!util::file_exists(path)) throw std::runtime_error("weights file '" + path + "' does not exist");
-  const std::string data = util::read_file(path);
-  const auto result = finished_result(run_dir);
-  if (result && !result->weights_sha256.empty() && util::sha256_hex(data) != result->weights_sha256)
+  std::string data = util::read_file(path);
+  if (!result.weights_sha256.empty() && util::sha256_hex(data) != result.weights_sha256)
     throw std::runtime_error("weights file '" + path + "' does not match the checksum in " + run_dir +
                              "/result.json: it is corrupt or was replaced after the run finished");
-  return parse_weights(data, path);
+  return data;
+}
+
+}  // namespace
+
+void check_run_weights(const std::string& run_dir, const RunResult& result) {
+  const std::string data = run_weights_bytes(run_dir, result);
+  // Runs older than the checksum: at least a readable weights file.
+  if (result.weights_sha256.empty()) parse_weights(data, util::path_join(run_dir, "weights.pt"));
+}
+
+StateDict load_run_weights(const std::string& run_dir) {
+  const auto result = finished_result(run_dir);
+  return parse_weights(run_weights_bytes(run_dir, result ? *result : RunResult{}), util::path_join(run_dir, "weights.pt"));
 }
 
 int load_into(nn::Net& net, const StateDict& weights, bool strict, const std::string& what) {

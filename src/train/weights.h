@@ -28,6 +28,11 @@ StateDict load_weights(const std::string& path);
 // result.json records (runs older than the check have none). Throws
 // std::runtime_error naming the file when they differ.
 StateDict load_run_weights(const std::string& run_dir);
+struct RunResult;
+// Whether the weights.pt of the finished run `result` (in run_dir) is intact:
+// present and matching the SHA-256 result.json records (runs older than the
+// checksum: a readable weights file). Throws std::runtime_error naming the file.
+void check_run_weights(const std::string& run_dir, const RunResult& result);
 // Copies every entry into the network. strict: every parameter and buffer of
 // the network must be present with the same shape (else std::runtime_error
 // naming the first mismatch). Not strict: copies those that match by name

@@ -276,7 +276,9 @@ TEST(SpecGrammar, BadSpecs) {
   expect_spec_error("resnet18:rho=2", "rho must be 1/k");
   expect_spec_error("resnet18:blocks=2,2", "blocks needs 4 numbers");
   expect_spec_error("resnet18:blocks=2,0,1,1", "positive integers");
-  expect_spec_error("vgg16:blocks=1,1,1,1,1", "ResNet families only");
+  expect_spec_error("vgg16:blocks=1,1,1,1,1", "blocks= is accepted by the families with a block count per stage");
+  expect_spec_error("vgg16:blocks=1,1,1,1,1", "resnet18");  // from the registry
+  expect_spec_error("resnet18:foo=1", "(accepted: alpha, rho, blocks, cull, keep, thin)");
   expect_spec_error("resnet18:cull=S1:keep=S2", "not both");
   expect_spec_error("resnet18:alpha=0.5:alpha=0.5", "given twice");
   expect_spec_error("resnet18::thin", "empty part");

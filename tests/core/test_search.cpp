@@ -134,3 +134,27 @@ TEST(Pareto, NonDominatedPoints) {
   const std::vector<Point> p = {{100, 0.70}, {50, 0.72}, {200, 0.80}, {200, 0.75}, {30, 0.60}, {60, 0.71}};
   EXPECT_EQ(pareto_front(p), (std::vector<size_t>{4, 1, 2}));
 }
+
+TEST(Limits, HugeBudgetIsRefusedNamingItsText) {
+  // Was: "budget -9223372036854775808 ReLUs is below every candidate" (llround beyond int64_t).
+  auto message = [](const std::string& text) {
+    try {
+      parse_budgets(text);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << text << " was accepted";
+    return std::string();
+  };
+  for (const std::string big : {"99999999999999999999999", "1e20", "1e400", "5000000000000000K", "9e12M"}) {
+    const std::string m = message("50K," + big);
+    EXPECT_NE(m.find("budget '" + big + "'"), std::string::npos) << m;
+    EXPECT_NE(m.find("is too large (at most 4611686018427387904"), std::string::npos) << m;
+  }
+  for (const std::string odd : {"inf", "nan", "infK", "-inf", " 5K", "+5K", "1e-400"}) {
+    const std::string m = message(odd);
+    EXPECT_NE(m.find("is not a positive ReLU count"), std::string::npos) << odd << ": " << m;
+  }
+  // The limit itself is a budget.
+  EXPECT_EQ(parse_budgets("4611686018427387904"), (std::vector<int64_t>{int64_t(1) << 62}));
+}

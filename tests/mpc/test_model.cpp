@@ -1,5 +1,6 @@
 // The dealer's view of a model (architecture, hash), the plan, BatchNorm
 // folding, quantisation and the plaintext references, and the Z_2^64 kernels.
+#include "mpc/cost.h"
 #include "mpc/linear.h"
 #include "mpc/plan.h"
 #include "mpc_test_util.h"
@@ -70,6 +71,39 @@ TEST(Plan, StepsOfTinyResNet) {
   const Plan culled = compile_plan(tiny("resnet6:alpha=0.125:cull=S1,S2,S3,S4"));
   EXPECT_TRUE(culled.relu_steps.empty());
   EXPECT_EQ(culled.wire_numel[size_t(culled.output_wire)], 4);
+}
+
+TEST(Plan, CountsDetailCostsExactlyWithoutIndices) {
+  // The cost formula reads live_count only: both details cost the same bytes and rounds.
+  arch::Network net = tiny();
+  mask_half(net, "layer1.0.relu");
+  for (auto* l : net.mutable_layers())
+    if (l->name == "layer2.0.relu") {  // a channel-wise mask keeping one channel of two
+      auto m = std::make_shared<arch::ReluMask>();
+      m->channelwise = true;
+      m->keep.assign(size_t(l->out.c), 0);
+      m->keep[0] = 1;
+      m->live = l->out.h * l->out.w;
+      l->mask = m;
+    }
+  const Plan full = compile_plan(net), counts = compile_plan(net, PlanDetail::Counts);
+  ASSERT_EQ(full.steps.size(), counts.steps.size());
+  for (size_t i = 0; i < full.steps.size(); ++i) {
+    EXPECT_EQ(full.steps[i].live_count, counts.steps[i].live_count) << full.steps[i].name;
+    EXPECT_EQ(full.steps[i].live_count, int64_t(full.steps[i].live.size())) << full.steps[i].name;
+    EXPECT_TRUE(counts.steps[i].live.empty());
+  }
+  const ExpectedCost a = expected_cost(full), b = expected_cost(counts), c = expected_cost(net);
+  EXPECT_EQ(to_json(a), to_json(b));
+  EXPECT_EQ(to_json(a), to_json(c));
+  EXPECT_EQ(a.live_relus, net.totals().relus);
+  // Was std::bad_alloc: one 8-byte index per ReLU element (2^34 of them).
+  const auto huge = arch::build_network("resnet18", arch::InputSpec{{3, 16384, 16384}, 10});
+  const ExpectedCost h = expected_cost(huge);
+  EXPECT_EQ(h.live_relus, huge.totals().relus);
+  EXPECT_EQ(h.relu_bytes, 16 * huge.totals().relus);
+  const auto deep = arch::build_network("resnet18:blocks=1024,1024,1024,1024", arch::InputSpec{{3, 4096, 4096}, 10});
+  EXPECT_EQ(expected_cost(deep).live_relus, deep.totals().relus);
 }
 
 TEST(Plan, RefusesMaxPoolAndLoneBatchNorm) {

@@ -327,6 +327,17 @@ TEST_F(DataParallel, BadEnvironmentNamesTheVariable) {
   Proc q(train_args("run", 1), env, dir_ / "badport");
   ASSERT_TRUE(q.wait_for(std::chrono::seconds(20)));
   EXPECT_NE(q.err().find("MASTER_PORT='http'"), std::string::npos) << q.err();
+
+  // One process with a rank it cannot have: was silently trained as rank 0.
+  env = rank_env(0, free_port());
+  env["WORLD_SIZE"] = "1";
+  env["RANK"] = "7";
+  Proc o(train_args("run", 1), env, dir_ / "rank7");
+  const auto so = o.wait_for(std::chrono::seconds(20));
+  ASSERT_TRUE(so);
+  EXPECT_TRUE(WIFEXITED(*so) && WEXITSTATUS(*so) == 2) << describe(so);
+  EXPECT_NE(o.err().find("RANK='7' is not a rank below WORLD_SIZE=1"), std::string::npos) << o.err();
+  EXPECT_FALSE(fs::exists(dir_ / "run" / "config.json"));
 }
 
 TEST_F(DataParallel, RanksWithDifferentSettingsStopNamingTheFirstDifference) {

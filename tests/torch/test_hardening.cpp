@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
@@ -112,6 +113,115 @@ TEST(Hardening, CorruptOrMismatchedRunFilesAreRefusedNamingTheFile) {
   EXPECT_TRUE(test::contains(r.out, "weights.pt' does not match the checksum")) << r.out;
 }
 
+TEST(Hardening, IntegerOptionsReportTheTextTyped) {
+  // Was "got 9223372036854775807" (saturated) and "got 18446744073709551615: a negative number?" (wrapped).
+  const test::ScratchDir d("ints");
+  const std::pair<std::string, std::string> cases[] = {
+      {"--epochs 9223372036854775808", "--epochs: must be in 1..100000 (got '9223372036854775808')"},
+      {"--seed 99999999999999999999", "(got '99999999999999999999')"},
+      {"--seed -1", "(got '-1')"},
+      {"--limit 0x10", "'0x10' is not a whole number"},
+      {"--batch 1e3", "'1e3' is not a whole number"}};
+  for (const auto& [option, needle] : cases) {
+    const auto r = cli("train " + kRun + " --out " + (d / "run") + " " + option);
+    EXPECT_EQ(r.rc, 2) << option << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, needle)) << option << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(d / "run")) << option;
+  }
+}
+
+TEST(Hardening, FinishedRunFilesMustAgree) {
+  const test::ScratchDir d("agree");
+  const std::string run = d / "run";
+  ASSERT_EQ(cli("train " + kRun + " --epochs 1 --out " + run).rc, 0);
+  const std::string config = util::read_file(run + "/config.json"), result = util::read_file(run + "/result.json"),
+                    weights = util::read_file(run + "/weights.pt");
+  auto restore = [&] {
+    util::write_file_atomic(run + "/config.json", config);
+    util::write_file_atomic(run + "/result.json", result);
+    util::write_file_atomic(run + "/weights.pt", weights);
+  };
+  auto edit = [&](const std::string& file, const std::function<void(nlohmann::json&)>& change) {
+    auto j = nlohmann::json::parse(util::read_file(run + "/" + file));
+    change(j);
+    util::write_file_atomic(run + "/" + file, j.dump(2));
+  };
+  // config.json edited to another alpha: was the wrong architecture, exit 0.
+  edit("config.json", [](nlohmann::json& j) { j["model"] = "resnet6:alpha=0.25"; });
+  for (const std::string& cmd : {"cost " + run, "count " + run, "eval " + run, "resume " + run,
+                                "pi deal " + run + " --out " + (d / "keys")}) {
+    const auto r = cli(cmd);
+    EXPECT_EQ(r.rc, 1) << cmd << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, run + "/config.json' was changed after the run finished")) << cmd << "\n" << r.out;
+  }
+  EXPECT_FALSE(fs::exists(d / "keys"));
+  // A run older than the settings digest: the spec and the ReLU count are still compared.
+  restore();
+  edit("result.json", [](nlohmann::json& j) { j.erase("settings_sha256"); });
+  const std::string old_result = util::read_file(run + "/result.json");
+  edit("config.json", [](nlohmann::json& j) { j["model"] = "resnet6:alpha=0.25"; });
+  auto r = cli("count " + run);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "records spec resnet6:alpha=0.125, '" + run + "/config.json' trains resnet6:alpha=0.25"))
+      << r.out;
+  util::write_file_atomic(run + "/config.json", config);
+  ASSERT_EQ(cli("eval " + run).rc, 0);  // older result.json files stay readable
+  // result.json's spec or ReLU count edited: eval printed the edited spec.
+  edit("result.json", [](nlohmann::json& j) { j["spec"] = "resnet6:alpha=0.25"; });
+  r = cli("eval " + run);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(test::contains(r.out, run + "/result.json' records spec resnet6:alpha=0.25")) << r.out;
+  util::write_file_atomic(run + "/result.json", old_result);
+  edit("result.json", [](nlohmann::json& j) { j["relus"] = 5; });
+  r = cli("cost " + run);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "records 5 ReLUs")) << r.out;
+  // A wrong type in config.json names the file and the field.
+  util::write_file_atomic(run + "/result.json", old_result);
+  edit("config.json", [](nlohmann::json& j) { j["epochs"] = "two"; });
+  r = cli("eval " + run);
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(test::contains(r.out, run + "/config.json': bad training config: field 'epochs'")) << r.out;
+  // Garbage weights of a finished run: resume and eval check them (resume exited 0).
+  restore();
+  util::write_file_atomic(run + "/weights.pt", "garbage");
+  for (const std::string& cmd : {"resume " + run, "eval " + run}) {
+    r = cli(cmd);
+    EXPECT_EQ(r.rc, 1) << cmd << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, "weights.pt' does not match the checksum")) << cmd << "\n" << r.out;
+  }
+  restore();
+  EXPECT_EQ(cli("resume " + run).rc, 0);
+}
+
+TEST(Hardening, ResultRecordsWhereTheRunStartedAndFinished) {
+  const test::ScratchDir d("prov");
+  const std::string run = d / "run";
+  ASSERT_EQ(cli("train " + kRun + " --epochs 2 --out " + run).rc, 0);
+  // Resumed later: "started" stays the run's start (config.json's), "finished" is the resume's.
+  fs::remove(run + "/result.json");
+  auto config = nlohmann::json::parse(util::read_file(run + "/config.json"));
+  config["provenance"]["started"] = "2001-01-01T00:00:00Z";  // provenance is not a setting
+  util::write_file_atomic(run + "/config.json", config.dump(2));
+  ASSERT_EQ(cli("resume " + run).rc, 0);
+  const auto result = nlohmann::json::parse(util::read_file(run + "/result.json"));
+  EXPECT_EQ(result["provenance"]["started"], "2001-01-01T00:00:00Z");
+  ASSERT_TRUE(result["provenance"].contains("finished")) << result.dump(2);
+  EXPECT_GT(result["provenance"]["finished"]["time"].get<std::string>(), "2026");
+  EXPECT_TRUE(result["provenance"]["finished"].contains("hostname"));
+  EXPECT_EQ(cli("eval " + run).rc, 0);
+  // What bench/*.sh record: the same provenance, from `deepreduce provenance`.
+  auto p = cli("provenance --threads 1 --device cpu");
+  EXPECT_EQ(p.rc, 0) << p.out;
+  for (const char* s : {"deepreduce ", "LibTorch ", "cpu, 1 threads", " cores", "host ", "started "})
+    EXPECT_TRUE(test::contains(p.out, s)) << s << "\n" << p.out;
+  p = cli("provenance --threads 1 --format json");
+  EXPECT_EQ(p.rc, 0) << p.out;
+  const auto j = nlohmann::json::parse(p.out);
+  for (const char* k : {"deepreduce", "commit", "libtorch", "device", "threads", "cpu", "cores", "hostname", "started"})
+    EXPECT_TRUE(j.contains(k)) << k;
+}
+
 TEST(Hardening, UsersOwnDirectoryIsNeverOverwritten) {
   const test::ScratchDir d("own");
   util::write_file_atomic(d / "mine/result.json", "{\"mine\": true}");
@@ -202,6 +312,21 @@ TEST(Hardening, IdxFilesWhoseSizeDoesNotMatchTheHeaderAreRefused) {
   const std::string g = load_error(d / "c", gz.substr(0, gz.size() - 8), "train-images-idx3-ubyte.gz");
   EXPECT_TRUE(test::contains(g, "train-images-idx3-ubyte.gz")) << g;
   EXPECT_TRUE(test::contains(g, "gzip")) << g;
+  // Junk after a whole gzip member: was ignored (gzread skips it).
+  for (const std::string& junk : {std::string("x"), std::string("junk after the stream"), std::string("\x1f"),
+                                 std::string(1 << 18, '\0')}) {
+    const std::string j = load_error(d / "j", gz + junk, "train-images-idx3-ubyte.gz");
+    EXPECT_TRUE(test::contains(j, "train-images-idx3-ubyte.gz")) << j;
+    EXPECT_TRUE(test::contains(j, "trailing data")) << j;
+  }
+  // A second member that is not valid gzip data is corrupt, not ignored.
+  const std::string bad = load_error(d / "k", gz + "\x1f\x8b" + "not deflate", "train-images-idx3-ubyte.gz");
+  EXPECT_TRUE(test::contains(bad, "corrupt gzip data")) << bad;
+  // Concatenated members are one stream (gzip allows them): accepted.
+  const std::string raw = idx_images(4, 28, 28, 4 * 784);
+  EXPECT_EQ(load_error(d / "m", gzip(raw.substr(0, 1000)) + gzip(raw.substr(1000)), "train-images-idx3-ubyte.gz"),
+            "<accepted>");
+  EXPECT_EQ(load_error(d / "n", gz + gzip(""), "train-images-idx3-ubyte.gz"), "<accepted>");
   // The well-formed versions load.
   EXPECT_EQ(load_error(d / "e", gz, "train-images-idx3-ubyte.gz"), "<accepted>");
   EXPECT_EQ(load_error(d / "f", idx_images(4, 28, 28, 4 * 784), "train-images-idx3-ubyte"), "<accepted>");
