@@ -22,6 +22,9 @@ RAW="$OUT/levers${ONLY:+-$ONLY}.jsonl"
 JSON=$(mktemp)
 trap 'rm -f "$JSON"' EXIT
 "$BUILD_DIR/deepreduce" count "$MODEL" --dataset cifar10 --layers --format json > "$JSON"
+# Where these numbers come from (version, commit, LibTorch, device, threads, CPU, cores, host, start).
+PROV="$OUT/levers${ONLY:+-$ONLY}.provenance.json"
+"$BUILD_DIR/deepreduce" provenance --device cpu --threads "$THREADS" --format json > "$PROV"
 
 # name | mode | environment | deepreduce_bench flags ("py:..." = bench_torch.py flags)
 CONFIGS=(
@@ -59,9 +62,10 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-"$PY" - "$RAW" <<'EOF' | tee "$OUT/levers${ONLY:+-$ONLY}.md"
+"$PY" - "$RAW" "$("$BUILD_DIR/deepreduce" provenance --device cpu --threads "$THREADS")" <<'EOF' | tee "$OUT/levers${ONLY:+-$ONLY}.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{sys.argv[2]}\n")  # `deepreduce provenance`
 names = list(dict.fromkeys(r["config"] for r in rows))
 print("| configuration | images/s (median) | rounds | vs previous | peak RSS MB |")
 print("|---|---|---|---|---|")

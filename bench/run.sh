@@ -60,17 +60,18 @@ for c in $CASES; do
   done
 done
 
-"$PY" - "$RAW" <<'EOF' | tee "$OUT/summary.md"
+# Where these numbers come from: the line of `deepreduce provenance` (version,
+# commit, LibTorch, device, threads, CPU, cores, host, start), as reports carry it.
+"$CLI" provenance --device cpu --threads "$THREADS" > "$OUT/provenance.txt"
+"$CLI" provenance --device cpu --threads "$THREADS" --format json > "$OUT/provenance.json"
+
+"$PY" - "$RAW" "$OUT/provenance.txt" <<'EOF' | tee "$OUT/summary.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def impl(r):
     return r["impl"] + ("+malloc" if r.get("impl_note") == "malloc" else "")
 cases = list(dict.fromkeys(r["case"] for r in rows))
-prov = next((r["provenance"] for r in rows if "provenance" in r), None)
-if prov:
-    print(f"deepreduce {prov['deepreduce']} (commit {prov.get('commit') or 'unknown'}{', modified' if prov.get('dirty') else ''}), "
-          f"LibTorch {prov.get('libtorch')}, {prov.get('cpu')}, {prov.get('cores')} cores, host {prov.get('hostname')}, "
-          f"{prov.get('started')}\n")
+print(open(sys.argv[2]).read().strip() + "\n")  # `deepreduce provenance`: the line every report carries
 impls = list(dict.fromkeys(impl(r) for r in rows))
 print("| case | " + " | ".join(f"{i} img/s" for i in impls) + " | ratio deepreduce/eager (median) | " +
       " | ".join(f"{i} RSS MB" for i in impls) + " |")

@@ -14,6 +14,9 @@ OUT=${OUT:-runs/bench-sharing}
 CORES=$(nproc)
 [[ -x $BIN ]] || { echo "bench/sharing.sh: $BIN is missing: run 'make build'" >&2; exit 1; }
 rm -rf "$OUT" && mkdir -p "$OUT"
+# Where these numbers come from (version, commit, LibTorch, device, threads, CPU, cores, host, start).
+"$BIN" provenance --device cpu --format json > "$OUT/provenance.json"
+PROV_LINE=$("$BIN" provenance --device cpu)
 train() {  # train NAME [options]: one epoch of resnet18:alpha=0.25 on LIMIT Fashion-MNIST images
   local name=$1; shift
   "$BIN" train --model resnet18:alpha=0.25 --data fashion-mnist --limit "$LIMIT" --epochs 1 --out "$OUT/$name" \
@@ -36,10 +39,11 @@ reduce() {  # reduce JOBS: the demo's frontier
 t0=$(seconds); reduce 1; t1=$(seconds); r1=$(elapsed "$t0" "$t1")
 t0=$(seconds); reduce 2; t1=$(seconds); r2=$(elapsed "$t0" "$t1")
 
-python3 - "$alone" "$auto" "$every" "$one" "$passive" "$r1" "$r2" "$CORES" "$LIMIT" "$REDUCE_EPOCHS" <<'PY' | tee "$OUT/summary.md"
+python3 - "$alone" "$auto" "$every" "$one" "$passive" "$r1" "$r2" "$CORES" "$LIMIT" "$REDUCE_EPOCHS" "$PROV_LINE" <<'PY' | tee "$OUT/summary.md"
 import sys
 alone, auto, every, one, passive, r1, r2 = map(float, sys.argv[1:8])
-cores, limit, epochs = sys.argv[8:]
+cores, limit, epochs, prov = sys.argv[8:]
+print(f"{prov} (threads: the default, every core; each case's own threads below)\n")
 seq = 2 * alone
 print(f"resnet18:alpha=0.25, 1 epoch on {limit} Fashion-MNIST images, {cores} cores\n")
 print("| case | wall s | vs one after the other |")

@@ -86,7 +86,7 @@ void add_count_command(CLI::App& app) {
       ->required();
   o->input.add_options(cmd);
   cmd->add_flag("--layers", o->layers, "Also list every layer");
-  cmd->add_option("--format", o->format, "Output format: table, md, csv, json")->capture_default_str();
+  cmd->add_option("--format", o->format, report::format_option_help())->capture_default_str();
   cmd->add_option("--plot", o->plot,
                   "Draw the layer-wise % of params, FLOPs and ReLUs (appendix Figure 7) to FILE (.png or .svg)");
   cmd->callback([o] { run_count(*o); });

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "report/format.h"
 #include "report/table.h"
 #include "util/strings.h"
 
@@ -46,7 +47,7 @@ report::Table dataset_table() {
 void add_models_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("models", "List the model families (stages, thinning, default input) and datasets");
   auto format = std::make_shared<std::string>("table");
-  cmd->add_option("--format", *format, "Output format: table, md, csv, json")->capture_default_str();
+  cmd->add_option("--format", *format, report::format_option_help())->capture_default_str();
   cmd->callback([format] {
     const auto fmt = report::parse_format(*format);
     if (fmt == report::Format::Json) {

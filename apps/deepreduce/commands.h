@@ -24,11 +24,16 @@ void add_cost_command(CLI::App& app);
 void add_search_commands(CLI::App& app);  // criticality, reduce
 void add_pi_commands(CLI::App& app);      // pi deal, serve, client, run
 void add_linearize_command(CLI::App& app);
+void add_provenance_command(CLI::App& app);  // for scripts: the provenance record
 
 // Help texts generated from the dataset and protocol registries (help.cpp).
 std::string data_option_help();
 std::string input_preset_help();
 std::string protocol_option_help();
+
+// A check for an integer option, made on the text typed: a whole decimal
+// number in lo..hi, else "must be in lo..hi (got 'TEXT')" (exit 2).
+CLI::Validator integer_in(int64_t lo, int64_t hi);
 
 // --epochs, --batch, --lr, ... shared by train, criticality and reduce.
 void add_training_options(CLI::App* cmd, train::TrainConfig& c);

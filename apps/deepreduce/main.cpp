@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   dr::cli::add_linearize_command(app);
   dr::cli::add_cost_command(app);
   dr::cli::add_pi_commands(app);
+  dr::cli::add_provenance_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,8 +5,9 @@
 // (`deepreduce models`, the spec parser's messages, the pipeline) is
 // generated from the registry in families.cpp.
 //
-// Adding a family: one new file (e.g. src/arch/densenet.cpp) defining a
-// function that returns its Family entries, and one line in families.cpp.
+// Adding a family: one new file (e.g. src/arch/densenet.cpp) defining
+// `std::vector<Family> densenet_families()` in dr::arch, and its name on the
+// one registry line of families.cpp (kFamilyFiles). Nothing else.
 #include <string>
 #include <vector>
 
@@ -47,10 +48,8 @@ const Family& find_family(const std::string& name);
 // "S1".."Sn".
 std::vector<std::string> stage_names(int n);
 
-// The registry entries of each family file (families.cpp lists them).
-std::vector<Family> resnet_families();     // resnet.cpp
-std::vector<Family> vgg_families();        // vgg.cpp
-std::vector<Family> mobilenetv1_families();  // mobilenetv1.cpp
-std::vector<Family> mobilenetv2_families();  // mobilenetv2.cpp
+// The families whose spec accepts blocks= (a non-empty default_blocks), for
+// messages: "resnet6, resnet18, ...".
+std::vector<std::string> families_with_blocks();
 
 }  // namespace dr::arch

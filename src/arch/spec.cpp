@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -81,7 +82,8 @@ void check_block_count(int64_t n, const std::string& value, const std::string& s
 // "2,2,2,2" -> one count per stage of the family, each checked.
 std::vector<int> parse_blocks(const std::string& value, const Family& fam, const std::string& spec) {
   if (fam.default_blocks.empty())
-    throw SpecError("model spec '" + spec + "': blocks= is accepted by ResNet families only, not " + fam.name);
+    throw SpecError("model spec '" + spec + "': blocks= is accepted by the families with a block count per stage (" +
+                    join(families_with_blocks()) + "), not " + fam.name);
   const auto parts = split(value, ',');
   if (parts.size() != fam.stages.size())
     throw SpecError("model spec '" + spec + "': blocks needs " + std::to_string(fam.stages.size()) +
@@ -106,6 +108,78 @@ std::vector<int> parse_blocks(const std::string& value, const Family& fam, const
     blocks.push_back(static_cast<int>(n));
   }
   return blocks;
+}
+
+// The spec's keys, one table for the parser, its messages and canonical(),
+// in the order canonical() writes them. `parse` sets the key's field of the
+// spec from its value (has_value: "key=value" rather than "key"); `value` is
+// the canonical value of the field, nullopt when it is the default (left out).
+struct SpecKey {
+  const char* name;
+  bool value_optional;
+  void (*parse)(ModelSpec& spec, const std::string& value, bool has_value, const Family& fam, const std::string& text);
+  std::optional<std::string> (*value)(const ModelSpec& spec);
+};
+
+std::optional<std::string> joined(const std::vector<std::string>& v) {
+  return v.empty() ? std::nullopt : std::optional<std::string>(join(v, ","));
+}
+
+const SpecKey kSpecKeys[] = {
+    {"alpha", false,
+     [](ModelSpec& s, const std::string& v, bool, const Family&, const std::string& text) {
+       s.alpha = parse_number("alpha", v, text);
+       check_alpha(s.alpha, v, text);
+     },
+     [](const ModelSpec& s) { return s.alpha != 1.0 ? std::optional<std::string>(fmt_num(s.alpha)) : std::nullopt; }},
+    {"rho", false,
+     [](ModelSpec& s, const std::string& v, bool, const Family&, const std::string& text) {
+       s.rho = parse_number("rho", v, text);
+       check_rho(s.rho, v, text);
+     },
+     [](const ModelSpec& s) { return s.rho != 1.0 ? std::optional<std::string>(fmt_num(s.rho)) : std::nullopt; }},
+    {"blocks", false,
+     [](ModelSpec& s, const std::string& v, bool, const Family& fam, const std::string& text) {
+       s.blocks = parse_blocks(v, fam, text);
+     },
+     [](const ModelSpec& s) {
+       std::vector<std::string> b;
+       for (int n : s.blocks) b.push_back(std::to_string(n));
+       return joined(b);
+     }},
+    {"cull", false,
+     [](ModelSpec& s, const std::string& v, bool, const Family& fam, const std::string& text) {
+       s.cull = parse_stages("cull", v, fam, text);
+     },
+     [](const ModelSpec& s) { return joined(s.cull); }},
+    {"keep", false,
+     [](ModelSpec& s, const std::string& v, bool, const Family& fam, const std::string& text) {
+       s.keep = parse_stages("keep", v, fam, text);
+     },
+     [](const ModelSpec& s) { return joined(s.keep); }},
+    {"thin", true,
+     [](ModelSpec& s, const std::string& v, bool has_value, const Family& fam, const std::string& text) {
+       if (fam.thin_policies.empty())
+         throw SpecError("model spec '" + text + "': " + fam.name +
+                         " has one ReLU per block, so thinning is not defined for it");
+       if (has_value && !fam.policy(v))
+         throw SpecError("model spec '" + text + "': unknown thinning policy '" + v + "' for " + fam.name +
+                         " (accepted: " + join(fam.policy_names()) + ")");
+       s.thin = has_value ? v : fam.thin_policies.front().name;
+     },
+     [](const ModelSpec& s) { return s.thin; }},
+};
+
+const SpecKey* find_key(const std::string& name) {
+  for (const SpecKey& k : kSpecKeys)
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+std::string key_names() {
+  std::vector<std::string> names;
+  for (const SpecKey& k : kSpecKeys) names.push_back(k.name);
+  return join(names);
 }
 
 }  // namespace
@@ -157,36 +231,11 @@ ModelSpec parse_spec(const std::string& text) {
     const std::string value = has_value ? part.substr(eq + 1) : "";
     if (!seen.insert(key).second)
       throw SpecError("model spec '" + text + "': key '" + key + "' given twice");
-    static const std::set<std::string> known = {"alpha", "rho", "blocks", "cull", "keep", "thin"};
-    if (!known.count(key))
-      throw SpecError("model spec '" + text + "': unknown key '" + key +
-                      "' (accepted: alpha, rho, blocks, cull, keep, thin)");
-    if (key != "thin" && !has_value)
+    const SpecKey* k = find_key(key);
+    if (!k) throw SpecError("model spec '" + text + "': unknown key '" + key + "' (accepted: " + key_names() + ")");
+    if (!k->value_optional && !has_value)
       throw SpecError("model spec '" + text + "': key '" + key + "' needs a value (" + key + "=...)");
-    if (key == "alpha") {
-      spec.alpha = parse_number(key, value, text);
-      check_alpha(spec.alpha, value, text);
-    } else if (key == "rho") {
-      spec.rho = parse_number(key, value, text);
-      check_rho(spec.rho, value, text);
-    } else if (key == "blocks") {
-      spec.blocks = parse_blocks(value, fam, text);
-    } else if (key == "cull") {
-      spec.cull = parse_stages(key, value, fam, text);
-    } else if (key == "keep") {
-      spec.keep = parse_stages(key, value, fam, text);
-    } else if (key == "thin") {
-      if (fam.thin_policies.empty())
-        throw SpecError("model spec '" + text + "': " + fam.name +
-                        " has one ReLU per block, so thinning is not defined for it");
-      if (has_value && !fam.policy(value))
-        throw SpecError("model spec '" + text + "': unknown thinning policy '" + value + "' for " + fam.name +
-                        " (accepted: " + join(fam.policy_names()) + ")");
-      spec.thin = has_value ? value : fam.thin_policies.front().name;
-    } else {
-      throw SpecError("model spec '" + text + "': unknown key '" + key +
-                      "' (accepted: alpha, rho, blocks, cull, keep, thin)");
-    }
+    k->parse(spec, value, has_value, fam, text);
   }
   if (!spec.cull.empty() && !spec.keep.empty())
     throw SpecError("model spec '" + text + "': give cull= or keep=, not both");
@@ -195,16 +244,8 @@ ModelSpec parse_spec(const std::string& text) {
 
 std::string ModelSpec::canonical() const {
   std::string s = family;
-  if (alpha != 1.0) s += ":alpha=" + fmt_num(alpha);
-  if (rho != 1.0) s += ":rho=" + fmt_num(rho);
-  if (!blocks.empty()) {
-    std::vector<std::string> b;
-    for (int n : blocks) b.push_back(std::to_string(n));
-    s += ":blocks=" + join(b, ",");
-  }
-  if (!cull.empty()) s += ":cull=" + join(cull, ",");
-  if (!keep.empty()) s += ":keep=" + join(keep, ",");
-  if (thin) s += ":thin=" + *thin;
+  for (const SpecKey& k : kSpecKeys)
+    if (const auto v = k.value(*this)) s += std::string(":") + k.name + "=" + *v;
   return s;
 }
 

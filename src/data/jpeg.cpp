@@ -15,6 +15,7 @@
 
 #include "data/files.h"
 #include "data/formats.h"
+#include "util/strings.h"
 
 namespace dr::data {
 
@@ -194,8 +195,7 @@ void decode_all(const std::vector<std::string>& files, torch::Tensor& images) {
 bool is_jpeg_name(const std::string& f) {
   auto dot = f.rfind('.');
   if (dot == std::string::npos) return false;
-  std::string ext = f.substr(dot + 1);
-  for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const std::string ext = util::lower(f.substr(dot + 1));
   return ext == "jpeg" || ext == "jpg";
 }
 

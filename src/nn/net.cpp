@@ -3,6 +3,7 @@
 #include "arch/spec.h"
 #include "nn/onednn.h"
 #include "nn/relu_site.h"
+#include "util/strings.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -85,8 +86,7 @@ ExecOptions default_exec_options() {
   ExecOptions o;
   const char* v = std::getenv("DEEPREDUCE_EXEC");
   if (!v) return o;
-  std::stringstream ss(v);
-  for (std::string item; std::getline(ss, item, ',');) {
+  for (const std::string& item : util::split(v, ',')) {
     if (item == "nocl") o.channels_last = false;
     else if (item == "nofuse") o.fuse_inference = false;
     else if (item == "nomkldnn") o.mkldnn_inference = false;

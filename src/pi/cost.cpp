@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "util/fs.h"
+#include "util/strings.h"
 
 #ifndef DEEPREDUCE_DATA_DIR
 #error "DEEPREDUCE_DATA_DIR must be defined (CMakeLists.txt sets it)"
@@ -119,11 +120,12 @@ std::string accepted_ids(const CostModel& model) {
   return s;
 }
 
+// Without any whitespace, lower case: " GC, Cheetah" -> "gc,cheetah".
 std::string trim_lower(const std::string& s) {
   std::string out;
   for (unsigned char c : s)
-    if (!std::isspace(c)) out += static_cast<char>(std::tolower(c));
-  return out;
+    if (!std::isspace(c)) out += static_cast<char>(c);
+  return util::lower(out);
 }
 
 }  // namespace

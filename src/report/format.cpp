@@ -5,17 +5,24 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <vector>
+
+#include "util/strings.h"
 
 namespace dr::report {
 
+namespace {
+
+constexpr Format kFormats[] = {Format::Table, Format::Markdown, Format::Csv, Format::Json};
+
+}  // namespace
+
 Format parse_format(const std::string& s) {
-  std::string k = s;
-  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (k == "table") return Format::Table;
-  if (k == "md" || k == "markdown") return Format::Markdown;
-  if (k == "csv") return Format::Csv;
-  if (k == "json") return Format::Json;
-  throw std::invalid_argument("unknown format '" + s + "' (accepted: table, md, csv, json)");
+  const std::string k = util::lower(s);
+  if (k == "markdown") return Format::Markdown;
+  for (Format f : kFormats)
+    if (k == format_name(f)) return f;
+  throw std::invalid_argument("unknown format '" + s + "' (accepted: " + format_names() + ")");
 }
 
 const char* format_name(Format f) {
@@ -27,6 +34,14 @@ const char* format_name(Format f) {
   }
   return "?";
 }
+
+std::string format_names() {
+  std::vector<std::string> names;
+  for (Format f : kFormats) names.push_back(format_name(f));
+  return util::join(names);
+}
+
+std::string format_option_help() { return "Output format: " + format_names(); }
 
 std::string thousands(int64_t v) {
   // Work on the magnitude as unsigned so INT64_MIN is fine too.

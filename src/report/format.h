@@ -9,9 +9,15 @@ namespace dr::report {
 
 enum class Format { Table, Markdown, Csv, Json };
 
-// "table", "md", "csv", "json" (also "markdown"). Throws std::invalid_argument
-// "unknown format 'x' (accepted: table, md, csv, json)".
+// "table", "md", "csv", "json" (also "markdown"), in any case. Throws
+// std::invalid_argument "unknown format 'x' (accepted: table, md, csv, json)".
 Format parse_format(const std::string& s);
+// The accepted names, one source for every help text and message:
+// "table, md, csv, json".
+std::string format_names();
+// The --format help of the commands that print a table:
+// "Output format: table, md, csv, json".
+std::string format_option_help();
 // The name parse_format accepts for `f`: "table", "md", "csv", "json".
 const char* format_name(Format f);
 

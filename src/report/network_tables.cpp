@@ -42,6 +42,8 @@ Table layer_table(const arch::Network& net) {
   for (const auto* l : net.layers()) {
     std::string kind = arch::op_name(l->op);
     if (l->op == arch::Op::ReLU && !l->live) kind = "relu (removed)";
+    else if (l->op == arch::Op::ReLU && l->relus() == 0) kind = "relu (masked out)";
+    else if (l->op == arch::Op::ReLU && l->relus() < l->out.numel()) kind = "relu (masked)";
     if (l->op == arch::Op::Conv && l->groups > 1) kind = "conv dw";
     t.add_row({l->name, kind, l->stage, l->out.str(), l->relus(), l->flops(), l->params()});
   }

@@ -27,8 +27,16 @@ std::string provenance_line(const nlohmann::json& p) {
   if (!str("device").empty()) s += ", " + str("device");
   if (p.contains("threads")) s += ", " + std::to_string(p["threads"].get<int>()) + " threads";
   if (!str("cpu").empty()) s += ", " + str("cpu");
+  if (p.contains("cores") && p["cores"].is_number()) s += ", " + std::to_string(p["cores"].get<int>()) + " cores";
   if (!str("hostname").empty()) s += ", host " + str("hostname");
-  if (!str("started").empty()) s += ", " + str("started");
+  if (!str("started").empty()) s += ", started " + str("started");
+  // A run's result: where and when it finished (a resume may finish elsewhere).
+  if (p.contains("finished") && p["finished"].is_object()) {
+    const nlohmann::json& f = p["finished"];
+    s += ", finished " + f.value("time", std::string("?"));
+    const std::string host = f.value("hostname", std::string());
+    if (!host.empty() && host != str("hostname")) s += " on host " + host;
+  }
   return s;
 }
 

@@ -12,7 +12,9 @@ namespace dr::train {
 nlohmann::json provenance(const std::string& device, int threads);
 
 // One line for reports: "deepreduce 0.3.0 (commit 3f2a9c1b0d4e), LibTorch
-// 1.13.0, cpu, 2 threads, Intel(R) Xeon(R) ..., host h, started 2026-...Z".
+// 1.13.0, cpu, 2 threads, Intel(R) Xeon(R) ..., 2 cores, host h, started
+// 2026-...Z" (a run's result adds ", finished 2026-...Z [on host h2]").
+// `deepreduce provenance` prints it for scripts (bench/*.sh).
 std::string provenance_line(const nlohmann::json& p);
 
 }  // namespace dr::train

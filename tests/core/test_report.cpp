@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -287,6 +288,58 @@ TEST(Plot, XyLogxPngAndSvg) {
   EXPECT_TRUE(contains(dr::util::read_file(svg), "S2+S3_thin"));
 }
 
+// Every marker series its own point type and colour; the frontier a line
+// without markers, so that it hides no method's points.
+TEST(Plot, EachSeriesItsOwnMarkerAndColour) {
+  const std::vector<XYSeries> series = {{"DeepReDuce", {{1, 1, ""}}, false, true, ""},
+                                        {"SNL", {{2, 2, ""}}, true, false, ""},
+                                        {"DeepReDuce + SNL", {{3, 3, ""}}, true, false, ""},
+                                        {"Pareto frontier", {{1, 1, ""}}, true, false, "frontier"},
+                                        {"baseline", {{4, 4, ""}}, false, false, "baseline"}};
+  const auto styles = xy_series_styles(series);
+  ASSERT_EQ(styles.size(), series.size());
+  auto field = [](const std::string& with, const std::string& key) {
+    const size_t p = with.find(" " + key + " ");
+    if (p == std::string::npos) return std::string();
+    const size_t b = p + key.size() + 2;
+    const size_t e = key == "lc" ? with.find('"', with.find('"', b) + 1) + 1 : with.find(' ', b);
+    return with.substr(b, e == std::string::npos ? std::string::npos : e - b);
+  };
+  std::set<std::string> points, colours;
+  for (size_t i : {0, 1, 2, 4}) {
+    EXPECT_FALSE(field(styles[i], "pt").empty()) << styles[i];
+    points.insert(field(styles[i], "pt"));
+    colours.insert(field(styles[i], "lc"));
+  }
+  EXPECT_EQ(points.size(), 4u);
+  EXPECT_EQ(colours.size(), 4u);
+  // Blue, vermillion, green: no two near alike (vermillion and orange not neighbours).
+  EXPECT_TRUE(contains(styles[0], "#0072B2")) << styles[0];
+  EXPECT_TRUE(contains(styles[1], "#D55E00")) << styles[1];
+  EXPECT_TRUE(contains(styles[2], "#009E73")) << styles[2];
+  EXPECT_EQ(styles[3].rfind("lines ", 0), 0u) << styles[3];
+  EXPECT_FALSE(contains(styles[3], " pt ")) << styles[3];
+  EXPECT_EQ(colours.count(field(styles[3], "lc")), 0u) << styles[3];
+  EXPECT_THROW(xy_series_styles({{"s", {}, false, false, "fancy"}}), std::invalid_argument);
+  REQUIRE_GNUPLOT();
+  ScratchDir dir;
+  plot_xy(dir.path + "/f.png", "t", "x", "y", true, series);
+  EXPECT_TRUE(is_png(dir.path + "/f.png"));
+}
+
+TEST(Plot, PlotFormatIsCheckedInOnePlace) {
+  EXPECT_EQ(plot_formats(), (std::vector<std::string>{"png", "svg"}));
+  EXPECT_NO_THROW(check_plot_format("png"));
+  EXPECT_NO_THROW(check_plot_format("svg"));
+  try {
+    check_plot_format("pdf");
+    FAIL() << "pdf accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "--plot-format 'pdf' is not accepted (accepted: png, svg)");
+  }
+  EXPECT_THROW(check_plot_format("PNG "), std::invalid_argument);
+}
+
 TEST(Plot, BadExtension) {
   // Checked before gnuplot is needed.
   try {
@@ -345,4 +398,19 @@ TEST(Plot, GnuplotQuote) {
   EXPECT_EQ(gnuplot_quote("a_b"), "\"a_b\"");
   EXPECT_EQ(gnuplot_quote("say \"x\"\\n"), "\"say \\\"x\\\"\\\\n\"");
   EXPECT_EQ(gnuplot_quote("two\nlines"), "\"two\\nlines\"");
+}
+
+TEST(Format, OneListOfFormatNames) {
+  using namespace dr::report;
+  EXPECT_EQ(format_names(), "table, md, csv, json");
+  EXPECT_EQ(format_option_help(), "Output format: table, md, csv, json");
+  for (const char* name : {"table", "md", "csv", "json"}) EXPECT_STREQ(format_name(parse_format(name)), name);
+  EXPECT_EQ(parse_format("MarkDown"), Format::Markdown);
+  EXPECT_EQ(parse_format("JSON"), Format::Json);
+  try {
+    parse_format("xml");
+    ADD_FAILURE() << "xml accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "unknown format 'xml' (accepted: table, md, csv, json)");
+  }
 }
