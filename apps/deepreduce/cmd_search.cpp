@@ -61,7 +61,9 @@ void add_search_commands(CLI::App& app) {
         "The DeepReDuce pipeline: teacher, criticality, cull/thin/reshape to ReLU budgets, KD training, frontier, report");
     add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
     cmd->add_option("--budget", s->budgets, "ReLU budgets, e.g. 50K,20K,1.5M (K = 1,000)")->required();
-    cmd->add_option("--teacher", s->o.teacher, "Finished all-ReLU baseline run (default: train it in OUT/teacher)");
+    cmd->add_option("--teacher", s->o.teacher,
+                    "Finished all-ReLU baseline run (default: train it in OUT/teacher); the --model network itself "
+                    "for snl, combined and --init-teacher, which start from its weights");
     s->o.out = "runs/reduce";
     cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
     cmd->add_option("--per-budget", s->o.per_budget, "Candidates trained per budget (the largest that fit)")

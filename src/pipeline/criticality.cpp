@@ -6,6 +6,7 @@
 #include "arch/spec.h"
 #include "pipeline/jobs.h"
 #include "report/format.h"
+#include "train/snl.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -61,7 +62,8 @@ void validate(const CriticalityOptions& o) {
   o.train.validate();
   check_sweep(o.sweep);
   if (o.train.teacher.empty()) throw std::invalid_argument("criticality needs --teacher DIR (a finished baseline run)");
-  train::check_teacher(o.train.teacher, {arch::parse_source(o.train.data).input.shape, 0});
+  check_output_dir(o.out, "criticality", {"criticality.json", "keep-*"});
+  train::check_run_for_data(o.train.teacher, "teacher", o.train.data);
 }
 
 CriticalityResult run_criticality(const CriticalityOptions& o) {

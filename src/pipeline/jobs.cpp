@@ -1,6 +1,7 @@
 #include "pipeline/jobs.h"
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <thread>
@@ -123,6 +124,37 @@ std::string run_name(const std::string& spec) {
   std::string s;
   for (char c : spec) s += c == ':' ? '_' : c == '=' ? '-' : c == ',' ? '+' : c;
   return s;
+}
+
+namespace {
+
+bool holds(const std::string& out, const std::string& marker) {
+  namespace fs = std::filesystem;
+  if (marker.empty() || marker.back() != '*') return util::file_exists(util::path_join(out, marker));
+  const fs::path m(marker);
+  const fs::path parent = fs::path(out) / m.parent_path();
+  std::string prefix = m.filename().string();
+  prefix.pop_back();
+  std::error_code ec;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+}  // namespace
+
+void check_output_dir(const std::string& out, const std::string& command, const std::vector<std::string>& markers) {
+  namespace fs = std::filesystem;
+  if (out.empty()) throw std::invalid_argument("--out DIR is required");
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw std::invalid_argument("--out '" + out + "' is a file, not a directory");
+  if (util::is_empty_or_missing(out)) return;
+  for (const auto& m : markers)
+    if (holds(out, m)) return;
+  throw std::invalid_argument("--out '" + out + "' is not empty and holds no `deepreduce " + command +
+                              "` output (none of " + util::join(markers, ", ") +
+                              "): choose a new or empty directory, so that nothing of yours is overwritten");
 }
 
 }  // namespace dr::pipeline

@@ -38,6 +38,14 @@ bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const Swe
 train::TrainConfig job_config(const train::TrainConfig& base, const std::string& spec, const std::string& out,
                               const std::string& teacher, bool init_from_teacher);
 
+// Refuses (std::invalid_argument) an output directory `out` of `command`
+// that is neither missing, empty, nor that command's own earlier output, so
+// that no user's files (a report.md of their own, ...) are overwritten; its
+// own output is continued or reused. Own output = it holds one of `markers`:
+// paths inside `out`, where a last component ending in '*' matches by prefix
+// ("keep-*"). Called before any work.
+void check_output_dir(const std::string& out, const std::string& command, const std::vector<std::string>& markers);
+
 // A run directory name for a spec: "resnet18:cull=S1:thin=relu2" -> "resnet18_cull-S1_thin-relu2".
 std::string run_name(const std::string& spec);
 

@@ -122,21 +122,29 @@ LinearizeOptions LinearizeOptions::defaults() {
   return o;
 }
 
-void validate(LinearizeOptions& o) {
-  if (o.out.empty()) throw std::invalid_argument("--out DIR is required");
-  if (o.budgets.empty()) throw std::invalid_argument("--budget needs at least one ReLU budget (e.g. 50K,20K)");
+void validate_settings(const LinearizeOptions& o) {
+  train::check_budget_list(o.budgets);
+  o.search.validate_settings(o.flags.search_prefix);
+  if (o.finetune.epochs < 1 || o.finetune.epochs > train::kMaxEpochs)
+    throw std::invalid_argument(o.flags.finetune_epochs + " must be in 1.." + std::to_string(train::kMaxEpochs) +
+                                " (got " + std::to_string(o.finetune.epochs) + ")");
   if (o.epochs_per_point < 0 || o.epochs_per_point > train::kMaxEpochs)
-    throw std::invalid_argument("--epochs-per-point must be in 0.." + std::to_string(train::kMaxEpochs));
-  if (o.plot_ext != "png" && o.plot_ext != "svg")
-    throw std::invalid_argument("--plot-format '" + o.plot_ext + "' is not accepted (accepted: png, svg)");
+    throw std::invalid_argument(o.flags.epochs_per_point + " must be in 0.." + std::to_string(train::kMaxEpochs) +
+                                " (got " + std::to_string(o.epochs_per_point) + ")");
+  report::check_plot_format(o.plot_ext);
   check_sweep(o.sweep);
+}
+
+void validate(LinearizeOptions& o) {
+  validate_settings(o);
+  check_output_dir(o.out, "linearize", {"search/config.json", "budget-*"});
   resolve_start(o);
   share_settings(o.finetune, o.search.train);
   o.search.budgets = o.budgets;
   o.search.train.out = path_join(o.out, "search");
   o.finetune.model = o.search.train.model;
   o.finetune.validate();
-  o.search.validate();
+  o.search.validate(o.flags.search_prefix);
 }
 
 std::vector<LinearizedPoint> run_linearize(LinearizeOptions o) {

@@ -35,6 +35,13 @@ struct LinearizeOptions {
   int64_t epochs_per_point = 0;
   std::string plot_ext = "png";
   bool dry_run = false;
+  // The flags the user typed for these settings, for error messages
+  // (reduce: --snl-search-lr, --snl-finetune-epochs, ...).
+  struct Flags {
+    std::string search_prefix = "--";  // + "search-lr", "lasso", ... (train::SnlOptions::validate_settings)
+    std::string finetune_epochs = "--epochs";
+    std::string epochs_per_point = "--epochs-per-point";
+  } flags;
 
   static LinearizeOptions defaults();
 };
@@ -53,8 +60,16 @@ struct LinearizedPoint {
 // limit, teacher, batch, seed, threads, device, workers, kd_T, augmentation.
 void share_settings(const train::TrainConfig& from, train::TrainConfig& to);
 
-// Checks every setting before reading data (budgets below the starting
-// network's count, teacher, --from); throws std::invalid_argument or arch::SpecError.
+// The settings that need no file (the search's, the fine-tunes' epochs,
+// --epochs-per-point, budgets listed, plot format, sweep), naming the flags
+// of o.flags; reduce checks its SNL options with this before any work.
+void validate_settings(const LinearizeOptions& o);
+
+// Checks every setting before reading data: validate_settings, --out (new,
+// empty, or an earlier linearize output), budgets below the starting
+// network's count, the teacher (finished, all-ReLU, of --data's input and
+// classes), --from (a spec, or a finished unmasked run); throws
+// std::invalid_argument or arch::SpecError.
 void validate(LinearizeOptions& o);
 
 // Runs (or continues) the search and the fine-tunes; writes the report.

@@ -12,7 +12,10 @@
 #include "pipeline/private_inference.h"
 #include "pipeline/reduce_report.h"
 #include "report/format.h"
+#include "report/plot.h"
 #include "report/table.h"
+#include "train/provenance.h"
+#include "train/snl.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -80,27 +83,66 @@ std::vector<std::string> known_order(const ReduceOptions& o) {
   return nlohmann::json::parse(util::read_file(measured))["order"].get<std::vector<std::string>>();
 }
 
+// The SNL methods' LinearizeOptions (run_snl) as far as they are known
+// before the teacher exists.
+LinearizeOptions snl_options(const ReduceOptions& o) {
+  LinearizeOptions l = o.snl;
+  share_settings(o.train, l.finetune);
+  l.finetune.kd_lambda = o.train.kd_lambda;  // as DeepReDuce's candidates
+  l.sweep = o.sweep;
+  l.plot_ext = o.plot_ext;
+  l.flags = {"--snl-", "--snl-finetune-epochs", "--snl-epochs-per-point"};
+  return l;
+}
+
+// A given teacher: finished, for --data's input and classes; the --model
+// network itself, all-ReLU, where its weights are a start (snl, combined,
+// --init-teacher). A KD-only teacher (deepreduce) may be any network.
+void check_given_teacher(const ReduceOptions& o, const Plan& p) {
+  train::check_run_for_data(o.teacher, "teacher", o.train.data);
+  std::vector<std::string> starts;
+  if (p.snl) starts.push_back("--method snl starts from its weights");
+  if (p.combined) starts.push_back("--method combined starts from the DeepReDuce network it taught");
+  if (o.init_from_teacher) starts.push_back("--init-teacher starts the candidates from its weights");
+  if (starts.empty()) return;
+  const std::string why = util::join(starts, "; ");
+  const std::string spec = train::finished_result(o.teacher)->spec;
+  if (spec != p.base_spec)
+    throw std::invalid_argument("teacher '" + o.teacher + "' is " + spec + ", not the --model network " + p.base_spec +
+                                " (" + why + "): give a teacher trained as --model " + p.base_spec +
+                                ", or leave --teacher out to train it in " + path_join(o.out, "teacher"));
+  if (train::is_masked_run(o.teacher))
+    throw std::invalid_argument("teacher '" + o.teacher + "' is a masked run (pixel masks, e.g. an SNL result), not "
+                                "the all-ReLU " + p.base_spec + " (" + why + ")");
+}
+
 // Checks every setting and builds the plan; reads no data file.
 Plan make_plan(const ReduceOptions& o) {
-  if (o.budgets.empty()) throw std::invalid_argument("--budget needs at least one ReLU budget (e.g. 50K,20K)");
+  train::check_budget_list(o.budgets);
   const arch::ModelSpec base = arch::parse_family_spec(o.train.model, "--model");
   o.train.validate();
   pi::select_protocols(pi::load_cost_model(), o.protocols);
-  if (o.plot_ext != "png" && o.plot_ext != "svg")
-    throw std::invalid_argument("--plot-format '" + o.plot_ext + "' is not accepted (accepted: png, svg)");
+  report::check_plot_format(o.plot_ext);
   Plan p;
+  p.deepreduce = uses(o, "deepreduce");
+  p.snl = uses(o, "snl");
+  p.combined = uses(o, "combined");
+  if (p.snl || p.combined) {
+    LinearizeOptions l = snl_options(o);
+    l.budgets = o.budgets;
+    validate_settings(l);
+  }
+  check_output_dir(o.out, "reduce",
+                   {"plan.json", "teacher/config.json", "criticality", "candidates", "snl/search", "combined/search"});
   p.base_spec = base.canonical();
   p.input = arch::parse_source(o.train.data).input;
   p.base_relus = arch::build_network(base, p.input).totals().relus;
   p.stages = arch::find_family(base.family).stages;
   p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
-  if (!o.teacher.empty()) train::check_teacher(o.teacher, {p.input.shape, 0});  // classes: once the data is read
+  if (!o.teacher.empty()) check_given_teacher(o, p);
   if (o.measure_pi < 0) throw std::invalid_argument("--measure-pi needs a number of images >= 0");
   check_sweep(o.sweep);
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
-  p.deepreduce = uses(o, "deepreduce");
-  p.snl = uses(o, "snl");
-  p.combined = uses(o, "combined");
   p.order = known_order(o);
   p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
   p.candidates = search::deepreduce_candidates(p.base_spec, p.order.empty() ? p.stages : p.order, p.input);
@@ -118,26 +160,35 @@ std::string plan_table(const std::vector<search::BudgetPlan>& plans) {
 }
 
 void print_plan(const ReduceOptions& o, const Plan& p) {
-  std::cout << "DeepReDuce plan for " << p.base_spec << " on " << o.train.data << " (" << p.input.shape.str() << ", "
-            << p.input.classes << " classes), baseline " << report::thousands(p.base_relus) << " ReLUs\n";
-  std::cout << "  1. teacher: " << p.teacher_dir
+  std::cout << "Plan (" << util::join(o.methods, ", ") << ") for " << p.base_spec << " on " << o.train.data << " ("
+            << p.input.shape.str() << ", " << p.input.classes << " classes), baseline "
+            << report::thousands(p.base_relus) << " ReLUs\n";
+  int step = 0;
+  std::cout << "  " << ++step << ". teacher: " << p.teacher_dir
             << (o.teacher.empty() ? " (the all-ReLU baseline, trained here)" : " (given)") << "\n";
-  if (!p.order.empty())
-    std::cout << "  2. criticality order (" << p.order_from << "): " << util::join(p.order, " < ") << "\n";
-  else
-    std::cout << "  2. criticality: " << p.stages.size() << " runs keeping one stage each, with KD"
+  const bool deepreduce = p.deepreduce || p.combined;  // the methods that need the criticality order
+  if (deepreduce && !p.order.empty())
+    std::cout << "  " << ++step << ". criticality order (" << p.order_from << "): " << util::join(p.order, " < ")
+              << "\n";
+  else if (deepreduce)
+    std::cout << "  " << ++step << ". criticality: " << p.stages.size() << " runs keeping one stage each, with KD"
               << (o.without_kd ? " and " + std::to_string(p.stages.size()) + " without" : "") << " -> "
               << path_join(o.out, "criticality") << "\n";
-  if (p.deepreduce) std::cout << "  3. candidates per budget, trained with KD:\n" << plan_table(p.budgets);
+  const int criticality_step = step;
+  if (p.deepreduce)
+    std::cout << "  " << ++step << ". DeepReDuce candidates per budget, trained with KD:\n" << plan_table(p.budgets);
+  else if (p.combined)
+    std::cout << "  " << ++step << ". DeepReDuce's " << p.combined_start.step_name << " network trained with KD -> "
+              << candidate_dir(o.out, p.combined_start.spec) << "\n";
   if (p.snl)
-    std::cout << "  4. SNL from the teacher to every budget -> " << path_join(o.out, "snl") << "\n";
+    std::cout << "  " << ++step << ". SNL from the teacher to every budget -> " << path_join(o.out, "snl") << "\n";
   if (p.combined)
-    std::cout << "  5. SNL from DeepReDuce's " << p.combined_start.step_name << " network ("
+    std::cout << "  " << ++step << ". SNL from DeepReDuce's " << p.combined_start.step_name << " network ("
               << report::thousands(p.combined_start.relus) << " ReLUs" << (p.order.empty() ? ", under the assumed order" : "")
               << ") to the budgets below it -> " << path_join(o.out, "combined") << "\n";
-  if (p.order.empty() && (p.deepreduce || p.combined))
-    std::cout << "Which stages are culled depends on the criticality measured in step 2, and with them the ReLU\n"
-                 "counts and the picks above: they are shown for the order "
+  if (p.order.empty() && deepreduce)
+    std::cout << "Which stages are culled depends on the criticality measured in step " << criticality_step
+              << ", and with them the ReLU\ncounts and the picks above: they are shown for the order "
               << util::join(p.stages, " < ") << ". Give --order to fix them.\n";
 }
 
@@ -210,15 +261,11 @@ bool train_candidates(const ReduceOptions& o, Plan& p, const std::vector<std::st
 // below its starting network; false when this shard must stop.
 bool run_snl(const ReduceOptions& o, const Plan& p, const std::string& name, const std::string& from,
              int64_t start_relus, std::vector<LinearizedPoint>& out) {
-  LinearizeOptions l = o.snl;
-  share_settings(o.train, l.finetune);
+  LinearizeOptions l = snl_options(o);
   l.finetune.teacher = p.teacher_dir;
-  l.finetune.kd_lambda = o.train.kd_lambda;  // as DeepReDuce's candidates
   l.out = path_join(o.out, name);
   l.from = from;
   l.budgets = budgets_below(o.budgets, start_relus);
-  l.sweep = o.sweep;
-  l.plot_ext = o.plot_ext;
   std::cerr << "[" << name << "] SNL from " << (from.empty() ? p.teacher_dir : from) << " -> " << l.out << "\n";
   out = run_linearize(l);
   return !out.empty();
@@ -241,6 +288,8 @@ std::vector<std::string> parse_methods(const std::string& text) {
 
 std::string run_reduce(const ReduceOptions& o) {
   Plan p = make_plan(o);
+  // Taken once, at the start: results.json and report.md record the same.
+  const nlohmann::json started = train::provenance(o.train.device, o.train.threads);
   print_plan(o, p);
   if (o.dry_run) return "";
   size_t index = 0;
@@ -248,7 +297,7 @@ std::string run_reduce(const ReduceOptions& o) {
   CriticalityResult crit;
   if ((p.deepreduce || p.combined) && !measure_criticality(o, p, index, crit)) return "";
   if ((p.deepreduce || p.combined) && !train_candidates(o, p, crit.order, index)) return "";
-  ReportInput in{o, p.base_spec, p.input, p.teacher_dir, p.order, crit.rows, p.budgets, {}, {}, ""};
+  ReportInput in{o, p.base_spec, p.input, p.teacher_dir, p.order, crit.rows, p.budgets, {}, {}, "", started};
   if (p.snl && !run_snl(o, p, "snl", "", p.base_relus, in.snl)) return "";
   if (p.combined) {
     in.combined_start = p.combined_start.spec;

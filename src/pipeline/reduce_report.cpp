@@ -1,6 +1,8 @@
 #include "pipeline/reduce_report.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -171,7 +173,7 @@ void plot_frontier(const std::string& file, const std::string& title, const std:
     std::sort(m.points.begin(), m.points.end(), [](const auto& a, const auto& b) { return a.x < b.x; });
     if (!m.points.empty()) series.push_back(m);
   }
-  report::XYSeries frontier{"Pareto frontier", {}, true, false, ""}, base{"baseline (teacher)", {}, false, false, "baseline"};
+  report::XYSeries frontier{"Pareto frontier", {}, true, false, "frontier"}, base{"baseline (teacher)", {}, false, false, "baseline"};
   for (size_t i : search::pareto_front(points)) frontier.points.push_back({x(rows[i]), 100 * rows[i].acc, ""});
   base.points.push_back({x(rows[0]), 100 * rows[0].acc, ""});
   series.push_back(frontier);
@@ -179,16 +181,33 @@ void plot_frontier(const std::string& file, const std::string& title, const std:
   report::plot_xy(file, title, xlabel, "test accuracy (%)", true, series);
 }
 
+// What each method trained: DeepReDuce's networks (teacher, criticality,
+// candidates) with the --epochs schedule; the SNL points in snl_paragraph.
 std::string settings_paragraph(const ReportInput& in) {
   const train::TrainConfig& c = in.options.train;
-  return "Input " + in.input.shape.str() + ", " + std::to_string(in.input.classes) +
-         " classes. Every network trained for " + std::to_string(c.epochs) + " epoch(s), batch " +
-         std::to_string(c.batch) + ", lr " + report::fixed(c.lr, 3) + " (" + c.schedule + "), seed " +
-         std::to_string(c.seed) +
-         (c.limit > 0 ? ", on the first " + std::to_string(c.limit) + " train and test images only" : "") +
-         "; candidates distilled from the teacher (T = " + report::fixed(c.kd_T, 1) +
-         ", lambda = " + report::fixed(c.kd_lambda, 2) + ")" +
-         (in.options.init_from_teacher ? " and started from its weights" : "") + ".\n\n";
+  std::string md = "Input " + in.input.shape.str() + ", " + std::to_string(in.input.classes) + " classes" +
+                   (c.limit > 0 ? ", the first " + std::to_string(c.limit) + " train and test images only" : "") + ". ";
+  std::vector<std::string> who;  // what trained with --epochs here
+  if (in.options.teacher.empty()) who.push_back("the teacher (all-ReLU baseline)");
+  if (!in.criticality.empty()) who.push_back("the criticality runs");
+  if (!in.budgets.empty() || !in.combined.empty()) who.push_back("the DeepReDuce networks");
+  if (who.empty()) return md + "\n\n";
+  std::string list = who[0];
+  for (size_t i = 1; i < who.size(); ++i) list += (i + 1 == who.size() ? " and " : ", ") + who[i];
+  list[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(list[0])));
+  md += list + " trained for " + std::to_string(c.epochs) + " epoch(s), batch " + std::to_string(c.batch) + ", lr " +
+        report::fixed(c.lr, 3) + " (" + c.schedule + "), seed " + std::to_string(c.seed);
+  if (who.size() > 1 || who[0] != "the teacher (all-ReLU baseline)")
+    md += std::string(in.options.teacher.empty() ? "; the others" : ",") + " distilled from the teacher (T = " + report::fixed(c.kd_T, 1) + ", lambda = " + report::fixed(c.kd_lambda, 2) +
+          ")" + (in.options.init_from_teacher ? ", the DeepReDuce networks started from its weights" : "");
+  md += ".";
+  return md + "\n\n";
+}
+
+std::string lasso_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
 }
 
 // How the SNL methods were run, with the links to their own reports.
@@ -196,8 +215,9 @@ std::string snl_paragraph(const ReportInput& in) {
   if (in.snl.empty() && in.combined.empty()) return "";
   const LinearizeOptions& l = in.options.snl;
   std::string md = "SNL points: a mask search (Adam lr " + report::fixed(l.search.train.lr, 4) + ", lasso " +
-                   report::si(l.search.lasso, 2) + " x" + report::fixed(l.search.lasso_growth, 2) +
-                   "), each budget's snapshot then fine-tuned with KD (" +
+                   lasso_text(l.search.lasso) + " x" + report::fixed(l.search.lasso_growth, 2) + ", at most " +
+                   std::to_string(l.search.train.epochs) + " epochs, stopping at the last budget; " +
+                   "each point's search epochs are in its report), each budget's snapshot then fine-tuned with KD (" +
                    (l.epochs_per_point > 0 ? std::to_string(l.epochs_per_point) + " epochs per point in all, search included"
                                            : std::to_string(l.finetune.epochs) + " epochs") +
                    ", " + l.finetune.schedule + ", lr " + report::fixed(l.finetune.lr, 4) + ").";
@@ -236,7 +256,10 @@ std::string report_markdown(const ReportInput& in, const train::RunResult& teach
   for (size_t k = 0; k < front.size(); ++k)
     md += (k ? ", " : "") + rows[front[k]].spec + " (" + report::thousands(rows[front[k]].relus) + ", " +
           pct(rows[front[k]].acc) + "%)";
-  md += ".\n\n" + train::provenance_line(train::provenance(in.options.train.device, in.options.train.threads)) + "\n";
+  nlohmann::json p = in.provenance;
+  const std::string started = p.value("started", "");
+  p.erase("started");
+  md += ".\n\nReduce started " + started + " with " + train::provenance_line(p) + ".\n";
   return md;
 }
 
@@ -275,11 +298,30 @@ std::string write_reduce_report(const ReportInput& in) {
                   "private-inference latency per image, s (log scale; loopback, semi-honest 2PC with a dealer)", rows,
                   [](const Row& r) { return r.measured["seconds_per_image"].get<double>(); });
 
-  const nlohmann::json results = {
+  nlohmann::json results = {
       {"model", in.base_spec},      {"data", o.train.data},     {"input", in.input.shape.str()},
       {"classes", in.input.classes}, {"order", in.order},       {"teacher", teacher.to_json()},
-      {"settings", o.train.to_json()}, {"steps", steps.to_json()}, {"budgets", budgets.to_json()},
-      {"provenance", train::provenance(o.train.device, o.train.threads)}};
+      {"methods", o.methods},        {"settings", o.train.to_json()}, {"steps", steps.to_json()},
+      {"budgets", budgets.to_json()}, {"provenance", in.provenance}};
+  if (!in.snl.empty() || !in.combined.empty()) {
+    const LinearizeOptions& l = o.snl;
+    // SNL's own settings; data, batch, seed, augmentation, KD T and lambda are `settings`'.
+    const nlohmann::json search = {{"optimizer", "adam"},         {"lr", l.search.train.lr},
+                                   {"max_epochs", l.search.train.epochs}, {"kd_lambda", l.search.train.kd_lambda},
+                                   {"lasso", l.search.lasso},      {"lasso_growth", l.search.lasso_growth},
+                                   {"patience_from", l.search.patience_from}, {"threshold", l.search.threshold}};
+    const nlohmann::json finetune = {{"optimizer", "sgd"},       {"epochs", l.finetune.epochs},
+                                     {"lr", l.finetune.lr},       {"schedule", l.finetune.schedule},
+                                     {"momentum", l.finetune.momentum}, {"nesterov", l.finetune.nesterov},
+                                     {"wd", l.finetune.wd}};
+    results["snl"] = {{"search", search},
+                      {"finetune", finetune},
+                      {"epochs_per_point", l.epochs_per_point},
+                      {"combined_start", in.combined_start},
+                      {"results", nlohmann::json::array()}};
+    if (!in.snl.empty()) results["snl"]["results"].push_back("snl/results.json");
+    if (!in.combined.empty()) results["snl"]["results"].push_back("combined/results.json");
+  }
   util::write_file_atomic(path_join(o.out, "results.json"), results.dump(2) + "\n");
   const std::string report_path = path_join(o.out, "report.md");
   util::write_file_atomic(report_path, report_markdown(in, teacher, rows, front, steps, budgets, model, plot));

@@ -2,6 +2,7 @@
 // The reduce report: every trained network with its accuracy and PI cost, the
 // Pareto frontier (plot and list), the best network per budget, written as
 // report.md, results.json (with provenance) and frontier.png/svg.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct ReportInput {
   std::vector<search::BudgetPlan> budgets;   // DeepReDuce's picks (empty without that method)
   std::vector<LinearizedPoint> snl, combined;  // the SNL methods' points
   std::string combined_start;                // the DeepReDuce network combined starts from
+  nlohmann::json provenance;                 // taken when the reduce started (train::provenance)
 };
 
 // Writes the report files; returns the path of report.md.

@@ -19,6 +19,7 @@
 
 #include "report/format.h"
 #include "util/fs.h"
+#include "util/strings.h"
 
 extern char** environ;
 
@@ -67,14 +68,14 @@ struct TempDir {
 
 // "png" or "svg" from the file name; anything else is a caller error.
 std::string output_kind(const std::string& file) {
-  std::string ext = fs::path(file).extension().string();
-  std::string lower = ext;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (lower == ".png") return "png";
-  if (lower == ".svg") return "svg";
+  const std::string ext = fs::path(file).extension().string(), lower = util::lower(ext);
+  for (const auto& f : plot_formats())
+    if (lower == "." + f) return f;
+  std::string accepted;
+  for (const auto& f : plot_formats()) accepted += (accepted.empty() ? "." : ", .") + f;
   throw std::invalid_argument("cannot plot to '" + file + "': " +
                               (ext.empty() ? std::string("no extension") : "unknown extension '" + ext + "'") +
-                              " (accepted: .png, .svg)");
+                              " (accepted: " + accepted + ")");
 }
 
 std::string terminal(const std::string& kind) {
@@ -89,14 +90,17 @@ std::string num(double v) {
   return buf;
 }
 
+constexpr int kColours = 8;
+const char* const colours[kColours] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
+                                       "#E69F00", "#56B4E9", "#F0E442", "#000000"};
+
 // Common preamble: terminal, output, colours, title.
 std::string preamble(const std::string& kind, const std::string& out, const std::string& title) {
   std::ostringstream s;
   s << "set encoding utf8\n" << terminal(kind) << "set output " << gnuplot_quote(out) << "\n";
-  // Colour-blind-friendly palette (Okabe-Ito), one per series.
-  static const char* colours[] = {"#0072B2", "#E69F00", "#009E73", "#D55E00",
-                                  "#CC79A7", "#56B4E9", "#F0E442", "#000000"};
-  for (int i = 0; i < 8; ++i) s << "set linetype " << i + 1 << " lc rgb \"" << colours[i] << "\" lw 1.5\n";
+  // Colour-blind-friendly palette (Okabe-Ito), one per series, ordered so
+  // that neighbours differ most (vermillion and orange, blue and sky blue far apart).
+  for (int i = 0; i < kColours; ++i) s << "set linetype " << i + 1 << " lc rgb \"" << colours[i] << "\" lw 1.5\n";
   s << "set linetype cycle 8\n";
   s << "set title " << gnuplot_quote(title) << " noenhanced font \",13\"\n";
   s << "set key below center horizontal Left reverse samplen 2 height 0.6 noenhanced\n";
@@ -263,10 +267,13 @@ void plot_xy(const std::string& file, const std::string& title, const std::strin
   const std::string kind = output_kind(file);
   double xmin = INFINITY, xmax = -INFINITY;
   size_t points = 0;
+  std::vector<std::string> styles;
+  try {
+    styles = xy_series_styles(series);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("plot '" + file + "': " + e.what());
+  }
   for (const auto& sr : series) {
-    if (!sr.style.empty() && sr.style != "baseline")
-      throw std::invalid_argument("plot '" + file + "': series '" + sr.title + "' has unknown style '" +
-                                  sr.style + "' (accepted: \"\", baseline)");
     for (const auto& p : sr.points) {
       if (!std::isfinite(p.x) || !std::isfinite(p.y)) continue;
       if (logx && p.x <= 0)
@@ -300,39 +307,79 @@ void plot_xy(const std::string& file, const std::string& title, const std::strin
     s << "set offsets graph 0.04, graph 0.04, graph 0.08, graph 0.08\n";
   }
 
-  std::vector<std::string> clauses;
+  // The frontier lines first, so that every marker is drawn over them.
+  std::vector<std::string> clauses, under;
   int label_id = 0;
   for (size_t j = 0; j < series.size(); ++j) {
     const auto& sr = series[j];
     std::ostringstream d;
     size_t kept = 0;
-    const int lt = static_cast<int>(j % 8) + 1;
     for (const auto& p : sr.points) {
       if (!std::isfinite(p.x) || !std::isfinite(p.y)) continue;
       d << num(p.x) << " " << num(p.y) << "\n";
       ++kept;
       if (sr.labels && !p.label.empty())
         s << "set label " << ++label_id << " " << gnuplot_quote(p.label) << " at first " << num(p.x)
-          << ", first " << num(p.y) << " offset char 0.8,0.6 font \",9\" textcolor lt " << lt
+          << ", first " << num(p.y) << " offset char 0.8,0.6 font \",9\" textcolor rgb \"#333333\""
           << " noenhanced front\n";
     }
     if (kept == 0) continue;
     const std::string data = dir.path + "/series" + std::to_string(j) + ".dat";
     util::write_file_atomic(data, d.str());
-    std::string with;
-    if (sr.style == "baseline")
-      with = std::string(sr.lines ? "linespoints" : "points") + " pt 3 ps 3.5 lw 2.5";
-    else
-      with = sr.lines ? "linespoints pt 7 ps 1.3 lw 2" : "points pt 7 ps 1.5";
-    clauses.push_back(gnuplot_quote(data) + " using 1:2 with " + with + " lt " + std::to_string(lt) +
-                      " title " + gnuplot_quote(sr.title));
+    (sr.style == "frontier" ? under : clauses)
+        .push_back(gnuplot_quote(data) + " using 1:2 with " + styles[j] + " title " + gnuplot_quote(sr.title));
   }
+  clauses.insert(clauses.begin(), under.begin(), under.end());
   s << "plot ";
   for (size_t i = 0; i < clauses.size(); ++i) s << (i ? ", \\\n     " : "") << clauses[i];
   s << "\nunset output\n";
   run_gnuplot(dir, s.str(), rendered, file);
 }
 
+std::vector<std::string> xy_series_styles(const std::vector<XYSeries>& series) {
+  // Filled circle, square, upward triangle, diamond, downward triangle,
+  // pentagon; then the open ones.
+  static const int point_types[] = {7, 5, 9, 13, 11, 15, 6, 4, 8, 12};
+  constexpr int kPoints = sizeof point_types / sizeof point_types[0];
+  std::vector<std::string> out;
+  int k = 0;  // the marker series so far: each its own point type and colour
+  for (const auto& sr : series) {
+    if (sr.style == "frontier") {
+      out.push_back(std::string("lines dt 2 lw 1.5 lc rgb \"#000000\""));
+      continue;
+    }
+    if (!sr.style.empty() && sr.style != "baseline")
+      throw std::invalid_argument("series '" + sr.title + "' has unknown style '" + sr.style +
+                                  "' (accepted: \"\", baseline, frontier)");
+    const std::string lc = " lc rgb \"" + std::string(colours[k % kColours]) + "\"";
+    // Later series a little smaller and thinner, so that where two coincide
+    // (two methods at the same point) the earlier one shows around the later.
+    char size[48];
+    std::snprintf(size, sizeof size, " ps %.2f lw %.1f", std::max(1.0, 2.0 - 0.25 * k), std::max(1.5, 3.0 - 0.6 * k));
+    std::string with;
+    if (sr.style == "baseline")
+      with = std::string(sr.lines ? "linespoints" : "points") + " pt 3 ps 3.5 lw 2.5";
+    else
+      with = std::string(sr.lines ? "linespoints" : "points") + " pt " + std::to_string(point_types[k % kPoints]) + size;
+    out.push_back(with + lc);
+    ++k;
+  }
+  return out;
+}
+
 void check_plot_file(const std::string& file) { output_kind(file); }
+
+const std::vector<std::string>& plot_formats() {
+  static const std::vector<std::string> formats = {"png", "svg"};
+  return formats;
+}
+
+void check_plot_format(const std::string& ext, const std::string& option) {
+  for (const auto& f : plot_formats())
+    if (ext == f) return;
+  std::string accepted;
+  for (const auto& f : plot_formats()) accepted += (accepted.empty() ? "" : ", ") + f;
+  throw std::invalid_argument(option + " '" + ext + "' is not accepted (accepted: " + accepted + ")");
+}
 
 }  // namespace dr::report

@@ -43,8 +43,20 @@ struct XYSeries {
   std::vector<XYPoint> points;
   bool lines = false;   // connect the points in the given order
   bool labels = false;  // draw each point's label next to it
-  std::string style;    // "" default marker, "baseline" = big star marker
+  // "" a marker of its own (each such series gets its own point type and
+  // colour, in order), "baseline" = a big star, "frontier" = a black dashed
+  // line without markers, drawn beneath every other series so that it hides
+  // none of their points.
+  std::string style;
 };
+
+// The gnuplot `with ...` clause (line/point type, colour) of each series of
+// plot_xy, in order: every marker series its own point type (filled circle,
+// square, triangle, diamond, ...) and its own colour of the Okabe-Ito
+// colour-blind-safe palette (blue, vermillion, bluish green, reddish purple,
+// orange, sky blue, ...), the frontier style a black dashed line. Throws
+// std::invalid_argument on an unknown style.
+std::vector<std::string> xy_series_styles(const std::vector<XYSeries>& series);
 
 // Scatter/line plot (e.g. a Pareto frontier: accuracy vs ReLU count with
 // logx). With logx, x ticks sit at 1, 2, 5 x 10^k and read "50K", "100K".
@@ -56,6 +68,12 @@ void plot_xy(const std::string& file, const std::string& title, const std::strin
 // Refuses (std::invalid_argument) a file name plot_xy/plot_grouped_bars
 // cannot write (an extension other than .png or .svg), before any work.
 void check_plot_file(const std::string& file);
+
+// The plot formats (file extensions without the dot): png, svg.
+const std::vector<std::string>& plot_formats();
+// Refuses (std::invalid_argument) a --plot-format value other than those,
+// naming `option` and what is accepted. Every command's one check.
+void check_plot_format(const std::string& ext, const std::string& option = "--plot-format");
 
 // A double-quoted gnuplot string literal with `s` escaped (\\ \" \n ...).
 std::string gnuplot_quote(const std::string& s);

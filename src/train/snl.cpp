@@ -6,6 +6,8 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <sstream>
+#include <stdexcept>
 
 #include "arch/spec.h"
 #include "train/common.h"
@@ -27,6 +29,9 @@ std::string snapshot_dir(const std::string& out, int64_t budget) {
   return path_join(path_join(out, "snapshots"), std::to_string(budget));
 }
 
+// The fields of TrainConfig only SGD training reads: not the search's.
+const char* const kSgdOnly[] = {"schedule", "momentum", "nesterov", "wd", "warmup"};
+
 // The settings a resumed search must share with its checkpoint: all but the
 // most epochs (a stopping rule: a search may go on with a larger one) and
 // how fast it runs.
@@ -34,6 +39,7 @@ nlohmann::json compared_settings(const SnlOptions& o) {
   nlohmann::json j = o.to_json();
   j["train"] = o.train.result_settings();
   j["train"].erase("epochs");
+  for (const char* k : kSgdOnly) j["train"].erase(k);
   return j;
 }
 
@@ -50,7 +56,10 @@ SnlOptions SnlOptions::defaults() {
 }
 
 nlohmann::json SnlOptions::to_json() const {
-  return {{"train", train.to_json()}, {"start_run", start_run},         {"budgets", budgets},
+  nlohmann::json t = train.to_json();
+  for (const char* k : kSgdOnly) t.erase(k);
+  t["optimizer"] = "adam";
+  return {{"train", t}, {"start_run", start_run},         {"budgets", budgets},
           {"lasso", lasso},           {"lasso_growth", lasso_growth},   {"patience_from", patience_from},
           {"threshold", threshold},   {"method", "snl"}};
 }
@@ -71,24 +80,83 @@ SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
   return o;
 }
 
-void SnlOptions::validate() const {
-  train.validate();
+namespace {
+
+void check_range(const std::string& flag, double v, double lo, double hi, bool lo_open, bool hi_open) {
+  const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+  if (!ok) {
+    std::ostringstream m;
+    m << flag << " must be a finite number in " << (lo_open ? "(" : "[") << lo << ", " << hi << (hi_open ? ")" : "]")
+      << " (got " << v << ")";
+    throw std::invalid_argument(m.str());
+  }
+}
+
+void check_count(const std::string& flag, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi)
+    throw std::invalid_argument(flag + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + " (got " +
+                                std::to_string(v) + ")");
+}
+
+}  // namespace
+
+void check_budget_list(const std::vector<int64_t>& budgets) {
+  if (budgets.empty()) throw std::invalid_argument("--budget needs at least one ReLU budget (e.g. 50K,20K)");
+}
+
+arch::InputSpec input_before_data(const std::string& data) {
+  const arch::DataSource src = arch::parse_source(data);
+  arch::InputSpec in = src.input;
+  if (src.info->loader == "jpeg-folders") in.classes = 0;  // its wnids.txt decides
+  return in;
+}
+
+void check_run_for_data(const std::string& dir, const std::string& role, const std::string& data) {
+  const arch::InputSpec in = input_before_data(data);
+  if (role == "teacher") check_teacher(dir, {in.shape, 0});  // its message for an unfinished run
+  const auto r = finished_result(dir);
+  if (!r) throw std::invalid_argument(role + " '" + dir + "' is not a finished run (no result.json)");
+  if (r->input != in.shape.str() || (in.classes > 0 && r->classes != in.classes))
+    throw std::invalid_argument(role + " '" + dir + "' was trained for input " + r->input + " with " +
+                                std::to_string(r->classes) + " classes, but --data " + data + " gives " +
+                                in.shape.str() +
+                                (in.classes > 0 ? " with " + std::to_string(in.classes) + " classes" : "") +
+                                ": give a " + role + " trained on this data");
+}
+
+bool is_masked_run(const std::string& dir) { return read_config(dir).masked; }
+
+void SnlOptions::validate_settings(const std::string& prefix) const {
+  check_range(prefix + "search-lr", train.lr, 0, 100, true, false);
+  check_count(prefix + "search-epochs", train.epochs, 1, kMaxEpochs);
+  check_range(prefix + "search-kd-lambda", train.kd_lambda, 0, 1000, false, false);
+  check_range(prefix + "lasso", lasso, 0, 1, true, false);
+  check_range(prefix + "lasso-growth", lasso_growth, 1, 10, false, false);
+  check_count(prefix + "lasso-patience", patience_from, 0, kMaxEpochs);
+  check_range(prefix + "threshold", threshold, 0, 1, true, true);
+}
+
+void SnlOptions::validate(const std::string& prefix) const {
+  validate_settings(prefix);
+  train.validate();  // the settings shared with the fine-tunes (data, batch, threads, ...)
   auto bad = [](const std::string& m) { throw std::invalid_argument(m); };
   if (train.teacher.empty()) bad("the SNL search needs a teacher (--teacher RUN)");
-  if (!(lasso > 0 && lasso <= 1)) bad("--lasso must be in (0, 1]");
-  if (!(lasso_growth >= 1 && lasso_growth <= 10)) bad("--lasso-growth must be in [1, 10]");
-  if (patience_from < 0 || patience_from > kMaxEpochs) bad("--lasso-patience must be in 0.." + std::to_string(kMaxEpochs));
-  if (!(threshold > 0 && threshold < 1)) bad("--threshold must be in (0, 1)");
-  if (budgets.empty()) bad("--budget needs at least one ReLU budget");
+  check_budget_list(budgets);
   const arch::InputSpec in = arch::parse_source(train.data).input;
   const int64_t start = arch::build_network(train.model, in).totals().relus;
   for (int64_t b : budgets)
     if (b < 1 || b >= start)
       bad("budget " + std::to_string(b) + " is not below the " + std::to_string(start) + " ReLUs of the starting network " +
           arch::parse_spec(train.model).canonical() + " (budgets must be in 1.." + std::to_string(start - 1) + ")");
-  check_teacher(train.teacher, {in.shape, 0});
+  check_run_for_data(train.teacher, "teacher", train.data);
+  if (is_masked_run(train.teacher))
+    bad("teacher '" + train.teacher + "' is a masked run (its ReLUs are pixel masks, e.g. an SNL result): the SNL "
+        "search needs an all-ReLU teacher (a `deepreduce train` run)");
   if (!start_run.empty()) {
-    check_teacher(start_run, {in.shape, 0});
+    check_run_for_data(start_run, "--from run", train.data);
+    if (is_masked_run(start_run))
+      bad("--from run '" + start_run + "' is a masked run (pixel masks from an earlier SNL): the search starts from "
+          "an unmasked network (every ReLU of its spec live); give that network's run or its spec");
     if (finished_result(start_run)->spec != arch::parse_spec(train.model).canonical())
       bad("--from run '" + start_run + "' holds " + finished_result(start_run)->spec + ", not " + train.model);
   }

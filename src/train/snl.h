@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "arch/datasets.h"
 #include "train/config.h"
 
 namespace dr::train {
@@ -39,12 +40,40 @@ struct SnlOptions {
   double threshold = 0.01;       // m > threshold counts as a live ReLU
 
   static SnlOptions defaults();  // SNL's settings
+  // The settings as config.json records them: the search's optimizer is Adam
+  // ("optimizer": "adam"), so the SGD-only fields of `train` (schedule,
+  // momentum, nesterov, wd, warmup) are left out.
   nlohmann::json to_json() const;
   static SnlOptions from_json(const nlohmann::json& j);
-  // Everything that can be checked before reading data; std::invalid_argument
-  // naming the setting (a budget at or above the starting network's count, 0, ...).
-  void validate() const;
+  // The search's own settings (lr, epochs, KD weight, lasso, growth,
+  // patience, threshold), with no file read: std::invalid_argument naming the
+  // flag as the user typed it, `prefix` + "search-lr", "search-epochs",
+  // "search-kd-lambda", "lasso", "lasso-growth", "lasso-patience",
+  // "threshold" ("--" for linearize, "--snl-" for reduce).
+  void validate_settings(const std::string& prefix = "--") const;
+  // Everything that can be checked before reading data: validate_settings,
+  // the shared training settings, budgets below the starting network's count,
+  // the teacher (finished, all-ReLU, for --data's input and classes) and the
+  // start run (finished, unmasked, of `model`). std::invalid_argument naming
+  // the setting.
+  void validate(const std::string& prefix = "--") const;
 };
+
+// The one check of a --budget list every command shares: at least one budget.
+void check_budget_list(const std::vector<int64_t>& budgets);
+
+// The input a --data source gives before any file is read: the registry's
+// shape and classes, classes 0 where the files decide them (a TinyImageNet
+// folder may hold fewer than its 200; checked once the data is read).
+arch::InputSpec input_before_data(const std::string& data);
+
+// Refuses (std::invalid_argument) a `role` run ("teacher", "--from run") that
+// is not finished or was trained for another input or class count than
+// --data gives, naming the run, its input and classes, and the data.
+void check_run_for_data(const std::string& dir, const std::string& role, const std::string& data);
+
+// Whether a finished run holds pixel masks (an SNL network: config.json says masked).
+bool is_masked_run(const std::string& dir);
 
 struct SnlSnapshot {
   int64_t budget = 0, epoch = 0;  // taken after this search epoch

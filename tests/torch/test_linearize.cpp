@@ -10,7 +10,9 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include "test_paths.h"
 #include "test_util.h"
@@ -38,6 +40,16 @@ const std::string& teacher() {
   return run;
 }
 
+// A finished masked run (an SNL fine-tune of the teacher to 500 ReLUs).
+const std::string& masked_run() {
+  static const test::ScratchDir dir("snl-masked");
+  static const bool made = cli("linearize --teacher " + teacher() + " " + kData + " " + kSearch + " " +
+                               "--budget 500 --out " + (dir / "l")).rc == 0;
+  EXPECT_TRUE(made);
+  static const std::string run = dir / "l/budget-500";
+  return run;
+}
+
 }  // namespace
 
 TEST(LinearizeCli, ReachesEachBudgetExactlyAndFineTunes) {
@@ -61,6 +73,10 @@ TEST(LinearizeCli, ReachesEachBudgetExactlyAndFineTunes) {
   EXPECT_EQ(results["stage_share"].size(), 3u);  // the start and each budget
   EXPECT_TRUE(fs::exists(d / "l/stage_share.png"));
   EXPECT_TRUE(fs::exists(d / "l/frontier.png"));
+  // The search records its optimizer (Adam), not the fine-tunes' SGD settings.
+  const auto search = json::parse(read_file(d / "l/search/config.json"))["train"];
+  EXPECT_EQ(search["optimizer"], "adam");
+  for (const char* sgd : {"schedule", "momentum", "nesterov", "wd", "warmup"}) EXPECT_FALSE(search.contains(sgd)) << sgd;
   // A finished linearize reuses everything.
   const auto again = cli("linearize --teacher " + teacher() + " " + kData + " " + kSearch + " --budget 2K,500 --out " +
                          (d / "l"));
@@ -118,6 +134,74 @@ TEST(LinearizeCli, BadBudgetsAndTeachersAreRefusedBeforeWork) {
   }
 }
 
+TEST(LinearizeCli, MismatchedAndMaskedTeachersAreRefusedBeforeWork) {
+  const test::ScratchDir d("snl-teachers");
+  const std::string same = "--data synthetic:1x12x12:4:256 --batch 32 --threads 1 --workers 0";
+  const std::pair<std::string, std::vector<std::string>> cases[] = {
+      // Another class count than --data's: refused up front, naming both.
+      {"linearize --teacher " + teacher() + " --data synthetic:1x12x12:10:256 --threads 1 --budget 500",
+       {"teacher '" + teacher() + "'", "with 4 classes", "synthetic:1x12x12:10:256 gives 1x12x12 with 10 classes"}},
+      {"reduce --model resnet6:alpha=0.125 --teacher " + teacher() +
+           " --data synthetic:1x12x12:10:256 --threads 1 --budget 500 --method snl",
+       {"with 4 classes", "with 10 classes"}},
+      // A masked teacher, or a masked start.
+      {"linearize --teacher " + masked_run() + " " + same + " --budget 100", {"is a masked run", "all-ReLU teacher"}},
+      {"linearize --teacher " + teacher() + " --from " + masked_run() + " " + same + " --budget 100",
+       {"--from run", "is a masked run"}},
+      // SNL and combined start from the teacher's weights: it must be the --model network.
+      {"reduce --model resnet10:alpha=0.125 --teacher " + teacher() + " " + same + " --budget 500 --method snl",
+       {"is resnet6:alpha=0.125, not the --model network resnet10:alpha=0.125"}},
+      {"reduce --model resnet10:alpha=0.125 --teacher " + teacher() + " " + same + " --budget 500 --method combined",
+       {"not the --model network"}},
+      {"reduce --model resnet10:alpha=0.125 --teacher " + teacher() + " " + same + " --budget 1K --init-teacher",
+       {"not the --model network", "--init-teacher"}},
+      {"reduce --model resnet6:alpha=0.125 --teacher " + masked_run() + " " + same + " --budget 100 --method snl",
+       {"is a masked run"}},
+  };
+  for (const auto& [args, says] : cases) {
+    const auto r = cli(args + " --out " + (d / "out"));
+    EXPECT_EQ(r.rc, 2) << args << "\n" << r.out;
+    for (const auto& s : says) EXPECT_TRUE(test::contains(r.out, s)) << args << "\n" << s << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(d / "out")) << args;
+  }
+  // A KD-only teacher (DeepReDuce's candidates) may be another network.
+  const auto kd = cli("reduce --model resnet10:alpha=0.125 --teacher " + teacher() + " " + same +
+                      " --budget 1K --dry-run --out " + (d / "kd"));
+  EXPECT_EQ(kd.rc, 0) << kd.out;
+}
+
+TEST(LinearizeCli, ErrorsNameTheFlagTypedBeforeWork) {
+  const test::ScratchDir d("snl-flags");
+  const std::string lin = "linearize --teacher " + teacher() + " " + kData + " --budget 500 --out " + (d / "l") + " ";
+  const std::string red = "reduce --model resnet6:alpha=0.125 " + kData + " --budget 500 --method snl --out " +
+                          (d / "r") + " ";
+  const std::pair<std::string, std::string> cases[] = {
+      {lin + "--search-lr nan", "--search-lr must be"},
+      {lin + "--search-epochs -1", "--search-epochs must be in"},
+      {lin + "--search-kd-lambda -1", "--search-kd-lambda must be"},
+      {lin + "--lasso inf", "--lasso must be"},
+      {lin + "--lasso-growth 0.5", "--lasso-growth must be"},
+      {lin + "--threshold 1", "--threshold must be"},
+      {lin + "--epochs-per-point -2", "--epochs-per-point must be"},
+      {red + "--snl-lasso inf", "--snl-lasso must be"},
+      {red + "--snl-search-lr nan", "--snl-search-lr must be"},
+      {red + "--snl-search-epochs 0", "--snl-search-epochs must be"},
+      {red + "--snl-finetune-epochs 0", "--snl-finetune-epochs must be"},
+      {red + "--snl-epochs-per-point -1", "--snl-epochs-per-point must be"},
+      {red + "--plot-format pdf", "--plot-format 'pdf' is not accepted (accepted: png, svg)"},
+  };
+  for (const auto& [args, says] : cases) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.rc, 2) << args << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, says)) << args << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(d / "l")) << args;
+    EXPECT_FALSE(fs::exists(d / "r")) << args;  // no teacher trained first
+  }
+  // The fine-tunes' help gives their own defaults (SNL: no Nesterov).
+  const auto help = cli("linearize --help");
+  EXPECT_TRUE(test::contains(help.out, "Nesterov momentum (default off)")) << help.out;
+}
+
 TEST(ReduceCli, MethodsShareOneFrontier) {
   const test::ScratchDir d("methods");
   const auto r = cli("reduce --model resnet6:alpha=0.125 " + kData + " --epochs 2 --order S1,S2,S3,S4 --budget 1K,500 "
@@ -132,6 +216,19 @@ TEST(ReduceCli, MethodsShareOneFrontier) {
   EXPECT_TRUE(fs::exists(d / "r/combined/report.md"));
   const std::string report = read_file(d / "r/report.md");
   EXPECT_TRUE(test::contains(report, "DeepReDuce + SNL starts from DeepReDuce's `resnet6:alpha=0.125:cull=S1`")) << report;
+  // What each method trained, and the settings behind the SNL points.
+  EXPECT_FALSE(test::contains(report, "Every network trained")) << report;
+  EXPECT_TRUE(test::contains(report, "the DeepReDuce networks trained for 2 epoch(s)")) << report;
+  EXPECT_TRUE(test::contains(report, "lasso 0.0001 x1.10, at most 400 epochs")) << report;
+  EXPECT_EQ(results["methods"], json({"deepreduce", "snl", "combined"}));
+  EXPECT_EQ(results["snl"]["search"]["optimizer"], "adam");
+  EXPECT_EQ(results["snl"]["search"]["lasso"], 1e-4);
+  EXPECT_EQ(results["snl"]["search"]["max_epochs"], 400);
+  EXPECT_EQ(results["snl"]["finetune"]["epochs"], 1);
+  EXPECT_EQ(results["snl"]["combined_start"], "resnet6:alpha=0.125:cull=S1");
+  // One provenance, taken when the reduce started, in both files.
+  const std::string started = results["provenance"]["started"];
+  EXPECT_TRUE(test::contains(report, "Reduce started " + started)) << report;
   const auto bad = cli("reduce --model resnet6:alpha=0.125 " + kData + " --budget 1K --method snl,magic --out " + (d / "x"));
   EXPECT_EQ(bad.rc, 2) << bad.out;
   EXPECT_TRUE(test::contains(bad.out, "accepted: deepreduce, snl, combined")) << bad.out;

@@ -48,6 +48,47 @@ TEST(ReduceCli, DryRunPrintsThePlanAndTrainsNothing) {
   EXPECT_FALSE(fs::exists(d + "/r/teacher"));
 }
 
+TEST(ReduceCli, DryRunShowsOnlyTheStepsThatRun) {
+  const test::ScratchDir scratch("dry-snl");
+  const auto snl = cli("reduce " + kSmall + " --budget 1K --method snl --dry-run --out " + scratch.path + "/r");
+  ASSERT_EQ(snl.rc, 0) << snl.out;
+  EXPECT_FALSE(test::contains(snl.out, "criticality")) << snl.out;  // SNL needs no criticality order
+  EXPECT_TRUE(test::contains(snl.out, "2. SNL from the teacher")) << snl.out;
+  const auto all = cli("reduce " + kSmall + " --budget 1K --method all --dry-run --out " + scratch.path + "/r");
+  ASSERT_EQ(all.rc, 0) << all.out;
+  EXPECT_TRUE(test::contains(all.out, "2. criticality: 4 runs")) << all.out;
+  EXPECT_FALSE(fs::exists(scratch.path + "/r"));
+}
+
+// A directory of someone else's files is refused before any work; the
+// command's own earlier output is continued (KilledReduceContinues...).
+TEST(ReduceCli, OutputDirectoriesOfOtherFilesAreRefused) {
+  const test::ScratchDir scratch("foreign-out");
+  const std::string d = scratch.path + "/mine";
+  fs::create_directories(d);
+  dr::util::write_file_atomic(d + "/report.md", "my own report\n");
+  dr::util::write_file_atomic(d + "/results.json", "{}\n");
+  dr::util::write_file_atomic(d + "/criticality.md", "my own table\n");
+  const std::string cases[] = {
+      "reduce " + kSmall + " --budget 1K --out " + d,
+      "reduce " + kSmall + " --budget 1K --method snl --dry-run --out " + d,
+      "criticality " + kSmall + " --teacher " + scratch.path + "/t --out " + d,
+      "linearize --teacher " + scratch.path + "/t --data synthetic:3x16x16:4:128 --threads 1 --budget 1K --out " + d,
+  };
+  for (const auto& args : cases) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.rc, 2) << args << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, "is not empty and holds no `deepreduce")) << args << "\n" << r.out;
+  }
+  EXPECT_EQ(read_file(d + "/report.md"), "my own report\n");
+  EXPECT_EQ(read_file(d + "/results.json"), "{}\n");
+  EXPECT_EQ(read_file(d + "/criticality.md"), "my own table\n");
+  EXPECT_EQ(std::distance(fs::directory_iterator(d), fs::directory_iterator()), 3);
+  // A file where the directory should be.
+  const auto f = cli("reduce " + kSmall + " --budget 1K --out " + d + "/report.md");
+  EXPECT_EQ(f.rc, 2) << f.out;
+}
+
 TEST(ReduceCli, BadBudgetsAreRefusedBeforeTraining) {
   const test::ScratchDir scratch("budget");
   const std::string& d = scratch.path;
