@@ -1,6 +1,8 @@
 // `deepreduce pi deal|serve|client|run`: private inference of a trained run
 // between a dealer, a server and a client (docs/private_inference.md).
+#include <charconv>
 #include <iostream>
+#include <utility>
 
 #include "commands.h"
 #include "mpc/dealer.h"
@@ -32,6 +34,21 @@ struct PartyFlags {
   }
 };
 
+// HOST:PORT, [IPV6]:PORT; the port is all digits, 1..65535.
+std::pair<std::string, int> parse_host_port(const std::string& s) {
+  const auto colon = s.rfind(':');
+  const auto bad = [&] { return UsageError("--connect '" + s + "' is not HOST:PORT (PORT 1..65535; [ADDR]:PORT for IPv6)"); };
+  if (colon == std::string::npos || colon == 0) throw bad();
+  const std::string digits = s.substr(colon + 1);
+  int port = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || port < 1 || port > 65535) throw bad();
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host.find_first_of("[]") != std::string::npos) throw bad();
+  return {host, port};
+}
+
 // The architecture a key file was dealt for.
 mpc::Architecture key_architecture(const std::string& key) {
   return mpc::parse_architecture(mpc::KeyFile(key).header().architecture);
@@ -54,11 +71,14 @@ void deal_command(CLI::App& pi) {
   cmd->add_option("--format", o->format, "Output: table or json")->capture_default_str();
   cmd->callback([o] {
     if (o->count < 1) throw UsageError("--count must be >= 1");
+    if (o->format != "table" && o->format != "json") throw UsageError("--format '" + o->format + "': accepted table, json");
     if (o->threads < 1 || o->threads > 256) throw UsageError("--threads must be in 1..256");
     const mpc::DealReport r = mpc::deal(pipeline::run_architecture(o->run), {o->frac_bits, uint64_t(o->count), o->out,
                                                                              o->threads});
     if (o->format == "json") {
-      std::cout << mpc::to_json(r).dump(2) << "\n";
+      nlohmann::json j = mpc::to_json(r);
+      j["trust_model"] = pipeline::kTrustModel;
+      std::cout << j.dump(2) << "\n";
       return;
     }
     std::cout << "dealt " << r.count << " inferences of " << o->run << " (" << report::thousands(r.live_relus)
@@ -97,10 +117,14 @@ void serve_command(CLI::App& pi) {
     so.threads = o->flags.threads;
     so.on_listening = [o](int port) { std::cout << "listening on " << o->bind << ":" << port << std::endl; };
     const mpc::ServerReport r = mpc::serve(pipeline::run_float_model(o->run), so);
-    if (o->flags.format == "json")
-      std::cout << mpc::to_json(r).dump() << "\n";
-    else
-      std::cout << "served " << r.server.inferences << " inferences; the client has the measurements of both parties\n";
+    if (o->flags.format == "json") {
+      nlohmann::json j = mpc::to_json(r);
+      j["trust_model"] = pipeline::kTrustModel;
+      std::cout << j.dump() << "\n";
+    } else {
+      std::cout << "served " << r.server.inferences << " inferences; the client has the measurements of both parties\n"
+                << "Trust model: " << pipeline::kTrustModel << ".\n";
+    }
   });
 }
 
@@ -119,18 +143,12 @@ void client_command(CLI::App& pi) {
   o->flags.add(cmd);
   cmd->callback([o] {
     o->flags.check();
-    const auto colon = o->connect.rfind(':');
-    int port = 0;
-    try {
-      port = colon == std::string::npos ? 0 : std::stoi(o->connect.substr(colon + 1));
-    } catch (const std::exception&) {
-    }
-    if (port < 1 || port > 65535) throw UsageError("--connect '" + o->connect + "' is not HOST:PORT");
+    const auto [host, port] = parse_host_port(o->connect);
     const mpc::Architecture a = key_architecture(o->keys);
     const auto images = pipeline::client_images(o->data, o->count, a.input);
     mpc::ClientOptions co;
     co.key_path = o->keys;
-    co.host = o->connect.substr(0, colon);
+    co.host = host;
     co.port = port;
     co.count = o->count;
     co.timeout_s = o->flags.timeout;

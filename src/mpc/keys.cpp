@@ -129,6 +129,24 @@ BlockLayout block_layout(const Plan& plan, Party party) {
   return l;
 }
 
+std::vector<uint64_t> step_key_bytes(const Plan& plan, Party party) {
+  const bool client = party == Party::Client;
+  std::vector<uint64_t> out;
+  for (const Step& s : plan.steps) {
+    uint64_t b = 0;
+    switch (s.kind) {
+      case StepKind::Input: b = client ? 8 * uint64_t(plan.input_numel()) + sizeof(Seed) : 0; break;
+      case StepKind::Linear: b = client ? 0 : 8 * uint64_t(s.geom.in_numel() + 2 * s.geom.out_numel()); break;
+      case StepKind::Relu: b = uint64_t(s.live_count) * relu_key_bytes(); break;
+      case StepKind::Output: b = client ? 8 * uint64_t(plan.wire_numel[size_t(plan.output_wire)]) : 0; break;
+      case StepKind::Add:
+      case StepKind::SumPool: break;
+    }
+    out.push_back(b);
+  }
+  return out;
+}
+
 size_t global_bytes(const Plan& plan, Party party) {
   if (party == Party::Client) return 0;
   size_t n = 0;

@@ -65,6 +65,10 @@ struct BlockLayout {
   size_t bytes = 0;
 };
 BlockLayout block_layout(const Plan& plan, Party party);
+// The bytes of one inference's block that each plan step takes (input mask
+// and seed on the input step, output mask on the output step); they add up to
+// block_layout(plan, party).bytes.
+std::vector<uint64_t> step_key_bytes(const Plan& plan, Party party);
 // Server: the weight masks A, one per linear layer, in order.
 size_t global_bytes(const Plan& plan, Party party);
 

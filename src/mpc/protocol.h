@@ -30,7 +30,8 @@ void linear_online_server(const ConvGeom& g, const u64* w, const u64* x_hat, std
 // SecureML local truncation by f bits: the server shifts its share
 // arithmetically, the client negates, shifts and negates back. The two
 // results sum to floor(z / 2^f) or one more, except with probability about
-// |z| / 2^63 (then the element is off by about 2^(64-f)).
+// |z| / 2^64 (then the element is off by about 2^(64-f)); the derivation is
+// in docs/private_inference.md.
 inline u64 truncate_share(Party p, u64 z, int f) {
   if (p == Party::Server) return static_cast<u64>(static_cast<int64_t>(z) >> f);
   return static_cast<u64>(-(static_cast<int64_t>(-z) >> f));

@@ -2,6 +2,8 @@
 // command prints, as JSON and as text.
 #include "arch/spec.h"
 #include "mpc/cost.h"
+#include "mpc/keys.h"
+#include "mpc/plan.h"
 #include "pi/cost.h"
 #include "pipeline/private_inference.h"
 #include "report/format.h"
@@ -29,8 +31,14 @@ json modelled(const Link& l, double latency_s, int64_t rounds, double up, double
           {"seconds_per_image", latency_s + rounds * l.rtt_s + std::max(up, down) * 8 / l.bits_per_s}};
 }
 
-json layer_rows(const mpc::ClientReport& r) {
+// Per layer and per image; the key bytes come from the plan's key layout
+// (what the dealer wrote for that step), the rest is measured.
+json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
   const double n = std::max<double>(1, static_cast<double>(r.images.size()));
+  const mpc::Plan plan = mpc::compile_plan(mpc::build_network(a));
+  const auto server_keys = mpc::step_key_bytes(plan, mpc::Party::Server);
+  const auto client_keys = mpc::step_key_bytes(plan, mpc::Party::Client);
+  const auto keys_of = [](const std::vector<uint64_t>& k, size_t i) { return i < k.size() ? k[i] : uint64_t(0); };
   json rows = json::array();
   for (size_t i = 0; i < r.client.layers.size(); ++i) {
     const mpc::LayerRecord& c = r.client.layers[i];
@@ -42,6 +50,7 @@ json layer_rows(const mpc::ClientReport& r) {
                     {"client_to_server", static_cast<double>(c.bytes_sent) / n},
                     {"server_to_client", static_cast<double>(c.bytes_received) / n},
                     {"rounds", static_cast<double>(c.rounds) / n},
+                    {"key_bytes", {{"server", keys_of(server_keys, i)}, {"client", keys_of(client_keys, i)}}},
                     {"seconds", (c.compute_s + c.wait_s) / n},
                     {"compute_s", {{"client", c.compute_s / n}, {"server", s ? s->compute_s / n : 0.0}}},
                     {"wait_s", {{"client", c.wait_s / n}, {"server", s ? s->wait_s / n : 0.0}}}});
@@ -94,6 +103,7 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"accuracy", labelled ? json(static_cast<double>(correct) / labelled) : json()},
       {"agreement", json()},
       {"online_bytes", bytes},
+      {"online_bytes_per_image", static_cast<double>(bytes) / nd},
       {"online_framing_bytes", framing},
       {"client_to_server_bytes_per_image", up},
       {"server_to_client_bytes_per_image", down},
@@ -109,7 +119,7 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"expected", {{"online_bytes_per_image", r.expected.online_bytes}, {"rounds", r.expected.rounds}}},
       {"modelled", {{"lan", modelled(kLan, latency, rounds, up, down)}, {"wan", modelled(kWan, latency, rounds, up, down)}}},
       {"estimates", cost_estimates(a)},
-      {"layers", layer_rows(r)},
+      {"layers", layer_rows(r, a)},
       {"predictions", predictions},
       {"provenance", train::provenance("cpu", threads)}};
 }
@@ -126,20 +136,28 @@ report::Table layers_table(const json& layers) {
                    {"up", "client->server", true},
                    {"down", "server->client", true},
                    {"rounds", "rounds", true},
+                   {"sk", "server key KB", true},
+                   {"ck", "client key KB", true},
                    {"cc", "client compute ms", true},
                    {"cw", "client wait ms", true},
                    {"sc", "server compute ms", true},
                    {"sw", "server wait ms", true}});
-  std::vector<double> total(8, 0.0);
+  std::vector<double> total(10, 0.0);
   for (const auto& l : layers) {
+    // Older summaries (before per-layer key bytes) show 0 there.
+    const auto keys = [&](const char* p) { return l.contains("key_bytes") ? l["key_bytes"][p].get<double>() / 1e3 : 0.0; };
     const std::vector<double> v = {l["live_relus"].get<double>(),          l["client_to_server"].get<double>(),
                                    l["server_to_client"].get<double>(),    l["rounds"].get<double>(),
+                                   keys("server"),                         keys("client"),
                                    1e3 * l["compute_s"]["client"].get<double>(), 1e3 * l["wait_s"]["client"].get<double>(),
                                    1e3 * l["compute_s"]["server"].get<double>(), 1e3 * l["wait_s"]["server"].get<double>()};
     for (size_t i = 0; i < v.size(); ++i) total[i] += v[i];
-    t.add_row({l["name"], l["kind"], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]});
+    t.add_row({l["name"], l["kind"], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]});
   }
-  t.add_row({"total", "", total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]});
+  t.add_row({"total", "", total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7], total[8],
+             total[9]});
+  for (const char* k : {"sk", "ck"})
+    t.set_display(k, [](const json& v) { return report::fixed(v.get<double>(), 1); });
   for (const char* k : {"relus", "up", "down", "rounds"})
     t.set_display(k, [](const json& v) { return report::thousands(std::llround(v.get<double>())); });
   for (const char* k : {"cc", "cw", "sc", "sw"})
@@ -194,7 +212,9 @@ std::string summary_table(const json& s) {
   if (s.contains("dealer"))
     out += ", dealer " + secs(s["dealer"]["seconds"].get<double>()) + " for " +
            std::to_string(s["images"].get<int64_t>()) + " images";
-  out += "\nestimates:  `deepreduce cost` per image (not measured): " + estimates + "\n\n";
+  out += "\nestimates:  `deepreduce cost` per image (not measured; other protocols, " +
+         std::to_string(s["estimates"]["ring_bits"].get<int>()) + "-bit ring: ReLU traffic plus the sharing of every linear layer's input): " +
+         estimates + "\n\n";
   return out + layers_table(s["layers"]).render(report::Format::Table);
 }
 

@@ -50,6 +50,17 @@ TEST(Keys, DealWritesBothFilesWithTheLayoutSizes) {
   const size_t relu_bytes = size_t(net.totals().relus) * relu_key_bytes();
   EXPECT_EQ(c.header().block_bytes, 8 * 64 + 16 + relu_bytes + 8 * 4);
   EXPECT_EQ(s.read_global().size(), global_bytes(plan, Party::Server));
+  // the per-step key bytes (the per-layer table's) add up to each party's block
+  for (Party p : {Party::Server, Party::Client}) {
+    const std::vector<uint64_t> per_step = step_key_bytes(plan, p);
+    ASSERT_EQ(per_step.size(), plan.steps.size());
+    uint64_t sum = 0;
+    for (uint64_t b : per_step) sum += b;
+    EXPECT_EQ(sum, block_layout(plan, p).bytes) << party_name(p);
+  }
+  const int stem_relu = plan.relu_steps.front();
+  EXPECT_EQ(step_key_bytes(plan, Party::Client)[size_t(stem_relu)],
+            plan.steps[size_t(stem_relu)].live.size() * relu_key_bytes());
   for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(c.read_block(i).size(), c.header().block_bytes);
   // atomic writes leave no temporary files behind
   for (const auto& e : std::filesystem::directory_iterator(dir / "keys"))

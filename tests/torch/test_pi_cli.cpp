@@ -52,6 +52,13 @@ TEST(PiCli, TrainedFashionMnistNetworkRunsPrivately) {
   for (const auto& l : s["layers"])
     if (l["kind"] == "relu") relu_bytes += static_cast<int64_t>(l["bytes"].get<double>());
   EXPECT_EQ(relu_bytes, 16 * 4688);  // 8 bytes per live ReLU and party
+  // Per-layer key bytes add up to each party's key block (without its 32-byte checksum).
+  for (const char* party : {"server", "client"}) {
+    int64_t keys = 0;
+    for (const auto& l : s["layers"]) keys += l["key_bytes"][party].get<int64_t>();
+    EXPECT_EQ(keys + 32, s["key_bytes_per_image"][party].get<int64_t>()) << party;
+  }
+  EXPECT_EQ(s["online_bytes_per_image"].get<double>(), s["expected"]["online_bytes_per_image"].get<double>());
   EXPECT_EQ(s["key_bytes"]["server"].get<int64_t>(), 100 * s["key_bytes_per_image"]["server"].get<int64_t>());
   EXPECT_GT(s["seconds_per_image"].get<double>(), 0);
   EXPECT_TRUE(test::contains(s["trust_model"].get<std::string>(), "non-colluding dealer"));
@@ -75,6 +82,10 @@ TEST(PiCli, BadInputsAreRefusedClearly) {
       {"pi run " + (d / "a") + " --data synthetic:3x12x12:4:64 --count 2", "1x12x12", 2},
       {"pi run " + (d / "a") + " --data synthetic:1x12x12:4:64 --frac-bits 30", "1..16", 2},
       {"pi client --keys " + (d / "k/client.key") + " --connect localhost --data synthetic:1x12x12", "HOST:PORT", 2},
+      {"pi client --keys " + (d / "k/client.key") + " --connect 127.0.0.1:80abc --data synthetic:1x12x12", "HOST:PORT", 2},
+      {"pi client --keys " + (d / "k/client.key") + " --connect 127.0.0.1:70000 --data synthetic:1x12x12", "HOST:PORT", 2},
+      {"pi client --keys " + (d / "k/client.key") + " --connect :5000 --data synthetic:1x12x12", "HOST:PORT", 2},
+      {"pi deal " + (d / "a") + " --out " + (d / "k0") + " --format yaml", "--format", 2},
   };
   for (const auto& c : cases) {
     const auto r = cli(c.args);
