@@ -1,6 +1,8 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -263,6 +265,14 @@ void Run::show_progress(const Trained& t, int64_t epoch, int64_t step, int64_t s
   progress_open_ = true;
 }
 
+// The kill test's hook: with DEEPREDUCE_KILL_AFTER_CHECKPOINT=N the process
+// SIGKILLs itself right after epoch N's checkpoint is committed and before
+// metrics.jsonl is written: the window where a real kill once lost a line.
+static void kill_point_after_checkpoint(int64_t epoch) {
+  const char* v = std::getenv("DEEPREDUCE_KILL_AFTER_CHECKPOINT");
+  if (v && std::to_string(epoch) == v) std::raise(SIGKILL);
+}
+
 // Tests the epoch's network, then commits the epoch: checkpoint first, then
 // the metrics file rebuilt from the history the checkpoint holds, so a kill
 // at any point loses no finished epoch and leaves no duplicate line.
@@ -291,6 +301,7 @@ void Run::record(int64_t epoch, const Trained& t) {
                rec["images_per_s"].get<double>() * (dist_ ? dist_->world() : 1), hms(epoch_s).c_str());
   save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_,
                   {epoch + 1, history_.dump(), cfg_.result_settings().dump(), {}, ""});
+  kill_point_after_checkpoint(epoch + 1);
   write_metrics();
 }
 

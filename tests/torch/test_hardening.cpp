@@ -83,6 +83,28 @@ TEST(Hardening, FinalEpochMetricsAreRepairedOnResume) {
   EXPECT_TRUE(fs::exists(run + "/result.json"));
 }
 
+// The same window hit by a real SIGKILL: the process dies right after the
+// final checkpoint's rename, before metrics.jsonl is written.
+TEST(Hardening, KillAfterTheFinalCheckpointLosesNoMetricsLine) {
+  const test::ScratchDir d("final-kill");
+  const std::string run = d / "run";
+  {
+    test::EnvGuard kill("DEEPREDUCE_KILL_AFTER_CHECKPOINT", "2");
+    const auto r = cli("train " + kRun + " --epochs 2 --out " + run);
+    ASSERT_NE(r.rc, 0) << r.out;  // killed
+  }
+  ASSERT_EQ(lines_of(run + "/metrics.jsonl"), 1);
+  ASSERT_FALSE(fs::exists(run + "/result.json"));
+  const auto r = cli("resume " + run);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  ASSERT_EQ(lines_of(run + "/metrics.jsonl"), 2);
+  std::ifstream in(run + "/metrics.jsonl");
+  int64_t epoch = 0;
+  for (std::string l; std::getline(in, l);) EXPECT_EQ(nlohmann::json::parse(l)["epoch"], ++epoch);
+  EXPECT_TRUE(fs::exists(run + "/result.json"));
+  EXPECT_TRUE(test::contains(r.out, "2 epochs")) << r.out;
+}
+
 TEST(Hardening, CorruptOrMismatchedRunFilesAreRefusedNamingTheFile) {
   const test::ScratchDir d("integrity");
   const std::string run = d / "run";
