@@ -15,6 +15,17 @@ namespace dr::cli {
 
 namespace {
 
+// --format of every pi command: table or json.
+void check_table_or_json(const std::string& format) {
+  if (format != "table" && format != "json") throw UsageError("--format '" + format + "': accepted table, json");
+}
+
+// A party's JSON record with the trust model it was made under.
+nlohmann::json with_trust_model(nlohmann::json j) {
+  j["trust_model"] = pipeline::kTrustModel;
+  return j;
+}
+
 struct PartyFlags {
   double timeout = 60;
   int threads = 1;
@@ -28,7 +39,7 @@ struct PartyFlags {
     cmd->add_flag("--quiet", quiet, "No progress lines");
   }
   void check() const {
-    if (format != "table" && format != "json") throw UsageError("--format '" + format + "': accepted table, json");
+    check_table_or_json(format);
     if (!(timeout > 0 && timeout <= 86400)) throw UsageError("--timeout must be in (0, 86400] seconds");
     if (threads < 1 || threads > 256) throw UsageError("--threads must be in 1..256");
   }
@@ -71,14 +82,12 @@ void deal_command(CLI::App& pi) {
   cmd->add_option("--format", o->format, "Output: table or json")->capture_default_str();
   cmd->callback([o] {
     if (o->count < 1) throw UsageError("--count must be >= 1");
-    if (o->format != "table" && o->format != "json") throw UsageError("--format '" + o->format + "': accepted table, json");
+    check_table_or_json(o->format);
     if (o->threads < 1 || o->threads > 256) throw UsageError("--threads must be in 1..256");
     const mpc::DealReport r = mpc::deal(pipeline::run_architecture(o->run), {o->frac_bits, uint64_t(o->count), o->out,
                                                                              o->threads});
     if (o->format == "json") {
-      nlohmann::json j = mpc::to_json(r);
-      j["trust_model"] = pipeline::kTrustModel;
-      std::cout << j.dump(2) << "\n";
+      std::cout << with_trust_model(mpc::to_json(r)).dump(2) << "\n";
       return;
     }
     std::cout << "dealt " << r.count << " inferences of " << o->run << " (" << report::thousands(r.live_relus)
@@ -117,14 +126,11 @@ void serve_command(CLI::App& pi) {
     so.threads = o->flags.threads;
     so.on_listening = [o](int port) { std::cout << "listening on " << o->bind << ":" << port << std::endl; };
     const mpc::ServerReport r = mpc::serve(pipeline::run_float_model(o->run), so);
-    if (o->flags.format == "json") {
-      nlohmann::json j = mpc::to_json(r);
-      j["trust_model"] = pipeline::kTrustModel;
-      std::cout << j.dump() << "\n";
-    } else {
+    if (o->flags.format == "json")
+      std::cout << with_trust_model(mpc::to_json(r)).dump() << "\n";
+    else
       std::cout << "served " << r.server.inferences << " inferences; the client has the measurements of both parties\n"
                 << "Trust model: " << pipeline::kTrustModel << ".\n";
-    }
   });
 }
 

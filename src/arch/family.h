@@ -7,7 +7,7 @@
 //
 // Adding a family: one new file (e.g. src/arch/densenet.cpp) defining
 // `std::vector<Family> densenet_families()` in dr::arch, and its name on the
-// one registry line of families.cpp (kFamilyFiles). Nothing else.
+// one registry line of families.cpp (DR_FAMILY_FILES). Nothing else.
 #include <string>
 #include <vector>
 

@@ -174,10 +174,7 @@ class Compiler {
         for (int64_t i = 0; i < n; ++i)
           if (l.mask->keeps(i, l.out)) s.live.push_back(i);
       } else {
-        // The same elements keeps() selects, counted per mask entry.
-        const int64_t per_entry = l.mask->channelwise ? l.out.h * l.out.w : 1;
-        for (uint8_t k : l.mask->keep)
-          if (k != 0) s.live_count += per_entry;
+        s.live_count = arch::mask_live(l, *l.mask);  // the elements keeps() selects
       }
     } else if (indices) {
       s.live.resize(static_cast<size_t>(n));

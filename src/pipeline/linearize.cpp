@@ -125,12 +125,8 @@ LinearizeOptions LinearizeOptions::defaults() {
 void validate_settings(const LinearizeOptions& o) {
   train::check_budget_list(o.budgets);
   o.search.validate_settings(o.flags.search_prefix);
-  if (o.finetune.epochs < 1 || o.finetune.epochs > train::kMaxEpochs)
-    throw std::invalid_argument(o.flags.finetune_epochs + " must be in 1.." + std::to_string(train::kMaxEpochs) +
-                                " (got " + std::to_string(o.finetune.epochs) + ")");
-  if (o.epochs_per_point < 0 || o.epochs_per_point > train::kMaxEpochs)
-    throw std::invalid_argument(o.flags.epochs_per_point + " must be in 0.." + std::to_string(train::kMaxEpochs) +
-                                " (got " + std::to_string(o.epochs_per_point) + ")");
+  train::check_integer(o.flags.finetune_epochs, o.finetune.epochs, 1, train::kMaxEpochs);
+  train::check_integer(o.flags.epochs_per_point, o.epochs_per_point, 0, train::kMaxEpochs);
   report::check_plot_format(o.plot_ext);
   check_sweep(o.sweep);
 }

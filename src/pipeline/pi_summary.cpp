@@ -35,7 +35,7 @@ json modelled(const Link& l, double latency_s, int64_t rounds, double up, double
 // (what the dealer wrote for that step), the rest is measured.
 json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
   const double n = std::max<double>(1, static_cast<double>(r.images.size()));
-  const mpc::Plan plan = mpc::compile_plan(mpc::build_network(a));
+  const mpc::Plan plan = mpc::compile_plan(mpc::build_network(a), mpc::PlanDetail::Counts);
   const auto server_keys = mpc::step_key_bytes(plan, mpc::Party::Server);
   const auto client_keys = mpc::step_key_bytes(plan, mpc::Party::Client);
   const auto keys_of = [](const std::vector<uint64_t>& k, size_t i) { return i < k.size() ? k[i] : uint64_t(0); };

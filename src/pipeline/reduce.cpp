@@ -166,11 +166,11 @@ void print_plan(const ReduceOptions& o, const Plan& p) {
   int step = 0;
   std::cout << "  " << ++step << ". teacher: " << p.teacher_dir
             << (o.teacher.empty() ? " (the all-ReLU baseline, trained here)" : " (given)") << "\n";
-  const bool deepreduce = p.deepreduce || p.combined;  // the methods that need the criticality order
-  if (deepreduce && !p.order.empty())
+  const bool needs_order = p.deepreduce || p.combined;  // the methods that cull by the criticality order
+  if (needs_order && !p.order.empty())
     std::cout << "  " << ++step << ". criticality order (" << p.order_from << "): " << util::join(p.order, " < ")
               << "\n";
-  else if (deepreduce)
+  else if (needs_order)
     std::cout << "  " << ++step << ". criticality: " << p.stages.size() << " runs keeping one stage each, with KD"
               << (o.without_kd ? " and " + std::to_string(p.stages.size()) + " without" : "") << " -> "
               << path_join(o.out, "criticality") << "\n";
@@ -186,7 +186,7 @@ void print_plan(const ReduceOptions& o, const Plan& p) {
     std::cout << "  " << ++step << ". SNL from DeepReDuce's " << p.combined_start.step_name << " network ("
               << report::thousands(p.combined_start.relus) << " ReLUs" << (p.order.empty() ? ", under the assumed order" : "")
               << ") to the budgets below it -> " << path_join(o.out, "combined") << "\n";
-  if (p.order.empty() && deepreduce)
+  if (p.order.empty() && needs_order)
     std::cout << "Which stages are culled depends on the criticality measured in step " << criticality_step
               << ", and with them the ReLU\ncounts and the picks above: they are shown for the order "
               << util::join(p.stages, " < ") << ". Give --order to fix them.\n";

@@ -197,7 +197,7 @@ std::string settings_paragraph(const ReportInput& in) {
   list[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(list[0])));
   md += list + " trained for " + std::to_string(c.epochs) + " epoch(s), batch " + std::to_string(c.batch) + ", lr " +
         report::fixed(c.lr, 3) + " (" + c.schedule + "), seed " + std::to_string(c.seed);
-  if (who.size() > 1 || who[0] != "the teacher (all-ReLU baseline)")
+  if (who.size() > (in.options.teacher.empty() ? 1u : 0u))  // a network besides a teacher trained here
     md += std::string(in.options.teacher.empty() ? "; the others" : ",") + " distilled from the teacher (T = " + report::fixed(c.kd_T, 1) + ", lambda = " + report::fixed(c.kd_lambda, 2) +
           ")" + (in.options.init_from_teacher ? ", the DeepReDuce networks started from its weights" : "");
   md += ".";

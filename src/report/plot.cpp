@@ -71,11 +71,9 @@ std::string output_kind(const std::string& file) {
   const std::string ext = fs::path(file).extension().string(), lower = util::lower(ext);
   for (const auto& f : plot_formats())
     if (lower == "." + f) return f;
-  std::string accepted;
-  for (const auto& f : plot_formats()) accepted += (accepted.empty() ? "." : ", .") + f;
   throw std::invalid_argument("cannot plot to '" + file + "': " +
                               (ext.empty() ? std::string("no extension") : "unknown extension '" + ext + "'") +
-                              " (accepted: " + accepted + ")");
+                              " (accepted: ." + util::join(plot_formats(), ", .") + ")");
 }
 
 std::string terminal(const std::string& kind) {
@@ -377,9 +375,7 @@ const std::vector<std::string>& plot_formats() {
 void check_plot_format(const std::string& ext, const std::string& option) {
   for (const auto& f : plot_formats())
     if (ext == f) return;
-  std::string accepted;
-  for (const auto& f : plot_formats()) accepted += (accepted.empty() ? "" : ", ") + f;
-  throw std::invalid_argument(option + " '" + ext + "' is not accepted (accepted: " + accepted + ")");
+  throw std::invalid_argument(option + " '" + ext + "' is not accepted (accepted: " + util::join(plot_formats()) + ")");
 }
 
 }  // namespace dr::report

@@ -95,8 +95,15 @@ namespace {
 
 [[noreturn]] void refuse(const std::string& m) { throw std::invalid_argument(m); }
 
-// Finite and in [lo, hi] (open at lo or hi when asked). NaN fails every comparison.
-void check_number(const char* option, double v, double lo, double hi, bool lo_open = false, bool hi_open = false) {
+void check_choice(const char* option, const std::string& v, const std::vector<std::string>& accepted) {
+  if (std::find(accepted.begin(), accepted.end(), v) == accepted.end())
+    refuse(std::string(option) + " '" + v + "' is not accepted (accepted: " + util::join(accepted) + ")");
+}
+
+}  // namespace
+
+// NaN fails every comparison.
+void check_number(const std::string& option, double v, double lo, double hi, bool lo_open, bool hi_open) {
   const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
   if (!ok) {
     std::ostringstream m;
@@ -106,18 +113,11 @@ void check_number(const char* option, double v, double lo, double hi, bool lo_op
   }
 }
 
-void check_integer(const char* option, int64_t v, int64_t lo, int64_t hi) {
+void check_integer(const std::string& option, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi)
-    refuse(std::string(option) + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + " (got " +
+    refuse(option + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + " (got " +
            std::to_string(v) + ")");
 }
-
-void check_choice(const char* option, const std::string& v, const std::vector<std::string>& accepted) {
-  if (std::find(accepted.begin(), accepted.end(), v) == accepted.end())
-    refuse(std::string(option) + " '" + v + "' is not accepted (accepted: " + util::join(accepted) + ")");
-}
-
-}  // namespace
 
 int max_threads() {
   cpu_set_t set;

@@ -16,6 +16,13 @@ constexpr int64_t kMaxLimit = int64_t(1) << 40;
 constexpr int64_t kMaxPad = 64;      // reflect padding of the random crop
 constexpr int64_t kMaxWorkers = 64;  // data-loading threads
 
+// Refuse (std::invalid_argument naming `option`, the range and the value) a
+// number that is not finite or lies outside [lo, hi] (open at lo or hi when
+// asked), and an integer outside lo..hi: the one check of every numeric setting.
+void check_number(const std::string& option, double v, double lo, double hi, bool lo_open = false,
+                  bool hi_open = false);
+void check_integer(const std::string& option, int64_t v, int64_t lo, int64_t hi);
+
 // The cores this process may run on (its CPU affinity).
 int max_threads();
 // Refuses (std::invalid_argument naming `option`) a thread count outside

@@ -101,11 +101,10 @@ std::optional<RunResult> finished_result(const std::string& dir) {
   return r;
 }
 
-RunResult verified_result(const std::string& dir) {
-  const auto r = finished_result(dir);
-  if (!r) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
-  check_run_weights(dir, *r);
-  return *r;
+std::optional<RunResult> verified_result(const std::string& dir) {
+  auto r = finished_result(dir);
+  if (r) check_run_weights(dir, *r);
+  return r;
 }
 
 TrainConfig read_config(const std::string& dir) {
@@ -138,16 +137,22 @@ arch::Network run_network(const std::string& dir) {
   return net;
 }
 
-void check_teacher(const std::string& dir, const arch::InputSpec& input) {
+void check_run_input(const std::string& dir, const std::string& role, const arch::InputSpec& input,
+                     const std::string& data) {
   const auto r = finished_result(dir);
   if (!r)
-    throw std::invalid_argument("teacher '" + dir + "' is not a finished run (no result.json): train it first with "
+    throw std::invalid_argument(role + " '" + dir + "' is not a finished run (no result.json): train it first with "
                                 "`deepreduce train --out " + dir + "` or finish it with `deepreduce resume " + dir +
                                 "`");
   if (r->input != input.shape.str() || (input.classes > 0 && r->classes != input.classes))
-    throw std::invalid_argument("teacher '" + dir + "' was trained for input " + r->input + " with " +
-                                std::to_string(r->classes) + " classes; this run's data gives " + input.shape.str() +
-                                " with " + std::to_string(input.classes) + " classes");
+    throw std::invalid_argument(role + " '" + dir + "' was trained for input " + r->input + " with " +
+                                std::to_string(r->classes) + " classes, but " + data + " gives " + input.shape.str() +
+                                (input.classes > 0 ? " with " + std::to_string(input.classes) + " classes" : "") +
+                                ": give a " + role + " trained on this data");
+}
+
+void check_teacher(const std::string& dir, const arch::InputSpec& input) {
+  check_run_input(dir, "teacher", input, "this run's data");
 }
 
 }  // namespace dr::train

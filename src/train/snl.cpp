@@ -6,7 +6,6 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 
 #include "arch/spec.h"
@@ -80,26 +79,6 @@ SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
   return o;
 }
 
-namespace {
-
-void check_range(const std::string& flag, double v, double lo, double hi, bool lo_open, bool hi_open) {
-  const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
-  if (!ok) {
-    std::ostringstream m;
-    m << flag << " must be a finite number in " << (lo_open ? "(" : "[") << lo << ", " << hi << (hi_open ? ")" : "]")
-      << " (got " << v << ")";
-    throw std::invalid_argument(m.str());
-  }
-}
-
-void check_count(const std::string& flag, int64_t v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi)
-    throw std::invalid_argument(flag + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + " (got " +
-                                std::to_string(v) + ")");
-}
-
-}  // namespace
-
 void check_budget_list(const std::vector<int64_t>& budgets) {
   if (budgets.empty()) throw std::invalid_argument("--budget needs at least one ReLU budget (e.g. 50K,20K)");
 }
@@ -112,28 +91,19 @@ arch::InputSpec input_before_data(const std::string& data) {
 }
 
 void check_run_for_data(const std::string& dir, const std::string& role, const std::string& data) {
-  const arch::InputSpec in = input_before_data(data);
-  if (role == "teacher") check_teacher(dir, {in.shape, 0});  // its message for an unfinished run
-  const auto r = finished_result(dir);
-  if (!r) throw std::invalid_argument(role + " '" + dir + "' is not a finished run (no result.json)");
-  if (r->input != in.shape.str() || (in.classes > 0 && r->classes != in.classes))
-    throw std::invalid_argument(role + " '" + dir + "' was trained for input " + r->input + " with " +
-                                std::to_string(r->classes) + " classes, but --data " + data + " gives " +
-                                in.shape.str() +
-                                (in.classes > 0 ? " with " + std::to_string(in.classes) + " classes" : "") +
-                                ": give a " + role + " trained on this data");
+  check_run_input(dir, role, input_before_data(data), "--data " + data);
 }
 
 bool is_masked_run(const std::string& dir) { return read_config(dir).masked; }
 
 void SnlOptions::validate_settings(const std::string& prefix) const {
-  check_range(prefix + "search-lr", train.lr, 0, 100, true, false);
-  check_count(prefix + "search-epochs", train.epochs, 1, kMaxEpochs);
-  check_range(prefix + "search-kd-lambda", train.kd_lambda, 0, 1000, false, false);
-  check_range(prefix + "lasso", lasso, 0, 1, true, false);
-  check_range(prefix + "lasso-growth", lasso_growth, 1, 10, false, false);
-  check_count(prefix + "lasso-patience", patience_from, 0, kMaxEpochs);
-  check_range(prefix + "threshold", threshold, 0, 1, true, true);
+  check_number(prefix + "search-lr", train.lr, 0, 100, true, false);
+  check_integer(prefix + "search-epochs", train.epochs, 1, kMaxEpochs);
+  check_number(prefix + "search-kd-lambda", train.kd_lambda, 0, 1000, false, false);
+  check_number(prefix + "lasso", lasso, 0, 1, true, false);
+  check_number(prefix + "lasso-growth", lasso_growth, 1, 10, false, false);
+  check_integer(prefix + "lasso-patience", patience_from, 0, kMaxEpochs);
+  check_number(prefix + "threshold", threshold, 0, 1, true, true);
 }
 
 void SnlOptions::validate(const std::string& prefix) const {

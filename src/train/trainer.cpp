@@ -415,7 +415,7 @@ RunResult train(const TrainConfig& cfg, Distributed* dist) {
 }
 
 RunResult resume(const std::string& dir, Distributed* dist, int threads) {
-  if (finished_result(dir)) return verified_result(dir);  // its files agree, its weights are intact
+  if (auto r = verified_result(dir)) return *r;  // its files agree, its weights are intact
   TrainConfig c = read_config(dir);
   if (!dist || dist->rank() == 0) util::remove_stale_temporaries(dir);
   if (threads > 0) c.threads = threads;
@@ -423,15 +423,17 @@ RunResult resume(const std::string& dir, Distributed* dist, int threads) {
 }
 
 RunResult ensure(const TrainConfig& cfg, Distributed* dist) {
-  if (finished_result(cfg.out)) return verified_result(cfg.out);
+  if (auto r = verified_result(cfg.out)) return *r;
   if (util::file_exists(path_join(cfg.out, "config.json"))) return resume(cfg.out, dist, cfg.threads);
   return train(cfg, dist);
 }
 
 EvalResult evaluate(const std::string& dir, const std::string& data_source, int threads, const std::string& device) {
-  // The run's files and weights are checked before any data is read.
-  const std::optional<RunResult> result = verified_result(dir);
-  run_network(dir);  // its network has the ReLUs result.json records
+  const std::optional<RunResult> result = finished_result(dir);
+  if (!result) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
+  // The run's files, network and weights are checked before any data is read.
+  const arch::Network desc = run_network(dir);      // its ReLUs are those result.json records
+  const StateDict weights = load_run_weights(dir);  // weights.pt against result.json's SHA-256
   const TrainConfig cfg = read_config(dir);
   set_threads(threads);
   const torch::Device dev = resolve_device(device);
@@ -447,8 +449,8 @@ EvalResult evaluate(const std::string& dir, const std::string& data_source, int 
     split.test.mean.assign(result->mean.begin(), result->mean.end());
     split.test.std.assign(result->std.begin(), result->std.end());
   }
-  nn::Net net(run_network(dir));
-  load_into(net, load_run_weights(dir), true, "'" + dir + "/weights.pt'");
+  nn::Net net(desc);
+  load_into(net, weights, true, "'" + dir + "/weights.pt'");
   net->to(dev);
   const EpochStats s = run_eval(net, split.test, dev, cfg.workers);
   return {result->spec, src, static_cast<int64_t>(s.images), net->desc().totals().relus,

@@ -61,10 +61,9 @@ RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
 // older than the digest skip that) and config.json's canonical spec is
 // result.json's spec; otherwise std::runtime_error naming the files.
 std::optional<RunResult> finished_result(const std::string& dir);
-// finished_result, required (std::invalid_argument when not finished), with
-// weights.pt checked against result.json (check_run_weights): what resume
-// and eval of a finished run rely on.
-RunResult verified_result(const std::string& dir);
+// finished_result with weights.pt checked against result.json
+// (check_run_weights): what resume and reuse of a finished run rely on.
+std::optional<RunResult> verified_result(const std::string& dir);
 // The SHA-256 of a config.json's settings as recorded (the JSON without
 // provenance, out, threads, workers and device: what may differ between the
 // processes of one run): result.json records it, finished_result checks it.
@@ -80,8 +79,12 @@ arch::Network run_network(const std::string& dir);
 // (masks_from for a run not started yet, else the run's masks.pt).
 arch::Network config_network(const TrainConfig& cfg, const arch::InputSpec& input);
 
-// Refuses (std::invalid_argument) a teacher that is not a finished run or was
-// trained for another input shape or (input.classes > 0) number of classes.
+// Refuses (std::invalid_argument) a `role` run ("teacher", "--from run") that
+// is not finished or was trained for another input shape or (input.classes >
+// 0) number of classes than `data` ("--data NAME", "this run's data") gives.
+void check_run_input(const std::string& dir, const std::string& role, const arch::InputSpec& input,
+                     const std::string& data);
+// check_run_input for a teacher of this run's data.
 void check_teacher(const std::string& dir, const arch::InputSpec& input);
 
 // Everything about `cfg` that can be checked without reading the data: the
