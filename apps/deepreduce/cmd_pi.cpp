@@ -1,6 +1,8 @@
 // `deepreduce pi deal|serve|client|run`: private inference of a trained run
 // between a dealer, a server and a client (docs/private_inference.md).
 #include <charconv>
+#include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <utility>
 
@@ -29,7 +31,7 @@ nlohmann::json with_trust_model(nlohmann::json j) {
 struct PartyFlags {
   double timeout = 60;
   int threads = 1;
-  std::string format = "table";
+  std::string format = "table", state_dir;
   bool quiet = false;
   void add(CLI::App* cmd) {
     cmd->add_option("--timeout", timeout, "Seconds a party waits for the other (connect, every message) before failing")
@@ -37,12 +39,49 @@ struct PartyFlags {
     cmd->add_option("--threads", threads, "Threads of this party (linear layers, ReLU evaluation)")->capture_default_str();
     cmd->add_option("--format", format, "Output: table or json")->capture_default_str();
     cmd->add_flag("--quiet", quiet, "No progress lines");
+    cmd->add_option("--state-dir", state_dir,
+                    "Where this machine's ledger of used key blocks lives (default: $DEEPREDUCE_STATE_DIR, else "
+                    "$XDG_STATE_HOME/deepreduce, else ~/.local/state/deepreduce)");
   }
   void check() const {
     check_table_or_json(format);
     if (!(timeout > 0 && timeout <= 86400)) throw UsageError("--timeout must be in (0, 86400] seconds");
     if (threads < 1 || threads > 256) throw UsageError("--threads must be in 1..256");
   }
+};
+
+// SIGINT/SIGTERM while dealing: the handler only records the signal; the
+// dealer stops before its next block, its temporary files are removed as the
+// error unwinds, and then the process dies of the signal as it would have.
+// A signal the process was started ignoring (nohup, `&`) stays ignored.
+volatile std::sig_atomic_t g_deal_signal = 0;
+extern "C" void record_deal_signal(int sig) { g_deal_signal = sig; }
+
+class DealSignals {
+ public:
+  DealSignals() {
+    struct sigaction sa {};
+    sa.sa_handler = record_deal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < 2; ++i)
+      if (::sigaction(kSignals[i], nullptr, &old_[i]) == 0 && old_[i].sa_handler != SIG_IGN)
+        ::sigaction(kSignals[i], &sa, nullptr);
+  }
+  ~DealSignals() {
+    for (size_t i = 0; i < 2; ++i) ::sigaction(kSignals[i], &old_[i], nullptr);
+  }
+  DealSignals(const DealSignals&) = delete;
+  DealSignals& operator=(const DealSignals&) = delete;
+  static bool caught() { return g_deal_signal != 0; }
+  [[noreturn]] static void die() {
+    std::signal(g_deal_signal, SIG_DFL);
+    std::raise(g_deal_signal);
+    std::_Exit(128 + g_deal_signal);
+  }
+
+ private:
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  struct sigaction old_[2] {};
 };
 
 // HOST:PORT, [IPV6]:PORT; the port is all digits, 1..65535.
@@ -84,8 +123,16 @@ void deal_command(CLI::App& pi) {
     if (o->count < 1) throw UsageError("--count must be >= 1");
     check_table_or_json(o->format);
     if (o->threads < 1 || o->threads > 256) throw UsageError("--threads must be in 1..256");
-    const mpc::DealReport r = mpc::deal(pipeline::run_architecture(o->run), {o->frac_bits, uint64_t(o->count), o->out,
-                                                                             o->threads});
+    pipeline::check_key_dir(o->out, "--out");
+    const mpc::Architecture arch = pipeline::run_architecture(o->run);
+    const DealSignals signals;
+    mpc::DealReport r;
+    try {
+      r = mpc::deal(arch, {o->frac_bits, uint64_t(o->count), o->out, o->threads, &DealSignals::caught});
+    } catch (const mpc::DealInterrupted& e) {
+      std::cerr << "pi deal: " << e.what() << "\n";
+      DealSignals::die();
+    }
     if (o->format == "json") {
       std::cout << with_trust_model(mpc::to_json(r)).dump(2) << "\n";
       return;
@@ -124,6 +171,7 @@ void serve_command(CLI::App& pi) {
     so.timeout_s = o->flags.timeout;
     so.accept_timeout_s = o->flags.timeout;
     so.threads = o->flags.threads;
+    so.state_dir = o->flags.state_dir;
     so.on_listening = [o](int port) { std::cout << "listening on " << o->bind << ":" << port << std::endl; };
     const mpc::ServerReport r = mpc::serve(pipeline::run_float_model(o->run), so);
     if (o->flags.format == "json")
@@ -159,6 +207,7 @@ void client_command(CLI::App& pi) {
     co.count = o->count;
     co.timeout_s = o->flags.timeout;
     co.threads = o->flags.threads;
+    co.state_dir = o->flags.state_dir;
     co.image = [o, &images](int64_t i) {
       if (!o->flags.quiet) std::cerr << "\rprivate inference: image " << i + 1 << "/" << images.size() << "   " << std::flush;
       return images[static_cast<size_t>(i)];
@@ -189,6 +238,7 @@ void run_command(CLI::App& pi) {
     o->run.threads = o->flags.threads;
     o->run.timeout_s = o->flags.timeout;
     o->run.quiet = o->flags.quiet;
+    o->run.state_dir = o->flags.state_dir;
     const nlohmann::json s = pipeline::run_private_inference(o->run);
     std::cout << (o->flags.format == "json" ? s.dump(2) + "\n" : pipeline::summary_table(s));
   });

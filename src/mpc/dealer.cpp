@@ -1,7 +1,12 @@
 #include "mpc/dealer.h"
 
+#include <sys/statvfs.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <utility>
 
 #include "mpc/fss.h"
 #include "mpc/keys.h"
@@ -93,7 +98,62 @@ void deal_one(const Dealing& d, Prg& rng, std::vector<uint8_t>& server, std::vec
   }
 }
 
+// The two key files' headers for `count` inferences under a fresh nonce.
+std::pair<KeyHeader, KeyHeader> key_headers(const Architecture& arch, const Plan& plan, int frac_bits, uint64_t count,
+                                            Prg& rng) {
+  KeyHeader h;
+  h.frac_bits = frac_bits;
+  rng.bytes(h.nonce.data(), h.nonce.size());
+  h.count = count;
+  h.architecture = serialize_architecture(arch);
+  h.model_hash = model_hash(arch, frac_bits);
+  KeyHeader hs = h, hc = h;
+  hs.party = Party::Server;
+  hs.global_bytes = global_bytes(plan, Party::Server);
+  hs.block_bytes = block_layout(plan, Party::Server).bytes;
+  hc.party = Party::Client;
+  hc.global_bytes = 0;
+  hc.block_bytes = block_layout(plan, Party::Client).bytes;
+  return {hs, hc};
+}
+
+uint64_t both_files(const std::pair<KeyHeader, KeyHeader>& h) {
+  const uint64_t s = key_file_bytes(h.first), c = key_file_bytes(h.second), max = ~uint64_t(0);
+  return s > max - c ? max : s + c;
+}
+
+// "2.80 GB (2800000000 bytes)"
+std::string size_text(uint64_t n) {
+  if (n == ~uint64_t(0)) return "more than 18 EB";
+  const char* units[] = {"bytes", "KB", "MB", "GB", "TB", "PB", "EB"};
+  double v = double(n);
+  int u = 0;
+  while (v >= 1000 && u < 6) v /= 1000, ++u;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", v, units[u]);
+  return u == 0 ? buf : std::string(buf) + " (" + std::to_string(n) + " bytes)";
+}
+
 }  // namespace
+
+uint64_t deal_bytes(const Architecture& arch, int frac_bits, uint64_t count) {
+  check_frac_bits(frac_bits);
+  Prg rng;
+  return both_files(key_headers(arch, compile_plan(build_network(arch)), frac_bits, count, rng));
+}
+
+void check_free_space(const std::string& dir, uint64_t need, const std::string& hint) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path at = fs::absolute(dir, ec);
+  while (!ec && !fs::exists(at, ec) && at.has_relative_path()) at = at.parent_path();  // the dir to be created
+  struct statvfs st {};
+  if (ec || ::statvfs(at.c_str(), &st) != 0) return;  // unknown: the writes will say what fails
+  const uint64_t free_bytes = uint64_t(st.f_bavail) * uint64_t(st.f_frsize);
+  if (need > free_bytes)
+    throw std::invalid_argument("the key files need " + size_text(need) + " but the file system of '" + dir +
+                                "' has " + size_text(free_bytes) + " free: " + hint);
+}
 
 DealReport deal(const Architecture& arch, const DealOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -103,26 +163,15 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   const arch::Network net = build_network(arch);
   const Plan plan = compile_plan(net);
   const BlockLayout sl = block_layout(plan, Party::Server), cl = block_layout(plan, Party::Client);
-
   Prg rng;  // seeded from the OS
-  KeyHeader h;
-  h.frac_bits = o.frac_bits;
-  rng.bytes(h.nonce.data(), h.nonce.size());
-  h.count = o.count;
-  h.architecture = serialize_architecture(arch);
-  h.model_hash = model_hash(arch, o.frac_bits);
-  KeyHeader hs = h, hc = h;
-  hs.party = Party::Server;
-  hs.global_bytes = global_bytes(plan, Party::Server);
-  hs.block_bytes = sl.bytes;
-  hc.party = Party::Client;
-  hc.global_bytes = 0;
-  hc.block_bytes = cl.bytes;
+  const auto [hs, hc] = key_headers(arch, plan, o.frac_bits, o.count, rng);
+  util::remove_stale_temporaries(o.out_dir);  // what a kill -9 of an earlier deal left
+  check_free_space(o.out_dir, both_files({hs, hc}), "deal fewer inferences (--count) or write them to a larger disk");
 
   DealReport rep;
   rep.server_path = util::path_join(o.out_dir, "server.key");
   rep.client_path = util::path_join(o.out_dir, "client.key");
-  KeyWriter ws(rep.server_path, hs), wc(rep.client_path, hc);
+  KeyWriter ws(rep.server_path, hs), wc(rep.client_path, hc);  // their destructors remove unfinished files
 
   std::vector<std::vector<u64>> masks;
   std::vector<u64> flat;
@@ -137,6 +186,9 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   const Dealing d{plan, sl, cl, masks, std::max(1, o.threads)};
   std::vector<uint8_t> server(sl.bytes), client(cl.bytes);
   for (uint64_t i = 0; i < o.count; ++i) {
+    if (o.interrupted && o.interrupted())
+      throw DealInterrupted("deal interrupted after " + std::to_string(i) + " of " + std::to_string(o.count) +
+                            " inferences; no key file was written");
     deal_one(d, rng, server, client);
     ws.write_block(server.data(), server.size());
     wc.write_block(client.data(), client.size());
@@ -146,7 +198,7 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
 
   rep.count = o.count;
   rep.frac_bits = o.frac_bits;
-  rep.model_hash = hex(h.model_hash);
+  rep.model_hash = hex(hs.model_hash);
   rep.server_file_bytes = ws.bytes();
   rep.client_file_bytes = wc.bytes();
   rep.server_block_bytes = sl.bytes + 32;

@@ -3,7 +3,9 @@
 // architecture, written as <out_dir>/server.key and <out_dir>/client.key. It
 // needs the architecture only, never weights or images (docs/private_inference.md).
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 
 #include "mpc/architecture.h"
@@ -15,6 +17,13 @@ struct DealOptions {
   uint64_t count = 1;    // inferences
   std::string out_dir;   // created if missing
   int threads = 1;       // linear products A*r and ReLU key generation
+  // Asked before each block: true stops the deal (DealInterrupted) with no
+  // key file written (the CLI's SIGINT/SIGTERM).
+  std::function<bool()> interrupted;
+};
+
+struct DealInterrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 struct DealReport {
@@ -29,8 +38,19 @@ struct DealReport {
   int64_t live_relus = 0;                                   // per inference
 };
 
-// Throws std::invalid_argument for count 0 or a bad f, UnsupportedError for
-// an architecture the runtime cannot run, std::runtime_error for I/O.
+// The exact bytes deal() writes for `count` inferences: both key files
+// (UINT64_MAX when that overflows).
+uint64_t deal_bytes(const Architecture& arch, int frac_bits, uint64_t count);
+// Refuses (std::invalid_argument) writing `need` bytes into `dir` (or, while
+// it does not exist, the directory that would hold it) when its file system
+// has fewer free: the message says both, and `hint` what to do.
+void check_free_space(const std::string& dir, uint64_t need, const std::string& hint);
+
+// Removes stale temporaries of earlier deals in options.out_dir and checks
+// free space before writing anything. Throws std::invalid_argument for count
+// 0, a bad f or too little space, UnsupportedError for an architecture the
+// runtime cannot run, DealInterrupted, std::runtime_error for I/O. Writes
+// through temporaries: on any error no key file is left half-written.
 DealReport deal(const Architecture& arch, const DealOptions& options);
 
 nlohmann::json to_json(const DealReport& r);

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "mpc/fss.h"
@@ -154,6 +153,14 @@ size_t global_bytes(const Plan& plan, Party party) {
   return n;
 }
 
+uint64_t key_file_bytes(const KeyHeader& h) {
+  const uint64_t fixed = kPrefix + encode_body(h).size() + kSum, max = ~uint64_t(0);
+  if (h.block_bytes > max - kSum || h.global_bytes > max - fixed - 2 * kSum) return max;
+  const uint64_t head = fixed + h.global_bytes + kSum, per = h.block_bytes + kSum;
+  if (h.count > (max - head) / per) return max;
+  return head + h.count * per;
+}
+
 std::vector<ClientLinearShares> derive_client_shares(const Plan& plan, const Seed& seed) {
   Prg prg(seed.data());
   std::vector<ClientLinearShares> out(plan.linear_steps.size());
@@ -233,7 +240,6 @@ void KeyWriter::commit() {
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     throw std::runtime_error("cannot rename '" + tmp_ + "' to '" + path_ + "': " + std::strerror(errno));
   committed_ = true;
-  std::remove((path_ + ".used").c_str());  // the old key set's bookkeeping
 }
 
 // --- reader ------------------------------------------------------------------
@@ -301,7 +307,7 @@ KeyFile::KeyFile(const std::string& path) : path_(path) {
          std::to_string(want_block) + " (dealt by another version of the runtime? deal again)");
   global_offset_ = head.size();
   blocks_offset_ = global_offset_ + header_.global_bytes + kSum;
-  const uint64_t expect = blocks_offset_ + header_.count * (header_.block_bytes + kSum);
+  const uint64_t expect = key_file_bytes(header_);  // UINT64_MAX (never a file's size) on overflow
   if (file_bytes_ != expect)
     fail((file_bytes_ < expect ? "truncated: " : "has trailing bytes: ") + std::to_string(file_bytes_) +
          " bytes, its header promises " + std::to_string(expect) + " (" + std::to_string(header_.count) +
@@ -333,36 +339,6 @@ std::vector<uint8_t> KeyFile::read_block(uint64_t index) const {
     fail("checksum of inference block " + std::to_string(index) + " fails: the file is corrupted");
   data.resize(header_.block_bytes);
   return data;
-}
-
-uint64_t KeyFile::next_unused() const {
-  if (!util::file_exists(used_path())) return 0;
-  try {
-    const auto j = nlohmann::json::parse(util::read_file(used_path()));
-    if (j.at("nonce").get<std::string>() != hex(header_.nonce)) return 0;  // another key set's bookkeeping
-    return j.at("next").get<uint64_t>();
-  } catch (const std::exception& e) {
-    throw std::runtime_error("key bookkeeping '" + used_path() + "' is unreadable (" + e.what() +
-                             "); refusing to guess which inferences were used: deal new keys");
-  }
-}
-
-void KeyFile::mark_used(uint64_t next) {
-  if (next <= next_unused()) return;
-  const nlohmann::json j = {{"nonce", hex(header_.nonce)}, {"next", next}, {"count", header_.count}};
-  util::write_file_atomic(used_path(), j.dump() + "\n");
-}
-
-std::vector<uint8_t> KeyFile::take(uint64_t index) {
-  const uint64_t next = next_unused();
-  if (index < next)
-    fail("inference " + std::to_string(index) + " was already used (keys must never be used twice; next unused: " +
-         std::to_string(next) + " of " + std::to_string(header_.count) + "); deal new keys when they run out");
-  if (index >= header_.count)
-    fail("all " + std::to_string(header_.count) + " inferences are used up (asked for " + std::to_string(index) +
-         "); deal new keys");
-  mark_used(index + 1);  // before use: a crash after this wastes a block but never reuses it
-  return read_block(index);
 }
 
 }  // namespace dr::mpc

@@ -24,9 +24,8 @@
 //           linear layer, derived by derive_client_shares), per ReLU layer
 //           its keys, the output mask [classes]
 //
-// Reuse: "<key>.used" beside the key file holds the nonce and the next unused
-// inference (written atomically); take() refuses an index below it and moves
-// it past the block before returning the block.
+// Reuse: a block is taken through the party's KeyLedger (ledger.h), which
+// records it as used on this machine before the block is read.
 #include <array>
 #include <cstdint>
 #include <string>
@@ -71,6 +70,9 @@ BlockLayout block_layout(const Plan& plan, Party party);
 std::vector<uint64_t> step_key_bytes(const Plan& plan, Party party);
 // Server: the weight masks A, one per linear layer, in order.
 size_t global_bytes(const Plan& plan, Party party);
+// The exact size of the key file with this header (its global_bytes,
+// block_bytes and count filled in); UINT64_MAX when that overflows.
+uint64_t key_file_bytes(const KeyHeader& header);
 
 // The client's linear-layer shares of one inference, derived from its seed
 // with a seeded Prg in a fixed order (per linear layer: u_c, k_c, m_c). The
@@ -115,17 +117,9 @@ class KeyFile {
   const std::string& path() const { return path_; }
   uint64_t file_bytes() const { return file_bytes_; }
 
-  std::vector<uint8_t> read_global() const;            // checksum verified
-  std::vector<uint8_t> read_block(uint64_t index) const;  // checksum verified; no bookkeeping
-
-  // The sidecar's next unused inference (0 without a sidecar or for another nonce).
-  uint64_t next_unused() const;
-  // Moves the sidecar to `next` (never backwards).
-  void mark_used(uint64_t next);
-  // Refuses an index below next_unused() or beyond the file; marks it used,
-  // then returns the verified block.
-  std::vector<uint8_t> take(uint64_t index);
-  std::string used_path() const { return path_ + ".used"; }
+  std::vector<uint8_t> read_global() const;  // checksum verified
+  // Checksum verified; no bookkeeping: a party takes its blocks through KeyLedger::take.
+  std::vector<uint8_t> read_block(uint64_t index) const;
 
  private:
   void fail(const std::string& what) const;

@@ -6,6 +6,7 @@
 
 #include "mpc/fss.h"
 #include "mpc/keys.h"
+#include "mpc/ledger.h"
 #include "mpc/linear.h"
 #include "mpc/protocol.h"
 #include "mpc/reference.h"
@@ -108,9 +109,15 @@ uint64_t check_hello(const Hello& me, const Hello& peer, const std::string& key_
   const uint64_t start = std::max(me.next_unused, peer.next_unused);
   const uint64_t requested = me.party == Party::Client ? me.requested : peer.requested;
   const uint64_t left = me.count - std::min(start, me.count);
-  if (requested > left)
+  if (requested > left) {
+    const std::string used =
+        start == 0 ? "" : " (blocks 0 to " + std::to_string(start - 1) + " are spent: the " + me_name +
+                              "'s ledger says next unused " + std::to_string(me.next_unused) + ", the " + peer_name +
+                              "'s " + std::to_string(peer.next_unused) + "; a key block must never be used twice, "
+                              "whatever its file is called or where it was copied)";
     refuse("the client asks for " + std::to_string(requested) + " inferences but only " + std::to_string(left) +
-           " of " + std::to_string(me.count) + " key blocks are unused: deal new keys");
+           " of " + std::to_string(me.count) + " key blocks are unused" + used + ": deal new keys");
+  }
   return start;
 }
 
@@ -299,9 +306,10 @@ class Engine {
 // What both parties read from their key file before talking.
 struct KeySide {
   KeyFile keys;
+  KeyLedger ledger;
   Plan plan;
   Architecture arch;
-  KeySide(const std::string& path, Party want) : keys(path) {
+  KeySide(const std::string& path, Party want, const std::string& state_dir) : keys(path), ledger(keys, state_dir) {
     if (keys.header().party != want)
       throw std::invalid_argument("key file '" + path + "' holds " + party_name(keys.header().party) +
                                   " keys; the " + party_name(want) + " needs " + party_name(want) + ".key");
@@ -315,7 +323,7 @@ struct KeySide {
     h.nonce = keys.header().nonce;
     h.hash = keys.header().model_hash;
     h.count = keys.header().count;
-    h.next_unused = keys.next_unused();
+    h.next_unused = ledger.next_unused();
     h.requested = requested;
     return h;
   }
@@ -369,7 +377,7 @@ auto reporting_errors(Transport& t, const char* party, F&& body) -> decltype(bod
 
 ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOptions& o) {
   return reporting_errors(t, "server", [&] {
-    KeySide side(o.key_path, Party::Server);
+    KeySide side(o.key_path, Party::Server, o.state_dir);
     const int f = side.keys.header().frac_bits;
     Engine e(Party::Server, side.plan, f, o.threads);
     e.set_weights(quantise(side.plan, model, f), side.keys.read_global());
@@ -386,7 +394,7 @@ ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOp
     t.send(MsgType::Setup, e.setup_payload(model.mean, model.std));
     for (uint64_t i = 0; i < requested; ++i) {
       const auto t0 = Clock::now();
-      e.preprocess(side.keys.take(pr.first_inference + i));
+      e.preprocess(side.ledger.take(pr.first_inference + i));
       pr.preprocessing_s += since(t0);
       t.send(MsgType::Ready, {});
       const auto t1 = Clock::now();
@@ -412,7 +420,7 @@ ImageResult client_image(Transport& t, Engine& e, KeySide& side, const ClientOpt
   r.key_index = key_index;
   const int f = side.keys.header().frac_bits;
   const auto t0 = Clock::now();
-  e.preprocess(side.keys.take(key_index));
+  e.preprocess(side.ledger.take(key_index));
   r.preprocessing_s = since(t0);
   const ClientImage img = o.image(i);
   r.label = img.label;
@@ -437,7 +445,7 @@ ClientReport client_session(Transport& t, const ClientOptions& o) {
   if (o.count < 1) throw std::invalid_argument("client: count must be at least 1 image");
   if (!o.image) throw std::invalid_argument("client: no image callback given");
   return reporting_errors(t, "client", [&] {
-    KeySide side(o.key_path, Party::Client);
+    KeySide side(o.key_path, Party::Client, o.state_dir);
     Engine e(Party::Client, side.plan, side.keys.header().frac_bits, o.threads);
     ClientReport rep;
     rep.model_hash = hex(side.keys.header().model_hash);

@@ -9,7 +9,8 @@
 //                 measurements of both parties.
 //
 // Session: hello both ways (key format, model hash, l, f, nonce, inferences,
-// first unused key block; any mismatch is refused by both), then the server
+// first key block unused on this party's machine, from its KeyLedger; any
+// mismatch is refused by both), then the server
 // sends the input normalisation (public preprocessing) and W^ = W + A of every
 // linear layer (setup traffic). Per inference: each party takes its next key
 // block and does the input-independent work (preprocessing), the server says
@@ -33,6 +34,7 @@ struct ServerOptions {
   double timeout_s = 60;                 // every wait for the client during the session
   double accept_timeout_s = 60;          // waiting for the client to connect
   int threads = 1;                       // linear kernels and ReLU evaluation
+  std::string state_dir;                 // the key ledger's (ledger.h); "" = default_state_dir()
   std::function<void(int port)> on_listening;  // called once the socket listens
 };
 
@@ -48,6 +50,7 @@ struct ClientOptions {
   int64_t count = 1;     // images to run
   double timeout_s = 60; // connect (with retries) and every wait for the server
   int threads = 1;
+  std::string state_dir;  // the key ledger's (ledger.h); "" = default_state_dir()
   std::function<ClientImage(int64_t index)> image;  // image `index` of the session (0-based)
 };
 

@@ -337,7 +337,11 @@ std::unique_ptr<Transport> Transport::connect(const std::string& host, int port,
 
 Listener::Listener(const std::string& bind_address, int port) {
   if (port < 0 || port > 65535) throw std::invalid_argument("port " + std::to_string(port) + ": accepted 0..65535");
-  const std::string addr = bind_address.empty() ? "0.0.0.0" : bind_address;
+  // An empty address would mean every interface to getaddrinfo: say so explicitly instead.
+  if (bind_address.empty())
+    throw std::invalid_argument("bind address is empty: accepted an address of this machine (127.0.0.1: this "
+                                "machine only; 0.0.0.0 or :: every interface)");
+  const std::string& addr = bind_address;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -105,7 +105,8 @@ class Transport {
 // A listening socket for the server.
 class Listener {
  public:
-  // port 0: any free port (see port()). bind_address "" or "0.0.0.0": every interface.
+  // port 0: any free port (see port()). bind_address "0.0.0.0": every
+  // interface; "" is refused (std::invalid_argument), never read as "every".
   Listener(const std::string& bind_address, int port);
   ~Listener();
   Listener(const Listener&) = delete;

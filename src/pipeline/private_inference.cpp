@@ -1,6 +1,5 @@
 #include "pipeline/private_inference.h"
 
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,10 +9,11 @@
 #include "arch/spec.h"
 #include "data/dataset.h"
 #include "mpc/cost.h"
-#include "mpc/keys.h"
+#include "mpc/dealer.h"
 #include "mpc/plan.h"
 #include "mpc/reference.h"
 #include "nn/net.h"
+#include "pipeline/jobs.h"
 #include "pi/cost.h"
 #include "report/format.h"
 #include "report/table.h"
@@ -85,6 +85,15 @@ void check_private_runtime(const arch::Network& net, const std::string& option) 
   }
 }
 
+void check_key_dir(const std::string& dir, const std::string& option) {
+  try {
+    check_output_dir(dir, "pi deal", {"server.key*", "client.key*"});  // the key files and their temporaries
+  } catch (const std::invalid_argument& e) {
+    if (option == "--out") throw;
+    throw std::invalid_argument(option + " is pi deal's --out: " + e.what());
+  }
+}
+
 std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t count, const arch::Shape& input) {
   if (count < 1) throw std::invalid_argument("--count must be >= 1 (got " + std::to_string(count) + ")");
   const arch::DataSource src = arch::parse_source(data);
@@ -128,22 +137,6 @@ struct KeyDir {
     if (temporary) fs::remove_all(path, ec);
   }
 };
-
-// Refuses a deal that cannot fit the key directory's file system.
-void check_space(const std::string& dir, const mpc::Plan& plan, int64_t count) {
-  double need = 0;
-  for (const mpc::Party p : {mpc::Party::Server, mpc::Party::Client})
-    need += static_cast<double>(mpc::global_bytes(plan, p)) +
-            static_cast<double>(count) * static_cast<double>(mpc::block_layout(plan, p).bytes + 32);
-  struct statvfs st {};
-  if (::statvfs(dir.c_str(), &st) != 0) return;  // unknown: let the dealer find out
-  const double free_bytes = static_cast<double>(st.f_bavail) * static_cast<double>(st.f_frsize);
-  if (need > free_bytes * 0.95)
-    throw std::invalid_argument("the keys for " + std::to_string(count) + " images need " +
-                                report::fixed(need / 1e9, 2) + " GB but " + dir + " has " +
-                                report::fixed(free_bytes / 1e9, 2) + " GB free: give --keys DIR on a larger disk "
-                                "or a smaller --count");
-}
 
 // The children of one run, killed if the run fails before they finish.
 struct Children {
@@ -198,12 +191,18 @@ json run_private_inference(const PiRunOptions& o) {
   const mpc::Plan plan = mpc::compile_plan(mpc::build_network(arch));
   run_float_model(o.run);  // the weights fit the network
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
+  if (!o.keys.empty()) check_key_dir(o.keys, "--keys");
   const KeyDir keys(o.keys);
-  check_space(keys.path, plan, o.count);
+  mpc::check_free_space(keys.path, mpc::deal_bytes(arch, o.frac_bits, uint64_t(o.count)),
+                        "give --keys DIR on a larger disk or a smaller --count");
   const std::string bin = o.binary.empty() ? util::self_executable() : o.binary;
   const std::string n = std::to_string(o.count), f = std::to_string(o.frac_bits), t = std::to_string(o.threads),
                     timeout = report::fixed(o.timeout_s, 1);
-  const std::vector<std::string> quiet = o.quiet ? std::vector<std::string>{"--quiet"} : std::vector<std::string>{};
+  std::vector<std::string> party_flags = o.quiet ? std::vector<std::string>{"--quiet"} : std::vector<std::string>{};
+  // Keys in a temporary directory are removed after the run, and so is their
+  // ledger there: entries for them would pile up in the user's state directory.
+  const std::string state = keys.temporary && o.state_dir.empty() ? util::path_join(keys.path, "state") : o.state_dir;
+  if (!state.empty()) party_flags.insert(party_flags.end(), {"--state-dir", state});
   Children children;
   std::string out;
   util::Child dealer = util::spawn({bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
@@ -213,7 +212,7 @@ json run_private_inference(const PiRunOptions& o) {
   const json deal = parse_output(out, "the dealer");
   std::vector<std::string> serve = {bin, "pi", "serve", o.run, "--keys", keys.path + "/server.key", "--port", "0",
                                     "--timeout", timeout, "--threads", t, "--format", "json"};
-  serve.insert(serve.end(), quiet.begin(), quiet.end());
+  serve.insert(serve.end(), party_flags.begin(), party_flags.end());
   util::Child server = util::spawn(serve, true);
   children.live = {&server};
   const std::string listening = util::read_line(server.out, o.timeout_s, "the server's port");
@@ -223,7 +222,7 @@ json run_private_inference(const PiRunOptions& o) {
   std::vector<std::string> client = {bin, "pi", "client", "--keys", keys.path + "/client.key", "--connect",
                                      "127.0.0.1:" + listening.substr(colon + 1), "--data", o.data, "--count", n,
                                      "--timeout", timeout, "--threads", t, "--format", "json"};
-  client.insert(client.end(), quiet.begin(), quiet.end());
+  client.insert(client.end(), party_flags.begin(), party_flags.end());
   util::Child client_proc = util::spawn(client, true);
   children.live = {&server, &client_proc};
   finish(client_proc, &out, "the client");

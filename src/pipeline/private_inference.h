@@ -28,6 +28,11 @@ mpc::FloatModel run_float_model(const std::string& run);
 // private runtime cannot run (max pooling).
 void check_private_runtime(const arch::Network& net, const std::string& option);
 
+// Refuses (std::invalid_argument) a key directory, pi deal's --out (`option`
+// names it), that is not empty and holds none of pi deal's files
+// (check_output_dir of jobs.h), so that no file of the user's is overwritten.
+void check_key_dir(const std::string& dir, const std::string& option);
+
 // The first `count` test images of `data` as the client holds them (raw
 // pixels in [0, 1], CHW, with labels). Throws std::invalid_argument when the
 // data's images are not `input` or it has fewer than `count` test images.
@@ -52,12 +57,13 @@ struct PiRunOptions {
   int threads = 1;        // per party
   double timeout_s = 60;  // every wait of a party for the other
   std::string keys;       // key directory; "" = a temporary one, removed afterwards
+  std::string state_dir;  // the parties' key ledger (mpc/ledger.h); "" = the default
   std::string binary;     // the deepreduce executable ("" = this process's own)
   bool quiet = false;     // the parties' progress lines off
 };
 
 // Checks everything (run, data, count, the runtime's support of the network,
-// free space for the keys), deals, serves and runs the client as three
+// the key directory, free space for the keys), deals, serves and runs the client as three
 // processes, then adds agreement with the run's float model and with the
 // plaintext fixed-point reference, and the dealer's figures.
 nlohmann::json run_private_inference(const PiRunOptions& o);

@@ -23,6 +23,15 @@ namespace dr::mpc::test {
 using dr::test::contains;
 using dr::test::ScratchDir;
 
+// The key ledger of every test lives in a scratch state directory, never in
+// the user's home; set once for the binary before any test (forked parties
+// inherit it). Nonces are fresh per deal, so tests do not see each other's.
+struct IsolatedState {
+  ScratchDir dir{"mpc-state"};
+  IsolatedState() { ::setenv("DEEPREDUCE_STATE_DIR", dir.path.c_str(), 1); }
+};
+inline IsolatedState isolated_state;
+
 // resnet6 at alpha 0.125 on 1x8x8 with 4 classes: 9 linear layers, 5 ReLU sites.
 inline arch::Network tiny_net(const std::string& spec = "resnet6:alpha=0.125", arch::Shape input = {1, 8, 8},
                               int64_t classes = 4) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -267,4 +268,34 @@ TEST(ThreeProcesses, UsedKeysAreRefusedNextSession) {
   const PairRun second = run_pair(random_float_model(net, 5), net.input, s);
   EXPECT_TRUE(contains(error_of(second.client), "only 0 of 2 key blocks are unused")) << error_of(second.client);
   EXPECT_TRUE(contains(error_of(second.server), "deal new keys")) << error_of(second.server);
+}
+
+// The key files copied or renamed, and every other file of their directory
+// deleted: the parties' ledgers still know the blocks were used.
+TEST(ThreeProcesses, CopiedRenamedOrCleanedKeysAreRefused) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = tiny_net();
+  util::make_dirs(dir / "keys");
+  deal_in_child(net, dir / "keys", 2);
+  RunSpec s = spec_for(dir / "keys", dir.path);
+  s.images = 2;
+  ASSERT_EQ(error_of(run_pair(random_float_model(net, 5), net.input, s).client), "");
+  util::make_dirs(dir / "copy");
+  for (const char* party : {"server", "client"}) {
+    std::filesystem::copy_file(dir / ("keys/" + std::string(party) + ".key"), dir / ("copy/" + std::string(party) + "-2.key"));
+    std::filesystem::rename(dir / ("keys/" + std::string(party) + ".key"), dir / ("keys/" + std::string(party) + ".bak"));
+  }
+  for (const auto& e : std::filesystem::directory_iterator(dir / "keys"))  // a ".used" file of old, say
+    if (e.path().extension() != ".bak") std::filesystem::remove(e.path());
+  s.images = 1;
+  for (const std::string& key_dir : {dir / "copy", dir / "keys"}) {
+    s.server_key = key_dir + (key_dir == dir / "copy" ? "/server-2.key" : "/server.bak");
+    s.client_key = key_dir + (key_dir == dir / "copy" ? "/client-2.key" : "/client.bak");
+    const PairRun again = run_pair(random_float_model(net, 5), net.input, s);
+    const std::string c = error_of(again.client), sv = error_of(again.server);
+    EXPECT_TRUE(contains(c, "handshake refused by the client (" + s.client_key + ")")) << c;
+    EXPECT_TRUE(contains(c, "only 0 of 2 key blocks are unused (blocks 0 to 1 are spent")) << c;
+    EXPECT_TRUE(contains(c, "whatever its file is called or where it was copied")) << c;
+    EXPECT_TRUE(contains(sv, "handshake refused by the server (" + s.server_key + ")")) << sv;
+  }
 }

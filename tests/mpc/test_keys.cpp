@@ -1,10 +1,18 @@
 // Key files: what the dealer writes, and every way a key file is refused
-// (corrupted, truncated, foreign, the wrong party, a block used before).
+// (corrupted, truncated, foreign, the wrong party); the ledger of used blocks
+// (a block used before, under any name or path); the dealer's checks (space,
+// interruption, stale temporaries).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "mpc/fss.h"
 #include "mpc/keys.h"
+#include "mpc/ledger.h"
 #include "mpc_test_util.h"
 #include "util/fs.h"
 
@@ -123,23 +131,184 @@ TEST(Keys, BlockMovedToAnotherPlaceIsRefused) {
   expect_error([&] { s.read_block(0); }, "checksum of inference block 0 fails");
 }
 
-TEST(Keys, UsedBlocksAreNeverHandedOutTwice) {
+TEST(KeyLedger, UsedBlocksAreNeverHandedOutTwice) {
   ScratchDir dir("mpc-keys");
-  deal_keys(tiny_net(), dir.path, 3);
+  deal_keys(tiny_net(), dir / "keys", 3);
+  const std::string ck = dir / "keys/client.key", state = dir / "state";
+  {
+    KeyFile c(ck);
+    KeyLedger l(c, state);
+    EXPECT_EQ(l.next_unused(), 0u);
+    EXPECT_EQ(l.take(0).size(), c.header().block_bytes);
+    expect_error([&] { l.take(0); }, "key file '" + ck + "': inference block 0 was already used on this machine");
+  }
+  KeyFile c(ck);  // the ledger survives the process
+  KeyLedger l(c, state);
+  EXPECT_EQ(l.next_unused(), 1u);
+  expect_error([&] { l.take(0); }, "deal new keys");
+  l.take(2);  // skipping is allowed (block 1 is lost), going back is not
+  expect_error([&] { l.take(1); }, "inference block 1 was already used");
+  expect_error([&] { l.take(3); }, "all 3 inferences are used up");
+  // the server's blocks are its own; a new deal (new nonce) starts over
+  KeyFile s(dir / "keys/server.key");
+  EXPECT_EQ(KeyLedger(s, state).next_unused(), 0u);
+  deal_keys(tiny_net(), dir / "keys", 1);
+  KeyFile fresh(ck);
+  EXPECT_EQ(KeyLedger(fresh, state).next_unused(), 0u);
+  // nothing beside the key files records their use
+  for (const auto& e : std::filesystem::directory_iterator(dir / "keys"))
+    EXPECT_TRUE(e.path().filename() == "server.key" || e.path().filename() == "client.key") << e.path();
+}
+
+// Renaming or copying a used key file, or cleaning its directory, does not
+// make a block usable again: the ledger knows the key set by its nonce.
+TEST(KeyLedger, CopiedOrRenamedKeyFileIsRefused) {
+  ScratchDir dir("mpc-keys");
+  deal_keys(tiny_net(), dir / "a", 2);
+  const std::string state = dir / "state";
+  {
+    KeyFile c(dir / "a/client.key");
+    KeyLedger(c, state).take(0);
+  }
+  util::make_dirs(dir / "b");
+  std::filesystem::copy_file(dir / "a/client.key", dir / "b/renamed.key");
+  std::filesystem::rename(dir / "a/client.key", dir / "a/other-name.key");
+  for (const std::string& path : {dir / "b/renamed.key", dir / "a/other-name.key"}) {
+    KeyFile copy(path);
+    KeyLedger l(copy, state);
+    EXPECT_EQ(l.next_unused(), 1u) << path;
+    expect_error([&] { l.take(0); }, "key file '" + path + "': inference block 0 was already used");
+    expect_error([&] { l.take(0); }, "taken from '" + std::filesystem::path(dir / "a/client.key").lexically_normal().string());
+  }
+  // Another machine (another state directory) has a ledger of its own: the
+  // limit the docs state; the handshake still skips what the peer used.
+  KeyFile copy(dir / "b/renamed.key");
+  EXPECT_EQ(KeyLedger(copy, dir / "elsewhere").next_unused(), 0u);
+}
+
+// Processes racing for one block: the flock lets exactly one claim it.
+TEST(KeyLedger, TwoProcessesCannotClaimTheSameBlock) {
+  ScratchDir dir("mpc-keys");
+  deal_keys(tiny_net(), dir.path, 2);
+  std::vector<pid_t> kids;
+  for (int k = 0; k < 4; ++k) {
+    const std::string copy = dir / ("copy" + std::to_string(k) + ".key");
+    std::filesystem::copy_file(dir / "server.key", copy);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int rc = 1;
+      try {
+        KeyFile f(copy);
+        KeyLedger(f, dir / "state").take(0);
+        rc = 0;
+      } catch (...) {
+      }
+      ::_exit(rc);
+    }
+    kids.push_back(pid);
+  }
+  int claimed = 0;
+  for (pid_t pid : kids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    claimed += WEXITSTATUS(status) == 0;
+  }
+  EXPECT_EQ(claimed, 1);
+}
+
+// The block is recorded before it is read: a block that fails its checksum
+// (or a crash while it is used) is spent, never handed out again.
+TEST(KeyLedger, BlockIsRecordedBeforeItIsRead) {
+  ScratchDir dir("mpc-keys");
+  deal_keys(tiny_net(), dir.path, 2);
   const std::string ck = dir / "client.key";
   {
     KeyFile c(ck);
-    EXPECT_EQ(c.next_unused(), 0u);
-    c.take(0);
-    expect_error([&] { c.take(0); }, "inference 0 was already used");
+    flip_byte(ck, block_offset(c, 0) + 5);
   }
-  KeyFile c(ck);  // the bookkeeping survives the process
-  EXPECT_EQ(c.next_unused(), 1u);
-  expect_error([&] { c.take(0); }, "already used");
-  c.take(2);  // skipping is allowed (block 1 is lost), going back is not
-  expect_error([&] { c.take(1); }, "already used");
-  expect_error([&] { c.take(3); }, "used up");
-  // a new deal starts a new key set: its bookkeeping starts at 0
+  KeyFile c(ck);
+  KeyLedger l(c, dir / "state");
+  expect_error([&] { l.take(0); }, "checksum of inference block 0 fails");
+  EXPECT_EQ(KeyLedger(c, dir / "state").next_unused(), 1u);
+  const auto j = nlohmann::json::parse(util::read_file(l.path()));
+  EXPECT_EQ(j["next"], 1);
+  EXPECT_EQ(j["party"], "client");
+  // an entry that cannot be read is refused, never guessed
+  util::write_file_atomic(l.path(), "{\"nonce\": 12");
+  expect_error([&] { l.take(1); }, "key ledger '" + l.path() + "' is unreadable");
+  expect_error([&] { l.next_unused(); }, "refusing to guess which blocks of key file '" + ck + "'");
+}
+
+TEST(KeyLedger, StateDirectoryComesFromTheEnvironment) {
+  using dr::test::EnvGuard;
+  EnvGuard home("HOME", "/home/someone"), xdg("XDG_STATE_HOME", nullptr), own("DEEPREDUCE_STATE_DIR", nullptr);
+  EXPECT_EQ(default_state_dir(), "/home/someone/.local/state/deepreduce");
+  {
+    EnvGuard x("XDG_STATE_HOME", "/var/state");
+    EXPECT_EQ(default_state_dir(), "/var/state/deepreduce");
+    EnvGuard relative("XDG_STATE_HOME", "state");  // XDG: a relative path is ignored
+    EXPECT_EQ(default_state_dir(), "/home/someone/.local/state/deepreduce");
+    EnvGuard d("DEEPREDUCE_STATE_DIR", "/tmp/dr-state");
+    EXPECT_EQ(default_state_dir(), "/tmp/dr-state");
+    EnvGuard empty("DEEPREDUCE_STATE_DIR", "");  // empty = unset
+    EXPECT_EQ(default_state_dir(), "/home/someone/.local/state/deepreduce");
+  }
+}
+
+// --- dealing ---------------------------------------------------------------------
+
+TEST(Deal, WritesExactlyTheBytesItChecksFor) {
+  ScratchDir dir("mpc-deal");
+  const arch::Network net = tiny_net();
+  const DealReport r = deal_keys(net, dir.path, 3, 10);
+  EXPECT_EQ(deal_bytes(architecture_of(net), 10, 3), r.server_file_bytes + r.client_file_bytes);
+  EXPECT_EQ(deal_bytes(architecture_of(net), 10, 3),
+            std::filesystem::file_size(dir / "server.key") + std::filesystem::file_size(dir / "client.key"));
+  EXPECT_EQ(deal_bytes(architecture_of(net), 10, ~uint64_t(0) / 2), ~uint64_t(0));  // overflow saturates
+}
+
+TEST(Deal, TooLittleSpaceIsRefusedBeforeWriting) {
+  ScratchDir dir("mpc-deal");
+  try {
+    deal_keys(tiny_net(), dir / "keys", 99999999999ull);
+    ADD_FAILURE() << "a deal of 99,999,999,999 inferences was not refused";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(contains(e.what(), "the key files need ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "but the file system of '" + (dir / "keys") + "' has ")) << e.what();
+    EXPECT_TRUE(contains(e.what(), " free: deal fewer inferences")) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "keys"));
+}
+
+// An interrupted deal (the CLI's SIGINT/SIGTERM) leaves no temporary and
+// keeps the key files that were there.
+TEST(Deal, InterruptedDealLeavesNoFiles) {
+  ScratchDir dir("mpc-deal");
   deal_keys(tiny_net(), dir.path, 1);
-  EXPECT_EQ(KeyFile(ck).next_unused(), 0u);
+  const Nonce before = KeyFile(dir / "client.key").header().nonce;
+  DealOptions o;
+  o.out_dir = dir.path;
+  o.count = 5;
+  int asked = 0;
+  o.interrupted = [&] { return ++asked > 2; };
+  expect_error([&] { deal(architecture_of(tiny_net()), o); }, "deal interrupted after 2 of 5 inferences");
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"client.key", "server.key"}));
+  EXPECT_EQ(KeyFile(dir / "client.key").header().nonce, before);
+}
+
+// What a kill -9 of an earlier deal left is removed by the next one.
+TEST(Deal, StaleTemporariesOfAKilledDealAreRemoved) {
+  ScratchDir dir("mpc-deal");
+  const pid_t gone = ::fork();
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  const std::string stale = dir / ("server.key.tmp." + std::to_string(gone));
+  util::write_file_atomic(stale, "half a key file");
+  deal_keys(tiny_net(), dir.path, 1);
+  EXPECT_FALSE(std::filesystem::exists(stale));
 }

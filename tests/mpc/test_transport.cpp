@@ -171,6 +171,17 @@ TEST(Transport, ConnectRetriesUntilTheServerListensAndTimesOut) {
   EXPECT_EQ(server->recv(MsgType::Hello), std::vector<uint8_t>{42});
 }
 
+// An empty bind address meant every interface to getaddrinfo: refused instead.
+TEST(Transport, EmptyBindAddressIsRefused) {
+  try {
+    Listener l("", 0);
+    ADD_FAILURE() << "listening on '' was accepted (port " << l.port() << ")";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(contains(e.what(), "bind address is empty")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "127.0.0.1")) << e.what();
+  }
+}
+
 // A peer that sends a byte now and then resets the progress timeout every
 // time; the frame's own deadline (timeout + size at 1 MiB/s) still ends it.
 TEST(Transport, TricklingPeerIsCutOffByTheFrameDeadline) {

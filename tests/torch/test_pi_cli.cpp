@@ -33,6 +33,7 @@ const char* kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyt
 TEST(PiCli, TrainedFashionMnistNetworkRunsPrivately) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "Fashion-MNIST (dataset-fashion-mnist) is not installed";
   const test::ScratchDir d("pi");
+  const test::EnvGuard state("DEEPREDUCE_STATE_DIR", (d / "state").c_str());  // the key ledger, not the user's
   const std::string run = d / "run";
   ASSERT_EQ(cli("train --model resnet6:alpha=0.125:rho=0.5 --data fashion-mnist --limit 3000 --epochs 1 --threads 2 "
                 "--out " + run).rc, 0);
@@ -107,6 +108,7 @@ TEST(PiCli, BadInputsAreRefusedClearly) {
 
 TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {
   const test::ScratchDir d("pi-reduce");
+  const test::EnvGuard state("DEEPREDUCE_STATE_DIR", (d / "state").c_str());
   const auto r = cli("reduce --model resnet6:alpha=0.125 --data synthetic:1x12x12:4:64 --epochs 1 --batch 16 --threads 1 "
                      "--workers 0 --order S1,S2,S3,S4 --budget 1K --measure-pi 2 --out " + (d / "r"));
   ASSERT_EQ(r.rc, 0) << r.out;
