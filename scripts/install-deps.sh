@@ -16,6 +16,26 @@ packages=(
   python3-torch                  # Python interop test and the PyTorch benchmark
 )
 
+# Against another LibTorch (make ... TORCH_DIR=...): not Debian's LibTorch nor
+# what is built on it. With a deps folder (DEPS_DIR, scripts/vendor-deps.sh):
+# nothing. Without dpkg (not Debian): nothing; CMake names what is missing.
+if [ -n "${DEEPREDUCE_DEPS_DIR:-}" ]; then
+  echo "install-deps: DEPS_DIR=$DEEPREDUCE_DEPS_DIR given: no Debian packages installed" >&2
+  exit 0
+fi
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "install-deps: no dpkg here (not Debian): install LibTorch, nlohmann-json, CLI11, GoogleTest, OpenSSL," \
+       "zlib and libjpeg yourself, or pass DEPS_DIR (scripts/vendor-deps.sh)" >&2
+  exit 0
+fi
+if [ -n "${DEEPREDUCE_TORCH_DIR:-}" ]; then
+  kept=()
+  for p in "${packages[@]}"; do
+    case $p in libtorch-dev|libgloo-dev|libdnnl-dev|python3-torch) ;; *) kept+=("$p") ;; esac
+  done
+  packages=("${kept[@]}")
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,27 +1,44 @@
 // Data-parallel training with c10d: a TCPStore rendezvous at
-// MASTER_ADDR:MASTER_PORT (rank 0 serves it), then a Gloo process group (NCCL
-// for CUDA tensors when this LibTorch was built with it and
-// USE_C10D_NCCL is defined). Each collective works on one flat buffer per
-// dtype, and every c10d failure becomes a runtime_error that says which rank
-// lost contact, so a dead rank stops the others instead of hanging them.
+// MASTER_ADDR:MASTER_PORT (rank 0 serves it), then a Gloo process group, or
+// NCCL for CUDA tensors. Which of the two this build has is decided by
+// CMakeLists.txt (DEEPREDUCE_WITH_GLOO: LibTorch ships Gloo's headers;
+// DEEPREDUCE_WITH_NCCL: LibTorch has NCCL and the CUDA toolkit is found).
+// Each collective works on one flat buffer per dtype, and every c10d failure
+// becomes a runtime_error that says which rank lost contact, so a dead rank
+// stops the others instead of hanging them.
+//
+// LibTorch 1.13 and 2.x differ here in one place: from 2.0 the Gloo and NCCL
+// groups are c10d::Backend objects (a c10d::ProcessGroup wraps them in
+// Python); before, they were c10d::ProcessGroup themselves. Both have the
+// broadcast and allreduce used here.
 
+#include "train/distributed.h"
+
+#include <torch/version.h>
+
+#include "train/config.h"
+#include "train/trainer.h"
+
+#if DEEPREDUCE_WITH_GLOO
 // ProcessGroupGloo.hpp declares the Gloo group only under this macro (the
 // LibTorch build defines it; its installed headers do not).
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
 #endif
-
-#include "train/distributed.h"
-
-#include "train/config.h"
-
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_NCCL
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
+#if DEEPREDUCE_WITH_NCCL
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -35,6 +52,20 @@ namespace dr::train {
 namespace {
 
 using std::chrono::milliseconds;
+
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
+
+std::string backends_text() {
+  const auto b = Distributed::backends();
+  std::string s = b.empty() ? "none" : b.front();
+  for (size_t i = 1; i < b.size(); ++i) s += ", " + b[i];
+  return "built with: " + s + "; Gloo needs LibTorch's Gloo headers when deepreduce is built (Debian: libgloo-dev), "
+         "NCCL a LibTorch with NCCL and the CUDA toolkit";
+}
 
 std::optional<std::string> env(const char* name) {
   const char* v = std::getenv(name);
@@ -84,7 +115,7 @@ class ProcessGroup final : public Distributed {
                                secs + " (DEEPREDUCE_DIST_TIMEOUT): " + message_of(e));
     }
     try {
-#ifdef USE_C10D_NCCL
+#if DEEPREDUCE_WITH_NCCL
       if (cuda) {
         auto o = c10d::ProcessGroupNCCL::Options::create();
         o->timeout = timeout;
@@ -92,6 +123,7 @@ class ProcessGroup final : public Distributed {
         backend_ = "nccl";
       }
 #endif
+#if DEEPREDUCE_WITH_GLOO
       if (!pg_) {
         auto o = c10d::ProcessGroupGloo::Options::create(timeout);
         if (auto ifname = env("GLOO_SOCKET_IFNAME"))
@@ -102,6 +134,8 @@ class ProcessGroup final : public Distributed {
         pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank, world, o);
         backend_ = "gloo";
       }
+#endif
+      if (!pg_) throw std::logic_error("no c10d backend (" + backends_text() + ")");
     } catch (const std::exception& e) {
       throw std::runtime_error("data-parallel training: rank " + std::to_string(rank) +
                                " could not connect to the other ranks (rendezvous " + where + ", timeout " + secs +
@@ -294,7 +328,7 @@ class ProcessGroup final : public Distributed {
   std::string backend_;
   torch::Device comm_device_{torch::kCPU};
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  c10::intrusive_ptr<Collectives> pg_;
   std::map<Key, torch::Tensor> grad_buffers_;
 };
 
@@ -334,14 +368,32 @@ std::unique_ptr<Distributed> Distributed::from_env(const std::string& device) {
       throw std::invalid_argument("data-parallel training: DEEPREDUCE_SYNC_BN='" + *v + "' is not 0 or 1");
     sync_bn = *v == "1";
   }
-  const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
-#ifdef USE_C10D_NCCL
+  const bool cuda = resolve_device(device).is_cuda();
+#if DEEPREDUCE_WITH_NCCL
   // One GPU per process on a node: LOCAL_RANK picks it.
   if (cuda) c10::cuda::set_device(static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
 #else
   (void)local_rank;
 #endif
+  // Gloo reduces CPU buffers, for CUDA training too; NCCL CUDA ones.
+  const auto b = backends();
+  const auto has = [&](const char* name) { return std::find(b.begin(), b.end(), name) != b.end(); };
+  if (!has("gloo") && !(cuda && has("nccl")))
+    throw std::invalid_argument("data-parallel training (WORLD_SIZE=" + std::to_string(world) +
+                                "): this build of deepreduce has no c10d backend for " +
+                                (cuda ? "CUDA" : "CPU") + " tensors (" + backends_text() + ")");
   return std::make_unique<ProcessGroup>(rank, world, addr, port, std::chrono::seconds(timeout_s), cuda, sync_bn);
+}
+
+std::vector<std::string> Distributed::backends() {
+  std::vector<std::string> b;
+#if DEEPREDUCE_WITH_GLOO
+  b.push_back("gloo");
+#endif
+#if DEEPREDUCE_WITH_NCCL
+  b.push_back("nccl");
+#endif
+  return b;
 }
 
 }  // namespace dr::train

@@ -13,6 +13,8 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "nn/net.h"
@@ -25,6 +27,10 @@ class Distributed {
   // std::runtime_error naming the variable when the environment is
   // inconsistent or the rendezvous fails or times out.
   static std::unique_ptr<Distributed> from_env(const std::string& device);
+  // The c10d backends this build has: "gloo" (CPU; CUDA tensors too when
+  // there is no "nccl"), "nccl" (CUDA). Empty when LibTorch's Gloo headers
+  // were missing at build time and NCCL was not built (CMakeLists.txt).
+  static std::vector<std::string> backends();
   virtual ~Distributed() = default;
 
   // Stops every rank (std::invalid_argument naming the first setting that
