@@ -39,6 +39,7 @@ void add_linearize_command(CLI::App& app) {
   cmd->add_option("--lasso-growth", o.search.lasso_growth, "Factor on the L1 weight after an epoch without a new low")
       ->capture_default_str();
   cmd->add_option("--lasso-patience", o.search.patience_from, "First epoch after which the L1 weight may grow")
+      ->check(integer_in(0, train::kMaxEpochs))
       ->capture_default_str();
   cmd->add_option("--threshold", o.search.threshold, "A mask value above this counts as a live ReLU")
       ->capture_default_str();

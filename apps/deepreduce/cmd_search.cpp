@@ -1,4 +1,5 @@
 // `deepreduce criticality` and `deepreduce reduce`: the DeepReDuce pipeline.
+#include <climits>
 #include <iostream>
 
 #include "commands.h"
@@ -67,6 +68,7 @@ void add_search_commands(CLI::App& app) {
     s->o.out = "runs/reduce";
     cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
     cmd->add_option("--per-budget", s->o.per_budget, "Candidates trained per budget (the largest that fit)")
+        ->check(integer_in(1, INT_MAX))
         ->capture_default_str();
     cmd->add_option("--order", s->o.order, "Criticality order, least critical first (e.g. S1,S4,S2,S3): skip criticality");
     cmd->add_flag("--init-teacher", s->init_teacher,
@@ -77,7 +79,9 @@ void add_search_commands(CLI::App& app) {
     cmd->add_flag("--dry-run", s->o.dry_run, "Print the plan only");
     cmd->add_option("--measure-pi", s->o.measure_pi,
                     "Run every frontier network privately (deepreduce pi run) on this many test images: measured "
-                    "bytes and latency columns and a latency frontier plot (0: estimates only)")
+                    "bytes and latency columns and a latency frontier plot (0: estimates only; at most " +
+                        std::to_string(pipeline::kMaxMeasurePi) + ", and the test images --data and --limit give)")
+        ->check(integer_in(0, pipeline::kMaxMeasurePi))
         ->capture_default_str();
     cmd->add_option("--method", s->methods,
                     "Methods on the frontier: deepreduce (cull, thin, reshape), snl (pixel masks learned from the "

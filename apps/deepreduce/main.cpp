@@ -4,6 +4,25 @@
 #include "commands.h"
 #include "train/weights.h"
 
+namespace {
+
+// Every option that takes a value refuses an empty one, in every subcommand:
+// CLI11 reads '' as 0 for a number (`--wd ''`: no weight decay) and a text
+// option's '' as "not given" (`--order ''`: criticality measured).
+void refuse_empty_values(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options())
+    if (opt->get_type_size() != 0 && opt->nonpositional())
+      opt->check(CLI::Validator(
+          [opt](std::string& text) {
+            return text.empty() ? "an empty value is not accepted (expected " + opt->get_type_name() + ")"
+                                : std::string();
+          },
+          ""));
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) refuse_empty_values(*sub);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{
       "deepreduce: measure where a network's ReLUs are, remove them by culling, thinning and\n"
@@ -19,6 +38,7 @@ int main(int argc, char** argv) {
   dr::cli::add_cost_command(app);
   dr::cli::add_pi_commands(app);
   dr::cli::add_provenance_command(app);
+  refuse_empty_values(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

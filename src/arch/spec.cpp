@@ -42,7 +42,8 @@ double parse_number(const std::string& key, const std::string& value, const std:
   throw SpecError("model spec '" + spec + "': " + key + "='" + value + "' is not a number");
 }
 
-// Checks a stage list against the family, sorts it in stage order, dedupes.
+// Checks a stage list against the family (each stage once, as a key is) and
+// sorts it in stage order.
 std::vector<std::string> parse_stages(const std::string& key, const std::string& value, const Family& fam,
                                       const std::string& spec) {
   if (value.empty())
@@ -54,7 +55,8 @@ std::vector<std::string> parse_stages(const std::string& key, const std::string&
     if (it == fam.stages.end())
       throw SpecError("model spec '" + spec + "': unknown stage '" + s + "' in " + key + " (" + fam.name + " has " +
                       join(fam.stages) + ")");
-    idx.insert(it - fam.stages.begin());
+    if (!idx.insert(it - fam.stages.begin()).second)
+      throw SpecError("model spec '" + spec + "': stage '" + s + "' given twice in " + key + " (name each stage once)");
   }
   std::vector<std::string> out;
   for (size_t i : idx) out.push_back(fam.stages[i]);

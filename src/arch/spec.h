@@ -2,7 +2,8 @@
 // Model specs: one string names a reduced network.
 //   family[:key[=value]]...      e.g. resnet18:cull=S1,S4:thin:alpha=0.5:rho=0.5
 // Keys: alpha=F, rho=F, blocks=N,N,..., cull=Sa,Sb, keep=Sa,Sb, thin[=POLICY].
-// Order does not matter; the canonical form sorts the keys.
+// Order does not matter; each key, and each stage of a list, is given once;
+// the canonical form sorts the keys.
 
 #include <optional>
 #include <string>

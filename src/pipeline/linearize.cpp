@@ -141,12 +141,17 @@ void validate(LinearizeOptions& o) {
   o.finetune.model = o.search.train.model;
   o.finetune.validate();
   o.search.validate(o.flags.search_prefix);
+  // What the search's early warning compares its projection with.
+  const bool per_point = o.epochs_per_point > 0;
+  o.search.expect = {per_point ? o.epochs_per_point : o.finetune.epochs,
+                     per_point ? o.flags.epochs_per_point : o.flags.finetune_epochs, o.flags.search_prefix};
 }
 
 std::vector<LinearizedPoint> run_linearize(LinearizeOptions o) {
   validate(o);
   print_plan(o);
   if (o.dry_run) return {};
+  util::remove_stale_temporaries(o.out);  // a report a kill left half-written
   const auto found = search(o);
   if (!found) return {};
   std::vector<Job> jobs;

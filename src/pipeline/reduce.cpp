@@ -6,13 +6,13 @@
 #include <stdexcept>
 
 #include "arch/spec.h"
+#include "data/dataset.h"
 #include "pi/cost.h"
 #include "pipeline/criticality.h"
 #include "pipeline/jobs.h"
 #include "pipeline/private_inference.h"
 #include "pipeline/reduce_report.h"
 #include "report/format.h"
-#include "report/plot.h"
 #include "report/table.h"
 #include "train/provenance.h"
 #include "train/snl.h"
@@ -116,22 +116,31 @@ void check_given_teacher(const ReduceOptions& o, const Plan& p) {
                                 "the all-ReLU " + p.base_spec + " (" + why + ")");
 }
 
+// --measure-pi: at most kMaxMeasurePi images, and no more than --limit
+// keeps; the data's own test split is counted once read (check_measured_images).
+void check_measure_pi(const ReduceOptions& o) {
+  train::check_integer("--measure-pi", o.measure_pi, 0, kMaxMeasurePi);
+  if (o.train.limit > 0 && o.measure_pi > o.train.limit)
+    throw std::invalid_argument("--measure-pi " + std::to_string(o.measure_pi) + " is more than the " +
+                                std::to_string(o.train.limit) + " test images --limit keeps (accepted: 0.." +
+                                std::to_string(o.train.limit) + ")");
+}
+
 // Checks every setting and builds the plan; reads no data file.
 Plan make_plan(const ReduceOptions& o) {
-  train::check_budget_list(o.budgets);
+  // SNL's settings (and the budget list, plot format and --jobs they share)
+  // whatever the methods: an option given is checked even where unused.
+  LinearizeOptions l = snl_options(o);
+  l.budgets = o.budgets;
+  validate_settings(l);
   const arch::ModelSpec base = arch::parse_family_spec(o.train.model, "--model");
   o.train.validate();
   pi::select_protocols(pi::load_cost_model(), o.protocols);
-  report::check_plot_format(o.plot_ext);
+  check_measure_pi(o);
   Plan p;
   p.deepreduce = uses(o, "deepreduce");
   p.snl = uses(o, "snl");
   p.combined = uses(o, "combined");
-  if (p.snl || p.combined) {
-    LinearizeOptions l = snl_options(o);
-    l.budgets = o.budgets;
-    validate_settings(l);
-  }
   check_output_dir(o.out, "reduce",
                    {"plan.json", "teacher/config.json", "criticality", "candidates", "snl/search", "combined/search"});
   p.base_spec = base.canonical();
@@ -140,8 +149,6 @@ Plan make_plan(const ReduceOptions& o) {
   p.stages = arch::find_family(base.family).stages;
   p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
   if (!o.teacher.empty()) check_given_teacher(o, p);
-  if (o.measure_pi < 0) throw std::invalid_argument("--measure-pi needs a number of images >= 0");
-  check_sweep(o.sweep);
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
   p.order = known_order(o);
   p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
@@ -190,6 +197,19 @@ void print_plan(const ReduceOptions& o, const Plan& p) {
     std::cout << "Which stages are culled depends on the criticality measured in step " << criticality_step
               << ", and with them the ReLU\ncounts and the picks above: they are shown for the order "
               << util::join(p.stages, " < ") << ". Give --order to fix them.\n";
+}
+
+// The test images --measure-pi runs on, counted in the data as read (a
+// TinyImageNet copy may hold fewer than 10,000): before anything trains,
+// not after the frontier's last network.
+void check_measured_images(const ReduceOptions& o) {
+  if (o.measure_pi == 0) return;
+  const int64_t n = data::load_dataset(o.train.data, o.train.limit).test.size();
+  if (o.measure_pi > n)
+    throw std::invalid_argument("--measure-pi " + std::to_string(o.measure_pi) + " is more than the " +
+                                std::to_string(n) + " test images of --data " + o.train.data +
+                                (o.train.limit > 0 ? " with --limit " + std::to_string(o.train.limit) : "") +
+                                " (accepted: 0.." + std::to_string(n) + ")");
 }
 
 bool train_teacher(const ReduceOptions& o, const Plan& p, size_t& index) {
@@ -292,6 +312,7 @@ std::string run_reduce(const ReduceOptions& o) {
   const nlohmann::json started = train::provenance(o.train.device, o.train.threads);
   print_plan(o, p);
   if (o.dry_run) return "";
+  check_measured_images(o);
   size_t index = 0;
   if (!train_teacher(o, p, index)) return "";
   CriticalityResult crit;

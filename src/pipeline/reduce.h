@@ -23,6 +23,12 @@
 
 namespace dr::pipeline {
 
+// The most images --measure-pi takes: the test split of CIFAR-10/100,
+// Fashion-MNIST and TinyImageNet (10,000 each), the largest the registry's
+// datasets have. Checked before any work, and against the test images the
+// data holds (its --limit) once they are read.
+constexpr int64_t kMaxMeasurePi = 10000;
+
 struct ReduceOptions {
   train::TrainConfig train;  // model = the family spec; data; training settings
   std::string out;

@@ -2,8 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cmath>
-#include <cstdlib>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -94,6 +93,55 @@ std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
   return plans;
 }
 
+namespace {
+
+// The ReLU count a budget's number gives, in exact decimal arithmetic (a
+// double rounds 4611686018427387905 to 2^62): `num` is digits with an
+// optional fraction and exponent ("1.5", "12e3"), scaled by 10^shift (the
+// K or M suffix), rounded half up. nullopt when `num` is not such a number;
+// 0 when it is below 1 (refused as not positive); kMaxCount + 1 when above
+// the limit.
+std::optional<int64_t> exact_count(const std::string& num, int shift) {
+  constexpr int64_t kTooLarge = arch::limits::kMaxCount + 1;
+  std::string digits;  // the mantissa's digits, without the point
+  size_t i = 0, point = std::string::npos;
+  for (; i < num.size(); ++i) {
+    if (num[i] == '.' && point == std::string::npos)
+      point = digits.size();
+    else if (std::isdigit(static_cast<unsigned char>(num[i])))
+      digits += num[i];
+    else
+      break;
+  }
+  if (digits.empty() || (!std::isdigit(static_cast<unsigned char>(num[0])) && num[0] != '.')) return std::nullopt;
+  int64_t whole = static_cast<int64_t>(point == std::string::npos ? digits.size() : point) + shift;
+  if (i < num.size() && (num[i] == 'e' || num[i] == 'E')) {
+    const bool negative = ++i < num.size() && num[i] == '-';
+    if (i < num.size() && (num[i] == '-' || num[i] == '+')) ++i;
+    int64_t e = 0;
+    const size_t first = i;
+    for (; i < num.size() && std::isdigit(static_cast<unsigned char>(num[i])); ++i)
+      e = std::min<int64_t>(e * 10 + (num[i] - '0'), 100000);  // beyond any count either way
+    if (i == first) return std::nullopt;
+    whole += negative ? -e : e;
+  }
+  if (i != num.size()) return std::nullopt;
+  const size_t first_digit = std::min(digits.find_first_not_of('0'), digits.size());
+  if (first_digit == digits.size()) return 0;
+  if (whole - static_cast<int64_t>(first_digit) > 19) return kTooLarge;  // 20 digits and more
+  int64_t v = 0;
+  for (int64_t k = 0; k < whole; ++k) {
+    if (v > arch::limits::kMaxCount / 10) return kTooLarge;
+    v = v * 10 + (k < static_cast<int64_t>(digits.size()) ? digits[static_cast<size_t>(k)] - '0' : 0);
+  }
+  if (v > arch::limits::kMaxCount) return kTooLarge;
+  if (v == 0) return 0;
+  if (whole >= 0 && whole < static_cast<int64_t>(digits.size()) && digits[static_cast<size_t>(whole)] >= '5') ++v;
+  return std::min(v, kTooLarge);
+}
+
+}  // namespace
+
 std::vector<int64_t> parse_budgets(const std::string& text) {
   std::vector<int64_t> out;
   size_t start = 0;
@@ -103,26 +151,20 @@ std::vector<int64_t> parse_budgets(const std::string& text) {
     const std::string where = "budget '" + item + "'" + (item == text ? "" : " in '" + text + "'");
     const std::string bad = where + " is not a positive ReLU count (e.g. 50K, 1.5M, 12000; K = 1,000, M = 1,000,000)";
     if (item.empty()) throw std::invalid_argument(bad);
-    double mult = 1;
+    int shift = 0;
     std::string num = item;
     const char last = static_cast<char>(std::toupper(static_cast<unsigned char>(item.back())));
     if (last == 'K' || last == 'M') {
-      mult = last == 'K' ? 1e3 : 1e6;
+      shift = last == 'K' ? 3 : 6;
       num = item.substr(0, item.size() - 1);
     }
     // A plain non-negative number: digits first (no sign, space, "inf" or "nan").
-    const bool starts_ok = !num.empty() && (std::isdigit(static_cast<unsigned char>(num.front())) || num.front() == '.');
-    char* end = nullptr;
-    const double v = starts_ok ? std::strtod(num.c_str(), &end) : 0;  // beyond a double: HUGE_VAL
-    if (!starts_ok || end != num.c_str() + num.size() || std::isnan(v)) throw std::invalid_argument(bad);
-    // Compared as a double first: llround of a value beyond int64_t's range is undefined.
-    const double relus = v * mult;
-    if (relus > static_cast<double>(arch::limits::kMaxCount))
-      throw std::invalid_argument(where + " is too large (at most " +
-                                  std::to_string(arch::limits::kMaxCount) +
+    const std::optional<int64_t> relus = exact_count(num, shift);
+    if (!relus || *relus < 1) throw std::invalid_argument(bad);
+    if (*relus > arch::limits::kMaxCount)
+      throw std::invalid_argument(where + " is too large (at most " + std::to_string(arch::limits::kMaxCount) +
                                   " ReLUs, the limit of a network description's counts)");
-    if (relus < 1) throw std::invalid_argument(bad);
-    out.push_back(static_cast<int64_t>(std::llround(relus)));
+    out.push_back(*relus);
     if (comma == std::string::npos) break;
     start = comma + 1;
   }

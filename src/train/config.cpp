@@ -139,6 +139,9 @@ void TrainConfig::validate() const {
   check_integer("--batch", batch, 1, kMaxBatch);
   check_number("--lr", lr, 0, 100, true);
   check_number("--momentum", momentum, 0, 1, false, true);
+  // LibTorch's SGD refuses Nesterov without momentum, but only once the data is read.
+  if (nesterov && momentum == 0)
+    refuse("--momentum 0 needs --no-nesterov (Nesterov momentum needs a momentum in (0, 1))");
   check_number("--wd", wd, 0, 1);
   check_choice("--schedule", schedule, {"step", "cosine"});
   check_number("--warmup", warmup, 0, static_cast<double>(epochs), false, true);  // below --epochs

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <functional>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -26,6 +29,15 @@ using util::path_join;
 
 std::string snapshot_dir(const std::string& out, int64_t budget) {
   return path_join(path_join(out, "snapshots"), std::to_string(budget));
+}
+
+// What a killed search left half-written (metrics.jsonl.tmp.PID, a
+// snapshot's masks.pt.tmp.PID, ...), as a run's resume removes its own.
+void remove_stale_temporaries(const std::string& out) {
+  util::remove_stale_temporaries(out);
+  std::error_code ec;
+  for (const auto& d : std::filesystem::directory_iterator(path_join(out, "snapshots"), ec))
+    if (d.is_directory(ec)) util::remove_stale_temporaries(d.path().string());
 }
 
 // The fields of TrainConfig only SGD training reads: not the search's.
@@ -158,6 +170,58 @@ std::optional<SnlResult> finished_search(const std::string& dir) {
   }
 }
 
+SearchForecast forecast_search(const std::vector<SearchSample>& samples, const std::vector<int64_t>& pending,
+                               double first_fall) {
+  SearchForecast f;
+  if (samples.empty()) return f;
+  const SearchSample &a = samples.front(), &z = samples.back();
+  const double span = z.epoch - a.epoch;
+  const double per_epoch = span > 0 ? (z.seconds - a.seconds) / span : std::nan("");
+  f.rate = span > 0 ? static_cast<double>(a.live - z.live) / span : 0;
+  std::vector<int64_t> budgets = pending;
+  std::sort(budgets.begin(), budgets.end(), std::greater<>());
+  for (int64_t b : budgets) {
+    BudgetForecast g{b, z.epoch, 0, false};  // at or below it: reached at this epoch's end
+    if (z.live > b && f.rate > 0)
+      g.epoch = z.epoch + static_cast<double>(z.live - b) / f.rate;
+    else if (z.live > b && z.epoch < first_fall)
+      g.epoch = first_fall, g.at_least = true;
+    else if (z.live > b)
+      g.epoch = std::numeric_limits<double>::infinity();
+    g.seconds = g.epoch == z.epoch ? 0 : (g.epoch - z.epoch) * per_epoch;
+    f.budgets.push_back(g);
+  }
+  return f;
+}
+
+namespace {
+
+// "5000 at epoch >= 41 (in >= 0:15:00)", "5000: not at this rate".
+std::string budget_text(const BudgetForecast& g) {
+  char buf[200];
+  const char* bound = g.at_least ? ">= " : "";
+  if (std::isinf(g.epoch)) {
+    std::snprintf(buf, sizeof buf, "%lld: not at this rate", (long long)g.budget);
+    return buf;
+  }
+  std::snprintf(buf, sizeof buf, g.epoch < 1e7 ? "%lld at epoch %s%.0f" : "%lld at epoch %s%.3g", (long long)g.budget,
+                bound, std::ceil(g.epoch - 1e-9));  // a snapshot is taken at an epoch's end
+  std::string out = buf;
+  if (std::isfinite(g.seconds)) out += std::string(" (in ") + bound + (g.seconds < 1e8 ? hms(g.seconds) : "years") + ")";
+  return out;
+}
+
+}  // namespace
+
+std::string forecast_text(const SearchForecast& f, size_t most) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f.rate > 0 ? "-%.0f/epoch" : "not falling yet", f.rate);
+  std::string out = buf;
+  const size_t n = most == 0 ? f.budgets.size() : std::min(most, f.budgets.size());
+  for (size_t i = 0; i < n; ++i) out += (i == 0 ? "; " : ", ") + budget_text(f.budgets[i]);
+  return out;
+}
+
 namespace {
 
 class Search {
@@ -193,6 +257,8 @@ class Search {
   bool complete() const { return pending().empty(); }
   void save_state(int64_t epochs_done);
   void progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps);
+  SearchForecast look(double at, int64_t live_now);
+  void warn_if_far(const SearchForecast& f, double at, int64_t live_now);
   SnlResult finish();
 
   SnlOptions o_;
@@ -211,6 +277,11 @@ class Search {
   SnlResult result_;
   bool progress_open_ = false;
   Clock::time_point last_print_;
+  // The looks at the last two epochs (the forecast's recent rate), since t0_.
+  std::vector<SearchSample> looks_;
+  Clock::time_point t0_ = Clock::now();
+  int64_t start_relus_ = 0;  // every ReLU of the starting network
+  bool warned_ = false;
 };
 
 void Search::setup() {
@@ -249,10 +320,11 @@ void Search::build_network() {
   for (const auto& [name, m] : net_->search_masks()) params.push_back(m);
   opt_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(cfg_.lr));
   lasso_ = o_.lasso;
-  best_live_ = live();
+  best_live_ = start_relus_ = live();
 }
 
 void Search::restore() {
+  remove_stale_temporaries(cfg_.out);
   const std::string ckpt = path_join(cfg_.out, "checkpoint.pt");
   if (!util::file_exists(ckpt)) {
     nlohmann::json j = o_.to_json();
@@ -332,13 +404,50 @@ void Search::progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps
   if (seconds_since(last_print_) < 2.0 && step + 1 != steps) return;
   last_print_ = Clock::now();
   if (jobs_) torch::set_num_threads(std::max(1, max_threads() / jobs_->live_jobs()));
-  const std::vector<int64_t> left = pending();
-  const int64_t next = left.empty() ? 0 : *std::max_element(left.begin(), left.end());
-  std::fprintf(stderr, "\rsearch epoch %lld step %lld/%lld loss %.4f acc %.4f | live ReLUs %lld -> budget %lld | lasso %.3g   ",
+  const int64_t now = live();
+  const double at = static_cast<double>(epoch) + static_cast<double>(step + 1) / static_cast<double>(steps);
+  // The next budget only: the line must fit a terminal's width to be redrawn.
+  const std::string where = forecast_text(look(at, now), 1);
+  std::fprintf(stderr, "\rsearch epoch %lld step %lld/%lld loss %.4f acc %.4f | live ReLUs %lld %s | lasso %.3g   ",
                (long long)epoch + 1, (long long)step + 1, (long long)steps, e.stats.loss / e.stats.images,
-               e.stats.correct / e.stats.images, (long long)live(), (long long)next, lasso_);
+               e.stats.correct / e.stats.images, (long long)now, where.c_str(), lasso_);
   std::fflush(stderr);
   progress_open_ = true;
+}
+
+// A look at the search: the forecast from the looks of the last two epochs.
+SearchForecast Search::look(double at, int64_t live_now) {
+  looks_.push_back({at, seconds_since(t0_), live_now});
+  while (looks_.size() > 2 && looks_.front().epoch < at - 2) looks_.erase(looks_.begin());
+  const double steps = static_cast<double>(loader_->batches_per_epoch());
+  const SearchForecast f = forecast_search(looks_, pending(), (1 - o_.threshold) / (cfg_.lr * steps));
+  warn_if_far(f, at, live_now);
+  return f;
+}
+
+// Once, early (this process's first three epochs): when the last budget is
+// projected far past what was asked, say so and what is faster on small
+// data. A rate counts once the count has fallen a tenth (its onset is slow);
+// before that, the bound that no mask reaches the threshold sooner.
+void Search::warn_if_far(const SearchForecast& f, double at, int64_t live_now) {
+  if (warned_ || f.budgets.empty() || at > static_cast<double>(start_) + 3 || at - looks_.front().epoch < 0.25) return;
+  const BudgetForecast& last = f.budgets.back();
+  if (std::isinf(last.epoch) || (!last.at_least && live_now > start_relus_ * 9 / 10)) return;
+  const SnlOptions::Expectation& x = o_.expect;
+  const bool far = x.epochs > 0 && last.epoch > 10.0 * static_cast<double>(x.epochs);
+  const bool beyond = last.epoch > static_cast<double>(cfg_.epochs);
+  if (!far && !beyond) return;
+  warned_ = true;
+  if (progress_open_) std::fputc('\n', stderr), progress_open_ = false;
+  std::cerr << "warning: the SNL search is projected to reach budget " << budget_text(last);
+  if (far) std::cerr << ", more than 10x the " << x.epochs << " epoch(s) a point is meant to take (" << x.epochs_flag << " "
+                     << x.epochs << ")";
+  if (beyond) std::cerr << (far ? "; and " : ", ") << "after its last epoch (" << x.prefix << "search-epochs " << cfg_.epochs << ")";
+  std::cerr << ". Its settings (" << x.prefix << "search-lr " << cfg_.lr << ", " << x.prefix << "lasso " << o_.lasso
+            << ") suit SNL's hundreds of epochs of 391 steps: Adam moves a mask by about the learning rate a step, and "
+            << "this data gives " << loader_->batches_per_epoch() << " steps an epoch. On small data docs/experiments.md "
+            << "uses " << x.prefix << "search-lr 5e-3 " << x.prefix << "lasso 5e-4 (Fashion-MNIST, 10,000 images, 79 "
+            << "steps an epoch: 108K ReLUs to 3.6K in 12 to 16 epochs)\n";
 }
 
 void Search::end_epoch(int64_t epoch, const Epoch& e) {
@@ -354,8 +463,9 @@ void Search::end_epoch(int64_t epoch, const Epoch& e) {
                       {"test_acc", te.correct / std::max(1.0, te.images)},
                       {"seconds", e.seconds}});
   if (progress_open_) std::fputc('\n', stderr), progress_open_ = false;
-  std::fprintf(stderr, "search epoch %lld: live ReLUs %lld, test acc %.4f, lasso %.3g\n", (long long)epoch + 1,
-               (long long)now, history_.back()["test_acc"].get<double>(), lasso_);
+  const std::string where = forecast_text(look(static_cast<double>(epoch + 1), now));
+  std::fprintf(stderr, "search epoch %lld: live ReLUs %lld, test acc %.4f, lasso %.3g | %s\n", (long long)epoch + 1,
+               (long long)now, history_.back()["test_acc"].get<double>(), lasso_, where.c_str());
   // SNL's schedule: a new low keeps lasso; none (from patience_from on) grows it.
   if (now < best_live_)
     best_live_ = now;

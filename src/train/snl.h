@@ -38,6 +38,15 @@ struct SnlOptions {
   double lasso_growth = 1.1;     // its factor after an epoch without a new low
   int64_t patience_from = 5;     // first epoch (1-based) after which lasso may grow
   double threshold = 0.01;       // m > threshold counts as a live ReLU
+  // Not a setting (not recorded): what the search's early warning compares
+  // with, the training epochs a point is meant to take (0: none) and the
+  // flag that set them, and the prefix of the search's flags as typed
+  // ("--" for linearize, "--snl-" for reduce).
+  struct Expectation {
+    int64_t epochs = 0;
+    std::string epochs_flag;
+    std::string prefix = "--";
+  } expect;
 
   static SnlOptions defaults();  // SNL's settings
   // The settings as config.json records them: the search's optimizer is Adam
@@ -88,6 +97,35 @@ struct SnlResult {
   nlohmann::json to_json() const;
   static SnlResult from_json(const nlohmann::json& j);
 };
+
+// Where a search is going, for its progress lines and early warning. A look
+// at the search: search epochs done (fractional: 2.5 = half-way through the
+// third), this process's search time then, and the live count.
+struct SearchSample {
+  double epoch = 0, seconds = 0;
+  int64_t live = 0;
+};
+struct BudgetForecast {
+  int64_t budget = 0;
+  double epoch = 0;       // projected search epoch; infinity: the count is not falling
+  double seconds = 0;     // time from the last look until then; NaN: unknown yet
+  bool at_least = false;  // a lower bound: no mask can reach the threshold sooner
+};
+struct SearchForecast {
+  double rate = 0;  // live ReLUs lost per epoch between the first and last look
+  std::vector<BudgetForecast> budgets;
+};
+// From `samples` (oldest first, at least one): each pending budget, largest
+// (reached first) first, at the recent rate. Before the count falls, no
+// sooner than `first_fall`, the epoch before which no mask can reach the
+// threshold (Adam moves a mask by about lr a step: (1 - threshold) / (lr x
+// steps per epoch)).
+SearchForecast forecast_search(const std::vector<SearchSample>& samples, const std::vector<int64_t>& pending,
+                               double first_fall);
+// "-1200/epoch; 54000 at epoch 26 (in 0:09:00), 5000 at epoch >= 41 (in >=
+// 0:15:00)" ("not falling yet; ..." before the count falls): the rate and
+// the first `most` budgets of `f` (0: all).
+std::string forecast_text(const SearchForecast& f, size_t most = 0);
 
 // Runs (or resumes, or returns the result of) the search in o.train.out.
 // Throws std::runtime_error when the search ends (max epochs) before a budget is reached.

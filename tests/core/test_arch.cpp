@@ -288,6 +288,17 @@ TEST(SpecGrammar, BadSpecs) {
   expect_spec_error("vgg16:rho=0.5", "stage5.pool", "cifar10");
 }
 
+// A stage named twice in a list is refused like a key given twice (it was
+// silently deduplicated, however many times it was repeated).
+TEST(SpecGrammar, RepeatedStageInAListIsRefused) {
+  expect_spec_error("resnet18:cull=S1,S1", "stage 'S1' given twice in cull");
+  expect_spec_error("resnet18:keep=S2,S4,S2", "stage 'S2' given twice in keep");
+  std::string many = "resnet18:cull=S1";
+  for (int i = 0; i < 10000; ++i) many += ",S1";
+  expect_spec_error(many, "stage 'S1' given twice in cull");
+  EXPECT_EQ(parse_spec("resnet18:cull=S4,S1").canonical(), "resnet18:cull=S1,S4");  // order still free
+}
+
 TEST(SpecGrammar, InputsAndPresets) {
   EXPECT_EQ(dataset_input("tinyimagenet").shape, (Shape{3, 64, 64}));
   EXPECT_EQ(dataset_input("cifar100").classes, 100);
