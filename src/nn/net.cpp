@@ -148,6 +148,7 @@ NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
   using namespace torch::nn;
   switch (l.op) {
     case arch::Op::Conv:
+      s.subsample_1x1 = l.kernel == 1 && l.stride > 1 && l.padding == 0 && l.in_ch % 16 != 0;
       s.conv = parent->register_module(
           name, Conv2d(Conv2dOptions(l.in_ch, l.out_ch, l.kernel)
                            .stride(l.stride)
@@ -174,10 +175,26 @@ NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
   return s;
 }
 
+// oneDNN 2.6 (Debian's, under LibTorch 1.13) corrupts the heap in the
+// backward pass of a strided 1x1 convolution on channels-last input whose
+// input channels are not a multiple of 16, from about 48x48 pixels (its
+// reduce-to-unit-stride path: e.g. resnet18:alpha=0.125 on TinyImageNet's
+// 64x64 images; plain PyTorch 1.13 crashes the same way, docs/performance.md).
+// Such a convolution without padding is the unit-stride one on every
+// stride-th pixel: subsampling first gives the same values and gradients and
+// never takes that path.
+torch::Tensor NetImpl::conv_step(Step& s, const torch::Tensor& x) {
+  if (!s.subsample_1x1 || !x.device().is_cpu() || x.dim() != 4) return s.conv->forward(x);
+  const int64_t st = s.layer->stride;
+  const torch::Tensor sub = x.slice(2, 0, c10::nullopt, st).slice(3, 0, c10::nullopt, st);
+  const std::vector<int64_t> unit{1, 1}, none{0, 0};
+  return torch::conv2d(sub, s.conv->weight, s.conv->bias, unit, none, unit, s.layer->groups);
+}
+
 torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
   for (auto& s : steps) {
     switch (s.layer->op) {
-      case arch::Op::Conv: x = s.conv->forward(x); break;
+      case arch::Op::Conv: x = conv_step(s, x); break;
       case arch::Op::BatchNorm:
         x = bn_sync_ && is_training() ? synced_batch_norm(s.bn, x) : s.bn->forward(x);
         break;

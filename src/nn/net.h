@@ -128,6 +128,7 @@ class NetImpl : public torch::nn::Module {
     torch::nn::Linear fc{nullptr};
     torch::nn::ReLU relu{nullptr};
     MaskedReLU masked{nullptr};  // a masked site (relu is null then)
+    bool subsample_1x1 = false;  // a strided 1x1 conv run as subsample + unit stride (conv_step)
     torch::Tensor search_mask;   // SNL search: learnable [1, C, H, W] (start_mask_search)
     // Fused inference plan: a conv with the following BatchNorm folded in
     // (weight, bias; `packed`: the oneDNN copies), and a BatchNorm that was
@@ -140,6 +141,7 @@ class NetImpl : public torch::nn::Module {
     std::vector<Step> body, shortcut, post;
   };
   torch::Tensor run(std::vector<Step>& steps, torch::Tensor x);
+  static torch::Tensor conv_step(Step& s, const torch::Tensor& x);
   torch::Tensor run_fused(std::vector<Step>& steps, torch::Tensor x, bool mkldnn);
   torch::Tensor forward_fused(torch::Tensor x, bool mkldnn, bool program);
   bool ensure_program();
