@@ -27,10 +27,15 @@ arch::InputSpec InputChoice::resolve(const std::string& family, std::string* des
 }
 
 arch::Network InputChoice::network(const std::string& spec_or_run, std::string* described) const {
-  if (util::file_exists(util::path_join(spec_or_run, "result.json"))) {
+  // A run directory, finished or not (an unfinished one is named as such,
+  // not parsed as a model spec).
+  if (util::file_exists(util::path_join(spec_or_run, "result.json")) ||
+      util::file_exists(util::path_join(spec_or_run, "config.json"))) {
     if (!dataset.empty() || !shape.empty()) throw UsageError("a run directory (" + spec_or_run + ") has its own input: "
                                                              "give no --dataset or --input with it");
-    arch::Network net = train::run_network(spec_or_run);
+    arch::Network net;
+    // Its files agree and its weights.pt and masks.pt match their SHA-256.
+    if (!train::verified_result(spec_or_run, &net)) train::require_finished(spec_or_run);
     if (described)
       *described = "run " + spec_or_run + " (" + net.input.str() + ", " + std::to_string(net.classes) + " classes" +
                    (train::read_config(spec_or_run).masked ? ", pixel masks" : "") + ")";

@@ -5,7 +5,9 @@
 #include <numeric>
 #include <sstream>
 
+#include "train/weights.h"
 #include "util/fs.h"
+#include "util/hash.h"
 
 namespace dr::train {
 
@@ -111,21 +113,25 @@ void save_masks(const std::string& path, const arch::Network& net) {
   util::write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
-MaskSet load_masks(const std::string& path) {
+MaskSet load_masks(const std::string& path, const std::string& sha256, const std::string& recorded_in) {
   if (!util::file_exists(path)) throw std::runtime_error("masks file '" + path + "' does not exist");
   const std::string data = util::read_file(path);
+  if (!sha256.empty() && util::sha256_hex(data) != sha256)
+    throw std::runtime_error("masks file '" + path + "' does not match the SHA-256 recorded in '" + recorded_in +
+                             "': it is corrupt or was changed after the run started (restore it, or train a new run)");
   std::vector<std::pair<std::string, torch::Tensor>> items;
   try {
     const c10::IValue v = torch::pickle_load(std::vector<char>(data.begin(), data.end()));
     if (!v.isGenericDict()) throw std::runtime_error("not a dict");
     for (const auto& item : v.toGenericDict()) {
       if (!item.key().isString() || !item.value().isTensor()) throw std::runtime_error("not name -> tensor");
+      check_loaded_tensor(item.value().toTensor());
       items.emplace_back(item.key().toStringRef(), item.value().toTensor());
     }
   } catch (const std::exception& e) {
     throw std::runtime_error("masks file '" + path +
                              "' is not a deepreduce masks.pt (a pickled dict site name -> uint8 tensor of 0/1): " +
-                             std::string(e.what()).substr(0, 200));
+                             error_line(e).substr(0, 200));
   }
   MaskSet out;
   for (const auto& [name, t] : items) out[name] = site_mask(path, name, t);

@@ -35,8 +35,10 @@ void save_masks(const std::string& path, const arch::Network& net);
 
 // Reads a masks.pt. Throws std::runtime_error naming the file (and the site)
 // on a missing, truncated or foreign file, or a tensor that is not uint8,
-// not 1-D or 3-D, or holds a value other than 0 and 1.
-MaskSet load_masks(const std::string& path);
+// not 1-D or 3-D, or holds a value other than 0 and 1. `sha256` (when not
+// ""): the file's SHA-256 as recorded in `recorded_in` (a run's config.json),
+// checked first.
+MaskSet load_masks(const std::string& path, const std::string& sha256 = "", const std::string& recorded_in = "");
 
 // Attaches the masks to the description's live ReLU sites of the same name
 // (other sites keep what they had) and sets each one's `live` to the kept

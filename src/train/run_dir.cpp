@@ -45,6 +45,39 @@ void check_files_agree(const std::string& dir, const RunResult& r) {
                              ", '" + cp + "' trains " + spec + " (was one of them edited?)");
 }
 
+const char* const kResultDigest = "result_sha256";
+
+// result.json's digest of itself: the SHA-256 of the canonical dump (keys
+// sorted, no spaces) of every other field. It catches an edited or damaged
+// file, not a forger, who can compute it too.
+std::string result_sha256(nlohmann::json j) {
+  j.erase(kResultDigest);
+  return util::sha256_hex(j.dump());
+}
+
+// The network of finished run `r` (in `dir`): config.json's spec with its
+// masks, whose ReLUs must be those result.json records.
+arch::Network checked_network(const std::string& dir, const RunResult& r) {
+  TrainConfig c = read_config(dir);
+  arch::Network net = config_network(c, {arch::parse_shape(r.input), r.classes});
+  if (net.totals().relus != r.relus)
+    throw std::runtime_error("the files of run '" + dir + "' disagree: '" + util::path_join(dir, "result.json") +
+                             "' records " + std::to_string(r.relus) + " ReLUs, the network of its config.json" +
+                             (c.masked ? " and masks.pt" : "") + " has " + std::to_string(net.totals().relus) +
+                             " (was one of them edited?)");
+  return net;
+}
+
+// A run's masks.pt, checked against the SHA-256 its config.json records
+// (runs older than the digest record none).
+MaskSet load_run_masks(const std::string& dir) {
+  const std::string cp = util::path_join(dir, "config.json");
+  const nlohmann::json config = util::file_exists(cp) ? read_json(cp) : nlohmann::json::object();
+  const auto digest = config.is_object() && config.contains("masks_sha256") ? config["masks_sha256"] : nlohmann::json("");
+  if (!digest.is_string()) throw std::runtime_error("'" + cp + "': field 'masks_sha256' is not a SHA-256 (hex text)");
+  return load_masks(util::path_join(dir, "masks.pt"), digest.get<std::string>(), cp);
+}
+
 }  // namespace
 
 std::string settings_sha256(const nlohmann::json& config) {
@@ -87,12 +120,23 @@ RunResult RunResult::from_json(const nlohmann::json& j) {
   return r;
 }
 
+void write_result(const RunResult& r) {
+  nlohmann::json j = r.to_json();
+  j[kResultDigest] = result_sha256(j);
+  util::write_file_atomic(util::path_join(r.dir, "result.json"), j.dump(2) + "\n");
+}
+
 std::optional<RunResult> finished_result(const std::string& dir) {
   const std::string p = util::path_join(dir, "result.json");
   if (!util::file_exists(p)) return std::nullopt;
+  const nlohmann::json j = read_json(p);
+  // Runs older than the digest have none: their other checks still apply.
+  if (j.is_object() && j.contains(kResultDigest) && j[kResultDigest] != result_sha256(j))
+    throw std::runtime_error("'" + p + "' was edited after the run finished: its fields do not match the SHA-256 "
+                             "it records (" + std::string(kResultDigest) + "); restore it, or train a new run");
   RunResult r;
   try {
-    r = RunResult::from_json(read_json(p));
+    r = RunResult::from_json(j);
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error("'" + p + "' is not a deepreduce result: " + e.what());
   }
@@ -101,9 +145,23 @@ std::optional<RunResult> finished_result(const std::string& dir) {
   return r;
 }
 
-std::optional<RunResult> verified_result(const std::string& dir) {
+RunResult require_finished(const std::string& dir, const std::string& role) {
+  if (auto r = finished_result(dir)) return *r;
+  const std::string who = role + " '" + dir + "'";
+  if (util::file_exists(util::path_join(dir, "config.json")))
+    throw std::invalid_argument(who + " is unfinished (no result.json, not a finished run yet): finish it with "
+                                "`deepreduce resume " + dir + "`");
+  throw std::invalid_argument(who + " is not a finished run (no result.json)" +
+                              (role == "run" ? std::string()
+                                             : ": train it first with `deepreduce train --out " + dir + "`"));
+}
+
+std::optional<RunResult> verified_result(const std::string& dir, arch::Network* net) {
   auto r = finished_result(dir);
-  if (r) check_run_weights(dir, *r);
+  if (!r) return r;
+  check_run_weights(dir, *r);
+  arch::Network n = checked_network(dir, *r);  // masks.pt against its SHA-256, the ReLUs against result.json
+  if (net) *net = std::move(n);
   return r;
 }
 
@@ -120,33 +178,18 @@ arch::Network config_network(const TrainConfig& cfg, const arch::InputSpec& inpu
   if (!cfg.masks_from.empty())
     apply_masks(net, load_masks(cfg.masks_from));
   else if (cfg.masked)
-    apply_masks(net, load_masks(util::path_join(cfg.out, "masks.pt")));
+    apply_masks(net, load_run_masks(cfg.out));
   return net;
 }
 
-arch::Network run_network(const std::string& dir) {
-  const auto r = finished_result(dir);
-  if (!r) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
-  TrainConfig c = read_config(dir);
-  arch::Network net = config_network(c, {arch::parse_shape(r->input), r->classes});
-  if (net.totals().relus != r->relus)
-    throw std::runtime_error("the files of run '" + dir + "' disagree: '" + util::path_join(dir, "result.json") +
-                             "' records " + std::to_string(r->relus) + " ReLUs, the network of its config.json" +
-                             (c.masked ? " and masks.pt" : "") + " has " + std::to_string(net.totals().relus) +
-                             " (was one of them edited?)");
-  return net;
-}
+arch::Network run_network(const std::string& dir) { return checked_network(dir, require_finished(dir)); }
 
 void check_run_input(const std::string& dir, const std::string& role, const arch::InputSpec& input,
                      const std::string& data) {
-  const auto r = finished_result(dir);
-  if (!r)
-    throw std::invalid_argument(role + " '" + dir + "' is not a finished run (no result.json): train it first with "
-                                "`deepreduce train --out " + dir + "` or finish it with `deepreduce resume " + dir +
-                                "`");
-  if (r->input != input.shape.str() || (input.classes > 0 && r->classes != input.classes))
-    throw std::invalid_argument(role + " '" + dir + "' was trained for input " + r->input + " with " +
-                                std::to_string(r->classes) + " classes, but " + data + " gives " + input.shape.str() +
+  const RunResult r = require_finished(dir, role);
+  if (r.input != input.shape.str() || (input.classes > 0 && r.classes != input.classes))
+    throw std::invalid_argument(role + " '" + dir + "' was trained for input " + r.input + " with " +
+                                std::to_string(r.classes) + " classes, but " + data + " gives " + input.shape.str() +
                                 (input.classes > 0 ? " with " + std::to_string(input.classes) + " classes" : "") +
                                 ": give a " + role + " trained on this data");
 }

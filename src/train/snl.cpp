@@ -20,6 +20,7 @@
 #include "train/weights.h"
 #include "util/fs.h"
 #include "util/job_registry.h"
+#include "util/run_lock.h"
 
 namespace dr::train {
 
@@ -537,6 +538,7 @@ SnlResult snl_search(const SnlOptions& o) {
                                   "): remove it, or choose another --out");
     return *r;
   }
+  const util::RunLock lock(o.train.out);  // the search directory's one writer
   return Search(o).run();
 }
 

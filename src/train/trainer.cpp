@@ -19,7 +19,9 @@
 #include "train/provenance.h"
 #include "train/weights.h"
 #include "util/fs.h"
+#include "util/hash.h"
 #include "util/job_registry.h"
+#include "util/run_lock.h"
 
 namespace dr::train {
 
@@ -30,10 +32,18 @@ using util::path_join;
 // The files that make a directory a run: its masks.pt (copied from
 // masks_from), then config.json (the resolved settings and where they ran),
 // with the starting weights' path made absolute so a resume elsewhere finds it.
+// config.json records masks.pt's SHA-256 (checked wherever the run's masks
+// are loaded: load_run_masks), and result.json's settings digest covers it.
 void write_new_run(TrainConfig& cfg) {
-  if (!cfg.masks_from.empty()) util::write_file_atomic(path_join(cfg.out, "masks.pt"), util::read_file(cfg.masks_from));
+  std::string masks_sha256;
+  if (!cfg.masks_from.empty()) {
+    const std::string masks = util::read_file(cfg.masks_from);
+    util::write_file_atomic(path_join(cfg.out, "masks.pt"), masks);
+    masks_sha256 = util::sha256_hex(masks);
+  }
   cfg = as_recorded(std::move(cfg));
   nlohmann::json j = cfg.to_json();
+  if (!masks_sha256.empty()) j["masks_sha256"] = masks_sha256;
   j["provenance"] = provenance(cfg.device, cfg.threads);
   util::write_file_atomic(path_join(cfg.out, "config.json"), j.dump(2) + "\n");
 }
@@ -347,7 +357,7 @@ RunResult Run::finish() {
       r.provenance["finished"] = finished;
     }
     r.weights_sha256 = save_weights(net_, path_join(cfg_.out, "weights.pt"));
-    util::write_file_atomic(path_join(cfg_.out, "result.json"), r.to_json().dump(2) + "\n");
+    write_result(r);
   }
   if (dist_) dist_->barrier();
   return r;
@@ -384,14 +394,28 @@ void validate_before_data(const TrainConfig& cfg) {
 
 namespace {
 
-void check_new_run_dir(const std::string& out) {
+// The writer's lock on a run directory, taken before any of its files is
+// checked or written (two trains on one --out cannot both find it empty).
+// Data-parallel: rank 0 writes the files and holds it for all ranks.
+std::unique_ptr<util::RunLock> lock_run_dir(const std::string& dir, Distributed* dist) {
+  if (dist && dist->rank() != 0) return nullptr;
+  return std::make_unique<util::RunLock>(dir);
+}
+
+// Takes the lock, then checks that --out holds nothing (but the lock).
+std::unique_ptr<util::RunLock> lock_new_run_dir(const std::string& out, Distributed* dist) {
+  std::error_code ec;
   if (out.empty()) throw std::invalid_argument("--out DIR is required");
+  if (std::filesystem::exists(out, ec) && !std::filesystem::is_directory(out, ec))
+    throw std::invalid_argument("--out '" + out + "' is a file, not a directory: choose a new or empty directory");
+  auto lock = lock_run_dir(out, dist);
   if (util::file_exists(path_join(out, "config.json")))
     throw std::invalid_argument("'" + out + "' already holds a run; continue it with `deepreduce resume " + out +
                                 "` or choose another --out");
-  if (!util::is_empty_or_missing(out))
+  if (!util::is_empty_but_lock(out))
     throw std::invalid_argument("--out '" + out + "' is not empty and holds no deepreduce run (no config.json): "
                                 "choose a new or empty directory");
+  return lock;
 }
 
 }  // namespace
@@ -404,18 +428,22 @@ TrainConfig as_recorded(TrainConfig cfg) {
 }
 
 void prepare_run(TrainConfig cfg) {
-  check_new_run_dir(cfg.out);
+  const auto lock = lock_new_run_dir(cfg.out, nullptr);
   validate_before_data(cfg);
   write_new_run(cfg);
 }
 
 RunResult train(const TrainConfig& cfg, Distributed* dist) {
-  check_new_run_dir(cfg.out);
+  const auto lock = lock_new_run_dir(cfg.out, dist);
   return Run(cfg, dist).execute(false);
 }
 
 RunResult resume(const std::string& dir, Distributed* dist, int threads) {
   if (auto r = verified_result(dir)) return *r;  // its files agree, its weights are intact
+  // Locked before config.json is read: a train that holds the directory may
+  // not have written it yet.
+  const auto lock = lock_run_dir(dir, dist);
+  if (auto r = verified_result(dir)) return *r;  // finished by the writer before us
   TrainConfig c = read_config(dir);
   if (!dist || dist->rank() == 0) util::remove_stale_temporaries(dir);
   if (threads > 0) c.threads = threads;
@@ -429,8 +457,7 @@ RunResult ensure(const TrainConfig& cfg, Distributed* dist) {
 }
 
 EvalResult evaluate(const std::string& dir, const std::string& data_source, int threads, const std::string& device) {
-  const std::optional<RunResult> result = finished_result(dir);
-  if (!result) throw std::invalid_argument("'" + dir + "' is not a finished run (no result.json)");
+  const std::optional<RunResult> result = require_finished(dir);
   // The run's files, network and weights are checked before any data is read.
   const arch::Network desc = run_network(dir);      // its ReLUs are those result.json records
   const StateDict weights = load_run_weights(dir);  // weights.pt against result.json's SHA-256

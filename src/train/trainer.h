@@ -41,6 +41,8 @@ class Distributed;
 // already holds a run (use resume) and a non-empty directory that is not a
 // run (a user's own files are never overwritten). Throws on bad settings,
 // data or teacher, before any data is read or any file written.
+// train, resume and prepare_run hold the directory's lock (util::RunLock)
+// while they check and write it: a second writer gets util::DirectoryBusy.
 RunResult train(const TrainConfig& cfg, Distributed* dist = nullptr);
 // Continues the run in `dir` from its last finished epoch (or returns the
 // result of a finished one). Removes temporary files a killed process left,
@@ -57,13 +59,23 @@ TrainConfig as_recorded(TrainConfig cfg);
 RunResult ensure(const TrainConfig& cfg, Distributed* dist = nullptr);
 
 // The result of a finished run, if `dir` holds one. Its files must agree:
-// config.json's settings digest equals the one result.json records (runs
-// older than the digest skip that) and config.json's canonical spec is
-// result.json's spec; otherwise std::runtime_error naming the files.
+// result.json matches its own SHA-256, config.json's settings digest equals
+// the one result.json records (runs older than either digest skip that
+// check) and config.json's canonical spec is result.json's spec; otherwise
+// std::runtime_error naming the files.
 std::optional<RunResult> finished_result(const std::string& dir);
 // finished_result with weights.pt checked against result.json
-// (check_run_weights): what resume and reuse of a finished run rely on.
-std::optional<RunResult> verified_result(const std::string& dir);
+// (check_run_weights) and the network checked (masks.pt against the SHA-256
+// config.json records, the ReLUs against result.json): what resume, reuse,
+// count and cost of a finished run rely on. `net`: where the network goes.
+std::optional<RunResult> verified_result(const std::string& dir, arch::Network* net = nullptr);
+// finished_result, or std::invalid_argument saying why `dir` holds no
+// finished run: unfinished (config.json but no result.json: resume it) or no
+// run at all. `role` names it in the message ("run", "teacher", "--from run").
+RunResult require_finished(const std::string& dir, const std::string& role = "run");
+// Writes r.dir/result.json (atomically) with its own SHA-256 over every other
+// field ("result_sha256"), which finished_result checks when present.
+void write_result(const RunResult& r);
 // The SHA-256 of a config.json's settings as recorded (the JSON without
 // provenance, out, threads, workers and device: what may differ between the
 // processes of one run): result.json records it, finished_result checks it.
@@ -71,12 +83,14 @@ std::string settings_sha256(const nlohmann::json& config);
 TrainConfig read_config(const std::string& dir);  // throws naming the file
 
 // The network of a finished run: its spec on its input, with its pixel
-// masks when config.json names a masks file. Throws std::invalid_argument
-// for a directory that is not a finished run, std::runtime_error naming
-// result.json when the network's ReLUs are not those result.json records.
+// masks when config.json says masked. Throws std::invalid_argument for a
+// directory that is not a finished run (require_finished), std::runtime_error
+// naming result.json when the network's ReLUs are not those result.json
+// records, or naming masks.pt when it does not match its SHA-256.
 arch::Network run_network(const std::string& dir);
 // The description `cfg` trains: its model on `input`, with its masks
-// (masks_from for a run not started yet, else the run's masks.pt).
+// (masks_from for a run not started yet, else the run's masks.pt, checked
+// against the SHA-256 its config.json records when it records one).
 arch::Network config_network(const TrainConfig& cfg, const arch::InputSpec& input);
 
 // Refuses (std::invalid_argument) a `role` run ("teacher", "--from run") that

@@ -23,6 +23,20 @@ std::string error_line(const std::exception& e) {
   return nl == std::string::npos ? m : m.substr(0, nl);
 }
 
+void check_loaded_tensor(const torch::Tensor& t) {
+  if (t.numel() == 0) return;
+  const auto bad = [] { throw std::runtime_error("a tensor's elements lie outside its storage (a damaged size)"); };
+  if (!t.has_storage() || !t.storage().data() || t.storage_offset() < 0) bad();
+  // The last element's offset, in int64 without overflow: sizes and strides come from the file.
+  int64_t last = t.storage_offset(), step = 0, bytes = 0;
+  for (int64_t i = 0; i < t.dim(); ++i)
+    if (t.stride(i) < 0 || __builtin_mul_overflow(t.size(i) - 1, t.stride(i), &step) ||
+        __builtin_add_overflow(last, step, &last))
+      bad();
+  if (__builtin_mul_overflow(last + 1, int64_t(t.element_size()), &bytes) || bytes > int64_t(t.storage().nbytes()))
+    bad();
+}
+
 std::string save_weights(nn::Net& net, const std::string& path) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [k, v] : state_dict(net)) dict.insert(k, v.contiguous());
@@ -41,6 +55,7 @@ StateDict parse_weights(const std::string& data, const std::string& path) {
     if (!v.isGenericDict()) throw std::runtime_error("not a dict");
     for (const auto& item : v.toGenericDict()) {
       if (!item.key().isString() || !item.value().isTensor()) throw std::runtime_error("not name -> tensor");
+      check_loaded_tensor(item.value().toTensor());
       sd[item.key().toStringRef()] = item.value().toTensor();
     }
   } catch (const std::exception& e) {

@@ -177,9 +177,9 @@ TEST(Hardening, FinishedRunFilesMustAgree) {
     EXPECT_TRUE(test::contains(r.out, run + "/config.json' was changed after the run finished")) << cmd << "\n" << r.out;
   }
   EXPECT_FALSE(fs::exists(d / "keys"));
-  // A run older than the settings digest: the spec and the ReLU count are still compared.
+  // A run older than the settings digest (and result.json's own): the spec and the ReLU count are still compared.
   restore();
-  edit("result.json", [](nlohmann::json& j) { j.erase("settings_sha256"); });
+  edit("result.json", [](nlohmann::json& j) { j.erase("settings_sha256"), j.erase("result_sha256"); });
   const std::string old_result = util::read_file(run + "/result.json");
   edit("config.json", [](nlohmann::json& j) { j["model"] = "resnet6:alpha=0.25"; });
   auto r = cli("count " + run);
