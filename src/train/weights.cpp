@@ -237,9 +237,14 @@ Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::
                                diff + "); restore config.json or start a new run");
   }
   try {
+    // Onto the network's device: a checkpoint written on a GPU resumes on a
+    // CPU and the other way round (without a device LibTorch puts every
+    // tensor back where it was saved).
+    const auto params = net->parameters();
+    const torch::Device dev = params.empty() ? torch::Device(torch::kCPU) : params.front().device();
     torch::serialize::InputArchive m, o, x;
-    m.load_from(model.data(), model.size());
-    o.load_from(optim.data(), optim.size());
+    m.load_from(model.data(), model.size(), dev);
+    o.load_from(optim.data(), optim.size(), dev);
     net->load(m);
     opt.load(o);
     if (!tensors.empty()) {
