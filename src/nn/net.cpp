@@ -148,7 +148,6 @@ NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
   using namespace torch::nn;
   switch (l.op) {
     case arch::Op::Conv:
-      s.subsample_1x1 = l.kernel == 1 && l.stride > 1 && l.padding == 0 && l.in_ch % 16 != 0;
       s.conv = parent->register_module(
           name, Conv2d(Conv2dOptions(l.in_ch, l.out_ch, l.kernel)
                            .stride(l.stride)
@@ -183,18 +182,21 @@ NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
 // Such a convolution without padding is the unit-stride one on every
 // stride-th pixel: subsampling first gives the same values and gradients and
 // never takes that path.
-torch::Tensor NetImpl::conv_step(Step& s, const torch::Tensor& x) {
-  if (!s.subsample_1x1 || !x.device().is_cpu() || x.dim() != 4) return s.conv->forward(x);
-  const int64_t st = s.layer->stride;
-  const torch::Tensor sub = x.slice(2, 0, c10::nullopt, st).slice(3, 0, c10::nullopt, st);
-  const std::vector<int64_t> unit{1, 1}, none{0, 0};
-  return torch::conv2d(sub, s.conv->weight, s.conv->bias, unit, none, unit, s.layer->groups);
+torch::Tensor conv2d(const arch::Layer& l, const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias) {
+  const std::vector<int64_t> unit{1, 1};
+  const bool subsample = l.kernel == 1 && l.stride > 1 && l.padding == 0 && l.in_ch % 16 != 0 &&
+                         x.device().is_cpu() && x.dim() == 4;
+  if (!subsample)
+    return torch::conv2d(x, weight, bias, {l.stride, l.stride}, {l.padding, l.padding}, unit, l.groups);
+  const torch::Tensor sub = x.slice(2, 0, c10::nullopt, l.stride).slice(3, 0, c10::nullopt, l.stride);
+  return torch::conv2d(sub, weight, bias, unit, std::vector<int64_t>{0, 0}, unit, l.groups);
 }
 
 torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
   for (auto& s : steps) {
     switch (s.layer->op) {
-      case arch::Op::Conv: x = conv_step(s, x); break;
+      case arch::Op::Conv: x = conv2d(*s.layer, x, s.conv->weight, s.conv->bias); break;
       case arch::Op::BatchNorm:
         x = bn_sync_ && is_training() ? synced_batch_norm(s.bn, x) : s.bn->forward(x);
         break;

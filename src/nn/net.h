@@ -67,6 +67,12 @@ struct ExecOptions {
 // Returns whether the tuning is in effect.
 bool tune_malloc();
 
+// The convolution of layer `l` (stride, padding, groups) on x, as every
+// training and unfused path of NetImpl computes it (net.cpp says why a
+// strided 1x1 one may subsample first).
+torch::Tensor conv2d(const arch::Layer& l, const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias);
+
 // ExecOptions{} adjusted by DEEPREDUCE_EXEC (what a new Net starts with).
 // Throws std::invalid_argument on an unknown item.
 ExecOptions default_exec_options();
@@ -128,7 +134,6 @@ class NetImpl : public torch::nn::Module {
     torch::nn::Linear fc{nullptr};
     torch::nn::ReLU relu{nullptr};
     MaskedReLU masked{nullptr};  // a masked site (relu is null then)
-    bool subsample_1x1 = false;  // a strided 1x1 conv run as subsample + unit stride (conv_step)
     torch::Tensor search_mask;   // SNL search: learnable [1, C, H, W] (start_mask_search)
     // Fused inference plan: a conv with the following BatchNorm folded in
     // (weight, bias; `packed`: the oneDNN copies), and a BatchNorm that was
@@ -141,7 +146,6 @@ class NetImpl : public torch::nn::Module {
     std::vector<Step> body, shortcut, post;
   };
   torch::Tensor run(std::vector<Step>& steps, torch::Tensor x);
-  static torch::Tensor conv_step(Step& s, const torch::Tensor& x);
   torch::Tensor run_fused(std::vector<Step>& steps, torch::Tensor x, bool mkldnn);
   torch::Tensor forward_fused(torch::Tensor x, bool mkldnn, bool program);
   bool ensure_program();

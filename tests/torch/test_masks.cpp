@@ -85,8 +85,9 @@ torch::Tensor run_reference(const std::vector<arch::Layer>& layers, nn::Net& net
     const std::string& n = l.name;
     switch (l.op) {
       case arch::Op::Conv:
-        x = torch::conv2d(x, P[n + ".weight"], l.bias ? P[n + ".bias"] : torch::Tensor(), l.stride, l.padding, 1,
-                          l.groups);
+        // nn::conv2d: the network's own convolution, so that its rounding
+        // (not a mask) is not amplified by 4-image BatchNorm statistics.
+        x = nn::conv2d(l, x, P[n + ".weight"], l.bias ? P[n + ".bias"] : torch::Tensor());
         break;
       case arch::Op::BatchNorm:
         x = torch::batch_norm(x, P[n + ".weight"], P[n + ".bias"], B[n + ".running_mean"].clone(),

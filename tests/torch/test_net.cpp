@@ -146,7 +146,7 @@ std::vector<torch::Tensor> step_gradients(nn::Net& net, const torch::Tensor& x) 
 // oneDNN 2.6's backward pass of a strided 1x1 convolution on channels-last
 // input with a channel count that is not a multiple of 16 corrupted the heap
 // from about 48x48 pixels (TinyImageNet's 64x64 at alpha 0.125 crashed; see
-// NetImpl::conv_step). Every stem width 1..16 at 64x64 trains, with the
+// nn::conv2d). Every stem width 1..16 at 64x64 trains, with the
 // gradients of the contiguous (NCHW) path.
 TEST(Net, NarrowResNetsTrainAt64x64WithTheGradientsOfTheNchwPath) {
   const arch::InputSpec in = arch::dataset_input("tinyimagenet");
