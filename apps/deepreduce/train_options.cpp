@@ -66,6 +66,15 @@ void add_training_options(CLI::App* cmd, train::TrainConfig& c) {
       ->check(integer_in(0, train::kMaxWorkers))
       ->capture_default_str();
   cmd->add_option("--device", c.device, "cpu, cuda or auto")->capture_default_str();
+  cmd->add_option("--data-path", c.data_path,
+                  "Where batches are made: device (the training split held on the training device, "
+                  "augmented by batched tensor operations), host (per-image worker threads) or auto "
+                  "(device up to 4 GiB of images); the batches are the same")
+      ->capture_default_str();
+  cmd->add_option("--precision", c.precision,
+                  "Arithmetic of the forward and backward passes: fp32, bf16 (autocast) or fp16 (autocast "
+                  "with dynamic loss scaling); weights, BatchNorm statistics and the loss stay fp32")
+      ->capture_default_str();
   cmd->add_option("--limit", c.limit, "Use only the first N train and test images (0 = all)")
       ->check(integer_in(0, train::kMaxLimit))
       ->capture_default_str();

@@ -80,9 +80,35 @@ struct LoaderOptions {
   int rank = 0, world = 1;  // data-parallel sharding, see BatchLoader
   bool drop_last = false;
   int prefetch = 4;   // batches prepared ahead of the consumer (>= 1; used when workers > 0)
+  bool pin = false;   // host batches in page-locked memory (for a CUDA device)
 };
 
-// Batches of one epoch at a time. Global batch k holds the images
+// A source of training or test batches, one epoch at a time: the host
+// loader (BatchLoader) or the device-resident one (data/device_batches.h).
+// Both give the same batches for the same options (see BatchLoader).
+class Batches {
+ public:
+  virtual ~Batches() = default;
+  // Starts (or restarts) an epoch. next() without a start_epoch() starts epoch 0.
+  virtual void start_epoch(int64_t epoch) = 0;
+  // images float32 [B, C, H, W] ((x/255 - mean) / std), labels int64 [B];
+  // false at the end of the epoch.
+  virtual bool next(torch::Tensor& images, torch::Tensor& labels) = 0;
+  virtual int64_t batches_per_epoch() const = 0;
+  // Skips up to n batches of the current epoch (resuming); returns how many.
+  virtual int64_t skip_batches(int64_t n) = 0;
+};
+
+// What both batch sources check and use: `data` with contiguous CPU tensors,
+// int64 labels and its mean/std (computed when it has none); opt's workers
+// and prefetch clamped. Throws std::invalid_argument naming the dataset.
+Dataset checked_for_batches(const Dataset& data, LoaderOptions& opt);
+// Batches per epoch of `images` images (a short last one unless drop_last).
+int64_t batches_in(int64_t images, const LoaderOptions& opt);
+
+// Batches of one epoch at a time, prepared on the host, per image, ahead on
+// worker threads: for data that stays on the host (data/device_batches.h says
+// when). Global batch k holds the images
 // perm[k*batch, (k+1)*batch) where perm depends only on (seed, epoch) (identity
 // when !train). With world > 1 every global batch is cut into `world` equal
 // contiguous slices and this rank gets slice `rank` (batch % world == 0). A
@@ -92,21 +118,17 @@ struct LoaderOptions {
 // epoch, global batch index, position in the global batch), so results are
 // identical whatever `workers` and the slices of all ranks concatenate to the
 // world = 1 batch.
-class BatchLoader {
+class BatchLoader : public Batches {
  public:
   BatchLoader(const Dataset& data, LoaderOptions opt);
-  ~BatchLoader();
+  ~BatchLoader() override;
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
 
-  // Starts (or restarts) an epoch. next() without a start_epoch() starts epoch 0.
-  void start_epoch(int64_t epoch);
-  // images float32 [B, C, H, W] ((x/255 - mean) / std), labels int64 [B];
-  // false at the end of the epoch.
-  bool next(torch::Tensor& images, torch::Tensor& labels);
-  int64_t batches_per_epoch() const;
-  // Skips up to n batches of the current epoch (resuming); returns how many.
-  int64_t skip_batches(int64_t n);
+  void start_epoch(int64_t epoch) override;
+  bool next(torch::Tensor& images, torch::Tensor& labels) override;
+  int64_t batches_per_epoch() const override;
+  int64_t skip_batches(int64_t n) override;
   const LoaderOptions& options() const { return opt_; }
 
  private:
@@ -121,8 +143,7 @@ class BatchLoader {
   Dataset data_;
   LoaderOptions opt_;
   int64_t n_ = 0, batches_ = 0;
-  float lut_[4][256] = {};          // uint8 -> normalised float, per channel (C <= 4 use it)
-  std::vector<std::vector<float>> lut_big_;  // C > 4
+  std::vector<float> lut_;  // uint8 -> normalised float: lut_[c * 256 + v] (normalisation_table)
   // Epoch state (guarded by mu_ when workers > 0).
   std::shared_ptr<const std::vector<int64_t>> perm_;
   int64_t epoch_ = 0;

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "data/device_batches.h"
 #include "train/trainer.h"
 #include "train/weights.h"
 
@@ -27,36 +28,45 @@ nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, 
   return t;
 }
 
-data::LoaderOptions train_loader_options(const TrainConfig& cfg) {
+std::unique_ptr<data::Batches> train_batches(const TrainConfig& cfg, const data::Dataset& d, torch::Device dev,
+                                             int rank, int world) {
   data::LoaderOptions lo;
   lo.batch = cfg.batch;
   lo.seed = cfg.seed;
   lo.workers = cfg.workers;
   lo.pad = cfg.pad;
   lo.flip = cfg.flip;
-  return lo;
+  lo.rank = rank, lo.world = world;
+  lo.pin = dev.is_cuda();  // host batches: page-locked, copied without blocking
+  return data::make_batches(d, lo, dev, cfg.data_path);
 }
 
-EpochStats run_eval(nn::Net& net, const data::Dataset& d, torch::Device dev, int workers) {
+EpochStats run_eval(nn::Net& net, const data::Dataset& d, torch::Device dev, int workers,
+                    const std::string& data_path) {
   data::LoaderOptions lo;
   lo.batch = 256;
   lo.train = false;
   lo.workers = workers;
-  data::BatchLoader loader(d, lo);
+  lo.pin = dev.is_cuda();
+  const std::unique_ptr<data::Batches> batches = data::make_batches(d, lo, dev, data_path);
   torch::NoGradGuard ng;
   net->eval();
+  // Summed on the device: one host synchronisation at the end.
+  torch::Tensor loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(dev));
+  torch::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   EpochStats s;
   torch::Tensor x, y;
-  loader.start_epoch(0);
-  while (loader.next(x, y)) {
-    x = x.to(dev), y = y.to(dev);
+  batches->start_epoch(0);
+  while (batches->next(x, y)) {
+    x = x.to(dev, /*non_blocking=*/true), y = y.to(dev, /*non_blocking=*/true);
     const auto out = net->forward(x);
-    s.loss += torch::nn::functional::cross_entropy(
-                  out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                  .item<double>();
-    s.correct += out.argmax(1).eq(y).sum().item<double>();
-    s.images += x.size(0);
+    loss += torch::nn::functional::cross_entropy(
+        out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    correct += out.argmax(1).eq(y).sum();
+    s.images += static_cast<double>(x.size(0));
   }
+  s.loss = loss.item<double>();
+  s.correct = static_cast<double>(correct.item<int64_t>());
   return s;
 }
 

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "arch/datasets.h"
@@ -24,14 +25,18 @@ arch::InputSpec input_of(const data::Dataset& d);
 // its final weights, checked against the student's input.
 nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, torch::Device dev);
 
-// The augmenting training loader of `cfg` (batch, seed, workers, crop
-// padding as resolved, flip).
-data::LoaderOptions train_loader_options(const TrainConfig& cfg);
+// The augmenting training batches of `cfg` (batch, seed, workers, crop
+// padding as resolved, flip) made where cfg.data_path says, for `dev`;
+// data-parallel: this rank's slices.
+std::unique_ptr<data::Batches> train_batches(const TrainConfig& cfg, const data::Dataset& d, torch::Device dev,
+                                             int rank = 0, int world = 1);
 
 struct EpochStats {
   double loss = 0, correct = 0, images = 0;
 };
-// Summed cross-entropy and correct predictions over `d` in eval mode.
-EpochStats run_eval(nn::Net& net, const data::Dataset& d, torch::Device dev, int workers);
+// Summed cross-entropy and correct predictions over `d` in eval mode (fp32),
+// its batches made where `data_path` says (data/device_batches.h).
+EpochStats run_eval(nn::Net& net, const data::Dataset& d, torch::Device dev, int workers,
+                    const std::string& data_path = "auto");
 
 }  // namespace dr::train

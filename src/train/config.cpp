@@ -22,25 +22,32 @@ nlohmann::json TrainConfig::to_json() const {
           {"teacher", teacher}, {"kd_T", kd_T},           {"kd_lambda", kd_lambda},
           {"init", init},       {"warmup", warmup},       {"pad", pad},
           {"flip", flip},       {"weight_init", weight_init}, {"zero_init_residual", zero_init_residual},
-          {"masked", masked},   {"init_weights", init_weights}};
+          {"masked", masked},   {"init_weights", init_weights}, {"data_path", data_path},
+          {"precision", precision}};
 }
 
 nlohmann::json TrainConfig::result_settings() const {
   nlohmann::json j = to_json();
-  for (const char* k : {"out", "threads", "workers", "device"}) j.erase(k);
+  for (const char* k : {"out", "threads", "workers", "device", "data_path"}) j.erase(k);
   return j;
 }
 
 std::string first_difference(const nlohmann::json& a, const std::string& a_name, const nlohmann::json& b,
-                             const std::string& b_name) {
+                             const std::string& b_name, const nlohmann::json& b_missing_means) {
   std::vector<std::string> keys;
   for (auto it = a.begin(); it != a.end(); ++it) keys.push_back(it.key());
   for (auto it = b.begin(); it != b.end(); ++it)
     if (!a.contains(it.key())) keys.push_back(it.key());
   for (const auto& k : keys) {
-    const nlohmann::json va = a.value(k, nlohmann::json()), vb = b.value(k, nlohmann::json());
+    const nlohmann::json va = a.value(k, nlohmann::json());
+    nlohmann::json vb = b.value(k, nlohmann::json());
+    if (!b.contains(k) && b_missing_means.is_object()) vb = b_missing_means.value(k, nlohmann::json());
     if (va == vb) continue;
-    if (va.is_object() && vb.is_object()) return k + "." + first_difference(va, a_name, vb, b_name);
+    if (va.is_object() && vb.is_object()) {
+      const std::string inner = first_difference(va, a_name, vb, b_name, b_missing_means);
+      if (inner.empty()) continue;
+      return k + "." + inner;
+    }
     return k + ": " + va.dump() + " in " + a_name + ", " + vb.dump() + " in " + b_name;
   }
   return "";
@@ -81,6 +88,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& s
     c.zero_init_residual = value("zero_init_residual", false);
     c.masked = value("masked", false);
     c.init_weights = value("init_weights", std::string());
+    c.data_path = value("data_path", std::string("auto"));
+    c.precision = value("precision", std::string("fp32"));
   } catch (const nlohmann::json::exception& e) {
     // "[json.exception.type_error.302] type must be number, but is string": the part after the id.
     std::string what = e.what();
@@ -151,6 +160,8 @@ void TrainConfig::validate() const {
   check_threads("--threads", threads);
   check_integer("--limit", limit, 0, kMaxLimit);
   check_integer("--workers", workers, 0, kMaxWorkers);
+  check_choice("--data-path", data_path, {"auto", "device", "host"});
+  check_choice("--precision", precision, {"fp32", "bf16", "fp16"});
   if (seed > static_cast<uint64_t>(INT64_MAX))
     refuse("--seed must be in 0.." + std::to_string(INT64_MAX) + " (got " + std::to_string(seed) + ": a negative number?)");
   check_number("--kd-T", kd_T, 0.01, 1000);

@@ -45,7 +45,16 @@ struct TrainConfig {
   int threads = 0;                // 0: every core
   std::string device = "auto";    // cpu, cuda, auto
   int64_t limit = 0;              // 0: all images; N: the first N train and test images
-  int workers = 2;                // data-loading threads
+  int workers = 2;                // data-loading threads (the host data path)
+  // Where batches are made (data/device_batches.h): device (the split held on
+  // the training device, batched operations), host (per-image worker
+  // threads) or auto (device up to 4 GiB of images). The batches are the
+  // same either way, so it is not part of the result's settings.
+  std::string data_path = "auto";
+  // Arithmetic of the forward and backward passes (train/precision.h): fp32,
+  // bf16 or fp16 autocast. Weights, optimiser state, BatchNorm statistics and
+  // the loss stay fp32.
+  std::string precision = "fp32";
   // Augmentation: reflect pad for the random crop (0: no crop). -1: by image
   // size, 4 for 32x32 and larger (the paper's CIFAR recipe), 2 for smaller
   // images (Fashion-MNIST's 28x28: 0.865 vs 0.845 test accuracy after one
@@ -74,7 +83,8 @@ struct TrainConfig {
   // field on a missing or mistyped field.
   static TrainConfig from_json(const nlohmann::json& j, const std::string& source = "training config");
   // The settings that decide the result (to_json without out, threads,
-  // workers and device, which change how fast a run goes, not where it ends).
+  // workers, device and data_path, which change how fast a run goes, not
+  // where it ends).
   nlohmann::json result_settings() const;
   // The crop padding this config gives for images `height` pixels high.
   int pad_for(int64_t height) const { return pad >= 0 ? pad : (height >= 32 ? 4 : 2); }
@@ -84,9 +94,15 @@ struct TrainConfig {
 };
 
 // "" when the two settings objects are equal, else the first difference in
-// key order: "lr: 0.1 in <a_name>, 0.05 in <b_name>".
+// key order: "lr: 0.1 in <a_name>, 0.05 in <b_name>". A key of
+// `b_missing_means` that b (at any depth) lacks reads as that value there:
+// for settings recorded before the key existed (kSettingsAddedLater).
 std::string first_difference(const nlohmann::json& a, const std::string& a_name, const nlohmann::json& b,
-                             const std::string& b_name);
+                             const std::string& b_name, const nlohmann::json& b_missing_means = {});
+
+// The result settings added after checkpoints began recording theirs, with
+// the value every run made before had.
+inline const nlohmann::json kSettingsAddedLater = {{"precision", "fp32"}};
 
 // Learning rate at a point of training, `epoch` counted from 0 and possibly
 // fractional (epoch 3.5 = half-way through the fourth). The schedule follows

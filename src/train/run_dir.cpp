@@ -82,7 +82,7 @@ MaskSet load_run_masks(const std::string& dir) {
 
 std::string settings_sha256(const nlohmann::json& config) {
   nlohmann::json j = config;
-  for (const char* k : {"provenance", "out", "threads", "workers", "device"}) j.erase(k);
+  for (const char* k : {"provenance", "out", "threads", "workers", "device", "data_path"}) j.erase(k);
   return util::sha256_hex(j.dump());
 }
 

@@ -270,7 +270,7 @@ class Search {
   nn::Net net_{nullptr};
   nn::Net teacher_{nullptr};
   std::unique_ptr<torch::optim::Adam> opt_;
-  std::unique_ptr<data::BatchLoader> loader_;
+  std::unique_ptr<data::Batches> loader_;
   std::unique_ptr<util::JobRegistry> jobs_;
   nlohmann::json history_ = nlohmann::json::array();
   int64_t start_ = 0, best_live_ = 0;
@@ -295,12 +295,15 @@ void Search::setup() {
   cfg_ = as_recorded(cfg_);  // crop padding resolved, as a run records it
   build_network();
   restore();
-  loader_ = std::make_unique<data::BatchLoader>(split_.train, train_loader_options(cfg_));
+  loader_ = train_batches(cfg_, split_.train, dev_);
   std::cerr << "SNL search from " << net_->desc().spec << " (" << net_->desc().totals().relus
             << " ReLUs) to budgets";
   for (int64_t b : o_.budgets) std::cerr << " " << b;
   std::cerr << "; KD from " << cfg_.teacher << "; Adam lr " << cfg_.lr << ", lasso " << lasso_ << ", at most "
-            << cfg_.epochs << " epochs\n";
+            << cfg_.epochs << " epochs"
+            << (cfg_.precision != "fp32" ? "; the search in fp32 (--precision " + cfg_.precision + " is for the fine-tunes)"
+                                         : std::string())
+            << "\n";
 }
 
 // The starting network with its weights, a learnable mask on every live
@@ -452,7 +455,7 @@ void Search::warn_if_far(const SearchForecast& f, double at, int64_t live_now) {
 }
 
 void Search::end_epoch(int64_t epoch, const Epoch& e) {
-  const EpochStats te = run_eval(net_, split_.test, dev_, cfg_.workers);
+  const EpochStats te = run_eval(net_, split_.test, dev_, cfg_.workers, cfg_.data_path);
   const int64_t now = live();
   seconds_ += e.seconds;
   history_.push_back({{"epoch", epoch + 1},

@@ -12,10 +12,12 @@
 
 #include "arch/spec.h"
 #include "data/dataset.h"
+#include "data/device_batches.h"
 #include "nn/net.h"
 #include "train/common.h"
 #include "train/distributed.h"
 #include "train/kd.h"
+#include "train/precision.h"
 #include "train/provenance.h"
 #include "train/weights.h"
 #include "util/fs.h"
@@ -68,17 +70,23 @@ class Run {
 
  private:
   struct Trained {
-    EpochStats stats;
+    EpochStats stats;  // loss and correct: as of the last synchronisation with the device
     double seconds = 0, wait = 0, lr = 0;
     Clock::time_point start;
+    // Summed on the training device, read every kSyncSteps steps.
+    torch::Tensor loss, correct;
   };
+  // Steps between reads of the epoch's loss and accuracy from the device (a
+  // host synchronisation each): the divergence check and the progress line
+  // see them every this many steps, at most ~2 s apart on this CPU.
+  static constexpr int64_t kSyncSteps = 16;
 
   void setup(bool resuming);
   void build_model();
   void restore(bool resuming);
   Trained train_epoch(int64_t epoch);
   torch::Tensor step_loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
-  void check_finite(double local_loss, int64_t epoch, int64_t step);
+  void synchronise(Trained& t, int64_t epoch, int64_t step);
   void backward(const torch::Tensor& loss, int64_t n_local, int64_t step);
   void show_progress(const Trained& t, int64_t epoch, int64_t step, int64_t steps, Clock::time_point& last);
   void record(int64_t epoch, const Trained& t);
@@ -95,7 +103,8 @@ class Run {
   nn::Net net_{nullptr};
   std::optional<nn::Net> teacher_;
   std::unique_ptr<torch::optim::SGD> opt_;
-  std::unique_ptr<data::BatchLoader> loader_;
+  std::unique_ptr<data::Batches> loader_;
+  std::unique_ptr<Precision> precision_;
   nlohmann::json history_ = nlohmann::json::array();
   int64_t start_ = 0;
   double seconds_ = 0;  // training time of all finished epochs, over resumes
@@ -124,6 +133,7 @@ void Run::setup(bool resuming) {
     share_cores();
   }
   dev_ = resolve_device(cfg_.device);
+  precision_ = std::make_unique<Precision>(cfg_.precision, dev_);
   const auto t_load = Clock::now();
   split_ = data::load_dataset(cfg_.data, cfg_.limit);
   in_ = input_of(split_.train);
@@ -133,15 +143,15 @@ void Run::setup(bool resuming) {
               << hms(seconds_since(t_load)) << " to load)\n";
   build_model();
   restore(resuming);
-  data::LoaderOptions lo = train_loader_options(cfg_);
-  if (dist_) lo.rank = dist_->rank(), lo.world = dist_->world();
-  loader_ = std::make_unique<data::BatchLoader>(split_.train, lo);
+  loader_ = train_batches(cfg_, split_.train, dev_, dist_ ? dist_->rank() : 0, dist_ ? dist_->world() : 1);
   const arch::Totals totals = net_->desc().totals();
   if (rank0_)
     std::cerr << "model " << net_->desc().spec << ": " << totals.relus << " ReLUs, " << totals.params << " params; "
               << (teacher_ ? "KD from " + cfg_.teacher : std::string("no KD")) << "; " << cfg_.epochs
-              << " epochs on " << (dev_.is_cuda() ? "cuda" : "cpu") << " with " << torch::get_num_threads()
-              << " threads" << (jobs_ ? " (the cores shared among the deepreduce jobs of this machine)" : "") << "\n";
+              << " epochs on " << (dev_.is_cuda() ? "cuda" : "cpu") << " in " << cfg_.precision << " with "
+              << torch::get_num_threads() << " threads"
+              << (jobs_ ? " (the cores shared among the deepreduce jobs of this machine)" : "") << "; batches made on the "
+              << data::batches_kind(split_.train, cfg_.data_path) << "\n";
 }
 
 void Run::build_model() {
@@ -188,6 +198,8 @@ Run::Trained Run::train_epoch(int64_t epoch) {
   // The epoch's peak rate: at its start, or at its end while warming up.
   t.lr = std::max(lr_at(cfg_, static_cast<double>(epoch)), lr_at(cfg_, static_cast<double>(epoch + 1) - 1e-9));
   t.start = Clock::now();
+  t.loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(dev_));
+  t.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev_));
   net_->train();
   loader_->start_epoch(epoch);
   const int64_t steps = loader_->batches_per_epoch();
@@ -199,15 +211,19 @@ Run::Trained Run::train_epoch(int64_t epoch) {
     t.wait += seconds_since(tw);
     const double step_lr = lr_at(cfg_, epoch + static_cast<double>(step) / std::max<int64_t>(1, steps));
     for (auto& g : opt_->param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(step_lr);
-    x = x.to(dev_), y = y.to(dev_);
-    const auto out = net_->forward(x);
-    const torch::Tensor loss = step_loss(out, x, y);
-    const double local_loss = loss.item<double>();
-    check_finite(local_loss, epoch, step);
+    x = x.to(dev_, /*non_blocking=*/true), y = y.to(dev_, /*non_blocking=*/true);
+    torch::Tensor out, loss;
+    {
+      const auto autocast = precision_->autocast();
+      out = net_->forward(x);
+      loss = step_loss(out, x, y);
+    }
     backward(loss, x.size(0), step);
-    if (x.size(0) > 0) t.stats.loss += local_loss * static_cast<double>(x.size(0));
-    t.stats.correct += out.argmax(1).eq(y).sum().item<double>();
+    torch::NoGradGuard ng;
+    t.loss += loss.detach() * static_cast<double>(x.size(0));
+    t.correct += out.argmax(1).eq(y).sum();
     t.stats.images += static_cast<double>(x.size(0));
+    if ((step + 1) % kSyncSteps == 0 || step + 1 == steps) synchronise(t, epoch, step);
     show_progress(t, epoch, step, steps, last_print);
     if (jobs_ && seconds_since(shared_at_) > 2.0) share_cores();
   }
@@ -224,24 +240,29 @@ torch::Tensor Run::step_loss(const torch::Tensor& out, const torch::Tensor& x, c
   // Data-parallel: this rank's slice of a short last batch may be empty. It
   // still runs the forward and backward passes (their collectives) and
   // contributes zero gradients.
-  if (x.size(0) == 0) return out.sum() * 0;
-  if (!teacher_) return torch::nn::functional::cross_entropy(out, y);
+  // The loss (and KD's softmax) in fp32 from the network's outputs, whatever
+  // the precision of the forward pass.
+  if (x.size(0) == 0) return out.sum().to(torch::kFloat32) * 0;
+  if (!teacher_) return torch::nn::functional::cross_entropy(out.to(torch::kFloat32), y);
   torch::Tensor t_out;
   {
     torch::NoGradGuard ng;
     t_out = (*teacher_)->forward(x);
   }
-  return kd_loss(out, t_out, y, cfg_.kd_T, cfg_.kd_lambda).total;
+  return kd_loss(out.to(torch::kFloat32), t_out.to(torch::kFloat32), y, cfg_.kd_T, cfg_.kd_lambda).total;
 }
 
-// Data-parallel: every rank decides on the sum of the ranks' losses, so a rank
-// that diverges stops them all with this message (not with the others losing
-// contact with it).
-void Run::check_finite(double local_loss, int64_t epoch, int64_t step) {
-  const double lv = dist_ ? dist_->sum(local_loss) : local_loss;
+// Reads the epoch's sums from the device (every kSyncSteps steps and at the
+// epoch's end). A loss that is not finite stops the run. Data-parallel: every
+// rank decides on the sum of the ranks' losses, so a rank that diverges
+// stops them all with this message (not with the others losing contact).
+void Run::synchronise(Trained& t, int64_t epoch, int64_t step) {
+  t.stats.loss = t.loss.item<double>();
+  t.stats.correct = static_cast<double>(t.correct.item<int64_t>());
+  const double lv = dist_ ? dist_->sum(t.stats.loss) : t.stats.loss;
   if (std::isfinite(lv)) return;
   throw std::runtime_error("training of '" + cfg_.model + "' diverged (loss " + std::to_string(lv) + ") at epoch " +
-                           std::to_string(epoch + 1) + " step " + std::to_string(step + 1) +
+                           std::to_string(epoch + 1) + " by step " + std::to_string(step + 1) +
                            "; the last finished epoch is kept in " + cfg_.out + ". Try a lower --lr" +
                            (teacher_ ? " or --kd-lambda" : "") + ".");
 }
@@ -254,23 +275,28 @@ void Run::backward(const torch::Tensor& loss, int64_t n_local, int64_t step) {
     // of the global batch's mean loss, also when a short last batch is cut
     // unevenly over the ranks.
     const int64_t global = std::min<int64_t>(cfg_.batch, split_.train.size() - step * cfg_.batch);
-    (loss * (static_cast<double>(n_local) * dist_->world() / static_cast<double>(global))).backward();
+    precision_->for_backward(loss * (static_cast<double>(n_local) * dist_->world() / static_cast<double>(global)))
+        .backward();
     dist_->average_gradients(net_);
   } else {
-    loss.backward();
+    precision_->for_backward(loss).backward();
   }
-  opt_->step();
+  // fp16: a step whose gradients overflowed is skipped (and the scale lowered).
+  if (precision_->unscale(net_->parameters())) opt_->step();
 }
 
+// Every ~2 s (rank 0): the epoch so far, read from the device (this rank's
+// share when data-parallel).
 void Run::show_progress(const Trained& t, int64_t epoch, int64_t step, int64_t steps, Clock::time_point& last) {
   if (!rank0_ || (seconds_since(last) <= 2.0 && step + 1 != steps)) return;
   last = Clock::now();
+  const double images = std::max(1.0, t.stats.images);
+  const double loss = t.loss.item<double>() / images, acc = static_cast<double>(t.correct.item<int64_t>()) / images;
   const double el = seconds_since(t.start), ips = t.stats.images / el;
   const double left = (steps - step - 1) * el / (step + 1) + (cfg_.epochs - epoch - 1) * el * steps / (step + 1);
   std::fprintf(stderr, "\repoch %lld/%lld step %lld/%lld loss %.4f acc %.4f %.0f img/s ETA %s   ",
-               (long long)epoch + 1, (long long)cfg_.epochs, (long long)step + 1, (long long)steps,
-               t.stats.loss / t.stats.images, t.stats.correct / t.stats.images, ips * (dist_ ? dist_->world() : 1),
-               hms(left).c_str());
+               (long long)epoch + 1, (long long)cfg_.epochs, (long long)step + 1, (long long)steps, loss, acc,
+               ips * (dist_ ? dist_->world() : 1), hms(left).c_str());
   std::fflush(stderr);
   progress_open_ = true;
 }
@@ -287,7 +313,7 @@ static void kill_point_after_checkpoint(int64_t epoch) {
 // the metrics file rebuilt from the history the checkpoint holds, so a kill
 // at any point loses no finished epoch and leaves no duplicate line.
 void Run::record(int64_t epoch, const Trained& t) {
-  const EpochStats te = run_eval(net_, split_.test, dev_, cfg_.workers);
+  const EpochStats te = run_eval(net_, split_.test, dev_, cfg_.workers, cfg_.data_path);
   const double epoch_s = seconds_since(t.start);
   seconds_ += epoch_s;
   const double images = std::max(1.0, t.stats.images);
@@ -376,7 +402,13 @@ void set_threads(int threads) {
 torch::Device resolve_device(const std::string& want) {
   if (want == "cuda" && !torch::cuda::is_available())
     throw std::invalid_argument("--device cuda: this LibTorch has no CUDA device (accepted here: cpu, auto)");
-  if (want == "cuda" || (want == "auto" && torch::cuda::is_available())) return torch::kCUDA;
+  if (want == "cuda" || (want == "auto" && torch::cuda::is_available())) {
+    // cuDNN times its algorithms for each new convolution shape once and
+    // keeps the fastest (torch.backends.cudnn.benchmark): a run's shapes are
+    // fixed, so the first step pays for every later one.
+    at::globalContext().setBenchmarkCuDNN(true);
+    return torch::kCUDA;
+  }
   return torch::kCPU;
 }
 

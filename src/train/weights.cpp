@@ -231,7 +231,7 @@ Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::
     throw std::runtime_error("checkpoint '" + path + "' is corrupt: its checksum does not match its content");
   if (!settings.empty() && !meta.settings.empty()) {
     const std::string diff = first_difference(nlohmann::json::parse(settings), "config.json",
-                                              nlohmann::json::parse(meta.settings), path);
+                                              nlohmann::json::parse(meta.settings), path, kSettingsAddedLater);
     if (!diff.empty())
       throw std::runtime_error("checkpoint '" + path + "' was made with other settings than its run's config.json (" +
                                diff + "); restore config.json or start a new run");

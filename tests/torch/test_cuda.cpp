@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "arch/datasets.h"
+#include "data/device_batches.h"
 #include "nn/net.h"
 #include "test_paths.h"
 #include "test_util.h"
@@ -142,5 +143,62 @@ TEST(Cuda, RunTrainedOnCudaIsReadOnTheCpu) {
     EXPECT_TRUE(p.value().device().is_cpu()) << p.key() << " was loaded onto " << p.value().device();
     ASSERT_TRUE(w.count(p.key())) << p.key();
     EXPECT_TRUE(torch::equal(p.value().detach().cpu(), w.at(p.key()))) << p.key();
+  }
+}
+
+// The device-resident batches on the GPU are the host loader's, bit for bit:
+// the same integers drive the same exact gathers and table look-ups.
+TEST(Cuda, DeviceBatchesEqualTheHostLoader) {
+  SKIP_WITHOUT_CUDA();
+  data::Dataset d;
+  d.name = "random";
+  torch::manual_seed(3);
+  d.images = torch::randint(0, 256, {300, 3, 32, 32}, torch::kInt64).to(torch::kUInt8);
+  d.labels = torch::randint(0, 10, {300}, torch::kInt64);
+  d.classes = 10;
+  data::compute_mean_std(d);
+  data::LoaderOptions o;
+  o.batch = 64, o.pad = 4, o.seed = 9, o.workers = 1;
+  data::BatchLoader host(d, o);
+  data::DeviceBatches gpu(d, o, torch::kCUDA);
+  host.start_epoch(2);
+  gpu.start_epoch(2);
+  torch::Tensor a, ya, b, yb;
+  int64_t n = 0;
+  while (host.next(a, ya)) {
+    ASSERT_TRUE(gpu.next(b, yb));
+    EXPECT_TRUE(b.is_cuda());
+    EXPECT_TRUE(torch::equal(b.cpu(), a)) << "batch " << n;
+    EXPECT_TRUE(torch::equal(yb.cpu(), ya)) << "batch " << n;
+    ++n;
+  }
+  EXPECT_FALSE(gpu.next(b, yb));
+  EXPECT_EQ(n, 5);
+}
+
+// bf16 and fp16 (with loss scaling) train on the GPU: the loss falls and the
+// weights on disk are fp32.
+TEST(Cuda, MixedPrecisionRunsTrain) {
+  SKIP_WITHOUT_CUDA();
+  for (const std::string precision : {"bf16", "fp16"}) {
+    test::ScratchDir dir("cuda-" + precision);
+    const std::string run = dir / "run";
+    const auto r = test::run_command(std::string(DEEPREDUCE_BINARY) + " train --model " + kSpec +
+                                     " --data synthetic:3x32x32:10:1024 --epochs 3 --batch 64 --lr 0.05"
+                                     " --device cuda --precision " + precision + " --out " + run);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_TRUE(test::contains(r.out, "in " + precision)) << r.out;
+    std::ifstream metrics(run + "/metrics.jsonl");
+    std::vector<double> losses;
+    for (std::string line; std::getline(metrics, line);)
+      losses.push_back(nlohmann::json::parse(line).at("train_loss").get<double>());
+    ASSERT_EQ(losses.size(), 3u) << precision;
+    EXPECT_LT(losses.back(), losses.front()) << precision;
+    EXPECT_GT(nlohmann::json::parse(std::ifstream(run + "/result.json"))["test_acc"].get<double>(), 0.3) << precision;
+    for (const auto& [name, t] : train::load_weights(run + "/weights.pt")) {
+      if (t.is_floating_point()) {
+        EXPECT_EQ(t.scalar_type(), torch::kFloat32) << precision << " " << name;
+      }
+    }
   }
 }

@@ -16,6 +16,7 @@
 
 #include "arch/datasets.h"
 #include "data/dataset.h"
+#include "data/device_batches.h"
 #include "util/fs.h"
 
 using namespace dr::data;
@@ -533,7 +534,7 @@ Dataset indexed(int64_t n, int64_t c = 3, int64_t h = 8, int64_t w = 8) {
   return d;
 }
 
-std::vector<std::pair<torch::Tensor, torch::Tensor>> epoch_batches(BatchLoader& l, int64_t epoch) {
+std::vector<std::pair<torch::Tensor, torch::Tensor>> epoch_batches(Batches& l, int64_t epoch) {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> out;
   l.start_epoch(epoch);
   torch::Tensor x, y;
@@ -741,6 +742,103 @@ TEST(DataLoader, SkipRestartAndEarlyDestruction) {
     BatchLoader early(d, o);
     ASSERT_TRUE(early.next(x, y));  // implicit epoch 0, then destroyed mid-epoch
   }
+}
+
+// ------------------------------------------------------ device batches --
+// The device-resident source gives the host loader's batches bit for bit:
+// same order, crops, flips, normalisation, rank slices and short last batch.
+void expect_same_batches(const Dataset& d, const LoaderOptions& o, int64_t epoch, const std::string& what) {
+  BatchLoader host(d, o);
+  DeviceBatches device(d, o, torch::kCPU);
+  EXPECT_EQ(device.batches_per_epoch(), host.batches_per_epoch()) << what;
+  const auto a = epoch_batches(host, epoch), b = epoch_batches(device, epoch);
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i].first.sizes(), a[i].first.sizes()) << what << " batch " << i;
+    EXPECT_EQ(b[i].first.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(torch::equal(b[i].first, a[i].first)) << what << " batch " << i;
+    EXPECT_TRUE(torch::equal(b[i].second, a[i].second)) << what << " batch " << i;
+  }
+}
+
+TEST(DeviceBatches, SameBatchesAsTheHostLoader) {
+  struct Case {
+    int64_t n, c, h, w;
+    int pad;
+    bool flip, train;
+    int64_t batch;
+    int world, rank;
+  };
+  const std::vector<Case> cases = {
+      {100, 3, 8, 8, 2, true, true, 32, 1, 0},    // short last batch
+      {64, 1, 28, 28, 4, true, true, 16, 1, 0},   // Fashion-MNIST's shape
+      {50, 5, 7, 9, 3, true, true, 8, 1, 0},      // 5 channels, H != W
+      {40, 3, 1, 6, 2, true, true, 8, 1, 0},      // one row: reflect in a line of 1
+      {40, 3, 6, 6, 0, true, true, 8, 1, 0},      // flip only
+      {40, 3, 6, 6, 5, false, true, 8, 1, 0},     // crop only, pad near the size
+      {40, 3, 6, 6, 2, true, false, 16, 1, 0},    // test batches: no shuffle, no augmentation
+      {98, 3, 8, 8, 2, true, true, 32, 4, 1},     // a rank's slices; last slice empty
+      {98, 3, 8, 8, 2, true, true, 32, 4, 3},
+  };
+  for (const Case& k : cases) {
+    const Dataset d = indexed(k.n, k.c, k.h, k.w);
+    LoaderOptions o;
+    o.batch = k.batch, o.pad = k.pad, o.flip = k.flip, o.train = k.train, o.seed = 5;
+    o.world = k.world, o.rank = k.rank, o.workers = 1;
+    for (int64_t epoch : {0, 3})
+      expect_same_batches(d, o, epoch,
+                          std::to_string(k.c) + "x" + std::to_string(k.h) + "x" + std::to_string(k.w) + " pad " +
+                              std::to_string(k.pad) + " epoch " + std::to_string(epoch) + " rank " +
+                              std::to_string(k.rank) + "/" + std::to_string(k.world));
+  }
+}
+
+TEST(DeviceBatches, SkipRestartAndChecks) {
+  auto d = indexed(200);
+  LoaderOptions o;
+  o.batch = 16;
+  BatchLoader ref(d, o);
+  auto all = epoch_batches(ref, 1);
+  DeviceBatches l(d, o, torch::kCPU);
+  l.start_epoch(1);
+  EXPECT_EQ(l.skip_batches(3), 3);
+  torch::Tensor x, y;
+  ASSERT_TRUE(l.next(x, y));
+  EXPECT_TRUE(torch::equal(x, all[3].first));
+  EXPECT_EQ(l.skip_batches(100), int64_t(all.size()) - 4);
+  EXPECT_FALSE(l.next(x, y));
+  l.start_epoch(1);
+  ASSERT_TRUE(l.next(x, y));
+  EXPECT_TRUE(torch::equal(x, all[0].first));
+  DeviceBatches implicit(d, o, torch::kCPU);  // next() without start_epoch() is epoch 0
+  ASSERT_TRUE(implicit.next(x, y));
+  EXPECT_TRUE(torch::equal(x, epoch_batches(ref, 0)[0].first));
+
+  o.world = 3;  // 16 images cannot be cut into 3 equal slices
+  EXPECT_THROW(DeviceBatches(d, o, torch::kCPU), std::invalid_argument);
+  Dataset bad = d;
+  bad.images = bad.images.to(torch::kFloat32);
+  EXPECT_THROW(DeviceBatches(bad, LoaderOptions{}, torch::kCPU), std::invalid_argument);
+}
+
+TEST(DeviceBatches, WhereBatchesAreMade) {
+  auto d = indexed(10);
+  EXPECT_EQ(batches_kind(d, "auto"), "device");
+  EXPECT_EQ(batches_kind(d, "host"), "host");
+  EXPECT_EQ(batches_kind(d, "device"), "device");
+  LoaderOptions o;
+  EXPECT_NE(dynamic_cast<DeviceBatches*>(make_batches(d, o, torch::kCPU, "auto").get()), nullptr);
+  EXPECT_NE(dynamic_cast<BatchLoader*>(make_batches(d, o, torch::kCPU, "host").get()), nullptr);
+  try {
+    make_batches(d, o, torch::kCPU, "gpu");
+    ADD_FAILURE() << "'gpu' accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("accepted: auto, device, host"), std::string::npos) << e.what();
+  }
+  // Above the line the split stays on the host (a view: no 4 GiB allocated).
+  Dataset big = d;
+  big.images = torch::empty({1}, torch::kUInt8).expand({(int64_t{1} << 20) + 1, 64, 8, 8});
+  EXPECT_EQ(batches_kind(big, "auto"), "host");
 }
 
 }  // namespace
