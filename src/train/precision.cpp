@@ -3,7 +3,11 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "util/provenance.h"
+#include "util/strings.h"
 
 namespace dr::train {
 
@@ -113,6 +117,16 @@ torch::Tensor Precision::for_backward(const torch::Tensor& loss) const {
 
 bool Precision::unscale(const std::vector<torch::Tensor>& params) {
   return scaler_ ? scaler_->unscale(params) : true;
+}
+
+std::string Precision::warning() const {
+  if (name_ != "bf16" || device_.is_cuda()) return "";
+  const std::vector<std::string> flags = util::cpu_kernel_flags();
+  for (const char* fast : {"avx512_bf16", "amx_bf16"})
+    if (std::find(flags.begin(), flags.end(), fast) != flags.end()) return "";
+  return "warning: this CPU (" + util::cpu_model() + ", " + (flags.empty() ? "flags unknown" : util::join(flags, " ")) +
+         ") has neither AVX512_BF16 nor AMX: bf16 runs on oneDNN's fallback kernels, measured 22x slower than fp32 on "
+         "an AVX2-only AMD EPYC (docs/performance.md); --precision fp32 is faster here";
 }
 
 }  // namespace dr::train

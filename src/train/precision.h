@@ -64,6 +64,9 @@ class Precision {
   // optimiser step must be skipped (fp16 overflow).
   bool unscale(const std::vector<torch::Tensor>& params);
   const LossScaler* scaler() const { return scaler_.get(); }
+  // A warning for the user ("" when none): bf16 on a CPU without
+  // AVX512_BF16 or AMX runs on oneDNN's slow fallback kernels.
+  std::string warning() const;
 
  private:
   std::string name_;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <fstream>
 #include <thread>
@@ -26,6 +27,19 @@ std::string cpu_model() {
   return "";
 }
 
+std::vector<std::string> cpu_kernel_flags() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    const std::vector<std::string> has = split(line.substr(line.find(':') + 1), ' ');
+    std::vector<std::string> out;
+    for (const char* f : {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_fp16", "avx512_fp16"})
+      if (std::find(has.begin(), has.end(), f) != has.end()) out.push_back(f);
+    return out;
+  }
+  return {};
+}
+
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -43,6 +57,7 @@ nlohmann::json provenance(const nlohmann::json& extra) {
                       {"commit", b.commit.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.commit)},
                       {"dirty", b.dirty},
                       {"cpu", cpu_model()},
+                      {"cpu_flags", cpu_kernel_flags()},
                       {"cores", std::thread::hardware_concurrency()},
                       {"hostname", std::string(host)},
                       {"started", utc_now()}};

@@ -3,6 +3,7 @@
 // benchmark output carries this record, so a table can be trusted months later.
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace dr::util {
 
@@ -19,8 +20,13 @@ std::string version_string();
 
 // The CPU model as /proc/cpuinfo names it ("" when unknown).
 std::string cpu_model();
+// Which of the instruction-set extensions that decide oneDNN's kernels
+// (avx2, avx512f, avx512_bf16, amx_bf16, amx_fp16, avx512_fp16) the CPU has,
+// in that order, as /proc/cpuinfo names them (empty when unknown). bf16
+// training is fast only with avx512_bf16 or amx_bf16 (docs/performance.md).
+std::vector<std::string> cpu_kernel_flags();
 
-// {"deepreduce": version, "commit": ..., "dirty": ..., "cpu": ..., "cores": N,
+// {"deepreduce": version, "commit": ..., "dirty": ..., "cpu": ..., "cpu_flags": [...], "cores": N,
 //  "hostname": ..., "started": ISO-8601 UTC now} plus every field of `extra`
 // (the torch side adds "libtorch", "device", "threads").
 nlohmann::json provenance(const nlohmann::json& extra = nlohmann::json::object());

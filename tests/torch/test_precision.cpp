@@ -1,5 +1,7 @@
 // --precision: the autocast guard, fp16's loss scaling, and bf16 training
 // end to end on the CPU (fp32 weights on disk, the precision recorded).
+#include <algorithm>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -10,6 +12,7 @@
 #include "train/trainer.h"
 #include "train/weights.h"
 #include "util/fs.h"
+#include "util/provenance.h"
 #include "util/strings.h"
 
 using namespace dr;
@@ -124,6 +127,19 @@ TEST(Precision, Bf16RunTrainsAndRecordsItsPrecision) {
 
 // A config.json written before --precision and --data-path reads back with
 // the values it ran with.
+// bf16 on a CPU is fast only with AVX512_BF16 or AMX; elsewhere the run says so.
+TEST(Precision, Bf16WarnsOnACpuWithoutBf16Kernels) {
+  const std::vector<std::string> flags = util::cpu_kernel_flags();
+  const bool fast = std::any_of(flags.begin(), flags.end(),
+                                [](const std::string& f) { return f == "avx512_bf16" || f == "amx_bf16"; });
+  const std::string w = train::Precision("bf16", torch::kCPU).warning();
+  EXPECT_EQ(w.empty(), fast) << w;
+  if (!fast) {
+    EXPECT_NE(w.find("neither AVX512_BF16 nor AMX"), std::string::npos) << w;
+  }
+  EXPECT_EQ(train::Precision("fp32", torch::kCPU).warning(), "");
+}
+
 TEST(Precision, OlderConfigsAndCheckpointsRanInFp32) {
   nlohmann::json j = {{"model", "resnet6"}, {"data", "synthetic"}, {"epochs", 1}, {"batch", 8}, {"lr", 0.1}};
   const train::TrainConfig c = train::TrainConfig::from_json(j);
