@@ -542,6 +542,23 @@ std::vector<std::pair<torch::Tensor, torch::Tensor>> epoch_batches(Batches& l, i
   return out;
 }
 
+// Skipping into epoch 1, running out, and restarting mid-epoch, against
+// epoch 1's batches `all` (of the same options); either source.
+void expect_skip_and_restart(Batches& l, const std::vector<std::pair<torch::Tensor, torch::Tensor>>& all) {
+  l.start_epoch(1);
+  EXPECT_EQ(l.skip_batches(3), 3);
+  torch::Tensor x, y;
+  ASSERT_TRUE(l.next(x, y));
+  EXPECT_TRUE(torch::equal(x, all[3].first));
+  EXPECT_EQ(l.skip_batches(100), int64_t(all.size()) - 4);
+  EXPECT_FALSE(l.next(x, y));
+  l.start_epoch(0);
+  ASSERT_TRUE(l.next(x, y));
+  l.start_epoch(1);  // restart mid-epoch
+  ASSERT_TRUE(l.next(x, y));
+  EXPECT_TRUE(torch::equal(x, all[0].first));
+}
+
 TEST(DataLoader, ShapesAndCoverage) {
   auto d = indexed(100);
   LoaderOptions o;
@@ -724,20 +741,9 @@ TEST(DataLoader, SkipRestartAndEarlyDestruction) {
   o.batch = 16;
   o.workers = 2;
   BatchLoader ref(d, o);
-  auto all = epoch_batches(ref, 1);
   BatchLoader l(d, o);
-  l.start_epoch(1);
-  EXPECT_EQ(l.skip_batches(3), 3);
+  expect_skip_and_restart(l, epoch_batches(ref, 1));
   torch::Tensor x, y;
-  ASSERT_TRUE(l.next(x, y));
-  EXPECT_TRUE(torch::equal(x, all[3].first));
-  EXPECT_EQ(l.skip_batches(100), int64_t(all.size()) - 4);
-  EXPECT_FALSE(l.next(x, y));
-  l.start_epoch(0);
-  ASSERT_TRUE(l.next(x, y));
-  l.start_epoch(1);  // restart mid-epoch
-  ASSERT_TRUE(l.next(x, y));
-  EXPECT_TRUE(torch::equal(x, all[0].first));
   {
     BatchLoader early(d, o);
     ASSERT_TRUE(early.next(x, y));  // implicit epoch 0, then destroyed mid-epoch
@@ -798,18 +804,9 @@ TEST(DeviceBatches, SkipRestartAndChecks) {
   LoaderOptions o;
   o.batch = 16;
   BatchLoader ref(d, o);
-  auto all = epoch_batches(ref, 1);
   DeviceBatches l(d, o, torch::kCPU);
-  l.start_epoch(1);
-  EXPECT_EQ(l.skip_batches(3), 3);
+  expect_skip_and_restart(l, epoch_batches(ref, 1));
   torch::Tensor x, y;
-  ASSERT_TRUE(l.next(x, y));
-  EXPECT_TRUE(torch::equal(x, all[3].first));
-  EXPECT_EQ(l.skip_batches(100), int64_t(all.size()) - 4);
-  EXPECT_FALSE(l.next(x, y));
-  l.start_epoch(1);
-  ASSERT_TRUE(l.next(x, y));
-  EXPECT_TRUE(torch::equal(x, all[0].first));
   DeviceBatches implicit(d, o, torch::kCPU);  // next() without start_epoch() is epoch 0
   ASSERT_TRUE(implicit.next(x, y));
   EXPECT_TRUE(torch::equal(x, epoch_batches(ref, 0)[0].first));
