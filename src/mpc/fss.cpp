@@ -1,4 +1,4 @@
-// The FSS primitives of fss.h: the Prg, the DCF of Boyle et al. (eprint
+// The FSS primitives of fss.h: the DCF of Boyle et al. (eprint
 // 2020/1392: the tree construction with correction words s_CW, V_CW, t_CW^L,
 // t_CW^R per level and a final CW^(n+1), over the group Z_2^64^width), and the
 // ReLU gate on it. Implemented from the paper.
@@ -26,15 +26,10 @@
 // correction word is 16 + 8*width bytes.
 #include "mpc/fss.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
-
-#include <openssl/crypto.h>
 
 #include "mpc/aes.h"
 
@@ -45,26 +40,6 @@
 namespace dr::mpc {
 
 namespace {
-
-// ---------------------------------------------------------------------------
-// OS randomness
-// ---------------------------------------------------------------------------
-
-// n bytes from getrandom(2), retried on EINTR and short reads (a read of more
-// than 256 bytes may be cut by a signal); any other failure is fatal: no Prg
-// without real entropy.
-void os_random(uint8_t* out, size_t n) {
-  while (n > 0) {
-    ssize_t got = getrandom(out, n, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      throw std::runtime_error(std::string("Prg: getrandom(2) failed, the OS gives no randomness: ") +
-                               std::strerror(errno));
-    }
-    out += got;
-    n -= size_t(got);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // 128-bit blocks and the key layout
@@ -438,74 +413,6 @@ inline u64 relu_combine(int b, u64 y, const u64 dcf[2], const uint8_t* shares) {
 }
 
 }  // namespace
-
-// ---------------------------------------------------------------------------
-// Prg
-// ---------------------------------------------------------------------------
-
-struct Prg::Impl {
-  static constexpr size_t kBuf = 4096;  // keystream served to small reads
-  Aes128Ctr ctr;
-  uint8_t buf[kBuf];
-  size_t pos = kBuf;  // buf[pos..kBuf) not yet handed out
-  explicit Impl(const uint8_t seed[16]) : ctr(seed, kZeroIv) {}
-  ~Impl() { OPENSSL_cleanse(buf, sizeof buf); }
-  static constexpr uint8_t kZeroIv[16] = {};
-};
-
-Prg::Prg() {
-  uint8_t seed[16];
-  os_random(seed, sizeof seed);
-  impl_ = new Impl(seed);
-  OPENSSL_cleanse(seed, sizeof seed);
-}
-
-Prg::Prg(const uint8_t seed[16]) : impl_(new Impl(seed)) {}
-
-Prg::~Prg() { delete impl_; }
-
-Prg::Prg(Prg&& o) noexcept : impl_(o.impl_) { o.impl_ = nullptr; }
-
-Prg& Prg::operator=(Prg&& o) noexcept {
-  if (this != &o) {
-    delete impl_;
-    impl_ = o.impl_;
-    o.impl_ = nullptr;
-  }
-  return *this;
-}
-
-void Prg::bytes(uint8_t* out, size_t n) {
-  if (!impl_) throw std::runtime_error("Prg: used after being moved from");
-  if (n == 0) return;  // out may be null then (an empty vector's data())
-  Impl& I = *impl_;
-  const size_t take = std::min(n, Impl::kBuf - I.pos);
-  std::memcpy(out, I.buf + I.pos, take);
-  I.pos += take;
-  out += take;
-  n -= take;
-  if (n == 0) return;
-  if (n >= Impl::kBuf) {  // bulk: straight from AES-CTR, the stream continues exactly
-    I.ctr.keystream(out, n);
-    return;
-  }
-  I.ctr.keystream(I.buf, Impl::kBuf);
-  std::memcpy(out, I.buf, n);
-  I.pos = n;
-}
-
-u64 Prg::next_u64() {
-  u64 v;
-  if (impl_ && Impl::kBuf - impl_->pos >= 8) {
-    std::memcpy(&v, impl_->buf + impl_->pos, 8);
-    impl_->pos += 8;
-  } else {
-    bytes(reinterpret_cast<uint8_t*>(&v), 8);
-  }
-  return v;
-}
-
-void Prg::fill(u64* out, size_t n) { bytes(reinterpret_cast<uint8_t*>(out), n * sizeof(u64)); }
 
 // ---------------------------------------------------------------------------
 // DCF
