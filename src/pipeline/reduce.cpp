@@ -53,7 +53,9 @@ bool uses(const ReduceOptions& o, const char* method) {
 search::Candidate combined_start(const std::vector<search::Candidate>& candidates) {
   const search::Candidate* best = nullptr;
   for (const auto& c : candidates)
-    if (c.culled == 1 && c.step <= 2 && (!best || c.step > best->step)) best = &c;
+    if (c.culled == 1 && (c.step == search::Step::Cull || c.step == search::Step::Thin) &&
+        (!best || c.step > best->step))
+      best = &c;
   if (!best) throw std::invalid_argument("no DeepReDuce network culls exactly one stage here: nothing to combine with");
   return *best;
 }
@@ -245,7 +247,7 @@ void write_plan_json(const std::string& out, const Plan& p) {
   nlohmann::json j = {{"model", p.base_spec}, {"order", p.order}, {"candidates", nlohmann::json::array()},
                       {"budgets", nlohmann::json::array()}};
   for (const auto& c : p.candidates)
-    j["candidates"].push_back({{"step", c.step}, {"name", c.step_name}, {"spec", c.spec}, {"relus", c.relus}});
+    j["candidates"].push_back({{"step", static_cast<int>(c.step)}, {"name", c.step_name}, {"spec", c.spec}, {"relus", c.relus}});
   for (const auto& b : p.budgets) {
     nlohmann::json picks = nlohmann::json::array();
     for (const auto& c : b.picks) picks.push_back(c.spec);

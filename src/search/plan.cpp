@@ -34,7 +34,7 @@ std::vector<Candidate> deepreduce_candidates(const std::string& base_text,
       return std::find(fam.stages.begin(), fam.stages.end(), a) < std::find(fam.stages.begin(), fam.stages.end(), b);
     });
     const std::string culled = "cull " + join(s.cull, ",");
-    auto add = [&](int step, const std::string& name, const arch::ModelSpec& spec) {
+    auto add = [&](Step step, const std::string& name, const arch::ModelSpec& spec) {
       try {
         const auto net = arch::build_network(spec, input);
         out.push_back({step, name, spec.canonical(), net.totals().relus, static_cast<int>(m)});
@@ -42,23 +42,23 @@ std::vector<Candidate> deepreduce_candidates(const std::string& base_text,
         // e.g. rho too small for this input: not a candidate here
       }
     };
-    add(1, culled, s);
+    add(Step::Cull, culled, s);
     // Nothing to thin in resnet6: its culled network is reshaped directly.
     if (!fam.thin_policies.empty()) s.thin = fam.thin_policies.front().name;
     const std::string thinned = culled + (s.thin ? " + thin" : "");
-    if (s.thin) add(2, thinned, s);
+    if (s.thin) add(Step::Thin, thinned, s);
     arch::ModelSpec a = s, r = s, ar = s;
     a.alpha = base.alpha * 0.5;
     r.rho = base.rho * 0.5;
     ar.alpha = a.alpha;
     ar.rho = r.rho;
-    add(3, thinned + " + alpha x0.5", a);
-    add(4, thinned + " + rho x0.5", r);
-    add(5, thinned + " + alpha x0.5 + rho x0.5", ar);
+    add(Step::HalfAlpha, thinned + " + alpha x0.5", a);
+    add(Step::HalfRho, thinned + " + rho x0.5", r);
+    add(Step::HalfAlphaAndRho, thinned + " + alpha x0.5 + rho x0.5", ar);
     if (can_shrink_blocks) {
       arch::ModelSpec b = ar;
       b.blocks.assign(blocks.size(), 1);
-      add(6, thinned + " + alpha x0.5 + rho x0.5 + one block per stage", b);
+      add(Step::OneBlockPerStage, thinned + " + alpha x0.5 + rho x0.5 + one block per stage", b);
     }
   }
   std::stable_sort(out.begin(), out.end(), [](const Candidate& x, const Candidate& y) {

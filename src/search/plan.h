@@ -10,8 +10,11 @@
 
 namespace dr::search {
 
+// The DeepReDuce steps in the paper's order (plan.json records the number).
+enum class Step { Cull = 1, Thin = 2, HalfAlpha = 3, HalfRho = 4, HalfAlphaAndRho = 5, OneBlockPerStage = 6 };
+
 struct Candidate {
-  int step = 0;           // 1 cull, 2 thin, 3 alpha/2, 4 rho/2, 5 both, 6 fewer blocks
+  Step step = Step::Cull;
   std::string step_name;  // e.g. "cull S1,S4 + thin + alpha 0.5"
   std::string spec;       // canonical model spec
   int64_t relus = 0;

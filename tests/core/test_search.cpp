@@ -90,7 +90,7 @@ TEST(Plan, ResNet18Cifar100Budgets) {
 TEST(Plan, CandidatesFollowTheSteps) {
   const auto cands = deepreduce_candidates("resnet18", {"S1", "S4", "S2", "S3"}, arch::dataset_input("cifar10"));
   std::set<int> steps;
-  for (const auto& c : cands) steps.insert(c.step);
+  for (const auto& c : cands) steps.insert(static_cast<int>(c.step));
   EXPECT_EQ(steps, (std::set<int>{1, 2, 3, 4, 5, 6}));
   for (size_t i = 1; i < cands.size(); ++i) EXPECT_GE(cands[i - 1].relus, cands[i].relus);
   EXPECT_THROW(deepreduce_candidates("resnet18:cull=S1", {"S1", "S2", "S3", "S4"}, arch::dataset_input("cifar10")),
