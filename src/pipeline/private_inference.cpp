@@ -34,15 +34,9 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-train::RunResult finished_run(const std::string& run) {
-  const auto r = train::finished_result(run);
-  if (!r) throw std::invalid_argument("'" + run + "' is not a finished run (no result.json)");
-  return *r;
-}
-
 // The float model's predictions for the images, as the run was trained.
 std::vector<int64_t> float_argmax(const std::string& run, const std::vector<mpc::ClientImage>& images) {
-  const train::RunResult r = finished_run(run);
+  const train::RunResult r = train::require_finished(run);
   nn::Net net(train::run_network(run));
   train::load_into(net, train::load_run_weights(run), true, "'" + run + "/weights.pt'");
   net->eval();
@@ -65,7 +59,7 @@ mpc::Architecture run_architecture(const std::string& run) {
 }
 
 mpc::FloatModel run_float_model(const std::string& run) {
-  const train::RunResult r = finished_run(run);
+  const train::RunResult r = train::require_finished(run);
   mpc::FloatModel m;
   for (const auto& [name, t] : train::load_run_weights(run)) {
     const torch::Tensor d = t.to(torch::kDouble).contiguous();

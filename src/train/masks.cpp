@@ -121,13 +121,7 @@ MaskSet load_masks(const std::string& path, const std::string& sha256, const std
                              "': it is corrupt or was changed after the run started (restore it, or train a new run)");
   std::vector<std::pair<std::string, torch::Tensor>> items;
   try {
-    const c10::IValue v = torch::pickle_load(std::vector<char>(data.begin(), data.end()));
-    if (!v.isGenericDict()) throw std::runtime_error("not a dict");
-    for (const auto& item : v.toGenericDict()) {
-      if (!item.key().isString() || !item.value().isTensor()) throw std::runtime_error("not name -> tensor");
-      check_loaded_tensor(item.value().toTensor());
-      items.emplace_back(item.key().toStringRef(), item.value().toTensor());
-    }
+    items = pickled_tensors(data);
   } catch (const std::exception& e) {
     throw std::runtime_error("masks file '" + path +
                              "' is not a deepreduce masks.pt (a pickled dict site name -> uint8 tensor of 0/1): " +

@@ -23,7 +23,20 @@ std::string error_line(const std::exception& e) {
   return nl == std::string::npos ? m : m.substr(0, nl);
 }
 
-void check_loaded_tensor(const torch::Tensor& t) {
+std::string save_weights(nn::Net& net, const std::string& path) {
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [k, v] : state_dict(net)) dict.insert(k, v.contiguous());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  const std::string content(bytes.begin(), bytes.end());
+  util::write_file_atomic(path, content);
+  return util::sha256_hex(content);
+}
+
+namespace {
+
+// Throws when the elements of a tensor read from a file do not lie within
+// its storage (LibTorch would read past it, or find "not allocated").
+void check_within_storage(const torch::Tensor& t) {
   if (t.numel() == 0) return;
   const auto bad = [] { throw std::runtime_error("a tensor's elements lie outside its storage (a damaged size)"); };
   if (!t.has_storage() || !t.storage().data() || t.storage_offset() < 0) bad();
@@ -37,13 +50,18 @@ void check_loaded_tensor(const torch::Tensor& t) {
     bad();
 }
 
-std::string save_weights(nn::Net& net, const std::string& path) {
-  c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [k, v] : state_dict(net)) dict.insert(k, v.contiguous());
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  const std::string content(bytes.begin(), bytes.end());
-  util::write_file_atomic(path, content);
-  return util::sha256_hex(content);
+}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> pickled_tensors(const std::string& data) {
+  const c10::IValue v = torch::pickle_load(std::vector<char>(data.begin(), data.end()));
+  if (!v.isGenericDict()) throw std::runtime_error("not a dict");
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : v.toGenericDict()) {
+    if (!item.key().isString() || !item.value().isTensor()) throw std::runtime_error("not name -> tensor");
+    check_within_storage(item.value().toTensor());
+    out.emplace_back(item.key().toStringRef(), item.value().toTensor());
+  }
+  return out;
 }
 
 namespace {
@@ -51,13 +69,7 @@ namespace {
 StateDict parse_weights(const std::string& data, const std::string& path) {
   StateDict sd;
   try {
-    const c10::IValue v = torch::pickle_load(std::vector<char>(data.begin(), data.end()));
-    if (!v.isGenericDict()) throw std::runtime_error("not a dict");
-    for (const auto& item : v.toGenericDict()) {
-      if (!item.key().isString() || !item.value().isTensor()) throw std::runtime_error("not name -> tensor");
-      check_loaded_tensor(item.value().toTensor());
-      sd[item.key().toStringRef()] = item.value().toTensor();
-    }
+    for (auto& [name, t] : pickled_tensors(data)) sd[name] = t;
   } catch (const std::exception& e) {
     throw std::runtime_error("weights file '" + path +
                              "' is not a deepreduce weights.pt (a pickled dict name -> tensor): " + error_line(e));

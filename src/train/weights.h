@@ -12,6 +12,8 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "nn/net.h"
 
@@ -33,11 +35,12 @@ struct RunResult;
 // present and matching the SHA-256 result.json records (runs older than the
 // checksum: a readable weights file). Throws std::runtime_error naming the file.
 void check_run_weights(const std::string& run_dir, const RunResult& result);
-// Throws std::runtime_error when the elements of a tensor read from a file
-// do not lie within its storage: a damaged size in a pickle makes a tensor
-// LibTorch would read past (or find "not allocated"). The loaders call it
-// and name their file.
-void check_loaded_tensor(const torch::Tensor& t);
+// The name -> tensor entries of a pickled dict (torch.save of a dict of
+// tensors: weights.pt, masks.pt), in the dict's order. Throws
+// std::runtime_error when `data` is not one, or when a tensor's elements do
+// not lie within its storage (a damaged size in a pickle makes a tensor
+// LibTorch would read past); the loaders name their file.
+std::vector<std::pair<std::string, torch::Tensor>> pickled_tensors(const std::string& data);
 // Copies every entry into the network. strict: every parameter and buffer of
 // the network must be present with the same shape (else std::runtime_error
 // naming the first mismatch). Not strict: copies those that match by name
