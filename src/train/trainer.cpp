@@ -134,7 +134,8 @@ void Run::setup(bool resuming) {
   }
   dev_ = resolve_device(cfg_.device);
   precision_ = std::make_unique<Precision>(cfg_.precision, dev_);
-  if (rank0_ && !precision_->warning().empty()) std::cerr << precision_->warning() << "\n";
+  const std::string precision_warning = precision_->warning();
+  if (rank0_ && !precision_warning.empty()) std::cerr << precision_warning << "\n";
   const auto t_load = Clock::now();
   split_ = data::load_dataset(cfg_.data, cfg_.limit);
   in_ = input_of(split_.train);
