@@ -30,8 +30,11 @@ RAW="$OUT/raw.jsonl"
 RUNS=$(mktemp -d)
 trap 'rm -rf "$RUNS"' EXIT
 "$CLI" provenance --device cpu --threads "$THREADS" --format json > "$OUT/provenance.json"
-flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_bf16|amx_fp16|avx512_fp16)$' | tr '\n' ' ' || true)
-echo "$MODEL on $DATA, $EPOCHS epoch(s), $THREADS threads, seeds $SEEDS; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) [$flags]" |
+# The CPU and its kernel flags as deepreduce records them (util::cpu_model, util::cpu_kernel_flags).
+read_provenance() { "${PY:-/usr/bin/python3}" -c 'import json, sys; v = json.load(open(sys.argv[1])).get(sys.argv[2], ""); print(v if isinstance(v, str) else " ".join(v))' "$OUT/provenance.json" "$1"; }
+cpu=$(read_provenance cpu)
+flags=$(read_provenance cpu_flags)
+echo "$MODEL on $DATA, $EPOCHS epoch(s), $THREADS threads, seeds $SEEDS; CPU: $cpu [$flags]" |
   tee "$OUT/summary.txt" >&2
 
 for seed in $SEEDS; do
@@ -43,7 +46,7 @@ for seed in $SEEDS; do
       --device cpu --seed "$seed" --data-path "$path" --precision "$precision" --out "$dir" 2> "$dir.log" ||
       { echo "bench/data_precision.sh: the run failed, see its log:" >&2; cat "$dir.log" >&2; exit 1; }
     tail -n 1 "$dir/metrics.jsonl" |
-      sed "s/^{/{\"variant\":\"$v\",\"seed\":$seed,\"cpu_flags\":\"${flags% }\",/" >> "$RAW"
+      sed "s/^{/{\"variant\":\"$v\",\"seed\":$seed,\"cpu_flags\":\"$flags\",/" >> "$RAW"
   done
 done
 
