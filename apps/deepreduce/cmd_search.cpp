@@ -26,91 +26,95 @@ void add_common(CLI::App* cmd, train::TrainConfig& c, std::string& shard, bool& 
   add_training_options(cmd, c);
 }
 
+void add_criticality_command(CLI::App& app) {
+  struct Opts {
+    pipeline::CriticalityOptions o;
+    std::string shard = "0/1";
+    bool no_wait = false, no_kd = false;
+  };
+  auto s = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand(
+      "criticality", "Train, per stage, the network keeping only that stage's ReLUs, and rank the stages (C_k)");
+  add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
+  cmd->add_option("--teacher", s->o.train.teacher, "Finished all-ReLU baseline run to distil from")->required();
+  s->o.out = "runs/criticality";
+  cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
+  cmd->callback([s] {
+    s->o.sweep.shard = search::parse_shard(s->shard);
+    s->o.sweep.wait = !s->no_wait;
+    s->o.without_kd = !s->no_kd;
+    const auto r = pipeline::run_criticality(s->o);
+    if (r.complete) std::cout << "wrote " << s->o.out << "/criticality.json and criticality.md\n";
+  });
+}
+
+void add_reduce_command(CLI::App& app) {
+  struct Opts {
+    pipeline::ReduceOptions o;
+    std::string budgets, shard = "0/1", methods = "deepreduce";
+    bool no_wait = false, no_kd = false, init_teacher = false;
+  };
+  auto s = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand(
+      "reduce",
+      "The DeepReDuce pipeline: teacher, criticality, cull/thin/reshape to ReLU budgets, KD training, frontier, report");
+  add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
+  cmd->add_option("--budget", s->budgets, "ReLU budgets, e.g. 50K,20K,1.5M (K = 1,000)")->required();
+  cmd->add_option("--teacher", s->o.teacher,
+                  "Finished all-ReLU baseline run (default: train it in OUT/teacher); the --model network itself "
+                  "for snl, combined and --init-teacher, which start from its weights");
+  s->o.out = "runs/reduce";
+  cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
+  cmd->add_option("--per-budget", s->o.per_budget, "Candidates trained per budget (the largest that fit)")
+      ->check(integer_in(1, INT_MAX))
+      ->capture_default_str();
+  cmd->add_option("--order", s->o.order, "Criticality order, least critical first (e.g. S1,S4,S2,S3): skip criticality");
+  cmd->add_flag("--init-teacher", s->init_teacher,
+                "Start each candidate from the teacher's weights (culling and thinning keep every shape)");
+  cmd->add_option("--protocol", s->o.protocols, protocol_option_help() + " (the report's PI cost columns)")
+      ->capture_default_str();
+  cmd->add_option("--plot-format", s->o.plot_ext, "Frontier plot: png or svg")->capture_default_str();
+  cmd->add_flag("--dry-run", s->o.dry_run, "Print the plan only");
+  cmd->add_option("--measure-pi", s->o.measure_pi,
+                  "Run every frontier network privately (deepreduce pi run) on this many test images: measured "
+                  "bytes and latency columns and a latency frontier plot (0: estimates only; at most " +
+                      std::to_string(pipeline::kMaxMeasurePi) + ", and the test images --data and --limit give)")
+      ->check(integer_in(0, pipeline::kMaxMeasurePi))
+      ->capture_default_str();
+  cmd->add_option("--method", s->methods,
+                  "Methods on the frontier: deepreduce (cull, thin, reshape), snl (pixel masks learned from the "
+                  "teacher), combined (pixel masks learned from DeepReDuce's cull-1 + thin network), a comma "
+                  "list, both (deepreduce,snl) or all")
+      ->capture_default_str();
+  auto& l = s->o.snl;
+  cmd->add_option("--snl-epochs-per-point", l.epochs_per_point,
+                  "SNL points: training epochs per point in all (search to its snapshot + fine-tuning); 0: "
+                  "--snl-finetune-epochs each")
+      ->capture_default_str();
+  cmd->add_option("--snl-finetune-epochs", l.finetune.epochs, "SNL points: fine-tuning epochs (when not per point)")
+      ->capture_default_str();
+  cmd->add_option("--snl-search-epochs", l.search.train.epochs, "SNL: most epochs of the mask search")
+      ->capture_default_str();
+  cmd->add_option("--snl-search-lr", l.search.train.lr, "SNL: Adam learning rate of the search")->capture_default_str();
+  cmd->add_option("--snl-lasso", l.search.lasso, "SNL: L1 weight on the masks at the start")->capture_default_str();
+  cmd->callback([s] {
+    s->o.methods = pipeline::parse_methods(s->methods);
+    s->o.budgets = search::parse_budgets(s->budgets);
+    s->o.sweep.shard = search::parse_shard(s->shard);
+    s->o.sweep.wait = !s->no_wait;
+    s->o.without_kd = !s->no_kd;
+    s->o.init_from_teacher = s->init_teacher;
+    const std::string report = pipeline::run_reduce(s->o);
+    if (!report.empty())
+      std::cout << "\nreport: " << report << "\nplot:   " << s->o.out << "/frontier." << s->o.plot_ext << "\n";
+  });
+}
+
 }  // namespace
 
 void add_search_commands(CLI::App& app) {
-  {
-    struct Opts {
-      pipeline::CriticalityOptions o;
-      std::string shard = "0/1";
-      bool no_wait = false, no_kd = false;
-    };
-    auto s = std::make_shared<Opts>();
-    auto* cmd = app.add_subcommand(
-        "criticality", "Train, per stage, the network keeping only that stage's ReLUs, and rank the stages (C_k)");
-    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
-    cmd->add_option("--teacher", s->o.train.teacher, "Finished all-ReLU baseline run to distil from")->required();
-    s->o.out = "runs/criticality";
-    cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
-    cmd->callback([s] {
-      s->o.sweep.shard = search::parse_shard(s->shard);
-      s->o.sweep.wait = !s->no_wait;
-      s->o.without_kd = !s->no_kd;
-      const auto r = pipeline::run_criticality(s->o);
-      if (r.complete) std::cout << "wrote " << s->o.out << "/criticality.json and criticality.md\n";
-    });
-  }
-  {
-    struct Opts {
-      pipeline::ReduceOptions o;
-      std::string budgets, shard = "0/1", methods = "deepreduce";
-      bool no_wait = false, no_kd = false, init_teacher = false;
-    };
-    auto s = std::make_shared<Opts>();
-    auto* cmd = app.add_subcommand(
-        "reduce",
-        "The DeepReDuce pipeline: teacher, criticality, cull/thin/reshape to ReLU budgets, KD training, frontier, report");
-    add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
-    cmd->add_option("--budget", s->budgets, "ReLU budgets, e.g. 50K,20K,1.5M (K = 1,000)")->required();
-    cmd->add_option("--teacher", s->o.teacher,
-                    "Finished all-ReLU baseline run (default: train it in OUT/teacher); the --model network itself "
-                    "for snl, combined and --init-teacher, which start from its weights");
-    s->o.out = "runs/reduce";
-    cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
-    cmd->add_option("--per-budget", s->o.per_budget, "Candidates trained per budget (the largest that fit)")
-        ->check(integer_in(1, INT_MAX))
-        ->capture_default_str();
-    cmd->add_option("--order", s->o.order, "Criticality order, least critical first (e.g. S1,S4,S2,S3): skip criticality");
-    cmd->add_flag("--init-teacher", s->init_teacher,
-                  "Start each candidate from the teacher's weights (culling and thinning keep every shape)");
-    cmd->add_option("--protocol", s->o.protocols, protocol_option_help() + " (the report's PI cost columns)")
-        ->capture_default_str();
-    cmd->add_option("--plot-format", s->o.plot_ext, "Frontier plot: png or svg")->capture_default_str();
-    cmd->add_flag("--dry-run", s->o.dry_run, "Print the plan only");
-    cmd->add_option("--measure-pi", s->o.measure_pi,
-                    "Run every frontier network privately (deepreduce pi run) on this many test images: measured "
-                    "bytes and latency columns and a latency frontier plot (0: estimates only; at most " +
-                        std::to_string(pipeline::kMaxMeasurePi) + ", and the test images --data and --limit give)")
-        ->check(integer_in(0, pipeline::kMaxMeasurePi))
-        ->capture_default_str();
-    cmd->add_option("--method", s->methods,
-                    "Methods on the frontier: deepreduce (cull, thin, reshape), snl (pixel masks learned from the "
-                    "teacher), combined (pixel masks learned from DeepReDuce's cull-1 + thin network), a comma "
-                    "list, both (deepreduce,snl) or all")
-        ->capture_default_str();
-    auto& l = s->o.snl;
-    cmd->add_option("--snl-epochs-per-point", l.epochs_per_point,
-                    "SNL points: training epochs per point in all (search to its snapshot + fine-tuning); 0: "
-                    "--snl-finetune-epochs each")
-        ->capture_default_str();
-    cmd->add_option("--snl-finetune-epochs", l.finetune.epochs, "SNL points: fine-tuning epochs (when not per point)")
-        ->capture_default_str();
-    cmd->add_option("--snl-search-epochs", l.search.train.epochs, "SNL: most epochs of the mask search")
-        ->capture_default_str();
-    cmd->add_option("--snl-search-lr", l.search.train.lr, "SNL: Adam learning rate of the search")->capture_default_str();
-    cmd->add_option("--snl-lasso", l.search.lasso, "SNL: L1 weight on the masks at the start")->capture_default_str();
-    cmd->callback([s] {
-      s->o.methods = pipeline::parse_methods(s->methods);
-      s->o.budgets = search::parse_budgets(s->budgets);
-      s->o.sweep.shard = search::parse_shard(s->shard);
-      s->o.sweep.wait = !s->no_wait;
-      s->o.without_kd = !s->no_kd;
-      s->o.init_from_teacher = s->init_teacher;
-      const std::string report = pipeline::run_reduce(s->o);
-      if (!report.empty())
-        std::cout << "\nreport: " << report << "\nplot:   " << s->o.out << "/frontier." << s->o.plot_ext << "\n";
-    });
-  }
+  add_criticality_command(app);
+  add_reduce_command(app);
 }
 
 }  // namespace dr::cli
