@@ -1,4 +1,4 @@
-// Micro-benchmark of the FSS ReLU gate (src/mpc/fss.h), single-threaded:
+// Micro-benchmark of the FSS ReLU gate (src/mpc/gates/relu.h), single-threaded:
 // key bytes, dealer key generation and per-party evaluation time per ReLU,
 // and the raw fixed-key AES rate that bounds evaluation.
 //
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "mpc/aes.h"
-#include "mpc/fss.h"
+#include "mpc/gates/relu.h"
 #include "util/provenance.h"
 
 using namespace dr::mpc;
@@ -87,7 +87,7 @@ int main(int argc, char** argv) try {
     wrong += s0[i] + s1[i] != want;
   }
   const double aes_ns = aes_ns_per_block(runs);
-  const size_t blocks = 63 * 2 + 1;  // AES blocks per ReLU evaluation (fss.h)
+  const size_t blocks = 63 * 2 + 1;  // AES blocks per ReLU evaluation (mpc/dcf.h)
 
   std::printf("deepreduce %s; %s\n", dr::util::version_string().c_str(), dr::util::provenance().dump().c_str());
   std::printf("CPU: %s\n", cpu_name().c_str());

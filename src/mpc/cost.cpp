@@ -1,13 +1,33 @@
 #include "mpc/cost.h"
 
+#include <algorithm>
+
+#include "mpc/gate.h"
 #include "mpc/transport.h"
 
 namespace dr::mpc {
 
+namespace {
+
+void add_gate(ExpectedCost& c, const std::string& name, const StepCost& sc) {
+  auto it = std::find_if(c.gates.begin(), c.gates.end(), [&](const GateTotal& g) { return g.gate == name; });
+  if (it == c.gates.end()) it = c.gates.insert(c.gates.end(), GateTotal{name, 0, 0, 0});
+  it->steps += 1;
+  it->elements += sc.elements;
+  it->bytes = arch::count_add(it->bytes, sc.bytes, "online bytes");
+  if (name == "relu") {  // the network's ReLU count, which every report shows
+    c.relu_layers = it->steps;
+    c.live_relus = it->elements;
+    c.relu_bytes = it->bytes;
+  }
+}
+
+}  // namespace
+
 ExpectedCost expected_cost(const Plan& plan) {
   ExpectedCost c;
   for (const Step& s : plan.steps) {
-    StepCost sc{s.name, step_kind_name(s.kind), 0, 0, 0};
+    StepCost sc{s.name, kind_name(s), 0, 0, 0};
     switch (s.kind) {
       case StepKind::Input:  // one message, client -> server
         sc.elements = plan.input_numel();
@@ -26,20 +46,20 @@ ExpectedCost expected_cost(const Plan& plan) {
         c.linear_outputs += sc.elements;
         c.linear_bytes = arch::count_add(c.linear_bytes, sc.bytes, "online bytes");
         break;
-      case StepKind::Relu:  // 8 bytes per live element each way
+      case StepKind::Gate: {  // the gate's words per live element, each way
+        const Gate& g = gate_of(s);
         sc.elements = s.live_count;
-        sc.bytes = arch::count_mul(16, sc.elements, "online bytes");
-        sc.rounds = 1;
-        c.relu_layers += 1;
-        c.live_relus += sc.elements;
-        c.relu_bytes = arch::count_add(c.relu_bytes, sc.bytes, "online bytes");
+        sc.bytes = arch::count_mul(16 * g.words_sent_per_element(), sc.elements, "online bytes");
+        sc.rounds = g.rounds();
+        add_gate(c, g.name(), sc);
         break;
+      }
       default: break;  // local
     }
-    if (s.kind == StepKind::Linear || s.kind == StepKind::Relu) {
+    if (s.kind == StepKind::Linear || s.kind == StepKind::Gate) {  // both send the same each round
       c.client_sent += sc.bytes / 2;
       c.server_sent += sc.bytes / 2;
-      c.messages += 2;
+      c.messages += 2 * sc.rounds;
     }
     c.online_bytes = arch::count_add(c.online_bytes, sc.bytes, "online bytes");  // checked: huge inputs
     c.rounds += sc.rounds;
@@ -61,6 +81,9 @@ nlohmann::json to_json(const ExpectedCost& c) {
     if (s.rounds > 0)
       steps.push_back({{"name", s.name}, {"kind", s.kind}, {"elements", s.elements}, {"bytes", s.bytes},
                        {"rounds", s.rounds}});
+  nlohmann::json gates = nlohmann::json::array();
+  for (const GateTotal& g : c.gates)
+    gates.push_back({{"gate", g.gate}, {"steps", g.steps}, {"elements", g.elements}, {"bytes", g.bytes}});
   return {{"online_bytes", c.online_bytes},
           {"rounds", c.rounds},
           {"input_bytes", c.input_bytes},
@@ -75,6 +98,7 @@ nlohmann::json to_json(const ExpectedCost& c) {
           {"linear_outputs", c.linear_outputs},
           {"relu_layers", c.relu_layers},
           {"live_relus", c.live_relus},
+          {"gates", gates},
           {"steps", steps}};
 }
 

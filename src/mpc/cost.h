@@ -2,8 +2,11 @@
 // The exact online cost of one private inference (docs/private_inference.md,
 // "Cost per image, exactly"), payload bytes of both directions together:
 //
-//   bytes  = 8*I + sum over linear layers 16*O_l + sum over ReLU layers 16*R_k
-//   rounds = 1 + #linear layers + #ReLU layers with live elements
+//   bytes  = 8*I + sum over linear layers 16*O_l + sum over gate steps 16*w_g*R_k
+//   rounds = 1 + #linear layers + sum over gate steps rounds_g
+//
+// with R_k a step's live elements and w_g, rounds_g its gate's words per
+// element and rounds (gate.h; the ReLU gate: 1 and 1).
 //
 // Framing (24 bytes per message, one message per party and round) comes on
 // top and is reported apart; so are the handshake and the W^ of the setup.
@@ -19,14 +22,23 @@ namespace dr::mpc {
 
 struct StepCost {
   std::string name, kind;  // kind: step_kind_name
-  int64_t elements = 0;    // exchanged elements: input I, linear O_l, relu R_k; 0 for local steps
+  int64_t elements = 0;    // exchanged elements: input I, linear O_l, gate R_k; 0 for local steps
   int64_t bytes = 0;       // payload, both directions
   int64_t rounds = 0;
 };
 
+// One gate's steps, live elements and online bytes.
+struct GateTotal {
+  std::string gate;  // Gate::name()
+  int64_t steps = 0, elements = 0, bytes = 0;
+};
+
 struct ExpectedCost {
-  int64_t input_elements = 0, linear_layers = 0, linear_outputs = 0, relu_layers = 0, live_relus = 0;
-  int64_t input_bytes = 0, linear_bytes = 0, relu_bytes = 0;
+  int64_t input_elements = 0, linear_layers = 0, linear_outputs = 0;
+  int64_t input_bytes = 0, linear_bytes = 0;
+  std::vector<GateTotal> gates;  // by gate, in order of first use
+  // The ReLU gate's entry of `gates` (zero without one): the ReLU count every report shows.
+  int64_t relu_layers = 0, live_relus = 0, relu_bytes = 0;
   int64_t online_bytes = 0;                  // payload, both directions
   int64_t client_sent = 0, server_sent = 0;  // the same split by sender
   int64_t rounds = 0;

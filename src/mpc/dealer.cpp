@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <utility>
 
-#include "mpc/fss.h"
+#include "mpc/gate.h"
 #include "mpc/keys.h"
 #include "mpc/linear.h"
 #include "mpc/protocol.h"
@@ -48,11 +48,12 @@ void deal_linear(const Dealing& d, const Step& s, const std::vector<u64>& rx, co
   put_words(server, part.m, m_s.data(), m_s.size());
 }
 
-// ReLU keys for the live elements; the output mask is fresh there and equal
-// to the input mask elsewhere (a linearised element passes through).
-void deal_relu(const Dealing& d, const Step& s, const std::vector<u64>& rin, Prg& rng, std::vector<u64>& rout,
+// A gate step's keys for its live elements; the output mask is fresh there
+// and equal to the input mask elsewhere (a linearised element passes through).
+void deal_gate(const Dealing& d, const Step& s, const std::vector<u64>& rin, Prg& rng, std::vector<u64>& rout,
                std::vector<uint8_t>& server, std::vector<uint8_t>& client) {
-  const size_t n = s.live.size(), kb = relu_key_bytes();
+  const Gate& gate = gate_of(s);
+  const size_t n = s.live.size(), kb = gate.key_bytes();
   rout = rin;
   std::vector<u64> a(n), b(n);
   rng.fill(b.data(), n);
@@ -60,12 +61,12 @@ void deal_relu(const Dealing& d, const Step& s, const std::vector<u64>& rin, Prg
     a[j] = rin[size_t(s.live[j])];
     rout[size_t(s.live[j])] = b[j];
   }
-  uint8_t* k0 = server.data() + d.server_layout.relu[size_t(s.relu_index)];
-  uint8_t* k1 = client.data() + d.client_layout.relu[size_t(s.relu_index)];
-  // Each thread draws its DCF randomness from its own OS-seeded Prg.
+  uint8_t* k0 = server.data() + d.server_layout.gates[size_t(s.gate_index)];
+  uint8_t* k1 = client.data() + d.client_layout.gates[size_t(s.gate_index)];
+  // Each thread draws its key randomness from its own OS-seeded Prg.
   parallel_for(int64_t(n), d.threads, [&](int64_t lo, int64_t hi) {
     Prg local;
-    relu_gen(a.data() + lo, b.data() + lo, size_t(hi - lo), local, k0 + size_t(lo) * kb, k1 + size_t(lo) * kb);
+    gate.deal(a.data() + lo, b.data() + lo, size_t(hi - lo), local, k0 + size_t(lo) * kb, k1 + size_t(lo) * kb);
   });
 }
 
@@ -90,7 +91,7 @@ void deal_one(const Dealing& d, Prg& rng, std::vector<uint8_t>& server, std::vec
         for (size_t i = 0; i < r[s.out].size(); ++i) r[s.out][i] += r[s.in2][i];
         break;
       case StepKind::SumPool: r[s.out] = channel_sums(s.geom, r[s.in].data()); break;
-      case StepKind::Relu: deal_relu(d, s, r[s.in], rng, r[s.out], server, client); break;
+      case StepKind::Gate: deal_gate(d, s, r[s.in], rng, r[s.out], server, client); break;
       case StepKind::Output:
         put_words(client, d.client_layout.output_mask, r[s.in].data(), r[s.in].size());
         break;

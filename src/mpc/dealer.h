@@ -16,7 +16,7 @@ struct DealOptions {
   int frac_bits = kDefaultFracBits;
   uint64_t count = 1;    // inferences
   std::string out_dir;   // created if missing
-  int threads = 1;       // linear products A*r and ReLU key generation
+  int threads = 1;       // linear products A*r and gate key generation
   // Asked before each block: true stops the deal (DealInterrupted) with no
   // key file written (the CLI's SIGINT/SIGTERM).
   std::function<bool()> interrupted;

@@ -11,7 +11,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "mpc/fss.h"
+#include "mpc/gate.h"
 #include "util/fs.h"
 
 namespace dr::mpc {
@@ -116,9 +116,10 @@ BlockLayout block_layout(const Plan& plan, Party party) {
       l.linear.push_back(p);
     }
   }
-  for (int i : plan.relu_steps) {
-    l.relu.push_back(at);
-    at += plan.steps[size_t(i)].live.size() * relu_key_bytes();
+  for (int i : plan.gate_steps) {
+    const Step& s = plan.steps[size_t(i)];
+    l.gates.push_back(at);
+    at += s.live.size() * gate_of(s).key_bytes();
   }
   if (party == Party::Client) {
     l.output_mask = at;
@@ -136,7 +137,7 @@ std::vector<uint64_t> step_key_bytes(const Plan& plan, Party party) {
     switch (s.kind) {
       case StepKind::Input: b = client ? 8 * uint64_t(plan.input_numel()) + sizeof(Seed) : 0; break;
       case StepKind::Linear: b = client ? 0 : 8 * uint64_t(s.geom.in_numel() + 2 * s.geom.out_numel()); break;
-      case StepKind::Relu: b = uint64_t(s.live_count) * relu_key_bytes(); break;
+      case StepKind::Gate: b = uint64_t(s.live_count) * gate_of(s).key_bytes(); break;
       case StepKind::Output: b = client ? 8 * uint64_t(plan.wire_numel[size_t(plan.output_wire)]) : 0; break;
       case StepKind::Add:
       case StepKind::SumPool: break;

@@ -18,10 +18,10 @@
 // gigabytes).
 //
 // Block contents (u64 arrays, wire by wire in plan order, see BlockLayout):
-//   server: per linear layer u_s [in], k_s [out], m_s [out]; per ReLU layer
-//           its keys (live elements x relu_key_bytes())
+//   server: per linear layer u_s [in], k_s [out], m_s [out]; per gate step
+//           its keys (live elements x the gate's key_bytes(), gate.h)
 //   client: input mask r0 [I], a 16-byte seed (its u_c, k_c, m_c of every
-//           linear layer, derived by derive_client_shares), per ReLU layer
+//           linear layer, derived by derive_client_shares), per gate step
 //           its keys, the output mask [classes]
 //
 // Reuse: a block is taken through the party's KeyLedger (ledger.h), which
@@ -59,7 +59,7 @@ struct KeyHeader {
 struct BlockLayout {
   struct LinearPart { size_t u, k, m; };  // server: u_s, k_s, m_s
   std::vector<LinearPart> linear;         // by linear_index (server)
-  std::vector<size_t> relu;               // by relu_index: start of that layer's keys
+  std::vector<size_t> gates;              // by gate_index: start of that step's keys
   size_t input_mask = 0, seed = 0, output_mask = 0;  // client
   size_t bytes = 0;
 };

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "mpc/fss.h"
+#include "mpc/gate.h"
 #include "mpc/keys.h"
 #include "mpc/ledger.h"
 #include "mpc/linear.h"
@@ -131,7 +131,7 @@ class Engine {
     for (size_t i = 0; i < plan_.steps.size(); ++i) {
       const Step& s = plan_.steps[i];
       records_[i].name = s.name;
-      records_[i].kind = step_kind_name(s.kind);
+      records_[i].kind = kind_name(s);
     }
   }
   const Plan& plan() const { return plan_; }
@@ -231,7 +231,7 @@ class Engine {
           for (size_t k = 0; k < w[size_t(s.out)].size(); ++k) w[size_t(s.out)][k] += w[size_t(s.in2)][k];
           break;
         case StepKind::SumPool: w[size_t(s.out)] = channel_sums(s.geom, w[size_t(s.in)].data()); break;
-        case StepKind::Relu: w[size_t(s.out)] = relu(t, s, w[size_t(s.in)]); break;
+        case StepKind::Gate: w[size_t(s.out)] = gate(t, s, w[size_t(s.in)]); break;
         case StepKind::Output:
           if (role_ == Party::Client)
             for (size_t k = 0; k < output_mask_.size(); ++k)
@@ -277,17 +277,15 @@ class Engine {
     return exchange(t, MsgType::LinearShare, z);
   }
 
-  std::vector<u64> relu(Transport& t, const Step& s, const std::vector<u64>& x_hat) {
-    const size_t n = s.live.size(), kb = relu_key_bytes();
-    std::vector<u64> xs(n), share(n);
-    for (size_t j = 0; j < n; ++j) xs[j] = x_hat[size_t(s.live[j])];
-    const uint8_t* keys = block_.data() + layout_.relu[size_t(s.relu_index)];
-    parallel_for(int64_t(n), threads_, [&](int64_t lo, int64_t hi) {
-      relu_eval(static_cast<int>(role_), keys + size_t(lo) * kb, xs.data() + lo, size_t(hi - lo), share.data() + lo);
-    });
-    const std::vector<u64> open = exchange(t, MsgType::ReluShare, share);
+  std::vector<u64> gate(Transport& t, const Step& s, const std::vector<u64>& x_hat) {
+    std::vector<u64> xs(s.live.size());
+    for (size_t j = 0; j < xs.size(); ++j) xs[j] = x_hat[size_t(s.live[j])];
+    const uint8_t* keys = block_.data() + layout_.gates[size_t(s.gate_index)];
+    const std::vector<u64> open = gate_of(s).evaluate(
+        role_, keys, xs, [&](const std::vector<u64>& shares) { return exchange(t, MsgType::GateShare, shares); },
+        threads_);
     std::vector<u64> out = x_hat;  // a linearised element keeps its input and its mask
-    for (size_t j = 0; j < n; ++j) out[size_t(s.live[j])] = open[j];
+    for (size_t j = 0; j < xs.size(); ++j) out[size_t(s.live[j])] = open[j];
     return out;
   }
 

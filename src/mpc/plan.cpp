@@ -8,7 +8,7 @@ const char* step_kind_name(StepKind k) {
     case StepKind::Linear: return "linear";
     case StepKind::Add: return "add";
     case StepKind::SumPool: return "sumpool";
-    case StepKind::Relu: return "relu";
+    case StepKind::Gate: return "gate";
     case StepKind::Output: return "output";
   }
   return "?";
@@ -88,9 +88,9 @@ class Compiler {
     if (s.kind == StepKind::Linear) {
       s.linear_index = static_cast<int>(plan_.linear_steps.size());
       plan_.linear_steps.push_back(static_cast<int>(plan_.steps.size()));
-    } else if (s.kind == StepKind::Relu) {
-      s.relu_index = static_cast<int>(plan_.relu_steps.size());
-      plan_.relu_steps.push_back(static_cast<int>(plan_.steps.size()));
+    } else if (s.kind == StepKind::Gate) {
+      s.gate_index = static_cast<int>(plan_.gate_steps.size());
+      plan_.gate_steps.push_back(static_cast<int>(plan_.steps.size()));
     }
     plan_.steps.push_back(std::move(s));
   }
@@ -162,7 +162,8 @@ class Compiler {
 
   int relu(const arch::Layer& l, int cur) {
     if (!l.live) return cur;  // removed: an identity, no step, no key, no bytes
-    Step s = make_step(StepKind::Relu, l.name, cur, -1, -1);
+    Step s = make_step(StepKind::Gate, l.name, cur, -1, -1);
+    s.gate = GateKind::Relu;
     const int64_t n = l.out.numel();
     const bool indices = detail_ == PlanDetail::Indices;
     if (l.mask) {

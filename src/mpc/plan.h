@@ -9,8 +9,10 @@
 //            global pool carries the pool's 1/(H*W)); one exchange
 //   Add      residual add: local, masks add
 //   SumPool  global average pool as a per-channel sum: local, masks add
-//   Relu     the live elements of a ReLU site; one exchange. A removed ReLU,
-//            a site with no live element and flatten are no step at all
+//   Gate     a gate (gate.h) on the live elements of an activation site: the
+//            ReLU gate on a site's live ReLUs; its rounds are the gate's. A
+//            removed ReLU, a site with no live element and flatten are no
+//            step at all
 //   Output   the client unmasks the last wire
 #include <stdexcept>
 #include <string>
@@ -26,8 +28,10 @@ struct UnsupportedError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class StepKind { Input, Linear, Add, SumPool, Relu, Output };
-const char* step_kind_name(StepKind k);  // "input", "linear", "add", "sumpool", "relu", "output"
+enum class StepKind { Input, Linear, Add, SumPool, Gate, Output };
+const char* step_kind_name(StepKind k);  // "input", "linear", "add", "sumpool", "gate", "output"
+// Which gate a gate step runs (gate_of in gate.h: the gate itself).
+enum class GateKind : uint8_t { Relu };
 
 // Geometry of a convolution; an FC is a 1x1 convolution over a 1x1 image of
 // `cin` channels (fc = true).
@@ -53,11 +57,12 @@ struct Step {
   bool bias = false;          // the conv/FC has its own bias parameter
   double weight_scale = 1.0;  // 1/(H*W) of the global average pool before this FC
   int linear_index = -1;      // position among the linear steps
-  // Relu: how many elements are live, and (a plan compiled with
+  // Gate: which gate, how many elements are live, and (a plan compiled with
   // PlanDetail::Indices) their CHW indices, ascending.
+  GateKind gate = GateKind::Relu;
   int64_t live_count = 0;
   std::vector<int64_t> live;
-  int relu_index = -1;        // position among the ReLU steps
+  int gate_index = -1;        // position among the gate steps
 };
 
 struct Plan {
@@ -66,14 +71,14 @@ struct Plan {
   std::vector<int64_t> wire_numel;  // elements of each wire
   std::vector<Step> steps;
   int input_wire = 0, output_wire = 0;
-  std::vector<int> linear_steps, relu_steps;  // indices into steps
+  std::vector<int> linear_steps, gate_steps;  // indices into steps
 
   int64_t input_numel() const { return input.numel(); }
   const Step& linear(int i) const { return steps[static_cast<size_t>(linear_steps[static_cast<size_t>(i)])]; }
-  const Step& relu(int i) const { return steps[static_cast<size_t>(relu_steps[static_cast<size_t>(i)])]; }
+  const Step& gate_step(int i) const { return steps[static_cast<size_t>(gate_steps[static_cast<size_t>(i)])]; }
 };
 
-// What a plan holds for its ReLU steps. Indices: every live element's index
+// What a plan holds for its gate steps. Indices: every live element's index
 // (what the dealer and the parties need to run it). Counts: only live_count,
 // `live` stays empty; enough for the cost formula (mpc::expected_cost), so a
 // network of any size the description accepts can be costed without

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "mpc/gate.h"
 #include "mpc/linear.h"
 
 namespace dr::mpc {
@@ -13,7 +14,7 @@ constexpr int64_t kSafe = int64_t(1) << 62;  // |value| below this: truncation a
 
 void check_range(__int128 v, const Step& s, size_t i, const char* what) {
   if (v >= kSafe || v <= -kSafe)
-    throw FixedPointOverflow("fixed-point overflow at " + std::string(step_kind_name(s.kind)) + " '" + s.name +
+    throw FixedPointOverflow("fixed-point overflow at " + std::string(kind_name(s)) + " '" + s.name +
                              "', element " + std::to_string(i) + ": the " + what + " value reaches 2^62 (" +
                              std::to_string(static_cast<double>(v)) +
                              "); use fewer fractional bits or smaller weights/inputs");
@@ -96,9 +97,9 @@ std::vector<int64_t> fixed_forward(const Plan& plan, const QuantModel& model, co
         w[s.out].assign(sums.begin(), sums.end());
         break;
       }
-      case StepKind::Relu:
+      case StepKind::Gate:
         w[s.out] = w[s.in];
-        for (int64_t i : s.live) w[s.out][size_t(i)] = std::max<int64_t>(w[s.out][size_t(i)], 0);
+        gate_of(s).fixed_reference(s, w[s.out], model.frac_bits);
         break;
       case StepKind::Output: logits = w[s.in]; break;
     }
@@ -126,9 +127,9 @@ std::vector<double> folded_forward(const Plan& plan, const std::vector<FoldedLin
         for (size_t i = 0; i < w[s.out].size(); ++i) w[s.out][i] += w[s.in2][i];
         break;
       case StepKind::SumPool: w[s.out] = channel_sums(s.geom, w[s.in]); break;
-      case StepKind::Relu:
+      case StepKind::Gate:
         w[s.out] = w[s.in];
-        for (int64_t i : s.live) w[s.out][size_t(i)] = std::max(w[s.out][size_t(i)], 0.0);
+        gate_of(s).real_reference(s, w[s.out]);
         break;
       case StepKind::Output: logits = w[s.in]; break;
     }

@@ -78,7 +78,7 @@ const char* msg_type_name(MsgType t) {
     case MsgType::Setup: return "setup";
     case MsgType::Input: return "input";
     case MsgType::LinearShare: return "linear-share";
-    case MsgType::ReluShare: return "relu-share";
+    case MsgType::GateShare: return "gate-share";
     case MsgType::Records: return "records";
     case MsgType::Error: return "error";
     case MsgType::Ready: return "ready";

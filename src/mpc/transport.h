@@ -35,7 +35,7 @@ enum class MsgType : uint16_t {
   Setup = 2,        // server -> client: normalisation and W^ = W + A of every linear layer
   Input = 3,        // client -> server: x^ = x + r0
   LinearShare = 4,  // both ways: a share of trunc(W*x + b) + r_out
-  ReluShare = 5,    // both ways: a share of relu(x) + r_out of the live elements
+  GateShare = 5,    // both ways: shares a gate step opens (ReLU: relu(x) + r_out of the live elements)
   Records = 6,      // server -> client: its measurements (JSON)
   Error = 7,        // either way: the sender failed; the payload says why
   Ready = 8,        // server -> client: preprocessing of the next inference done (not online traffic)

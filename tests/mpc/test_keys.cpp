@@ -10,7 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "mpc/fss.h"
+#include "mpc/gates/relu.h"
 #include "mpc/keys.h"
 #include "mpc/ledger.h"
 #include "mpc_test_util.h"
@@ -66,7 +66,7 @@ TEST(Keys, DealWritesBothFilesWithTheLayoutSizes) {
     for (uint64_t b : per_step) sum += b;
     EXPECT_EQ(sum, block_layout(plan, p).bytes) << party_name(p);
   }
-  const int stem_relu = plan.relu_steps.front();
+  const int stem_relu = plan.gate_steps.front();
   EXPECT_EQ(step_key_bytes(plan, Party::Client)[size_t(stem_relu)],
             plan.steps[size_t(stem_relu)].live.size() * relu_key_bytes());
   for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(c.read_block(i).size(), c.header().block_bytes);

@@ -3,6 +3,7 @@
 #include "mpc/cost.h"
 #include "mpc/linear.h"
 #include "mpc/plan.h"
+#include "mpc/gate.h"
 #include "mpc_test_util.h"
 
 using namespace dr;
@@ -62,14 +63,16 @@ TEST(Plan, StepsOfTinyResNet) {
   const Plan p = compile_plan(net);
   // stem conv, 4 block convs, 3 projection shortcuts, the FC
   EXPECT_EQ(p.linear_steps.size(), 9u);
-  EXPECT_EQ(p.relu_steps.size(), 5u);
-  EXPECT_EQ(p.relu(1).name, "layer1.0.relu");
-  EXPECT_EQ(p.relu(1).live.size(), 256u);
+  EXPECT_EQ(p.gate_steps.size(), 5u);
+  EXPECT_EQ(p.gate_step(1).name, "layer1.0.relu");
+  EXPECT_EQ(p.gate_step(1).live.size(), 256u);
+  EXPECT_EQ(p.gate_step(1).gate, GateKind::Relu);
+  EXPECT_STREQ(kind_name(p.gate_step(1)), "relu");  // what records and cost tables show
   EXPECT_EQ(p.linear(8).name, "head.fc");
   EXPECT_DOUBLE_EQ(p.linear(8).weight_scale, 1.0);  // 8x8 -> 1x1 at stage 4: pool over one pixel
   EXPECT_EQ(p.linear(0).bn, "stem.bn");
   const Plan culled = compile_plan(tiny("resnet6:alpha=0.125:cull=S1,S2,S3,S4"));
-  EXPECT_TRUE(culled.relu_steps.empty());
+  EXPECT_TRUE(culled.gate_steps.empty());
   EXPECT_EQ(culled.wire_numel[size_t(culled.output_wire)], 4);
 }
 
@@ -102,6 +105,11 @@ TEST(Plan, CountsDetailCostsExactlyWithoutIndices) {
   const ExpectedCost h = expected_cost(huge);
   EXPECT_EQ(h.live_relus, huge.totals().relus);
   EXPECT_EQ(h.relu_bytes, 16 * huge.totals().relus);
+  ASSERT_EQ(h.gates.size(), 1u);  // the ReLU gate's totals are the relu_* figures
+  EXPECT_EQ(h.gates[0].gate, "relu");
+  EXPECT_EQ(h.gates[0].elements, h.live_relus);
+  EXPECT_EQ(h.gates[0].bytes, h.relu_bytes);
+  EXPECT_EQ(h.gates[0].steps, h.relu_layers);
   const auto deep = arch::build_network("resnet18:blocks=1024,1024,1024,1024", arch::InputSpec{{3, 4096, 4096}, 10});
   EXPECT_EQ(expected_cost(deep).live_relus, deep.totals().relus);
 }

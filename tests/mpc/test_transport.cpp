@@ -71,11 +71,11 @@ TEST(Transport, LargeSimultaneousExchangeDoesNotDeadlock) {
   const std::vector<uint8_t> big(48u << 20, 1);
   std::vector<uint8_t> got_a, got_b;
   std::thread t([&] {
-    p.b->send(MsgType::ReluShare, big);
-    got_b = p.b->recv(MsgType::ReluShare);
+    p.b->send(MsgType::GateShare, big);
+    got_b = p.b->recv(MsgType::GateShare);
   });
-  p.a->send(MsgType::ReluShare, big);
-  got_a = p.a->recv(MsgType::ReluShare);
+  p.a->send(MsgType::GateShare, big);
+  got_a = p.a->recv(MsgType::GateShare);
   t.join();
   EXPECT_EQ(got_a.size(), big.size());
   EXPECT_EQ(got_b.size(), big.size());

@@ -1,7 +1,6 @@
-// The FSS primitives of fss.h: the DCF of Boyle et al. (eprint
-// 2020/1392: the tree construction with correction words s_CW, V_CW, t_CW^L,
-// t_CW^R per level and a final CW^(n+1), over the group Z_2^64^width), and the
-// ReLU gate on it. Implemented from the paper.
+// The DCF of dcf.h, after Boyle et al. (eprint 2020/1392: the tree
+// construction with correction words s_CW, V_CW, t_CW^L, t_CW^R per level and
+// a final CW^(n+1), over the group Z_2^64^width). Implemented from the paper.
 //
 // The PRG inside the tree. A node's seed s expands, for one side d (0 = left,
 // 1 = right), into blocks
@@ -24,7 +23,7 @@
 // and bits 0 and 1 are then cleared, so s_CW = s0^Lose xor s1^Lose has its two
 // low bits free to carry t_CW^L (bit 0) and t_CW^R (bit 1): a level's
 // correction word is 16 + 8*width bytes.
-#include "mpc/fss.h"
+#include "mpc/dcf.h"
 
 #include <algorithm>
 #include <cstring>
@@ -34,7 +33,7 @@
 #include "mpc/aes.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "fss.cpp reads key bytes and AES blocks as little-endian words"
+#error "dcf.cpp reads key bytes and AES blocks as little-endian words"
 #endif
 
 namespace dr::mpc {
@@ -70,43 +69,10 @@ constexpr u64 kFinalSide = 2;       // tweak "side" of the leaf conversion
 // (-1)^neg * v with neg an all-zeros or all-ones mask.
 inline u64 cneg(u64 v, u64 neg) { return (v ^ neg) - neg; }
 
-// Where things are in a DCF key (see dcf_key_bytes in fss.h).
-struct DcfLayout {
-  int n, width, vb;     // depth, payload words, value blocks per side
-  size_t level_bytes;   // s_CW (16, control bits in bits 0-1) + V_CW (8 * width)
-  size_t final_offset;  // CW^(n+1): 8 * width bytes
-  size_t key_bytes;
-  const uint8_t* level(const uint8_t* key, int i) const { return key + 16 + size_t(i) * level_bytes; }
-  uint8_t* level(uint8_t* key, int i) const { return key + 16 + size_t(i) * level_bytes; }
-};
-
-constexpr int kMaxWidth = 1 << 20;  // keeps every size computation far from overflow
-
-DcfLayout dcf_layout(int n, int width) {
-  if (n < 1 || n > 64)
-    throw std::runtime_error("DCF: domain bits n = " + std::to_string(n) + " outside 1..64");
-  if (width < 1 || width > kMaxWidth)
-    throw std::runtime_error("DCF: payload width " + std::to_string(width) + " outside 1.." +
-                             std::to_string(kMaxWidth));
-  DcfLayout L;
-  L.n = n;
-  L.width = width;
-  L.vb = (width + 1) / 2;
-  L.level_bytes = 16 + 8 * size_t(width);
-  L.final_offset = 16 + size_t(n) * L.level_bytes;
-  L.key_bytes = L.final_offset + 8 * size_t(width);
-  return L;
-}
-
 void check_in_domain(const char* what, int n, u64 v) {
   if (n < 64 && (v >> n) != 0)
     throw std::runtime_error(std::string("DCF: ") + what + " = " + std::to_string(v) +
                              " does not fit the " + std::to_string(n) + "-bit domain");
-}
-
-void check_party(const char* who, int b) {
-  if (b != 0 && b != 1)
-    throw std::runtime_error(std::string(who) + ": party must be 0 or 1, got " + std::to_string(b));
 }
 
 // Word k of the value blocks starting at v (block k/2, low or high half).
@@ -125,11 +91,10 @@ inline void aes_fixed(const Block* in, Block* out, size_t m) {
 // a level's whole working set (AES input and output, state, the keys' cache
 // lines) stays in L1; measured on Zen 4, 64 beats 512 by about 9% (at 512
 // the AES buffers alone fill the 32 KB L1). Generation expands four times as
-// many blocks per element and measured best at 512. The ReLU gate hands the
-// DCF 4,096 elements per call, which it splits as above.
+// many blocks per element and measured best at 512. The ReLU gate
+// (gates/relu.cpp) hands the DCF 4,096 elements per call, split as above.
 constexpr size_t kEvalChunk = 64;
 constexpr size_t kGenChunk = 512;
-constexpr size_t kReluChunk = 4096;
 
 // The loops below are templates on the payload width W so that the common
 // widths (1 and 2, the ReLU's) unroll; W = 0 reads the width at run time.
@@ -221,18 +186,6 @@ void eval_chunks(int b, const DcfLayout& L, const uint8_t* keys, size_t stride, 
     std::fill(st.v.begin(), st.v.begin() + m * L.width, 0);
     for (int i = 0; i < L.n; ++i) eval_level<W>(L, b, i, k, stride, x + c0, m, st);
     eval_final<W>(L, b, k, stride, m, st, out + c0 * L.width);
-  }
-}
-
-// dcf_eval_batch with keys `stride` bytes apart (the ReLU key embeds a DCF key).
-void dcf_eval_strided(int b, const DcfLayout& L, const uint8_t* keys, size_t stride, const u64* x,
-                      size_t count, u64* out) {
-  check_party("dcf_eval", b);
-  for (size_t e = 0; e < count; ++e) check_in_domain("input x", L.n, x[e]);
-  switch (L.width) {
-    case 1: return eval_chunks<1>(b, L, keys, stride, x, count, out);
-    case 2: return eval_chunks<2>(b, L, keys, stride, x, count, out);
-    default: return eval_chunks<0>(b, L, keys, stride, x, count, out);
   }
 }
 
@@ -351,6 +304,42 @@ void gen_chunks(const DcfLayout& L, const u64* alpha, const u64* beta, size_t co
   }
 }
 
+}  // namespace
+
+constexpr int kMaxWidth = 1 << 20;  // keeps every size computation far from overflow
+
+DcfLayout dcf_layout(int n, int width) {
+  if (n < 1 || n > 64)
+    throw std::runtime_error("DCF: domain bits n = " + std::to_string(n) + " outside 1..64");
+  if (width < 1 || width > kMaxWidth)
+    throw std::runtime_error("DCF: payload width " + std::to_string(width) + " outside 1.." +
+                             std::to_string(kMaxWidth));
+  DcfLayout L;
+  L.n = n;
+  L.width = width;
+  L.vb = (width + 1) / 2;
+  L.level_bytes = 16 + 8 * size_t(width);
+  L.final_offset = 16 + size_t(n) * L.level_bytes;
+  L.key_bytes = L.final_offset + 8 * size_t(width);
+  return L;
+}
+
+void check_party(const char* who, int b) {
+  if (b != 0 && b != 1)
+    throw std::runtime_error(std::string(who) + ": party must be 0 or 1, got " + std::to_string(b));
+}
+
+void dcf_eval_strided(int b, const DcfLayout& L, const uint8_t* keys, size_t stride, const u64* x,
+                      size_t count, u64* out) {
+  check_party("dcf_eval", b);
+  for (size_t e = 0; e < count; ++e) check_in_domain("input x", L.n, x[e]);
+  switch (L.width) {
+    case 1: return eval_chunks<1>(b, L, keys, stride, x, count, out);
+    case 2: return eval_chunks<2>(b, L, keys, stride, x, count, out);
+    default: return eval_chunks<0>(b, L, keys, stride, x, count, out);
+  }
+}
+
 void dcf_gen_strided(const DcfLayout& L, const u64* alpha, const u64* beta, size_t count, Prg& rng,
                      uint8_t* key0, uint8_t* key1, size_t stride) {
   for (size_t e = 0; e < count; ++e) check_in_domain("alpha", L.n, alpha[e]);
@@ -360,59 +349,6 @@ void dcf_gen_strided(const DcfLayout& L, const u64* alpha, const u64* beta, size
     default: return gen_chunks<0>(L, alpha, beta, count, rng, key0, key1, stride);
   }
 }
-
-// ---------------------------------------------------------------------------
-// ReLU gate
-// ---------------------------------------------------------------------------
-
-constexpr int kReluBits = 63, kReluWidth = 2;
-constexpr u64 kLow63 = (u64(1) << 63) - 1;
-
-// The four shares after the DCF key, in this order.
-enum ReluShare { kShareS = 0, kShareSR = 1, kShareR = 2, kShareROut = 3, kReluShares = 4 };
-
-const DcfLayout& relu_dcf() {
-  static const DcfLayout L = dcf_layout(kReluBits, kReluWidth);  // immutable after init
-  return L;
-}
-
-// The dealer's part for one chunk of m elements: DCF keys, then the shares.
-void relu_gen_chunk(const u64* r_in, const u64* r_out, size_t m, Prg& rng, uint8_t* key0,
-                    uint8_t* key1) {
-  const DcfLayout& L = relu_dcf();
-  const size_t kb = relu_key_bytes();
-  std::vector<u64> alpha(m), beta(2 * m), value(kReluShares * m), rnd(kReluShares * m);
-  for (size_t e = 0; e < m; ++e) {
-    const u64 r = r_in[e], s = 1 ^ (r >> 63), sigma = 1 - 2 * s;  // sigma = +1 or -1
-    alpha[e] = r & kLow63;
-    beta[2 * e] = sigma;
-    beta[2 * e + 1] = sigma * r;
-    value[kReluShares * e + kShareS] = s;
-    value[kReluShares * e + kShareSR] = s * r;
-    value[kReluShares * e + kShareR] = r;
-    value[kReluShares * e + kShareROut] = r_out[e];
-  }
-  dcf_gen_strided(L, alpha.data(), beta.data(), m, rng, key0, key1, kb);
-  rng.fill(rnd.data(), rnd.size());
-  for (size_t e = 0; e < m; ++e)
-    for (int j = 0; j < kReluShares; ++j) {
-      const u64 a = rnd[kReluShares * e + j], v = value[kReluShares * e + j];
-      store_u64(key0 + e * kb + L.key_bytes + 8 * j, a);
-      store_u64(key1 + e * kb + L.key_bytes + 8 * j, v - a);
-    }
-}
-
-// Party b's output share for one element from its two DCF output words and its shares.
-inline u64 relu_combine(int b, u64 y, const u64 dcf[2], const uint8_t* shares) {
-  const u64 p = dcf[0] + load_u64(shares + 8 * kShareS);     // share of d = s xor c
-  const u64 q = dcf[1] + load_u64(shares + 8 * kShareSR);    // share of d * r
-  const u64 rout = load_u64(shares + 8 * kShareROut);
-  if ((y >> 63) == 0) return y * p - q + rout;               // sign = d: d*y - d*r
-  const u64 y_once = b == 0 ? y : 0;                         // sign = 1 - d:
-  return y_once - load_u64(shares + 8 * kShareR) - y * p + q + rout;  // y - r - d*y + d*r
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------
 // DCF
@@ -439,34 +375,6 @@ void dcf_eval(int b, int n, int width, const uint8_t* key, u64 x, u64* out) {
 void dcf_eval_batch(int b, int n, int width, const uint8_t* keys, const u64* x, size_t count, u64* out) {
   const DcfLayout L = dcf_layout(n, width);
   dcf_eval_strided(b, L, keys, L.key_bytes, x, count, out);
-}
-
-// ---------------------------------------------------------------------------
-// ReLU
-// ---------------------------------------------------------------------------
-
-size_t relu_key_bytes() { return relu_dcf().key_bytes + 8 * kReluShares; }
-
-void relu_gen(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1) {
-  const size_t kb = relu_key_bytes();
-  for (size_t c0 = 0; c0 < n; c0 += kGenChunk) {
-    const size_t m = std::min(kGenChunk, n - c0);
-    relu_gen_chunk(r_in + c0, r_out + c0, m, rng, key0 + c0 * kb, key1 + c0 * kb);
-  }
-}
-
-void relu_eval(int b, const uint8_t* keys, const u64* x_hat, size_t n, u64* share_out) {
-  check_party("relu_eval", b);
-  const DcfLayout& L = relu_dcf();
-  const size_t kb = relu_key_bytes();
-  std::vector<u64> ylow(std::min(n, kReluChunk)), dcf(2 * std::min(n, kReluChunk));
-  for (size_t c0 = 0; c0 < n; c0 += kReluChunk) {
-    const size_t m = std::min(kReluChunk, n - c0);
-    for (size_t e = 0; e < m; ++e) ylow[e] = x_hat[c0 + e] & kLow63;
-    dcf_eval_strided(b, L, keys + c0 * kb, kb, ylow.data(), m, dcf.data());
-    for (size_t e = 0; e < m; ++e)
-      share_out[c0 + e] = relu_combine(b, x_hat[c0 + e], &dcf[2 * e], keys + (c0 + e) * kb + L.key_bytes);
-  }
 }
 
 }  // namespace dr::mpc

@@ -1,8 +1,8 @@
-// Tests of the FSS primitives (src/mpc/fss.h, src/mpc/aes.h): AES known
-// answers, the Prg stream, the DCF (exhaustive at n = 8, random at n = 64 and
-// every depth) and the ReLU gate bit-exact, plus statistical checks that one
-// party's key material and output share look uniform. Deterministic: every
-// random choice comes from a fixed seed.
+// Tests of the FSS primitives (src/mpc/aes.h, src/mpc/prg.h, src/mpc/dcf.h):
+// AES known answers, the Prg stream, the DCF (exhaustive at n = 8, random at
+// n = 64 and every depth), plus a statistical check that one party's key
+// material looks uniform. Deterministic: every random choice comes from a
+// fixed seed. The gates built on the DCF: test_gates.cpp.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -15,9 +15,14 @@
 #include <vector>
 
 #include "mpc/aes.h"
-#include "mpc/fss.h"
+#include "mpc/dcf.h"
+#include "mpc/prg.h"
+#include "fss_test_util.h"
 
 using namespace dr::mpc;
+using dr::mpc::test::bit_counts;
+using dr::mpc::test::expect_balanced;
+using dr::mpc::test::seeded;
 
 namespace {
 
@@ -27,14 +32,6 @@ std::vector<uint8_t> hex(const std::string& h) {
   return out;
 }
 
-Prg seeded(uint8_t tag) {
-  uint8_t seed[16];
-  for (int i = 0; i < 16; ++i) seed[i] = uint8_t(tag * 16 + i);
-  return Prg(seed);
-}
-
-u64 relu_ref(u64 x) { return int64_t(x) >= 0 ? x : 0; }
-
 // Both parties' DCF shares of count keys, summed.
 std::vector<u64> dcf_sum(int n, int w, const std::vector<uint8_t>& k0, const std::vector<uint8_t>& k1,
                          const std::vector<u64>& x) {
@@ -43,27 +40,6 @@ std::vector<u64> dcf_sum(int n, int w, const std::vector<uint8_t>& k0, const std
   dcf_eval_batch(1, n, w, k1.data(), x.data(), x.size(), o1.data());
   for (size_t i = 0; i < o0.size(); ++i) o0[i] += o1[i];
   return o0;
-}
-
-// Count of set bits at each bit position over `count` records of `bytes` bytes.
-std::vector<int> bit_counts(const uint8_t* data, size_t count, size_t bytes, size_t stride) {
-  std::vector<int> c(bytes * 8, 0);
-  for (size_t r = 0; r < count; ++r)
-    for (size_t i = 0; i < bytes; ++i)
-      for (int b = 0; b < 8; ++b) c[i * 8 + b] += (data[r * stride + i] >> b) & 1;
-  return c;
-}
-
-// Every position's count within 6 standard deviations of count/2 (fixed
-// seeds make this deterministic; 6 sigma keeps it far from the edge).
-void expect_balanced(const std::vector<int>& c, size_t count, const std::string& what) {
-  const double sd = std::sqrt(double(count) / 4), lo = count / 2.0 - 6 * sd, hi = count / 2.0 + 6 * sd;
-  int bad = 0;
-  for (size_t i = 0; i < c.size(); ++i)
-    if (c[i] < lo || c[i] > hi) {
-      if (++bad <= 5) ADD_FAILURE() << what << ": bit " << i << " set " << c[i] << " of " << count;
-    }
-  EXPECT_EQ(bad, 0) << what;
 }
 
 }  // namespace
@@ -352,143 +328,4 @@ TEST(Dcf, OnePartyKeyBitsLookUniform) {
       expect_balanced(bit_counts(k0.data(), count, kb, kb), count, "party 0 key, alpha " + std::to_string(alpha));
       expect_balanced(bit_counts(k1.data(), count, kb, kb), count, "party 1 key, alpha " + std::to_string(alpha));
     }
-}
-
-// ---------------------------------------------------------------------------
-// ReLU
-// ---------------------------------------------------------------------------
-
-namespace {
-
-// relu(x) + r_out from both parties' shares, for each (x, r_in, r_out).
-std::vector<u64> relu_open(const std::vector<u64>& x, const std::vector<u64>& r_in,
-                           const std::vector<u64>& r_out, uint8_t seed) {
-  const size_t n = x.size(), kb = relu_key_bytes();
-  std::vector<uint8_t> k0(n * kb), k1(n * kb);
-  Prg rng = seeded(seed);
-  relu_gen(r_in.data(), r_out.data(), n, rng, k0.data(), k1.data());
-  std::vector<u64> x_hat(n), s0(n), s1(n);
-  for (size_t i = 0; i < n; ++i) x_hat[i] = x[i] + r_in[i];
-  relu_eval(0, k0.data(), x_hat.data(), n, s0.data());
-  relu_eval(1, k1.data(), x_hat.data(), n, s1.data());
-  for (size_t i = 0; i < n; ++i) s0[i] += s1[i];
-  return s0;
-}
-
-}  // namespace
-
-TEST(Relu, KeyBytes) {
-  EXPECT_EQ(relu_key_bytes(), dcf_key_bytes(63, 2) + 32);
-  EXPECT_EQ(relu_key_bytes(), 2080u);
-  EXPECT_LE(relu_key_bytes(), 2200u);
-}
-
-TEST(Relu, EdgeInputsAndMasks) {
-  const u64 p62 = u64(1) << 62, p63 = u64(1) << 63;
-  std::mt19937_64 rnd(1);
-  std::vector<u64> xs = {0, 1, ~u64(0), 2, u64(-2), p62, u64(0) - p62, p62 - 1, u64(0) - p62 + 1,
-                         p63 - 1, p63, p63 + 1};
-  for (int i = 0; i < 8; ++i) xs.push_back(rnd());
-  std::vector<u64> rs = {0, 1, p63, p63 - 1, p63 + 1, ~u64(0), p62, p63 | 12345};
-  for (int i = 0; i < 8; ++i) rs.push_back(rnd());
-  std::vector<u64> x, r_in, r_out;
-  for (u64 xv : xs)
-    for (u64 rv : rs)
-      for (u64 ro : {u64(0), ~u64(0), u64(rnd())}) {
-        x.push_back(xv);
-        r_in.push_back(rv);
-        r_out.push_back(ro);
-      }
-  auto got = relu_open(x, r_in, r_out, 70);
-  for (size_t i = 0; i < x.size(); ++i)
-    ASSERT_EQ(got[i], relu_ref(x[i]) + r_out[i]) << "x=" << int64_t(x[i]) << " r_in=" << r_in[i] << " r_out=" << r_out[i];
-}
-
-// Many random pairs, with x^ and r near the 2^63 boundaries where the carry c flips.
-TEST(Relu, RandomPairs) {
-  const size_t n = 100000;
-  std::mt19937_64 rnd(2);
-  std::vector<u64> x(n), r_in(n), r_out(n);
-  for (size_t i = 0; i < n; ++i) {
-    r_in[i] = rnd();
-    r_out[i] = rnd();
-    switch (i % 4) {
-      case 0: x[i] = rnd(); break;
-      case 1: x[i] = u64(int64_t(rnd()) >> (rnd() % 64)); break;   // small magnitudes, both signs
-      case 2: x[i] = (u64(1) << 63) - r_in[i] + (rnd() % 5) - 2; break;  // x^ near 2^63
-      default: x[i] = (r_in[i] & ((u64(1) << 63) - 1)) - r_in[i] + (rnd() % 5) - 2;  // x^low near r_low
-    }
-  }
-  auto got = relu_open(x, r_in, r_out, 71);
-  for (size_t i = 0; i < n; ++i)
-    ASSERT_EQ(got[i], relu_ref(x[i]) + r_out[i]) << "x=" << int64_t(x[i]) << " r_in=" << r_in[i];
-}
-
-TEST(Relu, BatchSizesAroundTheChunk) {
-  std::mt19937_64 rnd(3);
-  // The DCF evaluates 64 elements at a time, generates 512, the gate hands it 4,096.
-  for (size_t n : {0, 1, 63, 64, 65, 511, 512, 513, 4095, 4097}) {
-    std::vector<u64> x(n), r_in(n), r_out(n);
-    for (size_t i = 0; i < n; ++i) {
-      x[i] = rnd();
-      r_in[i] = rnd();
-      r_out[i] = rnd();
-    }
-    auto got = relu_open(x, r_in, r_out, 72);
-    for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], relu_ref(x[i]) + r_out[i]) << "n=" << n << " i=" << i;
-  }
-}
-
-// One party's key, and its output share, look uniform even for the most
-// structured masks (r_in = r_out = 0) and a fixed input: a party learns nothing
-// from what it holds. (The key never depends on x at all: relu_gen does not see it.)
-TEST(Relu, OnePartyViewLooksUniform) {
-  const size_t count = 4096, kb = relu_key_bytes();
-  for (u64 r : {u64(0), u64(1) << 63}) {
-    std::vector<u64> r_in(count, r), r_out(count, 0), x_hat(count, r + 5), share(count);
-    std::vector<uint8_t> k0(count * kb), k1(count * kb);
-    Prg rng = seeded(uint8_t(80 + (r >> 63)));
-    relu_gen(r_in.data(), r_out.data(), count, rng, k0.data(), k1.data());
-    for (int party = 0; party < 2; ++party) {
-      const auto& k = party ? k1 : k0;
-      const std::string who = "party " + std::to_string(party) + ", r_in " + std::to_string(r);
-      expect_balanced(bit_counts(k.data(), count, kb, kb), count, who + " key");
-      relu_eval(party, k.data(), x_hat.data(), count, share.data());
-      expect_balanced(bit_counts(reinterpret_cast<const uint8_t*>(share.data()), count, 8, 8), count,
-                      who + " output share");
-    }
-  }
-}
-
-TEST(Relu, RejectsBadParty) {
-  std::vector<uint8_t> k(relu_key_bytes());
-  u64 x = 0, out = 0;
-  EXPECT_THROW(relu_eval(2, k.data(), &x, 1, &out), std::runtime_error);
-}
-
-// ---------------------------------------------------------------------------
-// Threads: each thread has its own AES context
-// ---------------------------------------------------------------------------
-
-TEST(Fss, EvaluationFromSeveralThreads) {
-  const size_t n = 3000, kb = relu_key_bytes();
-  std::mt19937_64 rnd(4);
-  std::vector<u64> x(n), r_in(n), r_out(n), x_hat(n);
-  for (size_t i = 0; i < n; ++i) {
-    x[i] = rnd();
-    r_in[i] = rnd();
-    r_out[i] = rnd();
-    x_hat[i] = x[i] + r_in[i];
-  }
-  std::vector<uint8_t> k0(n * kb), k1(n * kb);
-  Prg rng = seeded(90);
-  relu_gen(r_in.data(), r_out.data(), n, rng, k0.data(), k1.data());
-  std::vector<u64> ref(n);
-  relu_eval(0, k0.data(), x_hat.data(), n, ref.data());
-  std::vector<std::vector<u64>> got(4, std::vector<u64>(n));
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t)
-    threads.emplace_back([&, t] { relu_eval(0, k0.data(), x_hat.data(), n, got[t].data()); });
-  for (auto& th : threads) th.join();
-  for (int t = 0; t < 4; ++t) EXPECT_EQ(got[t], ref) << "thread " << t;
 }

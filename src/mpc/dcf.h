@@ -1,9 +1,9 @@
 #pragma once
-// Function secret sharing for the ReLU gate: a distributed comparison
-// function (DCF) and the ReLU gate built on it (randomness: mpc/prg.h), after
-// Boyle, Chandran, Gilboa, Gupta, Ishai, Kumaresan, Rathee: "Function Secret
-// Sharing for Mixed-Mode and Fixed-Point Secure Computation" (EUROCRYPT 2021,
-// eprint 2020/1392). Implemented from the paper. No torch here.
+// A distributed comparison function (DCF), the FSS primitive the comparison
+// gates are built on (randomness: mpc/prg.h), after Boyle, Chandran, Gilboa,
+// Gupta, Ishai, Kumaresan, Rathee: "Function Secret Sharing for Mixed-Mode and
+// Fixed-Point Secure Computation" (EUROCRYPT 2021, eprint 2020/1392).
+// Implemented from the paper. No torch here.
 //
 // Ring: Z_2^64 (uint64_t arithmetic wraps). Party b is 0 (server) or 1
 // (client); values are additive shares (x = x0 + x1 mod 2^64) or masked
@@ -30,7 +30,7 @@ namespace dr::mpc {
 //   16 + n*(16 + 8*width)         CW^(n+1) (width words)
 // so dcf_key_bytes(n, w) = 16 + n*(16 + 8w) + 8w; n = 63, w = 2: 2,048 bytes.
 // Evaluation costs n*(1 + ceil(w/2)) + ceil(w/2) AES blocks (fixed-key AES in
-// MMO form, see fss.cpp). All functions are safe to call from several threads
+// MMO form, see dcf.cpp). All functions are safe to call from several threads
 // at once (each thread has its own AES context), with distinct Prg objects.
 size_t dcf_key_bytes(int n, int width);
 // Dealer: writes key0, key1 (each dcf_key_bytes long).
@@ -46,22 +46,24 @@ void dcf_eval(int b, int n, int width, const uint8_t* key, u64 x, u64* out);
 // out[i*width .. (i+1)*width) = share of f_i(x[i]).
 void dcf_eval_batch(int b, int n, int width, const uint8_t* keys, const u64* x, size_t count, u64* out);
 
-// --- ReLU gate over Z_2^64 ---------------------------------------------------
-// For an element with input mask r_in and output mask r_out, the gate gives
-// each party an additive share of relu(x) + r_out from the masked input
-// x^ = x + r_in, where relu(x) = x when x, read as a signed 64-bit integer, is
-// >= 0, else 0. One DCF on the low 63 bits plus a few words per element.
-// The two shares are summed by exchanging them (one round): relu^ = relu(x) + r_out.
-// Key of one element for one party (relu_key_bytes() = 2,080 bytes):
-//   [0, 2048)     DCF key, n = 63, width 2, alpha = r_in mod 2^63,
-//                 beta = (sigma, sigma * r_in), s = 1 xor MSB(r_in), sigma = 1 - 2s
-//   [2048, 2080)  this party's additive shares of s, s * r_in, r_in, r_out
-//                 (uniformly random share for party 0, value minus it for party 1)
-// The derivation is in docs/private_inference.md ("ReLU").
-size_t relu_key_bytes();
-// Dealer: keys for n elements; key0/key1 receive n * relu_key_bytes() bytes each.
-void relu_gen(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1);
-// Party b: share_out[i] = its share of relu(x_i) + r_out_i, from x_hat[i] = x_i + r_in_i.
-void relu_eval(int b, const uint8_t* keys, const u64* x_hat, size_t n, u64* share_out);
+// --- for gates whose per-element key begins with a DCF key -------------------
+// Where things are in a DCF key of depth n and payload width.
+struct DcfLayout {
+  int n, width, vb;     // depth, payload words, value blocks per side
+  size_t level_bytes;   // s_CW (16, control bits in bits 0-1) + V_CW (8 * width)
+  size_t final_offset;  // CW^(n+1): 8 * width bytes
+  size_t key_bytes;
+  const uint8_t* level(const uint8_t* key, int i) const { return key + 16 + size_t(i) * level_bytes; }
+  uint8_t* level(uint8_t* key, int i) const { return key + 16 + size_t(i) * level_bytes; }
+};
+DcfLayout dcf_layout(int n, int width);  // throws std::runtime_error for n or width out of range
+// As dcf_gen_batch / dcf_eval_batch with the keys `stride` (>= L.key_bytes)
+// bytes apart: a gate's key holds the DCF key first and its own words after.
+void dcf_gen_strided(const DcfLayout& L, const u64* alpha, const u64* beta, size_t count, Prg& rng,
+                     uint8_t* key0, uint8_t* key1, size_t stride);
+void dcf_eval_strided(int b, const DcfLayout& L, const uint8_t* keys, size_t stride, const u64* x, size_t count,
+                      u64* out);
+// std::runtime_error naming `who` unless b is 0 or 1.
+void check_party(const char* who, int b);
 
 }  // namespace dr::mpc

@@ -1,0 +1,18 @@
+#include "mpc/gate.h"
+
+#include <stdexcept>
+
+#include "mpc/gates/relu.h"
+
+namespace dr::mpc {
+
+const Gate& gate_of(GateKind kind) {
+  switch (kind) {  // the registry: one line per gate
+    case GateKind::Relu: return relu_gate();
+  }
+  throw std::logic_error("gate_of: unknown gate kind " + std::to_string(int(kind)));
+}
+
+const char* kind_name(const Step& s) { return s.kind == StepKind::Gate ? gate_of(s).name() : step_kind_name(s.kind); }
+
+}  // namespace dr::mpc
