@@ -14,6 +14,18 @@ namespace dr::test {
 
 inline bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
 
+// The message of the E that f throws, or "<no exception>" (an exception of
+// another type propagates and fails the test).
+template <class E = std::exception, class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
 // A fresh directory under the system temp dir, removed with everything in it.
 struct ScratchDir {
   std::string path;

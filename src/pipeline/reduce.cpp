@@ -10,12 +10,12 @@
 #include "pi/cost.h"
 #include "pipeline/criticality.h"
 #include "pipeline/jobs.h"
+#include "pipeline/method.h"
 #include "pipeline/private_inference.h"
 #include "pipeline/reduce_report.h"
 #include "report/format.h"
 #include "report/table.h"
 #include "train/provenance.h"
-#include "train/snl.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -26,56 +26,10 @@ namespace {
 
 using util::path_join;
 
-// Everything decided before training: checked settings and the candidates.
-struct Plan {
-  std::string base_spec;
-  arch::InputSpec input;
-  int64_t base_relus = 0;
-  std::vector<std::string> stages;  // the family's stages
-  std::string teacher_dir;
-  std::vector<std::string> order;   // least to most critical; empty until measured
-  std::string order_from;           // "given", "measured" (an earlier run's criticality.json) or ""
-  std::vector<search::Candidate> candidates;
-  std::vector<search::BudgetPlan> budgets;  // DeepReDuce's picks (empty without that method)
-  bool deepreduce = false, snl = false, combined = false;
-  search::Candidate combined_start;         // DeepReDuce's cull-1 + thin network, where combined starts
-};
+using Methods = std::vector<std::unique_ptr<Method>>;
 
-// Every method `--method` accepts, in the order `all` lists them.
-const std::vector<std::string> kMethods = {"deepreduce", "snl", "combined"};
-
-bool uses(const ReduceOptions& o, const char* method) {
-  return std::find(o.methods.begin(), o.methods.end(), method) != o.methods.end();
-}
-
-// The network the combined method starts from: the least critical stage
-// culled, the others thinned (cull only where the family has no thinning).
-search::Candidate combined_start(const std::vector<search::Candidate>& candidates) {
-  const search::Candidate* best = nullptr;
-  for (const auto& c : candidates)
-    if (c.culled == 1 && (c.step == search::Step::Cull || c.step == search::Step::Thin) &&
-        (!best || c.step > best->step))
-      best = &c;
-  if (!best) throw std::invalid_argument("no DeepReDuce network culls exactly one stage here: nothing to combine with");
-  return *best;
-}
-
-std::vector<int64_t> budgets_below(const std::vector<int64_t>& budgets, int64_t relus) {
-  std::vector<int64_t> out;
-  for (int64_t b : budgets)
-    if (b < relus) out.push_back(b);
-  return out;
-}
-
-// The SNL methods' budgets: below their starting network's ReLUs.
-void check_snl_budgets(const ReduceOptions& o, const Plan& p) {
-  for (int64_t b : o.budgets)
-    if (p.snl && b >= p.base_relus)
-      throw std::invalid_argument("budget " + std::to_string(b) + " is not below the teacher's " +
-                                  std::to_string(p.base_relus) + " ReLUs (method snl)");
-  if (p.combined && budgets_below(o.budgets, p.combined_start.relus).empty())
-    throw std::invalid_argument("no budget is below the " + std::to_string(p.combined_start.relus) + " ReLUs of " +
-                                p.combined_start.spec + ", where the combined method starts");
+bool any_uses_criticality(const Methods& methods) {
+  return std::any_of(methods.begin(), methods.end(), [](const auto& m) { return m->uses_criticality(); });
 }
 
 std::vector<std::string> known_order(const ReduceOptions& o) {
@@ -85,26 +39,14 @@ std::vector<std::string> known_order(const ReduceOptions& o) {
   return nlohmann::json::parse(util::read_file(measured))["order"].get<std::vector<std::string>>();
 }
 
-// The SNL methods' LinearizeOptions (run_snl) as far as they are known
-// before the teacher exists.
-LinearizeOptions snl_options(const ReduceOptions& o) {
-  LinearizeOptions l = o.snl;
-  share_settings(o.train, l.finetune);
-  l.finetune.kd_lambda = o.train.kd_lambda;  // as DeepReDuce's candidates
-  l.sweep = o.sweep;
-  l.plot_ext = o.plot_ext;
-  l.flags = {"--snl-", "--snl-finetune-epochs", "--snl-epochs-per-point"};
-  return l;
-}
-
 // A given teacher: finished, for --data's input and classes; the --model
 // network itself, all-ReLU, where its weights are a start (snl, combined,
 // --init-teacher). A KD-only teacher (deepreduce) may be any network.
-void check_given_teacher(const ReduceOptions& o, const Plan& p) {
+void check_given_teacher(const ReduceOptions& o, const ReducePlan& p, const Methods& methods) {
   train::check_run_for_data(o.teacher, "teacher", o.train.data);
   std::vector<std::string> starts;
-  if (p.snl) starts.push_back("--method snl starts from its weights");
-  if (p.combined) starts.push_back("--method combined starts from the DeepReDuce network it taught");
+  for (const auto& m : methods)
+    if (!m->starts_from_teacher().empty()) starts.push_back(m->starts_from_teacher());
   if (o.init_from_teacher) starts.push_back("--init-teacher starts the candidates from its weights");
   if (starts.empty()) return;
   const std::string why = util::join(starts, "; ");
@@ -129,53 +71,40 @@ void check_measure_pi(const ReduceOptions& o) {
 }
 
 // Checks every setting and builds the plan; reads no data file.
-Plan make_plan(const ReduceOptions& o) {
-  // SNL's settings (and the budget list, plot format and --jobs they share)
-  // whatever the methods: an option given is checked even where unused.
-  LinearizeOptions l = snl_options(o);
-  l.budgets = o.budgets;
-  validate_settings(l);
+ReducePlan make_plan(const ReduceOptions& o, const Methods& methods) {
+  std::vector<std::string> outputs = {"plan.json", "teacher/config.json", "criticality"};
+  for (const MethodEntry& e : method_registry()) {
+    if (e.check_settings) e.check_settings(o);
+    outputs.insert(outputs.end(), e.outputs.begin(), e.outputs.end());
+  }
   const arch::ModelSpec base = arch::parse_family_spec(o.train.model, "--model");
   o.train.validate();
   pi::select_protocols(pi::load_cost_model(), o.protocols);
   check_measure_pi(o);
-  Plan p;
-  p.deepreduce = uses(o, "deepreduce");
-  p.snl = uses(o, "snl");
-  p.combined = uses(o, "combined");
-  check_output_dir(o.out, "reduce",
-                   {"plan.json", "teacher/config.json", "criticality", "candidates", "snl/search", "combined/search"});
+  check_output_dir(o.out, "reduce", outputs);
+  ReducePlan p;
   p.base_spec = base.canonical();
   p.input = arch::parse_source(o.train.data).input;
   p.base_relus = arch::build_network(base, p.input).totals().relus;
   p.stages = arch::find_family(base.family).stages;
   p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
-  if (!o.teacher.empty()) check_given_teacher(o, p);
+  if (!o.teacher.empty()) check_given_teacher(o, p, methods);
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
   p.order = known_order(o);
   p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
   p.candidates = search::deepreduce_candidates(p.base_spec, p.order.empty() ? p.stages : p.order, p.input);
-  if (p.deepreduce) p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
-  if (p.combined) p.combined_start = combined_start(p.candidates);
-  check_snl_budgets(o, p);
+  for (const auto& m : methods) m->plan(o, p, false);
   return p;
 }
 
-std::string plan_table(const std::vector<search::BudgetPlan>& plans) {
-  report::Table t({{"budget", "budget", true}, {"step", "step"}, {"spec", "network"}, {"relus", "ReLUs", true}});
-  for (const auto& p : plans)
-    for (const auto& c : p.picks) t.add_row({p.budget, c.step_name, c.spec, c.relus});
-  return t.render(report::Format::Table);
-}
-
-void print_plan(const ReduceOptions& o, const Plan& p) {
+void print_plan(const ReduceOptions& o, const ReducePlan& p, const Methods& methods) {
   std::cout << "Plan (" << util::join(o.methods, ", ") << ") for " << p.base_spec << " on " << o.train.data << " ("
             << p.input.shape.str() << ", " << p.input.classes << " classes), baseline "
             << report::thousands(p.base_relus) << " ReLUs\n";
   int step = 0;
   std::cout << "  " << ++step << ". teacher: " << p.teacher_dir
             << (o.teacher.empty() ? " (the all-ReLU baseline, trained here)" : " (given)") << "\n";
-  const bool needs_order = p.deepreduce || p.combined;  // the methods that cull by the criticality order
+  const bool needs_order = any_uses_criticality(methods);
   if (needs_order && !p.order.empty())
     std::cout << "  " << ++step << ". criticality order (" << p.order_from << "): " << util::join(p.order, " < ")
               << "\n";
@@ -184,17 +113,9 @@ void print_plan(const ReduceOptions& o, const Plan& p) {
               << (o.without_kd ? " and " + std::to_string(p.stages.size()) + " without" : "") << " -> "
               << path_join(o.out, "criticality") << "\n";
   const int criticality_step = step;
-  if (p.deepreduce)
-    std::cout << "  " << ++step << ". DeepReDuce candidates per budget, trained with KD:\n" << plan_table(p.budgets);
-  else if (p.combined)
-    std::cout << "  " << ++step << ". DeepReDuce's " << p.combined_start.step_name << " network trained with KD -> "
-              << candidate_dir(o.out, p.combined_start.spec) << "\n";
-  if (p.snl)
-    std::cout << "  " << ++step << ". SNL from the teacher to every budget -> " << path_join(o.out, "snl") << "\n";
-  if (p.combined)
-    std::cout << "  " << ++step << ". SNL from DeepReDuce's " << p.combined_start.step_name << " network ("
-              << report::thousands(p.combined_start.relus) << " ReLUs" << (p.order.empty() ? ", under the assumed order" : "")
-              << ") to the budgets below it -> " << path_join(o.out, "combined") << "\n";
+  bool listed = false;
+  for (const auto& m : methods) listed = m->print_candidates(o, p, step, listed);
+  for (const auto& m : methods) m->print_own(o, p, step);
   if (p.order.empty() && needs_order)
     std::cout << "Which stages are culled depends on the criticality measured in step " << criticality_step
               << ", and with them the ReLU\ncounts and the picks above: they are shown for the order "
@@ -214,7 +135,7 @@ void check_measured_images(const ReduceOptions& o) {
                                 " (accepted: 0.." + std::to_string(n) + ")");
 }
 
-bool train_teacher(const ReduceOptions& o, const Plan& p, size_t& index) {
+bool train_teacher(const ReduceOptions& o, const ReducePlan& p, size_t& index) {
   if (!o.teacher.empty()) return true;
   return run_phase("teacher", {{"baseline " + p.base_spec, job_config(o.train, p.base_spec, p.teacher_dir, "", false)}},
                    o.sweep, index);
@@ -222,7 +143,7 @@ bool train_teacher(const ReduceOptions& o, const Plan& p, size_t& index) {
 
 // Step 2: the measured criticality (rows and order), unless the order is
 // known. False when this shard must stop.
-bool measure_criticality(const ReduceOptions& o, const Plan& p, size_t& index, CriticalityResult& out) {
+bool measure_criticality(const ReduceOptions& o, const ReducePlan& p, size_t& index, CriticalityResult& out) {
   if (!o.order.empty()) {
     out.order = p.order;
     out.complete = true;
@@ -243,90 +164,71 @@ bool measure_criticality(const ReduceOptions& o, const Plan& p, size_t& index, C
   return out.complete;
 }
 
-void write_plan_json(const std::string& out, const Plan& p) {
+void write_plan_json(const ReduceOptions& o, const ReducePlan& p, const Methods& methods) {
   nlohmann::json j = {{"model", p.base_spec}, {"order", p.order}, {"candidates", nlohmann::json::array()},
                       {"budgets", nlohmann::json::array()}};
   for (const auto& c : p.candidates)
     j["candidates"].push_back({{"step", static_cast<int>(c.step)}, {"name", c.step_name}, {"spec", c.spec}, {"relus", c.relus}});
-  for (const auto& b : p.budgets) {
-    nlohmann::json picks = nlohmann::json::array();
-    for (const auto& c : b.picks) picks.push_back(c.spec);
-    j["budgets"].push_back({{"budget", b.budget}, {"picks", picks}});
-  }
-  util::write_file_atomic(path_join(out, "plan.json"), j.dump(2) + "\n");
+  for (const auto& m : methods) m->add_plan_json(j);
+  util::write_file_atomic(path_join(o.out, "plan.json"), j.dump(2) + "\n");
 }
 
-// Step 3: the plan under the final order, its networks trained with KD.
-bool train_candidates(const ReduceOptions& o, Plan& p, const std::vector<std::string>& order, size_t& index) {
+// Step 3: the methods replanned under the final order, the DeepReDuce
+// networks they ask for trained with KD.
+bool train_candidates(const ReduceOptions& o, ReducePlan& p, const Methods& methods,
+                      const std::vector<std::string>& order, size_t& index) {
   if (!order.empty() && order != p.order) {
     p.order = order;
     p.candidates = search::deepreduce_candidates(p.base_spec, order, p.input);
-    if (p.deepreduce) {
-      p.budgets = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
-      std::cout << "\nCandidates under the measured order " << util::join(order, " < ") << ":\n"
-                << plan_table(p.budgets);
-    }
-    if (p.combined) p.combined_start = combined_start(p.candidates);
+    for (const auto& m : methods) m->plan(o, p, true);
   }
-  write_plan_json(o.out, p);
-  std::vector<search::Candidate> train = picked_candidates(p.budgets);
-  if (p.combined && std::none_of(train.begin(), train.end(), [&](const auto& c) { return c.spec == p.combined_start.spec; }))
-    train.push_back(p.combined_start);
+  write_plan_json(o, p, methods);
   std::vector<Job> jobs;
-  for (const auto& c : train)
-    jobs.push_back({c.step_name + " (" + report::thousands(c.relus) + " ReLUs)",
-                    job_config(o.train, c.spec, candidate_dir(o.out, c.spec), p.teacher_dir, o.init_from_teacher)});
+  std::set<std::string> seen;
+  for (const auto& m : methods)
+    for (const auto& c : m->candidates())
+      if (seen.insert(c.spec).second)
+        jobs.push_back({c.step_name + " (" + report::thousands(c.relus) + " ReLUs)",
+                        job_config(o.train, c.spec, candidate_dir(o.out, c.spec), p.teacher_dir, o.init_from_teacher)});
   return run_phase("candidates", jobs, o.sweep, index);
-}
-
-// SNL (from the teacher, or `from` for the combined method) to the budgets
-// below its starting network; false when this shard must stop.
-bool run_snl(const ReduceOptions& o, const Plan& p, const std::string& name, const std::string& from,
-             int64_t start_relus, std::vector<LinearizedPoint>& out) {
-  LinearizeOptions l = snl_options(o);
-  l.finetune.teacher = p.teacher_dir;
-  l.out = path_join(o.out, name);
-  l.from = from;
-  l.budgets = budgets_below(o.budgets, start_relus);
-  std::cerr << "[" << name << "] SNL from " << (from.empty() ? p.teacher_dir : from) << " -> " << l.out << "\n";
-  out = run_linearize(l);
-  return !out.empty();
 }
 
 }  // namespace
 
 std::vector<std::string> parse_methods(const std::string& text) {
+  std::vector<std::string> known;
+  for (const MethodEntry& e : method_registry()) known.push_back(e.name);
   if (text == "both") return {"deepreduce", "snl"};
-  if (text == "all") return kMethods;
+  if (text == "all") return known;
   std::vector<std::string> out;
   for (const auto& m : util::split(text, ',')) {
-    if (std::find(kMethods.begin(), kMethods.end(), m) == kMethods.end())
+    if (std::find(known.begin(), known.end(), m) == known.end())
       throw std::invalid_argument("--method '" + text + "': unknown method '" + m + "' (accepted: " +
-                                  util::join(kMethods) + ", a comma list, both, all)");
+                                  util::join(known) + ", a comma list, both, all)");
     if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
   }
   return out;
 }
 
 std::string run_reduce(const ReduceOptions& o) {
-  Plan p = make_plan(o);
+  const Methods methods = make_methods(o.methods);
+  ReducePlan p = make_plan(o, methods);
   // Taken once, at the start: results.json and report.md record the same.
   const nlohmann::json started = train::provenance(o.train.device, o.train.threads);
-  print_plan(o, p);
+  print_plan(o, p, methods);
   if (o.dry_run) return "";
   check_measured_images(o);
   size_t index = 0;
   if (!train_teacher(o, p, index)) return "";
   CriticalityResult crit;
-  if ((p.deepreduce || p.combined) && !measure_criticality(o, p, index, crit)) return "";
-  if ((p.deepreduce || p.combined) && !train_candidates(o, p, crit.order, index)) return "";
-  ReportInput in{o, p.base_spec, p.input, p.teacher_dir, p.order, crit.rows, p.budgets, {}, {}, "", started};
-  if (p.snl && !run_snl(o, p, "snl", "", p.base_relus, in.snl)) return "";
-  if (p.combined) {
-    in.combined_start = p.combined_start.spec;
-    if (!run_snl(o, p, "combined", candidate_dir(o.out, p.combined_start.spec), p.combined_start.relus, in.combined))
-      return "";
+  if (any_uses_criticality(methods)) {
+    if (!measure_criticality(o, p, index, crit)) return "";
+    if (!train_candidates(o, p, methods, crit.order, index)) return "";
   }
+  std::vector<FrontierPoint> points;
+  for (const auto& m : methods)
+    if (!m->run(o, p, points)) return "";
+  ReportInput in{o, p, methods, crit.rows, points, started};
   return write_reduce_report(in);
 }
 

@@ -28,19 +28,13 @@ namespace {
 
 using util::path_join;
 
-// One trained network of the report.
+// One network of the report: a frontier point (or the baseline), its
+// estimated PI cost and, with --measure-pi, its measured private inference.
 struct Row {
-  std::string method;  // deepreduce, snl, combined ("" for the baseline)
-  std::string step, spec;
-  int64_t relus = 0;
-  double acc = 0;  // test accuracy in [0, 1]
+  FrontierPoint point;
   pi::NetworkCost cost;
   nlohmann::json measured;  // deepreduce pi run's summary (--measure-pi), else null
 };
-
-std::string run_of(const ReportInput& in, const Row& r) {
-  return r.method.empty() ? in.teacher_dir : r.method == "deepreduce" ? candidate_dir(in.options.out, r.spec) : r.step;
-}
 
 // The private inference of one run on N test images: OUT/pi/<run>.json
 // holds it, so a continued reduce measures each network once.
@@ -74,19 +68,15 @@ void display_pct(report::Table& t, const std::string& key) {
 std::vector<Row> collect_rows(const ReportInput& in, const train::RunResult& teacher, const pi::CostModel& model,
                               const std::vector<const pi::Protocol*>& protocols) {
   auto cost = [&](const std::string& run) { return pi::estimate(train::run_network(run), model, protocols); };
-  std::vector<Row> rows = {{"", "baseline (teacher)", teacher.spec, teacher.relus, teacher.test_acc,
-                            cost(in.teacher_dir), nullptr}};
-  for (const auto& c : picked_candidates(in.budgets)) {
-    const std::string dir = candidate_dir(in.options.out, c.spec);
-    rows.push_back({"deepreduce", c.step_name, c.spec, c.relus, train::finished_result(dir)->test_acc, cost(dir), nullptr});
-  }
-  // SNL rows: `step` holds the run directory (run_of), shown as the budget.
-  for (const auto* points : {&in.snl, &in.combined})
-    for (const auto& p : *points)
-      rows.push_back({points == &in.snl ? "snl" : "combined", p.run,
-                      train::run_network(p.run).label(), p.relus, p.acc, cost(p.run), nullptr});
+  const std::string& base = in.plan.teacher_dir;
+  std::vector<Row> rows = {{{"", "baseline (teacher)", teacher.spec, base, teacher.relus, teacher.test_acc},
+                            cost(base), nullptr}};
+  for (const FrontierPoint& p : in.points) rows.push_back({p, cost(p.run), nullptr});
   if (in.options.measure_pi > 0)
-    for (auto& r : rows) r.measured = measure_pi(in, run_of(in, r), (r.method.empty() ? "baseline" : r.method) + " " + r.spec);
+    for (auto& r : rows) {
+      const FrontierPoint& p = r.point;
+      r.measured = measure_pi(in, p.run, (p.method.empty() ? "baseline" : p.method) + " " + p.network);
+    }
   return rows;
 }
 
@@ -104,13 +94,13 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
       cols.push_back(c);
   for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
   report::Table t(cols);
-  const Row& base = rows.front();
+  const FrontierPoint& base = rows.front().point;
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
-    const std::string step = r.method == "snl" || r.method == "combined" ? "SNL to " + report::thousands(r.relus) : r.step;
-    std::vector<nlohmann::json> cells = {r.method.empty() ? "-" : r.method, step, r.spec, r.relus,
-                                         double(base.relus) / r.relus, 100 * r.acc,
-                                         100 * (r.acc - base.acc), on_front.count(i) ? "yes" : ""};
+    const FrontierPoint& p = r.point;
+    std::vector<nlohmann::json> cells = {p.method.empty() ? "-" : p.method, p.label, p.network, p.relus,
+                                         double(base.relus) / p.relus, 100 * p.acc,
+                                         100 * (p.acc - base.acc), on_front.count(i) ? "yes" : ""};
     if (measured) {
       const nlohmann::json& m = r.measured;
       cells.push_back(m["online_bytes"].get<double>() / m["images"].get<double>() / 1e6);
@@ -143,11 +133,11 @@ report::Table budgets_table(const ReportInput& in, const std::vector<Row>& rows)
   report::Table t({{"budget", "ReLU budget", true}, {"method", "method"}, {"spec", "network"},
                    {"relus", "ReLUs", true}, {"acc", "accuracy (%)", true}});
   for (int64_t b : in.options.budgets) {
-    const Row* best = nullptr;
+    const FrontierPoint* best = nullptr;
     for (const auto& r : rows)
-      if (!r.method.empty() && r.relus <= b && (!best || r.acc > best->acc)) best = &r;
+      if (!r.point.method.empty() && r.point.relus <= b && (!best || r.point.acc > best->acc)) best = &r.point;
     if (best)
-      t.add_row({b, best->method, best->spec, best->relus, 100 * best->acc});
+      t.add_row({b, best->method, best->network, best->relus, 100 * best->acc});
     else
       t.add_row({b, nullptr, "none trained within it", nullptr, nullptr});
   }
@@ -156,26 +146,23 @@ report::Table budgets_table(const ReportInput& in, const std::vector<Row>& rows)
 }
 
 // Accuracy against x(row): the ReLU count, or the measured latency.
-void plot_frontier(const std::string& file, const std::string& title, const std::string& xlabel,
+void plot_frontier(const ReportInput& in, const std::string& file, const std::string& title, const std::string& xlabel,
                    const std::vector<Row>& rows, const std::function<double(const Row&)>& x) {
   std::vector<search::Point> points;
-  for (const auto& r : rows) points.push_back({std::llround(x(r) * 1e9), r.acc});  // fronts compare x as integers
-  // One series per method: DeepReDuce's candidates labelled with their
-  // specs, the SNL methods as lines over their budgets.
+  for (const auto& r : rows) points.push_back({std::llround(x(r) * 1e9), r.point.acc});  // fronts compare x as integers
+  // One series per method: points labelled with their specs, or a line over the budgets.
   std::vector<report::XYSeries> series;
-  const std::pair<const char*, const char*> methods[] = {
-      {"deepreduce", "DeepReDuce"}, {"snl", "SNL"}, {"combined", "DeepReDuce + SNL"}};
-  for (const auto& [method, title] : methods) {
-    const bool deepreduce = std::string(method) == "deepreduce";
-    report::XYSeries m{title, {}, !deepreduce, deepreduce, ""};
+  for (const auto& method : in.methods) {
+    const bool labelled = method->labelled_points();
+    report::XYSeries m{method->title(), {}, !labelled, labelled, ""};
     for (const auto& r : rows)
-      if (r.method == method) m.points.push_back({x(r), 100 * r.acc, deepreduce ? r.spec : ""});
+      if (r.point.method == method->name()) m.points.push_back({x(r), 100 * r.point.acc, labelled ? r.point.network : ""});
     std::sort(m.points.begin(), m.points.end(), [](const auto& a, const auto& b) { return a.x < b.x; });
     if (!m.points.empty()) series.push_back(m);
   }
   report::XYSeries frontier{"Pareto frontier", {}, true, false, "frontier"}, base{"baseline (teacher)", {}, false, false, "baseline"};
-  for (size_t i : search::pareto_front(points)) frontier.points.push_back({x(rows[i]), 100 * rows[i].acc, ""});
-  base.points.push_back({x(rows[0]), 100 * rows[0].acc, ""});
+  for (size_t i : search::pareto_front(points)) frontier.points.push_back({x(rows[i]), 100 * rows[i].point.acc, ""});
+  base.points.push_back({x(rows[0]), 100 * rows[0].point.acc, ""});
   series.push_back(frontier);
   series.push_back(base);
   report::plot_xy(file, title, xlabel, "test accuracy (%)", true, series);
@@ -185,12 +172,14 @@ void plot_frontier(const std::string& file, const std::string& title, const std:
 // candidates) with the --epochs schedule; the SNL points in snl_paragraph.
 std::string settings_paragraph(const ReportInput& in) {
   const train::TrainConfig& c = in.options.train;
-  std::string md = "Input " + in.input.shape.str() + ", " + std::to_string(in.input.classes) + " classes" +
+  const arch::InputSpec& input = in.plan.input;
+  std::string md = "Input " + input.shape.str() + ", " + std::to_string(input.classes) + " classes" +
                    (c.limit > 0 ? ", the first " + std::to_string(c.limit) + " train and test images only" : "") + ". ";
   std::vector<std::string> who;  // what trained with --epochs here
   if (in.options.teacher.empty()) who.push_back("the teacher (all-ReLU baseline)");
   if (!in.criticality.empty()) who.push_back("the criticality runs");
-  if (!in.budgets.empty() || !in.combined.empty()) who.push_back("the DeepReDuce networks");
+  if (std::any_of(in.methods.begin(), in.methods.end(), [](const auto& m) { return m->trained_deepreduce_networks(); }))
+    who.push_back("the DeepReDuce networks");
   if (who.empty()) return md + "\n\n";
   std::string list = who[0];
   for (size_t i = 1; i < who.size(); ++i) list += (i + 1 == who.size() ? " and " : ", ") + who[i];
@@ -204,41 +193,26 @@ std::string settings_paragraph(const ReportInput& in) {
   return md + "\n\n";
 }
 
-std::string lasso_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
-}
-
-// How the SNL methods were run, with the links to their own reports.
-std::string snl_paragraph(const ReportInput& in) {
-  if (in.snl.empty() && in.combined.empty()) return "";
-  const LinearizeOptions& l = in.options.snl;
-  std::string md = "SNL points: a mask search (Adam lr " + report::fixed(l.search.train.lr, 4) + ", lasso " +
-                   lasso_text(l.search.lasso) + " x" + report::fixed(l.search.lasso_growth, 2) + ", at most " +
-                   std::to_string(l.search.train.epochs) + " epochs, stopping at the last budget; " +
-                   "each point's search epochs are in its report), each budget's snapshot then fine-tuned with KD (" +
-                   (l.epochs_per_point > 0 ? std::to_string(l.epochs_per_point) + " epochs per point in all, search included"
-                                           : std::to_string(l.finetune.epochs) + " epochs") +
-                   ", " + l.finetune.schedule + ", lr " + report::fixed(l.finetune.lr, 4) + ").";
-  if (!in.snl.empty()) md += " SNL starts from the teacher ([its report](snl/report.md)).";
-  if (!in.combined.empty())
-    md += " DeepReDuce + SNL starts from DeepReDuce's `" + in.combined_start + "` ([its report](combined/report.md)).";
-  return md + "\n\n";
+// How each method made its points (the SNL methods: their settings, with
+// links to their own reports).
+std::string notes_paragraph(const ReportInput& in) {
+  std::string notes;
+  for (const auto& m : in.methods) m->add_report_notes(in.options, notes);
+  return notes.empty() ? "" : notes + "\n\n";
 }
 
 std::string report_markdown(const ReportInput& in, const train::RunResult& teacher, const std::vector<Row>& rows,
                             const std::vector<size_t>& front, const report::Table& steps,
                             const report::Table& budgets, const pi::CostModel& model, const std::string& plot) {
-  std::string md = "# Reduce report (" + util::join(in.options.methods, ", ") + "): " + in.base_spec + " on " +
+  std::string md = "# Reduce report (" + util::join(in.options.methods, ", ") + "): " + in.plan.base_spec + " on " +
                    in.options.train.data + "\n\n";
-  md += settings_paragraph(in) + snl_paragraph(in);
-  md += "Baseline (teacher, `" + in.teacher_dir + "`): " + teacher.spec + ", " + report::thousands(teacher.relus) +
+  md += settings_paragraph(in) + notes_paragraph(in);
+  md += "Baseline (teacher, `" + in.plan.teacher_dir + "`): " + teacher.spec + ", " + report::thousands(teacher.relus) +
         " ReLUs, test accuracy " + pct(teacher.test_acc) + "%.\n\n";
   if (!in.criticality.empty())
     md += "## Stage criticality\n\n" + criticality_table(in.criticality).render(report::Format::Markdown) + "\n";
-  if (!in.order.empty())
-    md += "Least to most critical: " + util::join(in.order, " < ") +
+  if (!in.plan.order.empty())
+    md += "Least to most critical: " + util::join(in.plan.order, " < ") +
           ". Culling removes the least critical stages first.\n\n";
   md += "## Optimisation steps\n\n" + steps.render(report::Format::Markdown) + "\n";
   md += "PI cost columns (estimates, not measurements): online traffic in MB (ReLUs plus sharing every conv/FC "
@@ -254,8 +228,8 @@ std::string report_markdown(const ReportInput& in, const train::RunResult& teach
   md += "## Pareto frontier\n\n![ReLU count vs accuracy](" + std::filesystem::path(plot).filename().string() +
         ")\n\nFrontier points (fewest ReLUs first): ";
   for (size_t k = 0; k < front.size(); ++k)
-    md += (k ? ", " : "") + rows[front[k]].spec + " (" + report::thousands(rows[front[k]].relus) + ", " +
-          pct(rows[front[k]].acc) + "%)";
+    md += (k ? ", " : "") + rows[front[k]].point.network + " (" + report::thousands(rows[front[k]].point.relus) + ", " +
+          pct(rows[front[k]].point.acc) + "%)";
   nlohmann::json p = in.provenance;
   const std::string started = p.value("started", "");
   p.erase("started");
@@ -265,63 +239,32 @@ std::string report_markdown(const ReportInput& in, const train::RunResult& teach
 
 }  // namespace
 
-std::vector<search::Candidate> picked_candidates(const std::vector<search::BudgetPlan>& budgets) {
-  std::vector<search::Candidate> picked;
-  std::set<std::string> seen;
-  for (const auto& p : budgets)
-    for (const auto& c : p.picks)
-      if (seen.insert(c.spec).second) picked.push_back(c);
-  return picked;
-}
-
-std::string candidate_dir(const std::string& out, const std::string& spec) {
-  return path_join(path_join(out, "candidates"), run_name(spec));
-}
-
 std::string write_reduce_report(const ReportInput& in) {
   const ReduceOptions& o = in.options;
-  const train::RunResult teacher = *train::finished_result(in.teacher_dir);
+  const train::RunResult teacher = *train::finished_result(in.plan.teacher_dir);
   const pi::CostModel model = pi::load_cost_model();
   const auto protocols = pi::select_protocols(model, o.protocols);
   const std::vector<Row> rows = collect_rows(in, teacher, model, protocols);
   std::vector<search::Point> points;
-  for (const auto& r : rows) points.push_back({r.relus, r.acc});
+  for (const auto& r : rows) points.push_back({r.point.relus, r.point.acc});
   const auto front = search::pareto_front(points);
   const report::Table steps = steps_table(rows, {front.begin(), front.end()}, protocols);
   const report::Table budgets = budgets_table(in, rows);
   const std::string plot = path_join(o.out, "frontier." + o.plot_ext);
-  plot_frontier(plot, util::join(o.methods, ", ") + ": " + in.base_spec + " on " + o.train.data, "ReLU count (log scale)", rows,
-                [](const Row& r) { return double(r.relus); });
+  plot_frontier(in, plot, util::join(o.methods, ", ") + ": " + in.plan.base_spec + " on " + o.train.data,
+                "ReLU count (log scale)", rows, [](const Row& r) { return double(r.point.relus); });
   if (o.measure_pi > 0)
-    plot_frontier(path_join(o.out, "frontier_latency." + o.plot_ext),
-                  "DeepReDuce: " + in.base_spec + " on " + o.train.data + ", measured private inference",
+    plot_frontier(in, path_join(o.out, "frontier_latency." + o.plot_ext),
+                  "DeepReDuce: " + in.plan.base_spec + " on " + o.train.data + ", measured private inference",
                   "private-inference latency per image, s (log scale; loopback, semi-honest 2PC with a dealer)", rows,
                   [](const Row& r) { return r.measured["seconds_per_image"].get<double>(); });
 
   nlohmann::json results = {
-      {"model", in.base_spec},      {"data", o.train.data},     {"input", in.input.shape.str()},
-      {"classes", in.input.classes}, {"order", in.order},       {"teacher", teacher.to_json()},
-      {"methods", o.methods},        {"settings", o.train.to_json()}, {"steps", steps.to_json()},
-      {"budgets", budgets.to_json()}, {"provenance", in.provenance}};
-  if (!in.snl.empty() || !in.combined.empty()) {
-    const LinearizeOptions& l = o.snl;
-    // SNL's own settings; data, batch, seed, augmentation, KD T and lambda are `settings`'.
-    const nlohmann::json search = {{"optimizer", "adam"},         {"lr", l.search.train.lr},
-                                   {"max_epochs", l.search.train.epochs}, {"kd_lambda", l.search.train.kd_lambda},
-                                   {"lasso", l.search.lasso},      {"lasso_growth", l.search.lasso_growth},
-                                   {"patience_from", l.search.patience_from}, {"threshold", l.search.threshold}};
-    const nlohmann::json finetune = {{"optimizer", "sgd"},       {"epochs", l.finetune.epochs},
-                                     {"lr", l.finetune.lr},       {"schedule", l.finetune.schedule},
-                                     {"momentum", l.finetune.momentum}, {"nesterov", l.finetune.nesterov},
-                                     {"wd", l.finetune.wd}};
-    results["snl"] = {{"search", search},
-                      {"finetune", finetune},
-                      {"epochs_per_point", l.epochs_per_point},
-                      {"combined_start", in.combined_start},
-                      {"results", nlohmann::json::array()}};
-    if (!in.snl.empty()) results["snl"]["results"].push_back("snl/results.json");
-    if (!in.combined.empty()) results["snl"]["results"].push_back("combined/results.json");
-  }
+      {"model", in.plan.base_spec},      {"data", o.train.data},     {"input", in.plan.input.shape.str()},
+      {"classes", in.plan.input.classes}, {"order", in.plan.order},  {"teacher", teacher.to_json()},
+      {"methods", o.methods},             {"settings", o.train.to_json()}, {"steps", steps.to_json()},
+      {"budgets", budgets.to_json()},     {"provenance", in.provenance}};
+  for (const auto& m : in.methods) m->add_results(o, results);
   util::write_file_atomic(path_join(o.out, "results.json"), results.dump(2) + "\n");
   const std::string report_path = path_join(o.out, "report.md");
   util::write_file_atomic(report_path, report_markdown(in, teacher, rows, front, steps, budgets, model, plot));

@@ -431,12 +431,7 @@ void write_dict(const std::string& path, const std::map<std::string, torch::Tens
 
 template <class F>
 std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return dr::test::message_of<std::runtime_error>(f);
 }
 
 }  // namespace

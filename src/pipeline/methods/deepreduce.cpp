@@ -1,0 +1,80 @@
+// DeepReDuce as a reduce method (docs/method.md): the candidates of the
+// criticality order (cull, thin, reshape), the `per_budget` with the most
+// ReLUs within each budget, trained with KD in reduce's candidates phase.
+#include <iostream>
+#include <set>
+
+#include "pipeline/methods/methods.h"
+#include "pipeline/reduce.h"
+#include "report/format.h"
+#include "report/table.h"
+#include "train/trainer.h"
+#include "util/strings.h"
+
+namespace dr::pipeline {
+
+namespace {
+
+std::string plan_table(const std::vector<search::BudgetPlan>& plans) {
+  report::Table t({{"budget", "budget", true}, {"step", "step"}, {"spec", "network"}, {"relus", "ReLUs", true}});
+  for (const auto& p : plans)
+    for (const auto& c : p.picks) t.add_row({p.budget, c.step_name, c.spec, c.relus});
+  return t.render(report::Format::Table);
+}
+
+class DeepReduce final : public Method {
+ public:
+  std::string name() const override { return "deepreduce"; }
+  std::string title() const override { return "DeepReDuce"; }
+  bool labelled_points() const override { return true; }
+  bool uses_criticality() const override { return true; }
+
+  void plan(const ReduceOptions& o, const ReducePlan& p, bool replanned) override {
+    budgets_ = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
+    if (replanned)
+      std::cout << "\nCandidates under the measured order " << util::join(p.order, " < ") << ":\n"
+                << plan_table(budgets_);
+  }
+
+  bool print_candidates(const ReduceOptions&, const ReducePlan&, int& step, bool) const override {
+    std::cout << "  " << ++step << ". DeepReDuce candidates per budget, trained with KD:\n" << plan_table(budgets_);
+    return true;
+  }
+
+  // The distinct picks over all budgets, in budget order.
+  std::vector<search::Candidate> candidates() const override {
+    std::vector<search::Candidate> picked;
+    std::set<std::string> seen;
+    for (const auto& b : budgets_)
+      for (const auto& c : b.picks)
+        if (seen.insert(c.spec).second) picked.push_back(c);
+    return picked;
+  }
+
+  void add_plan_json(nlohmann::json& j) const override {
+    for (const auto& b : budgets_) {
+      nlohmann::json picks = nlohmann::json::array();
+      for (const auto& c : b.picks) picks.push_back(c.spec);
+      j["budgets"].push_back({{"budget", b.budget}, {"picks", picks}});
+    }
+  }
+
+  bool run(const ReduceOptions& o, const ReducePlan&, std::vector<FrontierPoint>& points) override {
+    for (const auto& c : candidates()) {  // trained in the candidates phase
+      const std::string dir = candidate_dir(o.out, c.spec);
+      points.push_back({name(), c.step_name, c.spec, dir, c.relus, train::finished_result(dir)->test_acc});
+    }
+    return true;
+  }
+
+  bool trained_deepreduce_networks() const override { return !budgets_.empty(); }
+
+ private:
+  std::vector<search::BudgetPlan> budgets_;  // the picks per budget
+};
+
+}  // namespace
+
+std::unique_ptr<Method> make_deepreduce() { return std::make_unique<DeepReduce>(); }
+
+}  // namespace dr::pipeline
