@@ -13,7 +13,7 @@
 
 #include "arch/spec.h"
 #include "train/common.h"
-#include "train/kd.h"
+#include "train/engine.h"
 #include "train/masks.h"
 #include "train/provenance.h"
 #include "train/trainer.h"
@@ -225,42 +225,42 @@ std::string forecast_text(const SearchForecast& f, size_t most) {
 
 namespace {
 
-class Search {
+// The search trains its epochs on the TrainingEngine (engine.h) with KD from
+// the teacher and the lasso term as the hooks' extra loss.
+class Search final : private TrainingHooks {
  public:
   explicit Search(SnlOptions o) : o_(std::move(o)), cfg_(o_.train) {}
 
   SnlResult run() {
     setup();
     try {
-      for (int64_t epoch = start_; epoch < cfg_.epochs && !complete(); ++epoch) end_epoch(epoch, train_epoch(epoch));
+      for (int64_t epoch = start_; epoch < cfg_.epochs && !complete(); ++epoch)
+        end_epoch(epoch, engine_->train_epoch(epoch));
     } catch (...) {
-      if (progress_open_) std::fputc('\n', stderr);
+      if (engine_) engine_->end_progress_line();
       throw;
     }
     return finish();
   }
 
  private:
-  struct Epoch {
-    EpochStats stats;
-    double seconds = 0;
-  };
-
   void setup();
   void build_network();
   void restore();
-  Epoch train_epoch(int64_t epoch);
-  void end_epoch(int64_t epoch, const Epoch& e);
+  void end_epoch(int64_t epoch, const TrainedEpoch& e);
   void take_snapshot(int64_t budget, int64_t epoch, int64_t live);
   int64_t live() const;
   torch::Tensor l1() const;
   std::vector<int64_t> pending() const;  // the budgets without a snapshot yet, in the given order
   bool complete() const { return pending().empty(); }
   void save_state(int64_t epochs_done);
-  void progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps);
   SearchForecast look(double at, int64_t live_now);
   void warn_if_far(const SearchForecast& f, double at, int64_t live_now);
   SnlResult finish();
+  // TrainingHooks: the lasso term, the search's messages.
+  torch::Tensor extra_loss() override { return lasso_ * l1(); }
+  std::string diverged(double loss, int64_t epoch, int64_t step) const override;
+  std::string progress_line(const StepProgress& p) override;
 
   SnlOptions o_;
   TrainConfig& cfg_;
@@ -271,13 +271,13 @@ class Search {
   nn::Net teacher_{nullptr};
   std::unique_ptr<torch::optim::Adam> opt_;
   std::unique_ptr<data::Batches> loader_;
-  std::unique_ptr<util::JobRegistry> jobs_;
+  std::unique_ptr<Precision> precision_;  // fp32: --precision is for the fine-tunes
+  std::unique_ptr<CoreSharing> cores_;
+  std::unique_ptr<TrainingEngine> engine_;
   nlohmann::json history_ = nlohmann::json::array();
   int64_t start_ = 0, best_live_ = 0;
   double lasso_ = 0, seconds_ = 0;
   SnlResult result_;
-  bool progress_open_ = false;
-  Clock::time_point last_print_;
   // The looks at the last two epochs (the forecast's recent rate), since t0_.
   std::vector<SearchSample> looks_;
   Clock::time_point t0_ = Clock::now();
@@ -288,14 +288,19 @@ class Search {
 void Search::setup() {
   o_.validate();
   set_threads(cfg_.threads);
-  if (cfg_.threads == 0) jobs_ = std::make_unique<util::JobRegistry>();
+  cores_ = std::make_unique<CoreSharing>(cfg_.threads);
   dev_ = resolve_device(cfg_.device);
+  precision_ = std::make_unique<Precision>("fp32", dev_);
   split_ = data::load_dataset(cfg_.data, cfg_.limit);
   in_ = input_of(split_.train);
   cfg_ = as_recorded(cfg_);  // crop padding resolved, as a run records it
   build_network();
   restore();
   loader_ = train_batches(cfg_, split_.train, dev_);
+  engine_ = std::make_unique<TrainingEngine>(
+      EngineParts{net_, &teacher_, opt_.get(), loader_.get(), precision_.get(), nullptr, cores_.get(), dev_,
+                  cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda},
+      static_cast<TrainingHooks&>(*this));
   std::cerr << "SNL search from " << net_->desc().spec << " (" << net_->desc().totals().relus
             << " ReLUs) to budgets";
   for (int64_t b : o_.budgets) std::cerr << " " << b;
@@ -347,6 +352,7 @@ void Search::restore() {
   seconds_ = state.at("seconds");
   result_ = SnlResult::from_json(state.at("result"));
   std::cerr << "resuming the SNL search in " << cfg_.out << " after epoch " << start_ << "\n";
+  write_metrics(cfg_.out, history_);  // a kill between the checkpoint and the metrics file lost no line
 }
 
 std::vector<int64_t> Search::pending() const {
@@ -371,52 +377,22 @@ torch::Tensor Search::l1() const {
   return s;
 }
 
-Search::Epoch Search::train_epoch(int64_t epoch) {
-  Epoch e;
-  const auto t0 = Clock::now();
-  net_->train();
-  loader_->start_epoch(epoch);
-  const int64_t steps = loader_->batches_per_epoch();
-  torch::Tensor x, y;
-  for (int64_t step = 0; loader_->next(x, y); ++step) {
-    x = x.to(dev_), y = y.to(dev_);
-    const auto out = net_->forward(x);
-    torch::Tensor t_out;
-    {
-      torch::NoGradGuard ng;
-      t_out = teacher_->forward(x);
-    }
-    const torch::Tensor loss = kd_loss(out, t_out, y, cfg_.kd_T, cfg_.kd_lambda).total + lasso_ * l1();
-    const double lv = loss.item<double>();
-    if (!std::isfinite(lv))
-      throw std::runtime_error("the SNL search diverged (loss " + std::to_string(lv) + ") at epoch " +
-                               std::to_string(epoch + 1) + "; the last finished epoch is kept in " + cfg_.out +
-                               ". Try a lower --lr.");
-    opt_->zero_grad();
-    loss.backward();
-    opt_->step();
-    e.stats.loss += lv * static_cast<double>(x.size(0));
-    e.stats.correct += out.argmax(1).eq(y).sum().item<double>();
-    e.stats.images += static_cast<double>(x.size(0));
-    progress(e, epoch, step, steps);
-  }
-  e.seconds = seconds_since(t0);
-  return e;
+std::string Search::diverged(double loss, int64_t epoch, int64_t step) const {
+  return "the SNL search diverged (loss " + std::to_string(loss) + ") at epoch " + std::to_string(epoch + 1) +
+         " by step " + std::to_string(step + 1) + "; the last finished epoch is kept in " + cfg_.out +
+         ". Try a lower --lr.";
 }
 
-void Search::progress(const Epoch& e, int64_t epoch, int64_t step, int64_t steps) {
-  if (seconds_since(last_print_) < 2.0 && step + 1 != steps) return;
-  last_print_ = Clock::now();
-  if (jobs_) torch::set_num_threads(std::max(1, max_threads() / jobs_->live_jobs()));
+std::string Search::progress_line(const StepProgress& p) {
   const int64_t now = live();
-  const double at = static_cast<double>(epoch) + static_cast<double>(step + 1) / static_cast<double>(steps);
+  const double at = static_cast<double>(p.epoch) + static_cast<double>(p.step + 1) / static_cast<double>(p.steps);
   // The next budget only: the line must fit a terminal's width to be redrawn.
   const std::string where = forecast_text(look(at, now), 1);
-  std::fprintf(stderr, "\rsearch epoch %lld step %lld/%lld loss %.4f acc %.4f | live ReLUs %lld %s | lasso %.3g   ",
-               (long long)epoch + 1, (long long)step + 1, (long long)steps, e.stats.loss / e.stats.images,
-               e.stats.correct / e.stats.images, (long long)now, where.c_str(), lasso_);
-  std::fflush(stderr);
-  progress_open_ = true;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "search epoch %lld step %lld/%lld loss %.4f acc %.4f | live ReLUs %lld %s | lasso %.3g   ",
+                (long long)p.epoch + 1, (long long)p.step + 1, (long long)p.steps, p.loss, p.acc, (long long)now,
+                where.c_str(), lasso_);
+  return buf;
 }
 
 // A look at the search: the forecast from the looks of the last two epochs.
@@ -442,7 +418,7 @@ void Search::warn_if_far(const SearchForecast& f, double at, int64_t live_now) {
   const bool beyond = last.epoch > static_cast<double>(cfg_.epochs);
   if (!far && !beyond) return;
   warned_ = true;
-  if (progress_open_) std::fputc('\n', stderr), progress_open_ = false;
+  if (engine_) engine_->end_progress_line();
   std::cerr << "warning: the SNL search is projected to reach budget " << budget_text(last);
   if (far) std::cerr << ", more than 10x the " << x.epochs << " epoch(s) a point is meant to take (" << x.epochs_flag << " "
                      << x.epochs << ")";
@@ -454,7 +430,7 @@ void Search::warn_if_far(const SearchForecast& f, double at, int64_t live_now) {
             << "steps an epoch: 108K ReLUs to 3.6K in 12 to 16 epochs)\n";
 }
 
-void Search::end_epoch(int64_t epoch, const Epoch& e) {
+void Search::end_epoch(int64_t epoch, const TrainedEpoch& e) {
   const EpochStats te = run_eval(net_, split_.test, dev_, cfg_.workers, cfg_.data_path);
   const int64_t now = live();
   seconds_ += e.seconds;
@@ -466,7 +442,7 @@ void Search::end_epoch(int64_t epoch, const Epoch& e) {
                       {"test_loss", te.loss / std::max(1.0, te.images)},
                       {"test_acc", te.correct / std::max(1.0, te.images)},
                       {"seconds", e.seconds}});
-  if (progress_open_) std::fputc('\n', stderr), progress_open_ = false;
+  engine_->end_progress_line();
   const std::string where = forecast_text(look(static_cast<double>(epoch + 1), now));
   std::fprintf(stderr, "search epoch %lld: live ReLUs %lld, test acc %.4f, lasso %.3g | %s\n", (long long)epoch + 1,
                (long long)now, history_.back()["test_acc"].get<double>(), lasso_, where.c_str());
@@ -508,9 +484,8 @@ void Search::save_state(int64_t epochs_done) {
                            {"result", result_.to_json()}}
                 .dump();
   save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_, c);
-  std::string lines;
-  for (const auto& r : history_) lines += r.dump() + "\n";
-  util::write_file_atomic(path_join(cfg_.out, "metrics.jsonl"), lines);
+  kill_point_after_checkpoint(epochs_done);
+  write_metrics(cfg_.out, history_);
 }
 
 SnlResult Search::finish() {

@@ -16,6 +16,7 @@
 #include "nn/net.h"
 #include "train/common.h"
 #include "train/distributed.h"
+#include "train/engine.h"
 #include "train/kd.h"
 #include "train/precision.h"
 #include "train/provenance.h"
@@ -51,9 +52,9 @@ void write_new_run(TrainConfig& cfg) {
 }
 
 // One training run: set-up (data, network, teacher, optimiser, resume state),
-// then per epoch the training steps and the record (test, checkpoint,
-// metrics), then the result files.
-class Run {
+// then per epoch the training steps (on the TrainingEngine) and the record
+// (test, checkpoint, metrics), then the result files.
+class Run final : private TrainingHooks {
  public:
   Run(TrainConfig cfg, Distributed* dist) : cfg_(std::move(cfg)), dist_(dist), rank0_(!dist || dist->rank() == 0) {}
 
@@ -62,7 +63,7 @@ class Run {
     try {
       for (int64_t epoch = start_; epoch < cfg_.epochs; ++epoch) record(epoch, train_epoch(epoch));
     } catch (...) {
-      if (progress_open_) std::fputc('\n', stderr);  // the error starts a line of its own
+      if (engine_) engine_->end_progress_line();  // the error starts a line of its own
       throw;
     }
     return finish();
@@ -70,29 +71,20 @@ class Run {
 
  private:
   struct Trained {
-    EpochStats stats;  // loss and correct: as of the last synchronisation with the device
-    double seconds = 0, wait = 0, lr = 0;
-    Clock::time_point start;
-    // Summed on the training device, read every kSyncSteps steps.
-    torch::Tensor loss, correct;
+    TrainedEpoch steps;
+    double lr = 0;  // the epoch's peak rate
   };
-  // Steps between reads of the epoch's loss and accuracy from the device (a
-  // host synchronisation each): the divergence check and the progress line
-  // see them every this many steps, at most ~2 s apart on this CPU.
-  static constexpr int64_t kSyncSteps = 16;
 
   void setup(bool resuming);
   void build_model();
   void restore(bool resuming);
   Trained train_epoch(int64_t epoch);
-  torch::Tensor step_loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
-  void synchronise(Trained& t, int64_t epoch, int64_t step);
-  void backward(const torch::Tensor& loss, int64_t n_local, int64_t step);
-  void show_progress(const Trained& t, int64_t epoch, int64_t step, int64_t steps, Clock::time_point& last);
   void record(int64_t epoch, const Trained& t);
-  void write_metrics() const;
-  void share_cores();
   RunResult finish();
+  // TrainingHooks: the schedule's lr per step, the run's messages.
+  void before_step(int64_t epoch, int64_t step, int64_t steps) override;
+  std::string diverged(double loss, int64_t epoch, int64_t step) const override;
+  std::string progress_line(const StepProgress& p) override;
 
   TrainConfig cfg_;
   Distributed* dist_;
@@ -105,33 +97,18 @@ class Run {
   std::unique_ptr<torch::optim::SGD> opt_;
   std::unique_ptr<data::Batches> loader_;
   std::unique_ptr<Precision> precision_;
+  std::unique_ptr<CoreSharing> cores_;
+  std::unique_ptr<TrainingEngine> engine_;
   nlohmann::json history_ = nlohmann::json::array();
   int64_t start_ = 0;
   double seconds_ = 0;  // training time of all finished epochs, over resumes
-  bool progress_open_ = false;
-  // With automatic threads (--threads 0): the deepreduce jobs of this
-  // machine, among which the cores are divided (re-checked every 2 s).
-  std::unique_ptr<util::JobRegistry> jobs_;
-  Clock::time_point shared_at_;
 };
-
-// cores / live jobs threads (at least 1): concurrent jobs split the cores
-// instead of each taking all of them, and one left alone takes them back.
-void Run::share_cores() {
-  if (!jobs_) return;
-  shared_at_ = Clock::now();
-  const int n = std::max(1, max_threads() / jobs_->live_jobs());
-  if (torch::get_num_threads() != n) torch::set_num_threads(n);
-}
 
 void Run::setup(bool resuming) {
   validate_before_data(cfg_);
   if (dist_) dist_->check_same_settings(cfg_.result_settings());
   set_threads(cfg_.threads);
-  if (cfg_.threads == 0) {
-    jobs_ = std::make_unique<util::JobRegistry>();
-    share_cores();
-  }
+  cores_ = std::make_unique<CoreSharing>(cfg_.threads);
   dev_ = resolve_device(cfg_.device);
   precision_ = std::make_unique<Precision>(cfg_.precision, dev_);
   const std::string precision_warning = precision_->warning();
@@ -146,13 +123,17 @@ void Run::setup(bool resuming) {
   build_model();
   restore(resuming);
   loader_ = train_batches(cfg_, split_.train, dev_, dist_ ? dist_->rank() : 0, dist_ ? dist_->world() : 1);
+  engine_ = std::make_unique<TrainingEngine>(
+      EngineParts{net_, teacher_ ? &*teacher_ : nullptr, opt_.get(), loader_.get(), precision_.get(), dist_,
+                  cores_.get(), dev_, cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda},
+      static_cast<TrainingHooks&>(*this));
   const arch::Totals totals = net_->desc().totals();
   if (rank0_)
     std::cerr << "model " << net_->desc().spec << ": " << totals.relus << " ReLUs, " << totals.params << " params; "
               << (teacher_ ? "KD from " + cfg_.teacher : std::string("no KD")) << "; " << cfg_.epochs
               << " epochs on " << (dev_.is_cuda() ? "cuda" : "cpu") << " in " << cfg_.precision << " with "
               << torch::get_num_threads() << " threads"
-              << (jobs_ ? " (the cores shared among the deepreduce jobs of this machine)" : "") << "; batches made on the "
+              << (cores_->on() ? " (the cores shared among the deepreduce jobs of this machine)" : "") << "; batches made on the "
               << data::batches_kind(split_.train, cfg_.data_path) << "\n";
 }
 
@@ -189,7 +170,7 @@ void Run::restore(bool resuming) {
     if (!history_.empty()) seconds_ = history_.back().value("total_seconds", 0.0);
     if (rank0_) {
       std::cerr << "resuming " << cfg_.out << " after epoch " << start_ << "\n";
-      write_metrics();  // a kill between the checkpoint and the metrics file lost no line
+      write_metrics(cfg_.out, history_);  // a kill between the checkpoint and the metrics file lost no line
     }
   }
   if (rank0_ && !resuming) write_new_run(cfg_);
@@ -199,116 +180,30 @@ Run::Trained Run::train_epoch(int64_t epoch) {
   Trained t;
   // The epoch's peak rate: at its start, or at its end while warming up.
   t.lr = std::max(lr_at(cfg_, static_cast<double>(epoch)), lr_at(cfg_, static_cast<double>(epoch + 1) - 1e-9));
-  t.start = Clock::now();
-  t.loss = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(dev_));
-  t.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev_));
-  net_->train();
-  loader_->start_epoch(epoch);
-  const int64_t steps = loader_->batches_per_epoch();
-  torch::Tensor x, y;
-  auto last_print = Clock::now();
-  for (int64_t step = 0;; ++step) {
-    const auto tw = Clock::now();
-    if (!loader_->next(x, y)) break;
-    t.wait += seconds_since(tw);
-    const double step_lr = lr_at(cfg_, epoch + static_cast<double>(step) / std::max<int64_t>(1, steps));
-    for (auto& g : opt_->param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(step_lr);
-    x = x.to(dev_, /*non_blocking=*/true), y = y.to(dev_, /*non_blocking=*/true);
-    torch::Tensor out, loss;
-    {
-      const auto autocast = precision_->autocast();
-      out = net_->forward(x);
-      loss = step_loss(out, x, y);
-    }
-    backward(loss, x.size(0), step);
-    torch::NoGradGuard ng;
-    t.loss += loss.detach() * static_cast<double>(x.size(0));
-    t.correct += out.argmax(1).eq(y).sum();
-    t.stats.images += static_cast<double>(x.size(0));
-    if ((step + 1) % kSyncSteps == 0 || step + 1 == steps) synchronise(t, epoch, step);
-    show_progress(t, epoch, step, steps, last_print);
-    if (jobs_ && seconds_since(shared_at_) > 2.0) share_cores();
-  }
-  if (dist_) {
-    t.stats.loss = dist_->sum(t.stats.loss);
-    t.stats.correct = dist_->sum(t.stats.correct);
-    t.stats.images = dist_->sum(t.stats.images);
-  }
-  t.seconds = seconds_since(t.start);
+  t.steps = engine_->train_epoch(epoch);
   return t;
 }
 
-torch::Tensor Run::step_loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y) {
-  // Data-parallel: this rank's slice of a short last batch may be empty. It
-  // still runs the forward and backward passes (their collectives) and
-  // contributes zero gradients.
-  // The loss (and KD's softmax) in fp32 from the network's outputs, whatever
-  // the precision of the forward pass.
-  if (x.size(0) == 0) return out.sum().to(torch::kFloat32) * 0;
-  if (!teacher_) return torch::nn::functional::cross_entropy(out.to(torch::kFloat32), y);
-  torch::Tensor t_out;
-  {
-    torch::NoGradGuard ng;
-    t_out = (*teacher_)->forward(x);
-  }
-  return kd_loss(out.to(torch::kFloat32), t_out.to(torch::kFloat32), y, cfg_.kd_T, cfg_.kd_lambda).total;
+void Run::before_step(int64_t epoch, int64_t step, int64_t steps) {
+  const double step_lr = lr_at(cfg_, epoch + static_cast<double>(step) / std::max<int64_t>(1, steps));
+  for (auto& g : opt_->param_groups()) static_cast<torch::optim::SGDOptions&>(g.options()).lr(step_lr);
 }
 
-// Reads the epoch's sums from the device (every kSyncSteps steps and at the
-// epoch's end). A loss that is not finite stops the run. Data-parallel: every
-// rank decides on the sum of the ranks' losses, so a rank that diverges
-// stops them all with this message (not with the others losing contact).
-void Run::synchronise(Trained& t, int64_t epoch, int64_t step) {
-  t.stats.loss = t.loss.item<double>();
-  t.stats.correct = static_cast<double>(t.correct.item<int64_t>());
-  const double lv = dist_ ? dist_->sum(t.stats.loss) : t.stats.loss;
-  if (std::isfinite(lv)) return;
-  throw std::runtime_error("training of '" + cfg_.model + "' diverged (loss " + std::to_string(lv) + ") at epoch " +
-                           std::to_string(epoch + 1) + " by step " + std::to_string(step + 1) +
-                           "; the last finished epoch is kept in " + cfg_.out + ". Try a lower --lr" +
-                           (teacher_ ? " or --kd-lambda" : "") + ".");
+std::string Run::diverged(double loss, int64_t epoch, int64_t step) const {
+  return "training of '" + cfg_.model + "' diverged (loss " + std::to_string(loss) + ") at epoch " +
+         std::to_string(epoch + 1) + " by step " + std::to_string(step + 1) + "; the last finished epoch is kept in " +
+         cfg_.out + ". Try a lower --lr" + (teacher_ ? " or --kd-lambda" : "") + ".";
 }
 
-void Run::backward(const torch::Tensor& loss, int64_t n_local, int64_t step) {
-  opt_->zero_grad();
-  if (dist_) {
-    // Weight this rank's mean loss by its share of the global batch (times
-    // world, undone by average_gradients): the averaged gradient is then that
-    // of the global batch's mean loss, also when a short last batch is cut
-    // unevenly over the ranks.
-    const int64_t global = std::min<int64_t>(cfg_.batch, split_.train.size() - step * cfg_.batch);
-    precision_->for_backward(loss * (static_cast<double>(n_local) * dist_->world() / static_cast<double>(global)))
-        .backward();
-    dist_->average_gradients(net_);
-  } else {
-    precision_->for_backward(loss).backward();
-  }
-  // fp16: a step whose gradients overflowed is skipped (and the scale lowered).
-  if (precision_->unscale(net_->parameters())) opt_->step();
-}
-
-// Every ~2 s (rank 0): the epoch so far, read from the device (this rank's
-// share when data-parallel).
-void Run::show_progress(const Trained& t, int64_t epoch, int64_t step, int64_t steps, Clock::time_point& last) {
-  if (!rank0_ || (seconds_since(last) <= 2.0 && step + 1 != steps)) return;
-  last = Clock::now();
-  const double images = std::max(1.0, t.stats.images);
-  const double loss = t.loss.item<double>() / images, acc = static_cast<double>(t.correct.item<int64_t>()) / images;
-  const double el = seconds_since(t.start), ips = t.stats.images / el;
-  const double left = (steps - step - 1) * el / (step + 1) + (cfg_.epochs - epoch - 1) * el * steps / (step + 1);
-  std::fprintf(stderr, "\repoch %lld/%lld step %lld/%lld loss %.4f acc %.4f %.0f img/s ETA %s   ",
-               (long long)epoch + 1, (long long)cfg_.epochs, (long long)step + 1, (long long)steps, loss, acc,
-               ips * (dist_ ? dist_->world() : 1), hms(left).c_str());
-  std::fflush(stderr);
-  progress_open_ = true;
-}
-
-// The kill test's hook: with DEEPREDUCE_KILL_AFTER_CHECKPOINT=N the process
-// SIGKILLs itself right after epoch N's checkpoint is committed and before
-// metrics.jsonl is written: the window where a real kill once lost a line.
-static void kill_point_after_checkpoint(int64_t epoch) {
-  const char* v = std::getenv("DEEPREDUCE_KILL_AFTER_CHECKPOINT");
-  if (v && std::to_string(epoch) == v) std::raise(SIGKILL);
+std::string Run::progress_line(const StepProgress& p) {
+  const double per_step = p.elapsed_s / static_cast<double>(p.step + 1);
+  const double left = static_cast<double>(p.steps - p.step - 1) * per_step +
+                      static_cast<double>(cfg_.epochs - p.epoch - 1) * per_step * static_cast<double>(p.steps);
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "epoch %lld/%lld step %lld/%lld loss %.4f acc %.4f %.0f img/s ETA %s   ",
+                (long long)p.epoch + 1, (long long)cfg_.epochs, (long long)p.step + 1, (long long)p.steps, p.loss, p.acc,
+                p.images_per_s, hms(left).c_str());
+  return buf;
 }
 
 // Tests the epoch's network, then commits the epoch: checkpoint first, then
@@ -316,22 +211,23 @@ static void kill_point_after_checkpoint(int64_t epoch) {
 // at any point loses no finished epoch and leaves no duplicate line.
 void Run::record(int64_t epoch, const Trained& t) {
   const EpochStats te = run_eval(net_, split_.test, dev_, cfg_.workers, cfg_.data_path);
-  const double epoch_s = seconds_since(t.start);
+  const TrainedEpoch& e = t.steps;
+  const double epoch_s = seconds_since(e.start);
   seconds_ += epoch_s;
-  const double images = std::max(1.0, t.stats.images);
+  const double images = std::max(1.0, e.stats.images);
   nlohmann::json rec = {{"epoch", epoch + 1},
                         {"lr", t.lr},
-                        {"train_loss", t.stats.loss / images},
-                        {"train_acc", t.stats.correct / images},
+                        {"train_loss", e.stats.loss / images},
+                        {"train_acc", e.stats.correct / images},
                         {"test_loss", te.loss / std::max(1.0, te.images)},
                         {"test_acc", te.correct / std::max(1.0, te.images)},
-                        {"images_per_s", t.stats.images / t.seconds},
-                        {"compute_images_per_s", t.stats.images / std::max(1e-9, t.seconds - t.wait)},
-                        {"data_wait_s", t.wait},
+                        {"images_per_s", e.stats.images / e.seconds},
+                        {"compute_images_per_s", e.stats.images / std::max(1e-9, e.seconds - e.wait)},
+                        {"data_wait_s", e.wait},
                         {"seconds", epoch_s},
                         {"total_seconds", seconds_}};
   history_.push_back(rec);
-  progress_open_ = false;
+  engine_->end_progress_line(false);  // the epoch's line below replaces it
   if (!rank0_) return;
   std::fprintf(stderr, "\repoch %lld/%lld train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.0f img/s | %s\n",
                (long long)epoch + 1, (long long)cfg_.epochs, rec["train_loss"].get<double>(),
@@ -340,15 +236,7 @@ void Run::record(int64_t epoch, const Trained& t) {
   save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_,
                   {epoch + 1, history_.dump(), cfg_.result_settings().dump(), {}, ""});
   kill_point_after_checkpoint(epoch + 1);
-  write_metrics();
-}
-
-// metrics.jsonl: one line per finished epoch, rebuilt from the history the
-// checkpoint holds.
-void Run::write_metrics() const {
-  std::string lines;
-  for (const auto& r : history_) lines += r.dump() + "\n";
-  util::write_file_atomic(path_join(cfg_.out, "metrics.jsonl"), lines);
+  write_metrics(cfg_.out, history_);
 }
 
 RunResult Run::finish() {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -85,29 +86,30 @@ TEST(LinearizeCli, ReachesEachBudgetExactlyAndFineTunes) {
   EXPECT_FALSE(test::contains(again.out, "search epoch 1")) << again.out;  // no search ran again
 }
 
+// The search trains on the same engine as a run and has its kill hook: a
+// SIGKILL right after epoch 3's checkpoint, before metrics.jsonl is written,
+// loses no line, and the resumed search reaches the same masks.
 TEST(LinearizeCli, KilledSearchResumesToTheSameMasks) {
   const test::ScratchDir d("snl-kill");
   const std::string args = "linearize --teacher " + teacher() + " " + kData + " " + kSearch + " --budget 500 --out ";
   ASSERT_EQ(cli(args + (d / "whole")).rc, 0);
-  // Killed once its search has checkpointed a few epochs, then run again.
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const std::string cmd = std::string(DEEPREDUCE_BINARY) + " " + args + (d / "killed") + " >/dev/null 2>&1";
-    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), nullptr);
-    ::_exit(127);
+  {
+    test::EnvGuard kill("DEEPREDUCE_KILL_AFTER_CHECKPOINT", "3");  // the fine-tunes have 2 epochs: only the search
+    const auto killed = cli(args + (d / "killed"));
+    ASSERT_NE(killed.rc, 0) << killed.out;
   }
-  const std::string metrics = d / "killed/search/metrics.jsonl";
-  for (int i = 0; i < 600; ++i) {
-    if (fs::exists(metrics) && std::count(read_file(metrics).begin(), read_file(metrics).end(), '\n') >= 10) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
   ASSERT_FALSE(fs::exists(d / "killed/search/result.json")) << "the search finished before the kill";
+  const std::string metrics = read_file(d / "killed/search/metrics.jsonl");
+  ASSERT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2) << metrics;  // epoch 3 checkpointed, not yet listed
   const auto resumed = cli(args + (d / "killed"));
   ASSERT_EQ(resumed.rc, 0) << resumed.out;
-  EXPECT_TRUE(test::contains(resumed.out, "resuming the SNL search")) << resumed.out;
+  EXPECT_TRUE(test::contains(resumed.out, "resuming the SNL search in " + (d / "killed/search") + " after epoch 3"))
+      << resumed.out;
+  std::istringstream lines(read_file(d / "killed/search/metrics.jsonl"));
+  int64_t epoch = 0;
+  for (std::string l; std::getline(lines, l);) ASSERT_EQ(json::parse(l)["epoch"], ++epoch) << l;
+  const std::string whole = read_file(d / "whole/search/metrics.jsonl");
+  EXPECT_EQ(epoch, std::count(whole.begin(), whole.end(), '\n'));
   EXPECT_EQ(read_file(d / "killed/search/snapshots/500/masks.pt"), read_file(d / "whole/search/snapshots/500/masks.pt"));
   EXPECT_EQ(json::parse(read_file(d / "killed/budget-500/result.json"))["test_acc"],
             json::parse(read_file(d / "whole/budget-500/result.json"))["test_acc"]);
