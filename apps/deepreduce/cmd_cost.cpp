@@ -3,7 +3,7 @@
 
 #include "commands.h"
 #include "mpc/cost.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 #include "pi/cost_table.h"
 #include "report/format.h"
 

@@ -3,7 +3,7 @@
 
 #include "commands.h"
 #include "pipeline/linearize.h"
-#include "search/plan.h"
+#include "planner/candidates.h"
 
 namespace dr::cli {
 
@@ -56,8 +56,8 @@ void add_linearize_command(CLI::App& app) {
   cmd->add_flag("--dry-run", o.dry_run, "Check the settings and print the plan only");
   add_training_options(cmd, o.finetune);  // --epochs, --lr, ...: the fine-tuning's
   cmd->callback([s] {
-    s->o.budgets = search::parse_budgets(s->budgets);
-    s->o.sweep.shard = search::parse_shard(s->shard);
+    s->o.budgets = planner::parse_budgets(s->budgets);
+    s->o.sweep.shard = planner::parse_shard(s->shard);
     s->o.sweep.wait = !s->no_wait;
     const auto points = pipeline::run_linearize(s->o);
     if (!points.empty()) std::cout << "\nreport: " << s->o.out << "/report.md\n";

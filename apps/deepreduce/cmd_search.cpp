@@ -5,7 +5,7 @@
 #include "commands.h"
 #include "pipeline/criticality.h"
 #include "pipeline/reduce.h"
-#include "search/plan.h"
+#include "planner/candidates.h"
 
 namespace dr::cli {
 
@@ -40,7 +40,7 @@ void add_criticality_command(CLI::App& app) {
   s->o.out = "runs/criticality";
   cmd->add_option("--out", s->o.out, "Output directory")->capture_default_str();
   cmd->callback([s] {
-    s->o.sweep.shard = search::parse_shard(s->shard);
+    s->o.sweep.shard = planner::parse_shard(s->shard);
     s->o.sweep.wait = !s->no_wait;
     s->o.without_kd = !s->no_kd;
     const auto r = pipeline::run_criticality(s->o);
@@ -99,8 +99,8 @@ void add_reduce_command(CLI::App& app) {
   cmd->add_option("--snl-lasso", l.search.lasso, "SNL: L1 weight on the masks at the start")->capture_default_str();
   cmd->callback([s] {
     s->o.methods = pipeline::parse_methods(s->methods);
-    s->o.budgets = search::parse_budgets(s->budgets);
-    s->o.sweep.shard = search::parse_shard(s->shard);
+    s->o.budgets = planner::parse_budgets(s->budgets);
+    s->o.sweep.shard = planner::parse_shard(s->shard);
     s->o.sweep.wait = !s->no_wait;
     s->o.without_kd = !s->no_kd;
     s->o.init_from_teacher = s->init_teacher;

@@ -24,13 +24,13 @@ void add_gate(ExpectedCost& c, const std::string& name, const StepCost& sc) {
 
 }  // namespace
 
-ExpectedCost expected_cost(const Plan& plan) {
+ExpectedCost expected_cost(const Program& program) {
   ExpectedCost c;
-  for (const Step& s : plan.steps) {
+  for (const Step& s : program.steps) {
     StepCost sc{s.name, kind_name(s), 0, 0, 0};
     switch (s.kind) {
       case StepKind::Input:  // one message, client -> server
-        sc.elements = plan.input_numel();
+        sc.elements = program.input_numel();
         sc.bytes = arch::count_mul(8, sc.elements, "online bytes");
         sc.rounds = 1;
         c.input_elements = sc.elements;
@@ -70,10 +70,10 @@ ExpectedCost expected_cost(const Plan& plan) {
 }
 
 ExpectedCost expected_cost(const Architecture& arch) {
-  return expected_cost(compile_plan(build_network(arch), PlanDetail::Counts));
+  return expected_cost(compile_program(build_network(arch), ProgramDetail::Counts));
 }
 
-ExpectedCost expected_cost(const arch::Network& net) { return expected_cost(compile_plan(net, PlanDetail::Counts)); }
+ExpectedCost expected_cost(const arch::Network& net) { return expected_cost(compile_program(net, ProgramDetail::Counts)); }
 
 nlohmann::json to_json(const ExpectedCost& c) {
   nlohmann::json steps = nlohmann::json::array();

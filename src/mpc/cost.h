@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "mpc/architecture.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 
 namespace dr::mpc {
 
@@ -44,12 +44,12 @@ struct ExpectedCost {
   int64_t rounds = 0;
   int64_t messages = 0;                      // frames, both directions
   int64_t framing_bytes = 0;                 // 24 per frame
-  std::vector<StepCost> steps;               // every plan step, in order
+  std::vector<StepCost> steps;               // every program step, in order
 };
 
-// From a plan of either detail (only Step::live_count is read).
-ExpectedCost expected_cost(const Plan& plan);
-// From a network or an architecture: compiled with PlanDetail::Counts, so any
+// From a program of either detail (only Step::live_count is read).
+ExpectedCost expected_cost(const Program& program);
+// From a network or an architecture: compiled with ProgramDetail::Counts, so any
 // network the description accepts is costed without one index per ReLU
 // element. Throws UnsupportedError for what the runtime cannot run.
 ExpectedCost expected_cost(const Architecture& arch);

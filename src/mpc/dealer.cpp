@@ -24,7 +24,7 @@ void put_words(std::vector<uint8_t>& block, size_t at, const u64* v, size_t n) {
 }
 
 struct Dealing {
-  const Plan& plan;
+  const Program& program;
   const BlockLayout& server_layout;
   const BlockLayout& client_layout;
   const std::vector<std::vector<u64>>& weight_masks;  // A per linear layer
@@ -70,9 +70,9 @@ void deal_gate(const Dealing& d, const Step& s, const std::vector<u64>& rin, Prg
   });
 }
 
-// One inference: walks the plan drawing every wire's mask.
+// One inference: walks the program drawing every wire's mask.
 void deal_one(const Dealing& d, Prg& rng, std::vector<uint8_t>& server, std::vector<uint8_t>& client) {
-  const Plan& p = d.plan;
+  const Program& p = d.program;
   std::vector<std::vector<u64>> r(p.wire_numel.size());
   Seed seed;
   rng.bytes(seed.data(), seed.size());
@@ -100,7 +100,7 @@ void deal_one(const Dealing& d, Prg& rng, std::vector<uint8_t>& server, std::vec
 }
 
 // The two key files' headers for `count` inferences under a fresh nonce.
-std::pair<KeyHeader, KeyHeader> key_headers(const Architecture& arch, const Plan& plan, int frac_bits, uint64_t count,
+std::pair<KeyHeader, KeyHeader> key_headers(const Architecture& arch, const Program& program, int frac_bits, uint64_t count,
                                             Prg& rng) {
   KeyHeader h;
   h.frac_bits = frac_bits;
@@ -110,11 +110,11 @@ std::pair<KeyHeader, KeyHeader> key_headers(const Architecture& arch, const Plan
   h.model_hash = model_hash(arch, frac_bits);
   KeyHeader hs = h, hc = h;
   hs.party = Party::Server;
-  hs.global_bytes = global_bytes(plan, Party::Server);
-  hs.block_bytes = block_layout(plan, Party::Server).bytes;
+  hs.global_bytes = global_bytes(program, Party::Server);
+  hs.block_bytes = block_layout(program, Party::Server).bytes;
   hc.party = Party::Client;
   hc.global_bytes = 0;
-  hc.block_bytes = block_layout(plan, Party::Client).bytes;
+  hc.block_bytes = block_layout(program, Party::Client).bytes;
   return {hs, hc};
 }
 
@@ -140,7 +140,7 @@ std::string size_text(uint64_t n) {
 uint64_t deal_bytes(const Architecture& arch, int frac_bits, uint64_t count) {
   check_frac_bits(frac_bits);
   Prg rng;
-  return both_files(key_headers(arch, compile_plan(build_network(arch)), frac_bits, count, rng));
+  return both_files(key_headers(arch, compile_program(build_network(arch)), frac_bits, count, rng));
 }
 
 void check_free_space(const std::string& dir, uint64_t need, const std::string& hint) {
@@ -162,10 +162,10 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   if (o.count < 1) throw std::invalid_argument("deal: count must be at least 1 inference");
   if (o.out_dir.empty()) throw std::invalid_argument("deal: no output directory given");
   const arch::Network net = build_network(arch);
-  const Plan plan = compile_plan(net);
-  const BlockLayout sl = block_layout(plan, Party::Server), cl = block_layout(plan, Party::Client);
+  const Program program = compile_program(net);
+  const BlockLayout sl = block_layout(program, Party::Server), cl = block_layout(program, Party::Client);
   Prg rng;  // seeded from the OS
-  const auto [hs, hc] = key_headers(arch, plan, o.frac_bits, o.count, rng);
+  const auto [hs, hc] = key_headers(arch, program, o.frac_bits, o.count, rng);
   util::remove_stale_temporaries(o.out_dir);  // what a kill -9 of an earlier deal left
   check_free_space(o.out_dir, both_files({hs, hc}), "deal fewer inferences (--count) or write them to a larger disk");
 
@@ -176,15 +176,15 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
 
   std::vector<std::vector<u64>> masks;
   std::vector<u64> flat;
-  for (int i : plan.linear_steps) {
-    masks.emplace_back(size_t(plan.steps[size_t(i)].geom.weight_numel()));
+  for (int i : program.linear_steps) {
+    masks.emplace_back(size_t(program.steps[size_t(i)].geom.weight_numel()));
     rng.fill(masks.back().data(), masks.back().size());
     flat.insert(flat.end(), masks.back().begin(), masks.back().end());
   }
   ws.write_global(reinterpret_cast<const uint8_t*>(flat.data()), flat.size() * sizeof(u64));
   wc.write_global(nullptr, 0);
 
-  const Dealing d{plan, sl, cl, masks, std::max(1, o.threads)};
+  const Dealing d{program, sl, cl, masks, std::max(1, o.threads)};
   std::vector<uint8_t> server(sl.bytes), client(cl.bytes);
   for (uint64_t i = 0; i < o.count; ++i) {
     if (o.interrupted && o.interrupted())

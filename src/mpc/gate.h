@@ -1,21 +1,21 @@
 #pragma once
 // A gate of the private runtime: a nonlinear function applied element by
-// element to the live elements of a gate step (plan.h), each element with a
+// element to the live elements of a gate step (program.h), each element with a
 // key from the dealer. All that differs between gates sits behind this
 // interface, one file per gate under mpc/gates/ (gates/relu.h today); the
 // dealer, both parties, the key layout, the cost formula and the plaintext
-// references walk the plan and ask each gate step's gate, never its kind.
+// references walk the program and ask each gate step's gate, never its kind.
 //
 // Adding a gate: its file under gates/ (key layout, deal, evaluation and
-// references, from its paper), a GateKind in plan.h, a line in gate_of
-// (gate.cpp), and the plan compiler emitting steps of it.
+// references, from its paper), a GateKind in program.h, a line in gate_of
+// (gate.cpp), and the program compiler emitting steps of it.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <vector>
 
 #include "mpc/keys.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 #include "mpc/prg.h"
 
 namespace dr::mpc {

@@ -97,17 +97,17 @@ void pread_all(int fd, uint8_t* out, size_t n, uint64_t offset, const std::strin
 
 const char* party_name(Party p) { return p == Party::Server ? "server" : "client"; }
 
-BlockLayout block_layout(const Plan& plan, Party party) {
+BlockLayout block_layout(const Program& program, Party party) {
   BlockLayout l;
   size_t at = 0;
   if (party == Party::Client) {
     l.input_mask = at;
-    at += 8 * size_t(plan.input_numel());
+    at += 8 * size_t(program.input_numel());
     l.seed = at;
     at += sizeof(Seed);
   } else {
-    for (int i : plan.linear_steps) {
-      const ConvGeom& g = plan.steps[size_t(i)].geom;
+    for (int i : program.linear_steps) {
+      const ConvGeom& g = program.steps[size_t(i)].geom;
       BlockLayout::LinearPart p;
       p.u = at;
       p.k = p.u + 8 * size_t(g.in_numel());
@@ -116,29 +116,29 @@ BlockLayout block_layout(const Plan& plan, Party party) {
       l.linear.push_back(p);
     }
   }
-  for (int i : plan.gate_steps) {
-    const Step& s = plan.steps[size_t(i)];
+  for (int i : program.gate_steps) {
+    const Step& s = program.steps[size_t(i)];
     l.gates.push_back(at);
     at += s.live.size() * gate_of(s).key_bytes();
   }
   if (party == Party::Client) {
     l.output_mask = at;
-    at += 8 * size_t(plan.wire_numel[size_t(plan.output_wire)]);
+    at += 8 * size_t(program.wire_numel[size_t(program.output_wire)]);
   }
   l.bytes = at;
   return l;
 }
 
-std::vector<uint64_t> step_key_bytes(const Plan& plan, Party party) {
+std::vector<uint64_t> step_key_bytes(const Program& program, Party party) {
   const bool client = party == Party::Client;
   std::vector<uint64_t> out;
-  for (const Step& s : plan.steps) {
+  for (const Step& s : program.steps) {
     uint64_t b = 0;
     switch (s.kind) {
-      case StepKind::Input: b = client ? 8 * uint64_t(plan.input_numel()) + sizeof(Seed) : 0; break;
+      case StepKind::Input: b = client ? 8 * uint64_t(program.input_numel()) + sizeof(Seed) : 0; break;
       case StepKind::Linear: b = client ? 0 : 8 * uint64_t(s.geom.in_numel() + 2 * s.geom.out_numel()); break;
       case StepKind::Gate: b = uint64_t(s.live_count) * gate_of(s).key_bytes(); break;
-      case StepKind::Output: b = client ? 8 * uint64_t(plan.wire_numel[size_t(plan.output_wire)]) : 0; break;
+      case StepKind::Output: b = client ? 8 * uint64_t(program.wire_numel[size_t(program.output_wire)]) : 0; break;
       case StepKind::Add:
       case StepKind::SumPool: break;
     }
@@ -147,10 +147,10 @@ std::vector<uint64_t> step_key_bytes(const Plan& plan, Party party) {
   return out;
 }
 
-size_t global_bytes(const Plan& plan, Party party) {
+size_t global_bytes(const Program& program, Party party) {
   if (party == Party::Client) return 0;
   size_t n = 0;
-  for (int i : plan.linear_steps) n += 8 * size_t(plan.steps[size_t(i)].geom.weight_numel());
+  for (int i : program.linear_steps) n += 8 * size_t(program.steps[size_t(i)].geom.weight_numel());
   return n;
 }
 
@@ -162,11 +162,11 @@ uint64_t key_file_bytes(const KeyHeader& h) {
   return head + h.count * per;
 }
 
-std::vector<ClientLinearShares> derive_client_shares(const Plan& plan, const Seed& seed) {
+std::vector<ClientLinearShares> derive_client_shares(const Program& program, const Seed& seed) {
   Prg prg(seed.data());
-  std::vector<ClientLinearShares> out(plan.linear_steps.size());
+  std::vector<ClientLinearShares> out(program.linear_steps.size());
   for (size_t i = 0; i < out.size(); ++i) {
-    const ConvGeom& g = plan.linear(int(i)).geom;
+    const ConvGeom& g = program.linear(int(i)).geom;
     out[i].u.resize(size_t(g.in_numel()));
     out[i].k.resize(size_t(g.out_numel()));
     out[i].m.resize(size_t(g.out_numel()));
@@ -293,16 +293,16 @@ KeyFile::KeyFile(const std::string& path) : path_(path) {
     fail(std::string("bad header: ") + e.what());
   }
   Architecture a;
-  Plan plan;
+  Program program;
   try {
     a = parse_architecture(header_.architecture);
-    plan = compile_plan(build_network(a));
+    program = compile_program(build_network(a));
   } catch (const std::exception& e) {
     fail(std::string("its architecture cannot be used: ") + e.what());
   }
   if (model_hash(a, header_.frac_bits) != header_.model_hash)
     fail("the model hash does not match the architecture in the header");
-  const uint64_t want_block = block_layout(plan, header_.party).bytes, want_global = global_bytes(plan, header_.party);
+  const uint64_t want_block = block_layout(program, header_.party).bytes, want_global = global_bytes(program, header_.party);
   if (header_.block_bytes != want_block || header_.global_bytes != want_global)
     fail("blocks of " + std::to_string(header_.block_bytes) + " bytes, this build's layout needs " +
          std::to_string(want_block) + " (dealt by another version of the runtime? deal again)");

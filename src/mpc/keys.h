@@ -17,7 +17,7 @@
 // reads more than one block at a time (a key set for many inferences can be
 // gigabytes).
 //
-// Block contents (u64 arrays, wire by wire in plan order, see BlockLayout):
+// Block contents (u64 arrays, wire by wire in program order, see BlockLayout):
 //   server: per linear layer u_s [in], k_s [out], m_s [out]; per gate step
 //           its keys (live elements x the gate's key_bytes(), gate.h)
 //   client: input mask r0 [I], a 16-byte seed (its u_c, k_c, m_c of every
@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "mpc/architecture.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 
 namespace dr::mpc {
 
@@ -63,13 +63,13 @@ struct BlockLayout {
   size_t input_mask = 0, seed = 0, output_mask = 0;  // client
   size_t bytes = 0;
 };
-BlockLayout block_layout(const Plan& plan, Party party);
-// The bytes of one inference's block that each plan step takes (input mask
+BlockLayout block_layout(const Program& program, Party party);
+// The bytes of one inference's block that each program step takes (input mask
 // and seed on the input step, output mask on the output step); they add up to
-// block_layout(plan, party).bytes.
-std::vector<uint64_t> step_key_bytes(const Plan& plan, Party party);
+// block_layout(program, party).bytes.
+std::vector<uint64_t> step_key_bytes(const Program& program, Party party);
 // Server: the weight masks A, one per linear layer, in order.
-size_t global_bytes(const Plan& plan, Party party);
+size_t global_bytes(const Program& program, Party party);
 // The exact size of the key file with this header (its global_bytes,
 // block_bytes and count filled in); UINT64_MAX when that overflows.
 uint64_t key_file_bytes(const KeyHeader& header);
@@ -80,7 +80,7 @@ uint64_t key_file_bytes(const KeyHeader& header);
 struct ClientLinearShares {
   std::vector<u64> u, k, m;
 };
-std::vector<ClientLinearShares> derive_client_shares(const Plan& plan, const Seed& seed);
+std::vector<ClientLinearShares> derive_client_shares(const Program& program, const Seed& seed);
 
 // Writes one key file through "<path>.tmp.<pid>" and rename(2) in commit().
 class KeyWriter {

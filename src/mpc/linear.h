@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "mpc/plan.h"
+#include "mpc/program.h"
 
 namespace dr::mpc {
 

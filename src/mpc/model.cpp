@@ -58,19 +58,19 @@ int64_t quantise_value(double v, int bits, const std::string& name, size_t index
 
 }  // namespace
 
-std::vector<FoldedLinear> fold_model(const Plan& plan, const FloatModel& model) {
+std::vector<FoldedLinear> fold_model(const Program& program, const FloatModel& model) {
   std::vector<FoldedLinear> out;
-  for (int idx : plan.linear_steps) out.push_back(fold_step(plan.steps[static_cast<size_t>(idx)], model));
+  for (int idx : program.linear_steps) out.push_back(fold_step(program.steps[static_cast<size_t>(idx)], model));
   return out;
 }
 
-QuantModel quantise(const Plan& plan, const FloatModel& model, int frac_bits) {
+QuantModel quantise(const Program& program, const FloatModel& model, int frac_bits) {
   check_frac_bits(frac_bits);
-  const auto folded = fold_model(plan, model);
+  const auto folded = fold_model(program, model);
   QuantModel q;
   q.frac_bits = frac_bits;
   for (size_t i = 0; i < folded.size(); ++i) {
-    const std::string& name = plan.linear(static_cast<int>(i)).name;
+    const std::string& name = program.linear(static_cast<int>(i)).name;
     QuantLinear l;
     for (size_t j = 0; j < folded[i].w.size(); ++j) l.w.push_back(quantise_value(folded[i].w[j], frac_bits, name, j));
     for (size_t j = 0; j < folded[i].b.size(); ++j)
@@ -81,7 +81,7 @@ QuantModel quantise(const Plan& plan, const FloatModel& model, int frac_bits) {
 }
 
 void check_model(const arch::Network& net, const FloatModel& model) {
-  fold_model(compile_plan(net), model);
+  fold_model(compile_program(net), model);
   if (!model.mean.empty() || !model.std.empty()) normalise(net.input, model, std::vector<float>(size_t(net.input.numel())));
 }
 

@@ -12,7 +12,7 @@
 
 #include "arch/network.h"
 #include "mpc/architecture.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 
 namespace dr::mpc {
 
@@ -34,9 +34,9 @@ struct FoldedLinear {
   std::vector<double> b;  // [cout] (zeros when the layer has neither bias nor BatchNorm)
 };
 
-// Indexed by the plan's linear_index. Throws std::runtime_error naming a
+// Indexed by the program's linear_index. Throws std::runtime_error naming a
 // missing parameter or one of the wrong size.
-std::vector<FoldedLinear> fold_model(const Plan& plan, const FloatModel& model);
+std::vector<FoldedLinear> fold_model(const Program& program, const FloatModel& model);
 
 struct QuantLinear {
   std::vector<int64_t> w;  // llround(w' * 2^f)
@@ -48,7 +48,7 @@ struct QuantModel {
 };
 // Throws std::invalid_argument for f outside 1..16 and std::runtime_error for
 // a weight too large for the ring (|w * 2^f| or |b * 2^2f| >= 2^62).
-QuantModel quantise(const Plan& plan, const FloatModel& model, int frac_bits);
+QuantModel quantise(const Program& program, const FloatModel& model, int frac_bits);
 
 // Checks that every parameter the network needs is present with its size
 // (throws std::runtime_error naming the first one that is not).

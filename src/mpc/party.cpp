@@ -121,20 +121,20 @@ uint64_t check_hello(const Hello& me, const Hello& peer, const std::string& key_
   return start;
 }
 
-// --- one party's evaluation of the plan ---------------------------------------
+// --- one party's evaluation of the program ---------------------------------------
 
 class Engine {
  public:
-  Engine(Party role, Plan plan, int frac_bits, int threads)
-      : role_(role), plan_(std::move(plan)), f_(frac_bits), threads_(std::max(1, threads)),
-        layout_(block_layout(plan_, role)), records_(plan_.steps.size()) {
-    for (size_t i = 0; i < plan_.steps.size(); ++i) {
-      const Step& s = plan_.steps[i];
+  Engine(Party role, Program program, int frac_bits, int threads)
+      : role_(role), program_(std::move(program)), f_(frac_bits), threads_(std::max(1, threads)),
+        layout_(block_layout(program_, role)), records_(program_.steps.size()) {
+    for (size_t i = 0; i < program_.steps.size(); ++i) {
+      const Step& s = program_.steps[i];
       records_[i].name = s.name;
       records_[i].kind = kind_name(s);
     }
   }
-  const Plan& plan() const { return plan_; }
+  const Program& program() const { return program_; }
   const std::vector<LayerRecord>& records() const { return records_; }
 
   // Server: W, B and W^ = W + A from the global key section.
@@ -169,16 +169,16 @@ class Engine {
     uint64_t n = 0;
     if (b.size() >= 8) std::memcpy(&n, b.data(), 8);
     size_t want = 8 + 16 * n;
-    for (int i : plan_.linear_steps) want += 8 * size_t(plan_.steps[size_t(i)].geom.weight_numel());
-    if (b.size() < 8 || (n != 0 && int64_t(n) != plan_.input.c) || b.size() != want)
+    for (int i : program_.linear_steps) want += 8 * size_t(program_.steps[size_t(i)].geom.weight_numel());
+    if (b.size() < 8 || (n != 0 && int64_t(n) != program_.input.c) || b.size() != want)
       throw std::runtime_error("protocol error: the server's setup message does not fit this architecture");
     mean_.resize(n);
     std_.resize(n);
     std::memcpy(mean_.data(), b.data() + 8, 8 * n);
     std::memcpy(std_.data(), b.data() + 8 + 8 * n, 8 * n);
     size_t at = 8 + 16 * n;
-    for (int i : plan_.linear_steps) {
-      const size_t k = size_t(plan_.steps[size_t(i)].geom.weight_numel());
+    for (int i : program_.linear_steps) {
+      const size_t k = size_t(program_.steps[size_t(i)].geom.weight_numel());
       w_hat_.push_back(to_words(b, at, k));
       at += 8 * k;
     }
@@ -192,8 +192,8 @@ class Engine {
     pre_.clear();
     m_.clear();
     if (role_ == Party::Server) {
-      for (size_t j = 0; j < plan_.linear_steps.size(); ++j) {
-        const ConvGeom& g = plan_.linear(int(j)).geom;
+      for (size_t j = 0; j < program_.linear_steps.size(); ++j) {
+        const ConvGeom& g = program_.linear(int(j)).geom;
         const auto& part = layout_.linear[j];
         const auto u = to_words(block_, part.u, size_t(g.in_numel()));
         const auto k = to_words(block_, part.k, size_t(g.out_numel()));
@@ -204,23 +204,23 @@ class Engine {
     }
     Seed seed;
     std::memcpy(seed.data(), block_.data() + layout_.seed, seed.size());
-    auto shares = derive_client_shares(plan_, seed);
+    auto shares = derive_client_shares(program_, seed);
     for (size_t j = 0; j < shares.size(); ++j) {
-      const ConvGeom& g = plan_.linear(int(j)).geom;
+      const ConvGeom& g = program_.linear(int(j)).geom;
       pre_.push_back(linear_pre_client(g, w_hat_[j].data(), shares[j].u.data(), shares[j].k.data(), threads_));
       m_.push_back(std::move(shares[j].m));
     }
-    input_mask_ = to_words(block_, layout_.input_mask, size_t(plan_.input_numel()));
-    output_mask_ = to_words(block_, layout_.output_mask, size_t(plan_.wire_numel[size_t(plan_.output_wire)]));
+    input_mask_ = to_words(block_, layout_.input_mask, size_t(program_.input_numel()));
+    output_mask_ = to_words(block_, layout_.output_mask, size_t(program_.wire_numel[size_t(program_.output_wire)]));
   }
 
   // The online protocol of one inference. Client: `x` is the quantised input;
   // returns the logits (scale f). Server: x is null; returns nothing.
   std::vector<int64_t> online(Transport& t, const std::vector<int64_t>* x) {
-    std::vector<std::vector<u64>> w(plan_.wire_numel.size());
+    std::vector<std::vector<u64>> w(program_.wire_numel.size());
     std::vector<int64_t> logits;
-    for (size_t i = 0; i < plan_.steps.size(); ++i) {
-      const Step& s = plan_.steps[i];
+    for (size_t i = 0; i < program_.steps.size(); ++i) {
+      const Step& s = program_.steps[i];
       const Traffic before = t.traffic();
       const auto t0 = Clock::now();
       switch (s.kind) {
@@ -250,7 +250,7 @@ class Engine {
 
  private:
   std::vector<u64> input(Transport& t, const std::vector<int64_t>* x) {
-    const size_t n = size_t(plan_.input_numel());
+    const size_t n = size_t(program_.input_numel());
     t.count_round();
     if (role_ == Party::Server) return to_words(t.recv(MsgType::Input, 8 * n), 0, n);
     std::vector<u64> xh(n);
@@ -290,7 +290,7 @@ class Engine {
   }
 
   Party role_;
-  Plan plan_;
+  Program program_;
   int f_, threads_;
   BlockLayout layout_;
   std::vector<LayerRecord> records_;
@@ -305,14 +305,14 @@ class Engine {
 struct KeySide {
   KeyFile keys;
   KeyLedger ledger;
-  Plan plan;
+  Program program;
   Architecture arch;
   KeySide(const std::string& path, Party want, const std::string& state_dir) : keys(path), ledger(keys, state_dir) {
     if (keys.header().party != want)
       throw std::invalid_argument("key file '" + path + "' holds " + party_name(keys.header().party) +
                                   " keys; the " + party_name(want) + " needs " + party_name(want) + ".key");
     arch = parse_architecture(keys.header().architecture);
-    plan = compile_plan(build_network(arch));
+    program = compile_program(build_network(arch));
   }
   Hello hello(uint64_t requested) const {
     Hello h;
@@ -377,9 +377,9 @@ ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOp
   return reporting_errors(t, "server", [&] {
     KeySide side(o.key_path, Party::Server, o.state_dir);
     const int f = side.keys.header().frac_bits;
-    Engine e(Party::Server, side.plan, f, o.threads);
-    e.set_weights(quantise(side.plan, model, f), side.keys.read_global());
-    normalise(side.plan.input, model, std::vector<float>(size_t(side.plan.input_numel())));  // checks mean/std
+    Engine e(Party::Server, side.program, f, o.threads);
+    e.set_weights(quantise(side.program, model, f), side.keys.read_global());
+    normalise(side.program.input, model, std::vector<float>(size_t(side.program.input_numel())));  // checks mean/std
     ServerReport rep;
     rep.model_hash = hex(side.keys.header().model_hash);
     PartyReport& pr = rep.server;
@@ -422,7 +422,7 @@ ImageResult client_image(Transport& t, Engine& e, KeySide& side, const ClientOpt
   r.preprocessing_s = since(t0);
   const ClientImage img = o.image(i);
   r.label = img.label;
-  const std::vector<int64_t> x = quantise_input(normalise(side.plan.input, e.mean(), e.stdev(), img.pixels), f);
+  const std::vector<int64_t> x = quantise_input(normalise(side.program.input, e.mean(), e.stdev(), img.pixels), f);
   t.recv(MsgType::Ready, 0);
   const Traffic before = t.traffic();
   const auto t1 = Clock::now();
@@ -444,12 +444,12 @@ ClientReport client_session(Transport& t, const ClientOptions& o) {
   if (!o.image) throw std::invalid_argument("client: no image callback given");
   return reporting_errors(t, "client", [&] {
     KeySide side(o.key_path, Party::Client, o.state_dir);
-    Engine e(Party::Client, side.plan, side.keys.header().frac_bits, o.threads);
+    Engine e(Party::Client, side.program, side.keys.header().frac_bits, o.threads);
     ClientReport rep;
     rep.model_hash = hex(side.keys.header().model_hash);
     rep.spec = side.arch.spec;
     rep.frac_bits = side.keys.header().frac_bits;
-    rep.expected = expected_cost(side.plan);
+    rep.expected = expected_cost(side.program);
     PartyReport& pr = rep.client;
     pr.party = "client";
     pr.threads = o.threads;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "mpc/keys.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 
 namespace dr::mpc {
 

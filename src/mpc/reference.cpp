@@ -63,18 +63,18 @@ std::vector<int64_t> quantise_input(const std::vector<double>& x, int frac_bits)
   return out;
 }
 
-std::vector<int64_t> fixed_forward(const Plan& plan, const QuantModel& model, const std::vector<int64_t>& x,
+std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& model, const std::vector<int64_t>& x,
                                    FixedTrace* trace) {
-  if (static_cast<int64_t>(x.size()) != plan.input_numel())
-    throw std::invalid_argument("fixed_forward: input has " + std::to_string(x.size()) + " values, the plan takes " +
-                                std::to_string(plan.input_numel()));
-  if (model.layers.size() != plan.linear_steps.size())
+  if (static_cast<int64_t>(x.size()) != program.input_numel())
+    throw std::invalid_argument("fixed_forward: input has " + std::to_string(x.size()) + " values, the program takes " +
+                                std::to_string(program.input_numel()));
+  if (model.layers.size() != program.linear_steps.size())
     throw std::invalid_argument("fixed_forward: model has " + std::to_string(model.layers.size()) +
-                                " linear layers, the plan " + std::to_string(plan.linear_steps.size()));
-  std::vector<std::vector<int64_t>> w(plan.wire_numel.size());
-  if (trace) trace->pre_trunc.assign(plan.linear_steps.size(), {});
+                                " linear layers, the program " + std::to_string(program.linear_steps.size()));
+  std::vector<std::vector<int64_t>> w(program.wire_numel.size());
+  if (trace) trace->pre_trunc.assign(program.linear_steps.size(), {});
   std::vector<int64_t> logits;
-  for (const Step& s : plan.steps) {
+  for (const Step& s : program.steps) {
     switch (s.kind) {
       case StepKind::Input: w[s.out] = x; break;
       case StepKind::Linear:
@@ -108,11 +108,11 @@ std::vector<int64_t> fixed_forward(const Plan& plan, const QuantModel& model, co
   return logits;
 }
 
-std::vector<double> folded_forward(const Plan& plan, const std::vector<FoldedLinear>& model,
+std::vector<double> folded_forward(const Program& program, const std::vector<FoldedLinear>& model,
                                    const std::vector<double>& x) {
-  std::vector<std::vector<double>> w(plan.wire_numel.size());
+  std::vector<std::vector<double>> w(program.wire_numel.size());
   std::vector<double> logits;
-  for (const Step& s : plan.steps) {
+  for (const Step& s : program.steps) {
     switch (s.kind) {
       case StepKind::Input: w[s.out] = x; break;
       case StepKind::Linear: {
@@ -204,9 +204,9 @@ std::vector<double> float_forward(const arch::Network& net, const FloatModel& mo
   return cur;
 }
 
-std::vector<int64_t> fixed_reference(const Plan& plan, const QuantModel& model, const FloatModel& norm,
+std::vector<int64_t> fixed_reference(const Program& program, const QuantModel& model, const FloatModel& norm,
                                      const std::vector<float>& pixels) {
-  return fixed_forward(plan, model, quantise_input(normalise(plan.input, norm, pixels), model.frac_bits));
+  return fixed_forward(program, model, quantise_input(normalise(program.input, norm, pixels), model.frac_bits));
 }
 
 void Agreement::add(const std::vector<int64_t>& priv, const std::vector<int64_t>& ref, int frac_bits) {

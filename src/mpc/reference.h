@@ -4,7 +4,7 @@
 //  - fixed_forward: the exact fixed-point computation the protocol
 //    approximates, over int64 with exact arithmetic-shift truncation, in the
 //    protocol's op order (z = W*x + B at scale 2f, then z >> f);
-//  - folded_forward: the same plan in double (BatchNorm folded, no quantisation);
+//  - folded_forward: the same program in double (BatchNorm folded, no quantisation);
 //  - float_forward: the network as trained, BatchNorm unfolded, in double.
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -13,7 +13,7 @@
 
 #include "arch/network.h"
 #include "mpc/model.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 
 namespace dr::mpc {
 
@@ -34,10 +34,10 @@ struct FixedTrace {
 };
 
 // Logits at scale f. Throws FixedPointOverflow naming the step and element.
-std::vector<int64_t> fixed_forward(const Plan& plan, const QuantModel& model, const std::vector<int64_t>& x,
+std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& model, const std::vector<int64_t>& x,
                                    FixedTrace* trace = nullptr);
 
-std::vector<double> folded_forward(const Plan& plan, const std::vector<FoldedLinear>& model,
+std::vector<double> folded_forward(const Program& program, const std::vector<FoldedLinear>& model,
                                    const std::vector<double>& x);
 
 // Throws UnsupportedError for max pooling.
@@ -48,7 +48,7 @@ std::vector<double> to_double(const std::vector<int64_t>& v, int frac_bits);
 
 // The plaintext fixed-point logits of a raw image (pixels in [0, 1], CHW):
 // normalised with the model's mean/std and quantised exactly as the client does.
-std::vector<int64_t> fixed_reference(const Plan& plan, const QuantModel& model, const FloatModel& norm,
+std::vector<int64_t> fixed_reference(const Program& program, const QuantModel& model, const FloatModel& norm,
                                      const std::vector<float>& pixels);
 
 // How private logits agree with the fixed-point reference over a run.

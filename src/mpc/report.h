@@ -27,7 +27,7 @@ struct PartyReport {
   std::string party;                // "server" or "client"
   int64_t inferences = 0;
   uint64_t first_inference = 0;     // index of the first key block used
-  std::vector<LayerRecord> layers;  // plan steps in order, summed over inferences
+  std::vector<LayerRecord> layers;  // program steps in order, summed over inferences
   LayerRecord online;               // sum of the layers
   double preprocessing_s = 0;       // input-independent work, summed over inferences
   double online_s = 0;              // wall time of the online phase, summed (the server's

@@ -44,7 +44,7 @@ void write_criticality_files(const std::string& out, const std::string& family_s
 
 }  // namespace
 
-report::Table criticality_table(const std::vector<search::StageRow>& rows) {
+report::Table criticality_table(const std::vector<planner::StageRow>& rows) {
   report::Table t({{"stage", "stage"},
                    {"relus", "ReLUs", true},
                    {"acc_no_kd", "acc w/o KD (%)", true},
@@ -71,7 +71,7 @@ CriticalityResult run_criticality(const CriticalityOptions& o) {
   const arch::ModelSpec base = arch::parse_family_spec(o.train.model, "--model");
   const arch::InputSpec in = arch::parse_source(o.train.data).input;
   std::vector<Job> jobs;
-  std::vector<search::StageRow> rows;
+  std::vector<planner::StageRow> rows;
   for (const auto& stage : arch::find_family(base.family).stages) {
     arch::ModelSpec s = base;
     s.keep = {stage};
@@ -90,9 +90,9 @@ CriticalityResult run_criticality(const CriticalityOptions& o) {
     row.acc_kd = 100.0 * train::finished_result(run_dir(o.out, row.stage, true))->test_acc;
     if (o.without_kd) row.acc_no_kd = 100.0 * train::finished_result(run_dir(o.out, row.stage, false))->test_acc;
   }
-  search::score_criticality(rows);
+  planner::score_criticality(rows);
   r.rows = rows;
-  r.order = search::least_to_most_critical(rows);
+  r.order = planner::least_to_most_critical(rows);
   r.complete = true;
   write_criticality_files(o.out, base.canonical(), r);
   return r;

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "report/table.h"
-#include "search/criticality.h"
+#include "planner/criticality_score.h"
 #include "pipeline/jobs.h"
-#include "search/plan.h"
+#include "planner/candidates.h"
 #include "train/config.h"
 
 namespace dr::pipeline {
@@ -23,7 +23,7 @@ struct CriticalityOptions {
 };
 
 struct CriticalityResult {
-  std::vector<search::StageRow> rows;
+  std::vector<planner::StageRow> rows;
   std::vector<std::string> order;  // least to most critical
   bool complete = false;           // false: other shards' runs still missing
 };
@@ -34,6 +34,6 @@ CriticalityResult run_criticality(const CriticalityOptions& o);
 
 // The table criticality.md, the reduce report and stdout show: stage, ReLUs,
 // accuracy without and with KD (%), C_k.
-report::Table criticality_table(const std::vector<search::StageRow>& rows);
+report::Table criticality_table(const std::vector<planner::StageRow>& rows);
 
 }  // namespace dr::pipeline

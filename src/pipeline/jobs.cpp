@@ -73,7 +73,7 @@ void check_sweep(const Sweep& sweep) {
 }
 
 bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep, size_t& next_index) {
-  const search::Shard& shard = sweep.shard;
+  const planner::Shard& shard = sweep.shard;
   const bool wait = sweep.wait;
   std::vector<const Job*> others, todo;
   for (const auto& job : jobs) {

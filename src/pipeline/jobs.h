@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "search/plan.h"
+#include "planner/candidates.h"
 #include "train/config.h"
 
 namespace dr::pipeline {
@@ -17,7 +17,7 @@ struct Job {
 
 // How a process takes part in a sweep.
 struct Sweep {
-  search::Shard shard;  // the jobs j with j mod count = index
+  planner::Shard shard;  // the jobs j with j mod count = index
   bool wait = true;     // wait for the other shards' runs instead of stopping
   int jobs = 1;         // trainings at once, as child processes sharing the cores
 };

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "arch/datasets.h"
-#include "search/plan.h"
+#include "planner/candidates.h"
 
 namespace dr::pipeline {
 
@@ -41,7 +41,7 @@ struct ReducePlan {
   std::string teacher_dir;
   std::vector<std::string> order;   // least to most critical; empty until measured
   std::string order_from;           // "given", "measured" (an earlier run's criticality.json) or ""
-  std::vector<search::Candidate> candidates;
+  std::vector<planner::Candidate> candidates;
 };
 
 // One method of one reduce (an instance holds what it planned).
@@ -72,7 +72,7 @@ class Method {
   }
   virtual void print_own(const ReduceOptions&, const ReducePlan&, int& /*step*/) const {}
   // The DeepReDuce networks it needs trained with KD (candidates phase).
-  virtual std::vector<search::Candidate> candidates() const { return {}; }
+  virtual std::vector<planner::Candidate> candidates() const { return {}; }
   // What it adds to plan.json.
   virtual void add_plan_json(nlohmann::json&) const {}
 

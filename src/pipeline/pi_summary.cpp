@@ -3,7 +3,7 @@
 #include "arch/spec.h"
 #include "mpc/cost.h"
 #include "mpc/keys.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 #include "pi/cost.h"
 #include "pipeline/private_inference.h"
 #include "report/format.h"
@@ -31,13 +31,13 @@ json modelled(const Link& l, double latency_s, int64_t rounds, double up, double
           {"seconds_per_image", latency_s + rounds * l.rtt_s + std::max(up, down) * 8 / l.bits_per_s}};
 }
 
-// Per layer and per image; the key bytes come from the plan's key layout
+// Per layer and per image; the key bytes come from the program's key layout
 // (what the dealer wrote for that step), the rest is measured.
 json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
   const double n = std::max<double>(1, static_cast<double>(r.images.size()));
-  const mpc::Plan plan = mpc::compile_plan(mpc::build_network(a), mpc::PlanDetail::Counts);
-  const auto server_keys = mpc::step_key_bytes(plan, mpc::Party::Server);
-  const auto client_keys = mpc::step_key_bytes(plan, mpc::Party::Client);
+  const mpc::Program program = mpc::compile_program(mpc::build_network(a), mpc::ProgramDetail::Counts);
+  const auto server_keys = mpc::step_key_bytes(program, mpc::Party::Server);
+  const auto client_keys = mpc::step_key_bytes(program, mpc::Party::Client);
   const auto keys_of = [](const std::vector<uint64_t>& k, size_t i) { return i < k.size() ? k[i] : uint64_t(0); };
   json rows = json::array();
   for (size_t i = 0; i < r.client.layers.size(); ++i) {

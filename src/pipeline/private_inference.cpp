@@ -10,7 +10,7 @@
 #include "data/dataset.h"
 #include "mpc/cost.h"
 #include "mpc/dealer.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 #include "mpc/reference.h"
 #include "nn/net.h"
 #include "pipeline/jobs.h"
@@ -73,7 +73,7 @@ mpc::FloatModel run_float_model(const std::string& run) {
 
 void check_private_runtime(const arch::Network& net, const std::string& option) {
   try {
-    mpc::compile_plan(net);
+    mpc::compile_program(net);
   } catch (const mpc::UnsupportedError& e) {
     throw std::invalid_argument(option + ": " + e.what());
   }
@@ -156,16 +156,16 @@ json parse_output(const std::string& text, const std::string& what) {
 }
 
 // Private logits against the float model and the fixed-point reference.
-void add_agreement(json& summary, const PiRunOptions& o, const mpc::Plan& plan,
+void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& program,
                    const std::vector<mpc::ClientImage>& images) {
   const mpc::FloatModel model = run_float_model(o.run);
-  const mpc::QuantModel q = mpc::quantise(plan, model, o.frac_bits);
+  const mpc::QuantModel q = mpc::quantise(program, model, o.frac_bits);
   const std::vector<int64_t> plain = float_argmax(o.run, images);
   mpc::Agreement ref;
   int64_t equal = 0;
   for (size_t i = 0; i < images.size(); ++i) {
     const json& p = summary["predictions"][i];
-    ref.add(p["logits_fixed"].get<std::vector<int64_t>>(), mpc::fixed_reference(plan, q, model, images[i].pixels),
+    ref.add(p["logits_fixed"].get<std::vector<int64_t>>(), mpc::fixed_reference(program, q, model, images[i].pixels),
             o.frac_bits);
     equal += p["argmax"].get<int64_t>() == plain[i];
   }
@@ -182,7 +182,7 @@ json run_private_inference(const PiRunOptions& o) {
   mpc::check_frac_bits(o.frac_bits);
   const mpc::Architecture arch = run_architecture(o.run);
   check_private_runtime(mpc::build_network(arch), "pi run " + o.run);
-  const mpc::Plan plan = mpc::compile_plan(mpc::build_network(arch));
+  const mpc::Program program = mpc::compile_program(mpc::build_network(arch));
   run_float_model(o.run);  // the weights fit the network
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
   if (!o.keys.empty()) check_key_dir(o.keys, "--keys");
@@ -222,7 +222,7 @@ json run_private_inference(const PiRunOptions& o) {
   finish(client_proc, &out, "the client");
   json summary = parse_output(out, "the client");
   finish(server, &out, "the server");
-  add_agreement(summary, o, plan, images);
+  add_agreement(summary, o, program, images);
   summary["dealer"] = deal;
   summary["processes"] = "dealer, server and client: three processes on 127.0.0.1";
   return summary;

@@ -92,7 +92,7 @@ ReducePlan make_plan(const ReduceOptions& o, const Methods& methods) {
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
   p.order = known_order(o);
   p.order_from = p.order.empty() ? "" : o.order.empty() ? "measured" : "given";
-  p.candidates = search::deepreduce_candidates(p.base_spec, p.order.empty() ? p.stages : p.order, p.input);
+  p.candidates = planner::deepreduce_candidates(p.base_spec, p.order.empty() ? p.stages : p.order, p.input);
   for (const auto& m : methods) m->plan(o, p, false);
   return p;
 }
@@ -157,7 +157,7 @@ bool measure_criticality(const ReduceOptions& o, const ReducePlan& p, size_t& in
   co.without_kd = o.without_kd;
   co.sweep = o.sweep;
   // Continue the shard numbering after the jobs so far.
-  const search::Shard& s = o.sweep.shard;
+  const planner::Shard& s = o.sweep.shard;
   co.sweep.shard.index = static_cast<int>((s.index + s.count - index % s.count) % s.count);
   out = run_criticality(co);
   index += p.stages.size() * (o.without_kd ? 2 : 1);
@@ -179,7 +179,7 @@ bool train_candidates(const ReduceOptions& o, ReducePlan& p, const Methods& meth
                       const std::vector<std::string>& order, size_t& index) {
   if (!order.empty() && order != p.order) {
     p.order = order;
-    p.candidates = search::deepreduce_candidates(p.base_spec, order, p.input);
+    p.candidates = planner::deepreduce_candidates(p.base_spec, order, p.input);
     for (const auto& m : methods) m->plan(o, p, true);
   }
   write_plan_json(o, p, methods);

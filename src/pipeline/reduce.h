@@ -18,7 +18,7 @@
 
 #include "pipeline/jobs.h"
 #include "pipeline/linearize.h"
-#include "search/plan.h"
+#include "planner/candidates.h"
 #include "train/config.h"
 
 namespace dr::pipeline {

@@ -16,7 +16,7 @@
 #include "report/format.h"
 #include "report/plot.h"
 #include "report/table.h"
-#include "search/pareto.h"
+#include "planner/pareto.h"
 #include "train/provenance.h"
 #include "train/trainer.h"
 #include "util/fs.h"
@@ -148,7 +148,7 @@ report::Table budgets_table(const ReportInput& in, const std::vector<Row>& rows)
 // Accuracy against x(row): the ReLU count, or the measured latency.
 void plot_frontier(const ReportInput& in, const std::string& file, const std::string& title, const std::string& xlabel,
                    const std::vector<Row>& rows, const std::function<double(const Row&)>& x) {
-  std::vector<search::Point> points;
+  std::vector<planner::Point> points;
   for (const auto& r : rows) points.push_back({std::llround(x(r) * 1e9), r.point.acc});  // fronts compare x as integers
   // One series per method: points labelled with their specs, or a line over the budgets.
   std::vector<report::XYSeries> series;
@@ -161,7 +161,7 @@ void plot_frontier(const ReportInput& in, const std::string& file, const std::st
     if (!m.points.empty()) series.push_back(m);
   }
   report::XYSeries frontier{"Pareto frontier", {}, true, false, "frontier"}, base{"baseline (teacher)", {}, false, false, "baseline"};
-  for (size_t i : search::pareto_front(points)) frontier.points.push_back({x(rows[i]), 100 * rows[i].point.acc, ""});
+  for (size_t i : planner::pareto_front(points)) frontier.points.push_back({x(rows[i]), 100 * rows[i].point.acc, ""});
   base.points.push_back({x(rows[0]), 100 * rows[0].point.acc, ""});
   series.push_back(frontier);
   series.push_back(base);
@@ -245,9 +245,9 @@ std::string write_reduce_report(const ReportInput& in) {
   const pi::CostModel model = pi::load_cost_model();
   const auto protocols = pi::select_protocols(model, o.protocols);
   const std::vector<Row> rows = collect_rows(in, teacher, model, protocols);
-  std::vector<search::Point> points;
+  std::vector<planner::Point> points;
   for (const auto& r : rows) points.push_back({r.point.relus, r.point.acc});
-  const auto front = search::pareto_front(points);
+  const auto front = planner::pareto_front(points);
   const report::Table steps = steps_table(rows, {front.begin(), front.end()}, protocols);
   const report::Table budgets = budgets_table(in, rows);
   const std::string plot = path_join(o.out, "frontier." + o.plot_ext);

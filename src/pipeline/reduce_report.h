@@ -9,7 +9,7 @@
 #include "arch/datasets.h"
 #include "pipeline/method.h"
 #include "pipeline/reduce.h"
-#include "search/criticality.h"
+#include "planner/criticality_score.h"
 
 namespace dr::pipeline {
 
@@ -17,7 +17,7 @@ struct ReportInput {
   const ReduceOptions& options;
   const ReducePlan& plan;                        // base spec, input, teacher, order
   const std::vector<std::unique_ptr<Method>>& methods;  // in registry order
-  std::vector<search::StageRow> criticality;     // empty when the order was given
+  std::vector<planner::StageRow> criticality;     // empty when the order was given
   std::vector<FrontierPoint> points;             // every method's, in method order
   nlohmann::json provenance;                     // taken when the reduce started (train::provenance)
 };

@@ -71,8 +71,8 @@ void expect_error(F&& f, const std::string& needle) {
 
 // The plaintext fixed-point logits of image `seed`.
 inline std::vector<int64_t> reference_logits(const arch::Network& net, const FloatModel& m, int f, uint64_t seed) {
-  const Plan plan = compile_plan(net);
-  return fixed_forward(plan, quantise(plan, m, f), quantise_input(normalise(net.input, m, random_image(net.input, seed)), f));
+  const Program program = compile_program(net);
+  return fixed_forward(program, quantise(program, m, f), quantise_input(normalise(net.input, m, random_image(net.input, seed)), f));
 }
 
 // How far private logits (scale 2^f) may stray from the fixed-point

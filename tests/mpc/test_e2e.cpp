@@ -164,7 +164,7 @@ TEST(ThreeProcesses, MeasuredCostIsTheFormulaAndArgmaxTheReference) {
   const PairRun r = run_pair(model, net.input, spec_for(dir.path, dir.path));
   ASSERT_EQ(error_of(r.client), "");
   ASSERT_EQ(error_of(r.server), "");
-  const ExpectedCost want = expected_cost(compile_plan(net));
+  const ExpectedCost want = expected_cost(compile_program(net));
   const json& c = r.client["report"];
   ASSERT_EQ(c["images"].size(), 3u);
   for (const json& img : c["images"]) {

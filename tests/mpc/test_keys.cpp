@@ -43,13 +43,13 @@ TEST(Keys, DealWritesBothFilesWithTheLayoutSizes) {
   arch::Network net = tiny_net();
   mask_half(net, "stem.relu");
   const DealReport rep = deal_keys(net, dir / "keys", 3);
-  const Plan plan = compile_plan(net);
+  const Program program = compile_program(net);
   KeyFile s(dir / "keys/server.key"), c(dir / "keys/client.key");
   EXPECT_EQ(s.header().party, Party::Server);
   EXPECT_EQ(c.header().party, Party::Client);
   EXPECT_EQ(s.header().nonce, c.header().nonce);
   EXPECT_EQ(s.header().model_hash, model_hash(architecture_of(net), 12));
-  EXPECT_EQ(s.header().block_bytes, block_layout(plan, Party::Server).bytes);
+  EXPECT_EQ(s.header().block_bytes, block_layout(program, Party::Server).bytes);
   EXPECT_EQ(rep.server_file_bytes, s.file_bytes());
   EXPECT_EQ(rep.client_file_bytes, c.file_bytes());
   EXPECT_EQ(rep.client_block_bytes, c.header().block_bytes + 32);
@@ -57,18 +57,18 @@ TEST(Keys, DealWritesBothFilesWithTheLayoutSizes) {
   EXPECT_EQ(rep.live_relus, net.totals().relus);
   const size_t relu_bytes = size_t(net.totals().relus) * relu_key_bytes();
   EXPECT_EQ(c.header().block_bytes, 8 * 64 + 16 + relu_bytes + 8 * 4);
-  EXPECT_EQ(s.read_global().size(), global_bytes(plan, Party::Server));
+  EXPECT_EQ(s.read_global().size(), global_bytes(program, Party::Server));
   // the per-step key bytes (the per-layer table's) add up to each party's block
   for (Party p : {Party::Server, Party::Client}) {
-    const std::vector<uint64_t> per_step = step_key_bytes(plan, p);
-    ASSERT_EQ(per_step.size(), plan.steps.size());
+    const std::vector<uint64_t> per_step = step_key_bytes(program, p);
+    ASSERT_EQ(per_step.size(), program.steps.size());
     uint64_t sum = 0;
     for (uint64_t b : per_step) sum += b;
-    EXPECT_EQ(sum, block_layout(plan, p).bytes) << party_name(p);
+    EXPECT_EQ(sum, block_layout(program, p).bytes) << party_name(p);
   }
-  const int stem_relu = plan.gate_steps.front();
-  EXPECT_EQ(step_key_bytes(plan, Party::Client)[size_t(stem_relu)],
-            plan.steps[size_t(stem_relu)].live.size() * relu_key_bytes());
+  const int stem_relu = program.gate_steps.front();
+  EXPECT_EQ(step_key_bytes(program, Party::Client)[size_t(stem_relu)],
+            program.steps[size_t(stem_relu)].live.size() * relu_key_bytes());
   for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(c.read_block(i).size(), c.header().block_bytes);
   // atomic writes leave no temporary files behind
   for (const auto& e : std::filesystem::directory_iterator(dir / "keys"))
@@ -76,11 +76,11 @@ TEST(Keys, DealWritesBothFilesWithTheLayoutSizes) {
 }
 
 TEST(Keys, ClientSharesComeFromTheSeed) {
-  const Plan plan = compile_plan(tiny_net());
+  const Program program = compile_program(tiny_net());
   Seed a{}, b{};
   b[0] = 1;
-  const auto x = derive_client_shares(plan, a), y = derive_client_shares(plan, a), z = derive_client_shares(plan, b);
-  ASSERT_EQ(x.size(), plan.linear_steps.size());
+  const auto x = derive_client_shares(program, a), y = derive_client_shares(program, a), z = derive_client_shares(program, b);
+  ASSERT_EQ(x.size(), program.linear_steps.size());
   EXPECT_EQ(x[3].k, y[3].k);
   EXPECT_NE(x[3].k, z[3].k);
   EXPECT_EQ(x[0].u.size(), 64u);

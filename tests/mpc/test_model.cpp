@@ -1,8 +1,8 @@
-// The dealer's view of a model (architecture, hash), the plan, BatchNorm
+// The dealer's view of a model (architecture, hash), the program, BatchNorm
 // folding, quantisation and the plaintext references, and the Z_2^64 kernels.
 #include "mpc/cost.h"
 #include "mpc/linear.h"
-#include "mpc/plan.h"
+#include "mpc/program.h"
 #include "mpc/gate.h"
 #include "mpc_test_util.h"
 
@@ -57,10 +57,10 @@ TEST(Architecture, BadMasksAndFracBitsRefused) {
   expect_error([&] { parse_architecture("{\"x\":1}"); }, "malformed");
 }
 
-TEST(Plan, StepsOfTinyResNet) {
+TEST(Program, StepsOfTinyResNet) {
   arch::Network net = tiny();
   mask_half(net, "layer1.0.relu");
-  const Plan p = compile_plan(net);
+  const Program p = compile_program(net);
   // stem conv, 4 block convs, 3 projection shortcuts, the FC
   EXPECT_EQ(p.linear_steps.size(), 9u);
   EXPECT_EQ(p.gate_steps.size(), 5u);
@@ -71,12 +71,12 @@ TEST(Plan, StepsOfTinyResNet) {
   EXPECT_EQ(p.linear(8).name, "head.fc");
   EXPECT_DOUBLE_EQ(p.linear(8).weight_scale, 1.0);  // 8x8 -> 1x1 at stage 4: pool over one pixel
   EXPECT_EQ(p.linear(0).bn, "stem.bn");
-  const Plan culled = compile_plan(tiny("resnet6:alpha=0.125:cull=S1,S2,S3,S4"));
+  const Program culled = compile_program(tiny("resnet6:alpha=0.125:cull=S1,S2,S3,S4"));
   EXPECT_TRUE(culled.gate_steps.empty());
   EXPECT_EQ(culled.wire_numel[size_t(culled.output_wire)], 4);
 }
 
-TEST(Plan, CountsDetailCostsExactlyWithoutIndices) {
+TEST(Program, CountsDetailCostsExactlyWithoutIndices) {
   // The cost formula reads live_count only: both details cost the same bytes and rounds.
   arch::Network net = tiny();
   mask_half(net, "layer1.0.relu");
@@ -89,7 +89,7 @@ TEST(Plan, CountsDetailCostsExactlyWithoutIndices) {
       m->live = l->out.h * l->out.w;
       l->mask = m;
     }
-  const Plan full = compile_plan(net), counts = compile_plan(net, PlanDetail::Counts);
+  const Program full = compile_program(net), counts = compile_program(net, ProgramDetail::Counts);
   ASSERT_EQ(full.steps.size(), counts.steps.size());
   for (size_t i = 0; i < full.steps.size(); ++i) {
     EXPECT_EQ(full.steps[i].live_count, counts.steps[i].live_count) << full.steps[i].name;
@@ -114,30 +114,30 @@ TEST(Plan, CountsDetailCostsExactlyWithoutIndices) {
   EXPECT_EQ(expected_cost(deep).live_relus, deep.totals().relus);
 }
 
-TEST(Plan, RefusesMaxPoolAndLoneBatchNorm) {
+TEST(Program, RefusesMaxPoolAndLoneBatchNorm) {
   const auto vgg = arch::build_network("vgg16:alpha=0.125", arch::InputSpec{{3, 32, 32}, 10});
-  expect_error([&] { compile_plan(vgg); }, "not supported by the private runtime");
-  expect_error([&] { compile_plan(vgg); }, "stage1.pool");
+  expect_error([&] { compile_program(vgg); }, "not supported by the private runtime");
+  expect_error([&] { compile_program(vgg); }, "stage1.pool");
   arch::Network net = tiny();
   net.blocks[0].body.erase(net.blocks[0].body.begin());  // stem: bn, relu without the conv
   net.blocks[0].body[0].in = net.input;
   net.blocks[0].body[0].out = net.input;  // shapes no longer matter: refused before
-  expect_error([&] { compile_plan(net); }, "stem.bn");
+  expect_error([&] { compile_program(net); }, "stem.bn");
 }
 
 TEST(Quantisation, FoldedEqualsUnfoldedAndFixedIsClose) {
   for (const std::string spec : {"resnet6:alpha=0.125", "resnet10:alpha=0.125", "mobilenetv2:alpha=0.125"}) {
     arch::Network net = arch::build_network(spec, arch::InputSpec{{3, 16, 16}, 5});
     mask_half(net, "stem.relu");
-    const Plan plan = compile_plan(net);
+    const Program program = compile_program(net);
     const FloatModel m = random_float_model(net, 7);
-    const auto folded = fold_model(plan, m);
-    const QuantModel q = quantise(plan, m, 12);
+    const auto folded = fold_model(program, m);
+    const QuantModel q = quantise(program, m, 12);
     for (uint64_t seed = 1; seed <= 3; ++seed) {
       const auto x = normalise(net.input, m, random_image(net.input, seed));
       const auto ref = float_forward(net, m, x);
-      const auto fold = folded_forward(plan, folded, x);
-      const auto fix = to_double(fixed_forward(plan, q, quantise_input(x, 12)), 12);
+      const auto fold = folded_forward(program, folded, x);
+      const auto fix = to_double(fixed_forward(program, q, quantise_input(x, 12)), 12);
       ASSERT_EQ(ref.size(), 5u);
       double scale = 0;
       for (double v : ref) scale = std::max(scale, std::fabs(v));
@@ -151,23 +151,23 @@ TEST(Quantisation, FoldedEqualsUnfoldedAndFixedIsClose) {
 
 TEST(Quantisation, RefusesBadFracBitsMissingParamsAndOverflow) {
   const arch::Network net = tiny();
-  const Plan plan = compile_plan(net);
+  const Program program = compile_program(net);
   FloatModel m = random_float_model(net, 1);
-  expect_error([&] { quantise(plan, m, 0); }, "accepted 1..16");
-  expect_error([&] { quantise(plan, m, 17); }, "accepted 1..16");
+  expect_error([&] { quantise(program, m, 0); }, "accepted 1..16");
+  expect_error([&] { quantise(program, m, 17); }, "accepted 1..16");
   FloatModel missing = m;
   missing.params.erase("layer2.0.bn1.running_var");
-  expect_error([&] { quantise(plan, missing, 12); }, "layer2.0.bn1.running_var");
+  expect_error([&] { quantise(program, missing, 12); }, "layer2.0.bn1.running_var");
   FloatModel wrong = m;
   wrong.params["head.fc.weight"].pop_back();
-  expect_error([&] { quantise(plan, wrong, 12); }, "head.fc.weight");
+  expect_error([&] { quantise(program, wrong, 12); }, "head.fc.weight");
   FloatModel big = m;
   for (auto& [name, v] : big.params)
     if (name.find("conv") != std::string::npos)
       for (double& x : v) x *= 3e4;
-  const QuantModel q = quantise(plan, big, 16);
+  const QuantModel q = quantise(program, big, 16);
   const auto x = quantise_input(normalise(net.input, big, random_image(net.input, 3)), 16);
-  expect_error([&] { fixed_forward(plan, q, x); }, "fixed-point overflow");
+  expect_error([&] { fixed_forward(program, q, x); }, "fixed-point overflow");
 }
 
 // The Z_2^64 kernel against a direct convolution, with stride, padding and groups.

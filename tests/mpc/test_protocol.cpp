@@ -120,7 +120,7 @@ TEST(Session, InProcessMatchesReferenceAndFormula) {
     const InProcess r = run_in_process(model, so, co);
     ASSERT_EQ(r.client_error, "") << spec;
     ASSERT_EQ(r.server_error, "") << spec;
-    const ExpectedCost want = expected_cost(compile_plan(net));
+    const ExpectedCost want = expected_cost(compile_program(net));
     ASSERT_EQ(r.client.images.size(), 2u);
     Agreement agree;
     for (const ImageResult& img : r.client.images) {

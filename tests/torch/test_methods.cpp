@@ -10,7 +10,7 @@
 #include "arch/spec.h"
 #include "pipeline/method.h"
 #include "pipeline/reduce.h"
-#include "search/plan.h"
+#include "planner/candidates.h"
 #include "test_util.h"
 
 namespace dr::pipeline {
@@ -30,7 +30,7 @@ ReducePlan small_plan() {
   p.base_relus = arch::build_network(p.base_spec, p.input).totals().relus;
   p.stages = p.order = {"S1", "S2", "S3", "S4"};
   p.teacher_dir = "/out/teacher";
-  p.candidates = search::deepreduce_candidates(p.base_spec, p.order, p.input);
+  p.candidates = planner::deepreduce_candidates(p.base_spec, p.order, p.input);
   return p;
 }
 
@@ -122,7 +122,7 @@ TEST(Methods, CombinedStartsFromTheCullOneNetwork) {
   const ReduceOptions o = options({1000, 500});
   combined.plan(o, p, false);
   ASSERT_EQ(combined.candidates().size(), 1u);
-  const search::Candidate start = combined.candidates()[0];
+  const planner::Candidate start = combined.candidates()[0];
   EXPECT_EQ(start.spec, "resnet6:alpha=0.125:cull=S1");
   EXPECT_TRUE(combined.uses_criticality());
   // Its network is listed once: by itself when no method listed the candidates.

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "search/plan.h"
+#include "planner/candidates.h"
 #include "test_paths.h"
 #include "test_util.h"
 #include "train/snl.h"
@@ -81,7 +81,7 @@ TEST(Options, MeasurePiIsBoundedBeforeWork) {
 }
 
 TEST(Options, BudgetsAboveTheLimitAreRefusedExactly) {
-  using dr::search::parse_budgets;
+  using dr::planner::parse_budgets;
   const int64_t limit = int64_t(1) << 62;
   // A double rounds each of these to 2^62: the check is made on the decimal text.
   for (const std::string over : {"4611686018427387905", "4611686018427387904.5", "4611686018427387.905K",

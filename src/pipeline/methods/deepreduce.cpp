@@ -15,7 +15,7 @@ namespace dr::pipeline {
 
 namespace {
 
-std::string plan_table(const std::vector<search::BudgetPlan>& plans) {
+std::string plan_table(const std::vector<planner::BudgetPlan>& plans) {
   report::Table t({{"budget", "budget", true}, {"step", "step"}, {"spec", "network"}, {"relus", "ReLUs", true}});
   for (const auto& p : plans)
     for (const auto& c : p.picks) t.add_row({p.budget, c.step_name, c.spec, c.relus});
@@ -30,7 +30,7 @@ class DeepReduce final : public Method {
   bool uses_criticality() const override { return true; }
 
   void plan(const ReduceOptions& o, const ReducePlan& p, bool replanned) override {
-    budgets_ = search::plan_budgets(p.candidates, o.budgets, o.per_budget);
+    budgets_ = planner::plan_budgets(p.candidates, o.budgets, o.per_budget);
     if (replanned)
       std::cout << "\nCandidates under the measured order " << util::join(p.order, " < ") << ":\n"
                 << plan_table(budgets_);
@@ -42,8 +42,8 @@ class DeepReduce final : public Method {
   }
 
   // The distinct picks over all budgets, in budget order.
-  std::vector<search::Candidate> candidates() const override {
-    std::vector<search::Candidate> picked;
+  std::vector<planner::Candidate> candidates() const override {
+    std::vector<planner::Candidate> picked;
     std::set<std::string> seen;
     for (const auto& b : budgets_)
       for (const auto& c : b.picks)
@@ -70,7 +70,7 @@ class DeepReduce final : public Method {
   bool trained_deepreduce_networks() const override { return !budgets_.empty(); }
 
  private:
-  std::vector<search::BudgetPlan> budgets_;  // the picks per budget
+  std::vector<planner::BudgetPlan> budgets_;  // the picks per budget
 };
 
 }  // namespace

@@ -126,9 +126,9 @@ class Combined final : public SnlMethod {
   // Starts from the least critical stage culled, the others thinned (cull
   // only where the family has no thinning).
   void plan(const ReduceOptions& o, const ReducePlan& p, bool) override {
-    const search::Candidate* best = nullptr;
+    const planner::Candidate* best = nullptr;
     for (const auto& c : p.candidates)
-      if (c.culled == 1 && (c.step == search::Step::Cull || c.step == search::Step::Thin) &&
+      if (c.culled == 1 && (c.step == planner::Step::Cull || c.step == planner::Step::Thin) &&
           (!best || c.step > best->step))
         best = &c;
     if (!best)
@@ -149,7 +149,7 @@ class Combined final : public SnlMethod {
               << report::thousands(start_.relus) << " ReLUs" << (p.order.empty() ? ", under the assumed order" : "")
               << ") to the budgets below it -> " << path_join(o.out, "combined") << "\n";
   }
-  std::vector<search::Candidate> candidates() const override { return {start_}; }
+  std::vector<planner::Candidate> candidates() const override { return {start_}; }
   bool run(const ReduceOptions& o, const ReducePlan& p, std::vector<FrontierPoint>& points) override {
     return run_from(o, p, candidate_dir(o.out, start_.spec), start_.relus, points);
   }
@@ -163,7 +163,7 @@ class Combined final : public SnlMethod {
   }
 
  private:
-  search::Candidate start_;  // DeepReDuce's cull-1 + thin network
+  planner::Candidate start_;  // DeepReDuce's cull-1 + thin network
 };
 
 }  // namespace

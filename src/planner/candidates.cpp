@@ -1,4 +1,4 @@
-#include "search/plan.h"
+#include "planner/candidates.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,7 +9,7 @@
 #include "arch/network.h"
 #include "util/strings.h"
 
-namespace dr::search {
+namespace dr::planner {
 
 using util::join;
 
@@ -189,4 +189,4 @@ Shard parse_shard(const std::string& text) {
   return s;
 }
 
-}  // namespace dr::search
+}  // namespace dr::planner

@@ -1,11 +1,11 @@
-#include "search/criticality.h"
+#include "planner/criticality_score.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
 
-namespace dr::search {
+namespace dr::planner {
 
 void score_criticality(std::vector<StageRow>& rows) {
   if (rows.empty()) return;
@@ -33,4 +33,4 @@ std::vector<std::string> least_to_most_critical(const std::vector<StageRow>& row
   return out;
 }
 
-}  // namespace dr::search
+}  // namespace dr::planner

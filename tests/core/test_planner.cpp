@@ -3,12 +3,12 @@
 
 #include <set>
 
-#include "search/criticality.h"
-#include "search/pareto.h"
-#include "search/plan.h"
+#include "planner/criticality_score.h"
+#include "planner/pareto.h"
+#include "planner/candidates.h"
 
 using namespace dr;
-using namespace dr::search;
+using namespace dr::planner;
 
 namespace {
 

@@ -1,7 +1,7 @@
 #pragma once
 // The private runtime's program, compiled from an arch::Network: a sequence
 // of steps over wires (tensors between layers). The dealer, both parties, the
-// plaintext references and the cost formula all walk the same plan, so they
+// plaintext references and the cost formula all walk the same program, so they
 // agree on the order of wires, masks, key material and messages.
 //
 //   Input    client -> server: x^ = x + r0
@@ -57,15 +57,15 @@ struct Step {
   bool bias = false;          // the conv/FC has its own bias parameter
   double weight_scale = 1.0;  // 1/(H*W) of the global average pool before this FC
   int linear_index = -1;      // position among the linear steps
-  // Gate: which gate, how many elements are live, and (a plan compiled with
-  // PlanDetail::Indices) their CHW indices, ascending.
+  // Gate: which gate, how many elements are live, and (a program compiled with
+  // ProgramDetail::Indices) their CHW indices, ascending.
   GateKind gate = GateKind::Relu;
   int64_t live_count = 0;
   std::vector<int64_t> live;
   int gate_index = -1;        // position among the gate steps
 };
 
-struct Plan {
+struct Program {
   arch::Shape input;
   int64_t classes = 0;
   std::vector<int64_t> wire_numel;  // elements of each wire
@@ -78,15 +78,15 @@ struct Plan {
   const Step& gate_step(int i) const { return steps[static_cast<size_t>(gate_steps[static_cast<size_t>(i)])]; }
 };
 
-// What a plan holds for its gate steps. Indices: every live element's index
+// What a program holds for its gate steps. Indices: every live element's index
 // (what the dealer and the parties need to run it). Counts: only live_count,
 // `live` stays empty; enough for the cost formula (mpc::expected_cost), so a
 // network of any size the description accepts can be costed without
 // materialising one index per ReLU element.
-enum class PlanDetail { Indices, Counts };
+enum class ProgramDetail { Indices, Counts };
 
 // Throws UnsupportedError naming the layer for what the runtime cannot do.
 // Both details give the same steps, wires and live_count.
-Plan compile_plan(const arch::Network& net, PlanDetail detail = PlanDetail::Indices);
+Program compile_program(const arch::Network& net, ProgramDetail detail = ProgramDetail::Indices);
 
 }  // namespace dr::mpc

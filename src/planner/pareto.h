@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace dr::search {
+namespace dr::planner {
 
 struct Point {
   int64_t relus = 0;
@@ -16,4 +16,4 @@ struct Point {
 // ReLUs, fewest first. Of identical points the first is kept.
 std::vector<size_t> pareto_front(const std::vector<Point>& points);
 
-}  // namespace dr::search
+}  // namespace dr::planner

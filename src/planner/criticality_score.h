@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace dr::search {
+namespace dr::planner {
 
 struct StageRow {
   std::string stage;
@@ -25,4 +25,4 @@ void score_criticality(std::vector<StageRow>& rows);
 // Stage names from least to most critical (on a tie the earlier stage first).
 std::vector<std::string> least_to_most_critical(const std::vector<StageRow>& rows);
 
-}  // namespace dr::search
+}  // namespace dr::planner

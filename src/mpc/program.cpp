@@ -1,4 +1,4 @@
-#include "mpc/plan.h"
+#include "mpc/program.h"
 
 namespace dr::mpc {
 
@@ -47,20 +47,20 @@ Step make_step(StepKind kind, const std::string& name, int in, int in2, int out)
 
 class Compiler {
  public:
-  Compiler(const arch::Network& net, PlanDetail detail) : net_(net), detail_(detail) {
-    plan_.input = net.input;
-    plan_.classes = net.classes;
-    plan_.input_wire = new_wire(net.input.numel());
+  Compiler(const arch::Network& net, ProgramDetail detail) : net_(net), detail_(detail) {
+    program_.input = net.input;
+    program_.classes = net.classes;
+    program_.input_wire = new_wire(net.input.numel());
   }
 
-  Plan run() {
-    add_step(make_step(StepKind::Input, "input", -1, -1, plan_.input_wire));
-    int cur = plan_.input_wire;
+  Program run() {
+    add_step(make_step(StepKind::Input, "input", -1, -1, program_.input_wire));
+    int cur = program_.input_wire;
     for (const arch::Block& b : net_.blocks) {
       const int body = compile_list(b.body, cur);
       if (b.residual) {
         const int shortcut = compile_list(b.shortcut, cur);
-        Step s = make_step(StepKind::Add, b.name + ".add", body, shortcut, new_wire(plan_.wire_numel[body]));
+        Step s = make_step(StepKind::Add, b.name + ".add", body, shortcut, new_wire(program_.wire_numel[body]));
         cur = s.out;
         add_step(std::move(s));
       } else {
@@ -71,28 +71,28 @@ class Compiler {
       cur = compile_list(b.post, cur);
     }
     if (pool_pending_) throw UnsupportedError(pool_name_ + ": a global average pool must be followed by an FC");
-    if (plan_.wire_numel[cur] != net_.classes)
-      throw UnsupportedError("network '" + net_.spec + "' ends with " + std::to_string(plan_.wire_numel[cur]) +
+    if (program_.wire_numel[cur] != net_.classes)
+      throw UnsupportedError("network '" + net_.spec + "' ends with " + std::to_string(program_.wire_numel[cur]) +
                              " values, not its " + std::to_string(net_.classes) + " classes");
-    plan_.output_wire = cur;
+    program_.output_wire = cur;
     add_step(make_step(StepKind::Output, "output", cur, -1, -1));
-    return std::move(plan_);
+    return std::move(program_);
   }
 
  private:
   int new_wire(int64_t numel) {
-    plan_.wire_numel.push_back(numel);
-    return static_cast<int>(plan_.wire_numel.size()) - 1;
+    program_.wire_numel.push_back(numel);
+    return static_cast<int>(program_.wire_numel.size()) - 1;
   }
   void add_step(Step s) {
     if (s.kind == StepKind::Linear) {
-      s.linear_index = static_cast<int>(plan_.linear_steps.size());
-      plan_.linear_steps.push_back(static_cast<int>(plan_.steps.size()));
+      s.linear_index = static_cast<int>(program_.linear_steps.size());
+      program_.linear_steps.push_back(static_cast<int>(program_.steps.size()));
     } else if (s.kind == StepKind::Gate) {
-      s.gate_index = static_cast<int>(plan_.gate_steps.size());
-      plan_.gate_steps.push_back(static_cast<int>(plan_.steps.size()));
+      s.gate_index = static_cast<int>(program_.gate_steps.size());
+      program_.gate_steps.push_back(static_cast<int>(program_.steps.size()));
     }
-    plan_.steps.push_back(std::move(s));
+    program_.steps.push_back(std::move(s));
   }
   std::string where(const arch::Layer& l) const {
     return "layer '" + l.name + "' (" + arch::op_name(l.op) + ") of '" + net_.spec + "'";
@@ -101,9 +101,9 @@ class Compiler {
   int compile_list(const std::vector<arch::Layer>& layers, int cur) {
     for (size_t i = 0; i < layers.size(); ++i) {
       const arch::Layer& l = layers[i];
-      if (plan_.wire_numel[cur] != l.in.numel())
+      if (program_.wire_numel[cur] != l.in.numel())
         throw UnsupportedError(where(l) + ": expects " + l.in.str() + " but its input wire has " +
-                               std::to_string(plan_.wire_numel[cur]) + " elements");
+                               std::to_string(program_.wire_numel[cur]) + " elements");
       if (pool_pending_ && l.op != arch::Op::Flatten && l.op != arch::Op::Linear)
         throw UnsupportedError(pool_name_ + ": a global average pool must be followed by an FC, not by " + where(l));
       switch (l.op) {
@@ -157,7 +157,7 @@ class Compiler {
     if (bn) s.bn = bn->name;
     s.out = new_wire(g.out_numel());
     add_step(std::move(s));
-    return plan_.steps.back().out;
+    return program_.steps.back().out;
   }
 
   int relu(const arch::Layer& l, int cur) {
@@ -165,7 +165,7 @@ class Compiler {
     Step s = make_step(StepKind::Gate, l.name, cur, -1, -1);
     s.gate = GateKind::Relu;
     const int64_t n = l.out.numel();
-    const bool indices = detail_ == PlanDetail::Indices;
+    const bool indices = detail_ == ProgramDetail::Indices;
     if (l.mask) {
       const int64_t sites = l.mask->channelwise ? l.out.c : n;
       if (static_cast<int64_t>(l.mask->keep.size()) != sites)
@@ -187,12 +187,12 @@ class Compiler {
     if (s.live_count == 0) return cur;  // every element linearised
     s.out = new_wire(n);
     add_step(std::move(s));
-    return plan_.steps.back().out;
+    return program_.steps.back().out;
   }
 
   const arch::Network& net_;
-  const PlanDetail detail_;
-  Plan plan_;
+  const ProgramDetail detail_;
+  Program program_;
   double pool_scale_ = 1.0;  // 1/(H*W) of a global pool waiting for its FC
   bool pool_pending_ = false;
   std::string pool_name_;
@@ -200,6 +200,6 @@ class Compiler {
 
 }  // namespace
 
-Plan compile_plan(const arch::Network& net, PlanDetail detail) { return Compiler(net, detail).run(); }
+Program compile_program(const arch::Network& net, ProgramDetail detail) { return Compiler(net, detail).run(); }
 
 }  // namespace dr::mpc

@@ -8,7 +8,7 @@
 
 #include "arch/spec.h"
 
-namespace dr::search {
+namespace dr::planner {
 
 // The DeepReDuce steps in the paper's order (plan.json records the number).
 enum class Step { Cull = 1, Thin = 2, HalfAlpha = 3, HalfRho = 4, HalfAlphaAndRho = 5, OneBlockPerStage = 6 };
@@ -55,4 +55,4 @@ struct Shard {
 // "i/N" with 0 <= i < N. Throws std::invalid_argument.
 Shard parse_shard(const std::string& text);
 
-}  // namespace dr::search
+}  // namespace dr::planner

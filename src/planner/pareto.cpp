@@ -1,9 +1,9 @@
-#include "search/pareto.h"
+#include "planner/pareto.h"
 
 #include <algorithm>
 #include <numeric>
 
-namespace dr::search {
+namespace dr::planner {
 
 std::vector<size_t> pareto_front(const std::vector<Point>& p) {
   std::vector<size_t> idx(p.size());
@@ -22,4 +22,4 @@ std::vector<size_t> pareto_front(const std::vector<Point>& p) {
   return front;
 }
 
-}  // namespace dr::search
+}  // namespace dr::planner
