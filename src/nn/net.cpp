@@ -202,8 +202,8 @@ torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
         break;
       case arch::Op::Linear: x = s.fc->forward(x); break;
       case arch::Op::ReLU:
-        if (s.search_mask.defined())
-          x = x + s.search_mask * torch::relu(-x);  // m * relu(x) + (1 - m) * x
+        if (s.relu && site_activation_)
+          x = site_activation_(*s.layer, x);
         else if (s.relu)
           x = s.relu->forward(x);
         else if (s.masked)
@@ -220,23 +220,6 @@ torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
   return x;
 }
 
-void NetImpl::start_mask_search(double init) {
-  search_masks_.clear();
-  const auto device = parameters().empty() ? torch::Device(torch::kCPU) : parameters().front().device();
-  for (auto& b : blocks_)
-    for (auto* steps : {&b.body, &b.shortcut, &b.post})
-      for (auto& s : *steps) {
-        if (s.masked)
-          throw std::invalid_argument("mask search: ReLU site " + s.layer->name +
-                                      " already has a fixed mask (start from a network without masks)");
-        if (!s.relu) continue;
-        const arch::Shape& sh = s.layer->out;
-        s.search_mask = torch::full({1, sh.c, sh.h, sh.w}, init, torch::TensorOptions().device(device))
-                            .requires_grad_(true);
-        search_masks_.emplace_back(s.layer->name, s.search_mask);
-      }
-}
-
 namespace {
 // The block output body(x) + skip, in place where the body made a new tensor
 // (autograd checks that nothing it saved is overwritten).
@@ -248,7 +231,7 @@ torch::Tensor add_skip(torch::Tensor body, const torch::Tensor& skip, const torc
 
 torch::Tensor NetImpl::forward(torch::Tensor x) {
   const bool cpu4 = x.dim() == 4 && x.device().is_cpu();
-  if (exec_.fuse_inference && !is_training() && !torch::GradMode::is_enabled() && search_masks_.empty()) {
+  if (exec_.fuse_inference && !is_training() && !torch::GradMode::is_enabled() && !site_activation_) {
     const bool mk = exec_.mkldnn_inference && cpu4 && x.scalar_type() == torch::kFloat && !relu_observer_ &&
                     at::hasMKLDNN();
     // The program is compiled for the description's input shape.

@@ -101,17 +101,14 @@ class NetImpl : public torch::nn::Module {
   using AllReduceSum = std::function<void(torch::Tensor& t)>;
   void set_batch_norm_sync(AllReduceSum f) { bn_sync_ = std::move(f); }
 
-  // SNL's mask search (docs/method.md): a learnable mask m, float [C, H, W]
-  // starting at `init`, on every live ReLU site without a fixed mask:
-  //   y = m * relu(x) + (1 - m) * x = x + m * relu(-x).
-  // The masks are not parameters of the module (state_dict and weights.pt
-  // stay the network's): search_masks() hands them to the optimiser, the L1
-  // penalty and the binarisation. Call after to(device). While searching,
-  // forward() takes the unfused path in every mode. Throws
-  // std::invalid_argument naming a site that already has a fixed mask.
-  void start_mask_search(double init = 1.0);
-  // Site name -> its mask (requires grad), in forward order of the sites.
-  const std::vector<std::pair<std::string, torch::Tensor>>& search_masks() const { return search_masks_; }
+  // A training method's own activation at the plain ReLU sites (live, no
+  // fixed mask): f(site, x) replaces relu(x) there, e.g. SNL's learnable
+  // mask y = x + m * relu(-x) (train/snl.cpp). The method owns its state
+  // (masks, coefficients): state_dict and weights.pt stay the network's.
+  // While set, forward() takes the unfused path in every mode; null restores
+  // the ReLUs.
+  using SiteActivation = std::function<torch::Tensor(const arch::Layer& site, const torch::Tensor& x)>;
+  void set_site_activation(SiteActivation f) { site_activation_ = std::move(f); }
 
   void set_exec_options(const ExecOptions& o);
   const ExecOptions& exec_options() const { return exec_; }
@@ -134,7 +131,6 @@ class NetImpl : public torch::nn::Module {
     torch::nn::Linear fc{nullptr};
     torch::nn::ReLU relu{nullptr};
     MaskedReLU masked{nullptr};  // a masked site (relu is null then)
-    torch::Tensor search_mask;   // SNL search: learnable [1, C, H, W] (start_mask_search)
     // Fused inference plan: a conv with the following BatchNorm folded in
     // (weight, bias; `packed`: the oneDNN copies), and a BatchNorm that was
     // folded away.
@@ -160,7 +156,7 @@ class NetImpl : public torch::nn::Module {
   std::vector<BlockSteps> blocks_;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> containers_;
   ReluObserver relu_observer_;
-  std::vector<std::pair<std::string, torch::Tensor>> search_masks_;
+  SiteActivation site_activation_;
   AllReduceSum bn_sync_;
   ExecOptions exec_;
   // The parameters/buffers (address, version) the fused plan was built from.

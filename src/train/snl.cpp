@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "arch/spec.h"
+#include "nn/relu_site.h"
 #include "train/common.h"
 #include "train/engine.h"
 #include "train/masks.h"
@@ -54,6 +55,43 @@ nlohmann::json compared_settings(const SnlOptions& o) {
   for (const char* k : kSgdOnly) j["train"].erase(k);
   return j;
 }
+
+// SNL's learnable masks (docs/method.md section 5): m, float [1, C, H, W]
+// starting at `init`, on every plain ReLU site of the network (live, no fixed
+// mask), through its site activation:
+//   y = m * relu(x) + (1 - m) * x = x + m * relu(-x).
+// They are not parameters of the network (state_dict and weights.pt stay
+// its own): the search hands them to Adam, the L1 term, the checkpoint and
+// the binarisation.
+class SearchMasks {
+ public:
+  // Throws std::invalid_argument naming a site that already has a fixed mask.
+  void attach(nn::Net& net, double init, torch::Device device) {
+    auto by_name = std::make_shared<std::map<std::string, torch::Tensor>>();
+    for (const arch::Block& b : net->desc().blocks)
+      for (const auto* layers : {&b.body, &b.shortcut, &b.post})
+        for (const arch::Layer& l : *layers) {
+          if (l.op != arch::Op::ReLU) continue;
+          const nn::ReluKind kind = nn::relu_kind(l);
+          if (kind == nn::ReluKind::Masked)
+            throw std::invalid_argument("mask search: ReLU site " + l.name +
+                                        " already has a fixed mask (start from a network without masks)");
+          if (kind != nn::ReluKind::Plain) continue;
+          const torch::Tensor m =
+              torch::full({1, l.out.c, l.out.h, l.out.w}, init, torch::TensorOptions().device(device)).requires_grad_(true);
+          masks_.emplace_back(l.name, m);
+          (*by_name)[l.name] = m;
+        }
+    net->set_site_activation([by_name](const arch::Layer& site, const torch::Tensor& x) {
+      return x + by_name->at(site.name) * torch::relu(-x);  // m * relu(x) + (1 - m) * x
+    });
+  }
+  // Site name -> its mask (requires grad), in forward order of the sites.
+  const std::vector<std::pair<std::string, torch::Tensor>>& all() const { return masks_; }
+
+ private:
+  std::vector<std::pair<std::string, torch::Tensor>> masks_;
+};
 
 }  // namespace
 
@@ -269,6 +307,7 @@ class Search final : private TrainingHooks {
   arch::InputSpec in_;
   nn::Net net_{nullptr};
   nn::Net teacher_{nullptr};
+  SearchMasks masks_;
   std::unique_ptr<torch::optim::Adam> opt_;
   std::unique_ptr<data::Batches> loader_;
   std::unique_ptr<Precision> precision_;  // fp32: --precision is for the fine-tunes
@@ -324,9 +363,9 @@ void Search::build_network() {
   }
   teacher_ = load_teacher(cfg_.teacher, in_, dev_);
   net_->to(dev_);
-  net_->start_mask_search(1.0);
+  masks_.attach(net_, 1.0, dev_);
   std::vector<torch::Tensor> params = net_->parameters();
-  for (const auto& [name, m] : net_->search_masks()) params.push_back(m);
+  for (const auto& [name, m] : masks_.all()) params.push_back(m);
   opt_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(cfg_.lr));
   lasso_ = o_.lasso;
   best_live_ = start_relus_ = live();
@@ -342,7 +381,7 @@ void Search::restore() {
     return;
   }
   std::map<std::string, torch::Tensor> masks;
-  for (const auto& [name, m] : net_->search_masks()) masks["mask/" + name] = m;
+  for (const auto& [name, m] : masks_.all()) masks["mask/" + name] = m;
   const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), masks);
   start_ = c.epochs_done;
   history_ = nlohmann::json::parse(c.metrics);
@@ -367,13 +406,13 @@ std::vector<int64_t> Search::pending() const {
 int64_t Search::live() const {
   torch::NoGradGuard ng;
   int64_t n = 0;
-  for (const auto& [name, m] : net_->search_masks()) n += m.gt(o_.threshold).sum().item<int64_t>();
+  for (const auto& [name, m] : masks_.all()) n += m.gt(o_.threshold).sum().item<int64_t>();
   return n;
 }
 
 torch::Tensor Search::l1() const {
   torch::Tensor s;
-  for (const auto& [name, m] : net_->search_masks()) s = s.defined() ? s + m.abs().sum() : m.abs().sum();
+  for (const auto& [name, m] : masks_.all()) s = s.defined() ? s + m.abs().sum() : m.abs().sum();
   return s;
 }
 
@@ -459,7 +498,7 @@ void Search::end_epoch(int64_t epoch, const TrainedEpoch& e) {
 // The budget's largest mask values keep their ReLU; the weights as they are.
 void Search::take_snapshot(int64_t budget, int64_t epoch, int64_t live_now) {
   std::map<std::string, torch::Tensor> scores;
-  for (const auto& [name, m] : net_->search_masks()) scores[name] = m.detach().cpu().squeeze(0).contiguous();
+  for (const auto& [name, m] : masks_.all()) scores[name] = m.detach().cpu().squeeze(0).contiguous();
   arch::Network desc = net_->desc();
   apply_masks(desc, keep_largest(desc, scores, budget));
   const std::string dir = snapshot_dir(cfg_.out, budget);
@@ -478,7 +517,7 @@ void Search::save_state(int64_t epochs_done) {
   c.epochs_done = epochs_done;
   c.metrics = history_.dump();
   c.settings = compared_settings(o_).dump();
-  for (const auto& [name, m] : net_->search_masks()) c.tensors["mask/" + name] = m;
+  for (const auto& [name, m] : masks_.all()) c.tensors["mask/" + name] = m;
   result_.epochs = epochs_done;
   c.state = nlohmann::json{{"lasso", lasso_}, {"best_live", best_live_}, {"seconds", seconds_},
                            {"result", result_.to_json()}}

@@ -171,3 +171,44 @@ TEST(Net, NarrowResNetsTrainAt64x64WithTheGradientsOfTheNchwPath) {
     }
   }
 }
+
+// A method's activation (SNL's masks, a polynomial) replaces relu(x) at the
+// plain ReLU sites only: a masked site keeps its mask, a culled one stays an
+// identity; in eval mode it takes the unfused path; null restores the ReLUs.
+TEST(Net, SiteActivationReplacesThePlainReluSites) {
+  const auto in = arch::dataset_input("cifar10");
+  arch::Network desc = arch::build_network("resnet10:alpha=0.125:cull=S4", in);
+  int64_t plain = 0;
+  for (auto* l : desc.mutable_layers())
+    if (l->op == arch::Op::ReLU && l->live) {
+      if (l->name == "layer1.0.relu1") {  // half its channels kept
+        auto m = std::make_shared<arch::ReluMask>();
+        m->channelwise = true;
+        m->keep.assign(size_t(l->out.c), 0);
+        for (size_t c = 0; c < m->keep.size(); c += 2) m->keep[c] = 1;
+        m->live = int64_t(m->keep.size() / 2) * l->out.h * l->out.w;
+        l->mask = m;
+      } else {
+        ++plain;
+      }
+    }
+  torch::manual_seed(3);
+  nn::Net net(desc);
+  torch::NoGradGuard ng;
+  net->eval();
+  const torch::Tensor x = torch::randn({2, in.shape.c, in.shape.h, in.shape.w});
+  const torch::Tensor fused = net->forward(x);
+  std::vector<std::string> sites;
+  net->set_site_activation([&](const arch::Layer& site, const torch::Tensor& v) {
+    sites.push_back(site.name);
+    return torch::relu(v);
+  });
+  const torch::Tensor same = net->forward(x);  // unfused, the same function
+  EXPECT_EQ(int64_t(sites.size()), plain);
+  EXPECT_EQ(std::count(sites.begin(), sites.end(), "layer1.0.relu1"), 0);
+  EXPECT_TRUE(torch::allclose(same, fused, 1e-4, 1e-5));
+  net->set_site_activation([](const arch::Layer&, const torch::Tensor& v) { return v; });  // every plain site linear
+  EXPECT_FALSE(torch::allclose(net->forward(x), fused, 1e-4, 1e-5));
+  net->set_site_activation(nullptr);
+  EXPECT_TRUE(torch::equal(net->forward(x), fused));
+}
