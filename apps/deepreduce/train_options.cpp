@@ -1,6 +1,10 @@
 // Training options shared by train, criticality and reduce.
 #include <charconv>
 #include <climits>
+#include <type_traits>
+#include <variant>
+
+#include "train/settings.h"
 
 #include "commands.h"
 
@@ -26,61 +30,26 @@ CLI::Validator integer_in(int64_t lo, int64_t hi) {
       "INT in " + range);
 }
 
+// Every row of the settings table (train/settings.h) with a flag, in its
+// order, under its group's heading; integers are checked on the text typed.
 void add_training_options(CLI::App* cmd, train::TrainConfig& c) {
-  cmd->add_option("--epochs", c.epochs, "Training epochs")
-      ->check(integer_in(1, train::kMaxEpochs))
-      ->capture_default_str();
-  cmd->add_option("--batch", c.batch, "Batch size (global, over all data-parallel ranks)")
-      ->check(integer_in(1, train::kMaxBatch))
-      ->capture_default_str();
-  cmd->add_option("--lr", c.lr, "Initial learning rate (SGD)")->capture_default_str();
-  cmd->add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
-  cmd->add_flag("--nesterov,!--no-nesterov", c.nesterov,
-                std::string("Nesterov momentum (default ") + (c.nesterov ? "on" : "off") + ")");
-  cmd->add_option("--wd", c.wd, "Weight decay")->capture_default_str();
-  cmd->add_option("--schedule", c.schedule,
-                  "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine")
-      ->capture_default_str();
-  cmd->add_option("--warmup", c.warmup, "Epochs (fractional) of linear learning-rate warm-up from 0")
-      ->capture_default_str();
-  cmd->add_option("--pad", c.pad,
-                  "Augmentation: reflect padding for the random crop (0 = no crop; "
-                  "-1 = 4 for 32x32 and larger images, 2 for smaller)")
-      ->check(integer_in(-1, train::kMaxPad))
-      ->capture_default_str();
-  cmd->add_flag("--flip,!--no-flip", c.flip,
-                std::string("Augmentation: random horizontal flip (default ") + (c.flip ? "on" : "off") + ")");
-  cmd->add_option("--weight-init", c.weight_init,
-                  "Weight init: torch (LibTorch defaults) or kaiming (He-normal fan-out, as torchvision)")
-      ->capture_default_str();
-  cmd->add_flag("--zero-init-residual,!--no-zero-init-residual", c.zero_init_residual,
-                "Start the last BatchNorm of each residual block at 0 (each block starts as its shortcut)");
-  cmd->add_option("--seed", c.seed, "Random seed (weights, shuffling, augmentation)")
-      ->check(integer_in(0, INT64_MAX))
-      ->capture_default_str();
-  // The cores this process may use are checked with the other settings.
-  cmd->add_option("--threads", c.threads, "Compute threads (0 = every core)")
-      ->check(integer_in(0, INT_MAX))
-      ->capture_default_str();
-  cmd->add_option("--workers", c.workers, "Data-loading threads")
-      ->check(integer_in(0, train::kMaxWorkers))
-      ->capture_default_str();
-  cmd->add_option("--device", c.device, "cpu, cuda or auto")->capture_default_str();
-  cmd->add_option("--data-path", c.data_path,
-                  "Where batches are made: device (the training split held on the training device, "
-                  "augmented by batched tensor operations), host (per-image worker threads) or auto "
-                  "(device up to 4 GiB of images); the batches are the same")
-      ->capture_default_str();
-  cmd->add_option("--precision", c.precision,
-                  "Arithmetic of the forward and backward passes: fp32, bf16 (autocast) or fp16 (autocast "
-                  "with dynamic loss scaling); weights, BatchNorm statistics and the loss stay fp32")
-      ->capture_default_str();
-  cmd->add_option("--limit", c.limit, "Use only the first N train and test images (0 = all)")
-      ->check(integer_in(0, train::kMaxLimit))
-      ->capture_default_str();
-  cmd->add_option("--kd-T", c.kd_T, "Distillation temperature T")->capture_default_str();
-  cmd->add_option("--kd-lambda", c.kd_lambda, "Weight of the distillation term: CE + lambda*T^2*KL")
-      ->capture_default_str();
+  for (const train::Setting& f : train::train_settings()) {
+    if (!*f.flag) continue;
+    const std::string group = train::group_name(f.group);
+    std::visit(
+        [&](auto m) {
+          using T = std::decay_t<decltype(c.*m)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            const std::string names = std::string(f.flag) + ",!--no-" + (f.flag + 2);
+            cmd->add_flag(names, c.*m, std::string(f.help) + " (default " + (c.*m ? "on" : "off") + ")")->group(group);
+          } else {
+            CLI::Option* o = cmd->add_option(f.flag, c.*m, f.help)->capture_default_str()->group(group);
+            if constexpr (std::is_integral_v<T>)
+              if (f.int_lo <= f.int_hi) o->check(integer_in(f.int_lo, f.int_hi));
+          }
+        },
+        f.member);
+  }
 }
 
 }  // namespace dr::cli

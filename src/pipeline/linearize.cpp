@@ -11,6 +11,7 @@
 #include "report/plot.h"
 #include "report/table.h"
 #include "train/provenance.h"
+#include "train/settings.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -36,17 +37,8 @@ std::vector<std::pair<std::string, int64_t>> stage_relus(const arch::Network& ne
 }  // namespace
 
 void share_settings(const train::TrainConfig& from, train::TrainConfig& to) {
-  to.data = from.data;
-  to.limit = from.limit;
-  to.teacher = from.teacher;
-  to.batch = from.batch;
-  to.seed = from.seed;
-  to.threads = from.threads;
-  to.device = from.device;
-  to.workers = from.workers;
-  to.kd_T = from.kd_T;
-  to.pad = from.pad;
-  to.flip = from.flip;
+  for (const train::Setting& f : train::train_settings())
+    if (f.shared) std::visit([&](auto m) { to.*m = from.*m; }, f.member);
 }
 
 namespace {

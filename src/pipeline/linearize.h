@@ -56,8 +56,9 @@ struct LinearizedPoint {
   std::vector<std::pair<std::string, int64_t>> stage_relus;  // live ReLUs per stage
 };
 
-// Copies what a search and its fine-tunes share with another training: data,
-// limit, teacher, batch, seed, threads, device, workers, kd_T, augmentation.
+// Copies what a search and its fine-tunes share with another training (the
+// settings table's `shared` rows: data, limit, teacher, batch, seed, threads,
+// device, workers, data path, kd_T, augmentation).
 void share_settings(const train::TrainConfig& from, train::TrainConfig& to);
 
 // The settings that need no file (the search's, the fine-tunes' epochs,

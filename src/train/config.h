@@ -22,6 +22,8 @@ constexpr int64_t kMaxWorkers = 64;  // data-loading threads
 void check_number(const std::string& option, double v, double lo, double hi, bool lo_open = false,
                   bool hi_open = false);
 void check_integer(const std::string& option, int64_t v, int64_t lo, int64_t hi);
+// Refuses a value that is not one of `accepted`, naming them.
+void check_choice(const std::string& option, const std::string& v, const std::vector<std::string>& accepted);
 
 // The cores this process may run on (its CPU affinity).
 int max_threads();
@@ -29,6 +31,8 @@ int max_threads();
 // 0..max_threads() (0 = every core): more threads than cores only slow down.
 void check_threads(const char* option, int64_t threads);
 
+// Every field has its row in the settings table (train/settings.h), which
+// makes config.json, the checks and the training command line.
 struct TrainConfig {
   std::string model;            // model spec, e.g. resnet18:cull=S1:thin
   std::string data;             // NAME[:PATH], see data::load_dataset

@@ -17,6 +17,7 @@
 #include "train/engine.h"
 #include "train/masks.h"
 #include "train/provenance.h"
+#include "train/settings.h"
 #include "train/trainer.h"
 #include "train/weights.h"
 #include "util/fs.h"
@@ -42,8 +43,11 @@ void remove_stale_temporaries(const std::string& out) {
     if (d.is_directory(ec)) util::remove_stale_temporaries(d.path().string());
 }
 
-// The fields of TrainConfig only SGD training reads: not the search's.
-const char* const kSgdOnly[] = {"schedule", "momentum", "nesterov", "wd", "warmup"};
+// Leaves out the fields of TrainConfig only SGD training reads: not the search's.
+void erase_sgd_only(nlohmann::json& j) {
+  for (const Setting& f : train_settings())
+    if (f.group == Setting::Sgd) j.erase(f.key);
+}
 
 // The settings a resumed search must share with its checkpoint: all but the
 // most epochs (a stopping rule: a search may go on with a larger one) and
@@ -52,7 +56,7 @@ nlohmann::json compared_settings(const SnlOptions& o) {
   nlohmann::json j = o.to_json();
   j["train"] = o.train.result_settings();
   j["train"].erase("epochs");
-  for (const char* k : kSgdOnly) j["train"].erase(k);
+  erase_sgd_only(j["train"]);
   return j;
 }
 
@@ -107,7 +111,7 @@ SnlOptions SnlOptions::defaults() {
 
 nlohmann::json SnlOptions::to_json() const {
   nlohmann::json t = train.to_json();
-  for (const char* k : kSgdOnly) t.erase(k);
+  erase_sgd_only(t);
   t["optimizer"] = "adam";
   return {{"train", t}, {"start_run", start_run},         {"budgets", budgets},
           {"lasso", lasso},           {"lasso_growth", lasso_growth},   {"patience_from", patience_from},

@@ -1,0 +1,46 @@
+#pragma once
+// The one table of a training's settings (TrainConfig): one row per setting
+// with its config.json key, its flag and help, its group, whether it decides
+// the result, what a config recorded before it existed reads as, whether an
+// SNL search shares it with its fine-tunes, and its check. config.json
+// (to_json, from_json, result_settings), validate(), the training command
+// line (apps/deepreduce/train_options.cpp), share_settings and the search's
+// settings (snl.cpp) are all made from it. Adding a setting: a TrainConfig
+// field and its row.
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "train/config.h"
+
+namespace dr::train {
+
+struct Setting {
+  using Member = std::variant<std::string TrainConfig::*, int64_t TrainConfig::*, int TrainConfig::*,
+                              uint64_t TrainConfig::*, double TrainConfig::*, bool TrainConfig::*>;
+  // Sgd: the SGD-only settings, which a search with Adam leaves out.
+  enum Group { Run, Training, Sgd, Augmentation, Distillation, Init, Execution };
+
+  const char* key;   // config.json
+  Member member;
+  Group group = Run;
+  const char* flag = "";  // the training command line's ("" = set by each command, e.g. --model)
+  const char* help = "";
+  bool result = true;     // decides where the run ends (result_settings); false: only how fast
+  bool required = false;  // from_json refuses a config without it
+  // What a config recorded before the setting existed reads as (null: the
+  // TrainConfig default).
+  nlohmann::json before = nullptr;
+  bool shared = false;    // an SNL search and its fine-tunes use the same (share_settings)
+  // Integer flags: the range the command line checks on the text typed.
+  int64_t int_lo = 0, int_hi = -1;
+  // The check validate() runs (std::invalid_argument naming the flag); null: none.
+  std::function<void(const TrainConfig&)> check;
+};
+
+const std::vector<Setting>& train_settings();
+const char* group_name(Setting::Group g);  // "optimiser", "augmentation", ... (help headings)
+
+}  // namespace dr::train
