@@ -1,5 +1,7 @@
 #include "mpc/program.h"
 
+#include "arch/relu_site.h"
+
 namespace dr::mpc {
 
 const char* step_kind_name(StepKind k) {
@@ -160,31 +162,26 @@ class Compiler {
     return program_.steps.back().out;
   }
 
+  // A ReLU site as arch::relu_kind classifies it for every consumer: an
+  // identity is no step (no key, no bytes), a plain ReLU a gate step on
+  // every element, a masked one on the elements its mask keeps.
   int relu(const arch::Layer& l, int cur) {
-    if (!l.live) return cur;  // removed: an identity, no step, no key, no bytes
+    arch::ReluKind kind;
+    try {
+      kind = arch::relu_kind(l);
+    } catch (const std::invalid_argument& e) {
+      throw UnsupportedError(where(l) + ": " + e.what());
+    }
+    if (kind == arch::ReluKind::Identity) return cur;
     Step s = make_step(StepKind::Gate, l.name, cur, -1, -1);
     s.gate = GateKind::Relu;
     const int64_t n = l.out.numel();
-    const bool indices = detail_ == ProgramDetail::Indices;
-    if (l.mask) {
-      const int64_t sites = l.mask->channelwise ? l.out.c : n;
-      if (static_cast<int64_t>(l.mask->keep.size()) != sites)
-        throw UnsupportedError(where(l) + ": its mask has " + std::to_string(l.mask->keep.size()) +
-                               " entries, the site has " + std::to_string(sites));
-      if (indices) {
-        for (int64_t i = 0; i < n; ++i)
-          if (l.mask->keeps(i, l.out)) s.live.push_back(i);
-      } else {
-        s.live_count = arch::mask_live(l, *l.mask);  // the elements keeps() selects
-      }
-    } else if (indices) {
-      s.live.resize(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) s.live[static_cast<size_t>(i)] = i;
-    } else {
-      s.live_count = n;
+    s.live_count = kind == arch::ReluKind::Plain ? n : l.mask->live;
+    if (detail_ == ProgramDetail::Indices) {
+      s.live.reserve(static_cast<size_t>(s.live_count));
+      for (int64_t i = 0; i < n; ++i)
+        if (kind == arch::ReluKind::Plain || l.mask->keeps(i, l.out)) s.live.push_back(i);
     }
-    if (indices) s.live_count = static_cast<int64_t>(s.live.size());
-    if (s.live_count == 0) return cur;  // every element linearised
     s.out = new_wire(n);
     add_step(std::move(s));
     return program_.steps.back().out;

@@ -1,5 +1,5 @@
 #pragma once
-// The module of a masked ReLU site (relu_site.h: ReluKind::Masked):
+// The module of a masked ReLU site (arch/relu_site.h: arch::ReluKind::Masked):
 // y = relu(x) on the kept elements, y = x elsewhere, computed as
 // y = max(x, floor) with floor 0 on kept elements and -inf elsewhere: one
 // pass over the activation, in place, like ReLU(inplace) (docs/performance.md).
@@ -16,7 +16,7 @@ namespace dr::nn {
 
 class MaskedReLUImpl : public torch::nn::Module {
  public:
-  // `site`: a live ReLU layer whose mask relu_kind() classified as Masked.
+  // `site`: a live ReLU layer whose mask arch::relu_kind() classified as Masked.
   explicit MaskedReLUImpl(const arch::Layer& site);
 
   // Overwrites x (like ReLU(inplace)) when it is a dense CPU float tensor,

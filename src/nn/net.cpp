@@ -2,7 +2,7 @@
 
 #include "arch/spec.h"
 #include "nn/onednn.h"
-#include "nn/relu_site.h"
+#include "arch/relu_site.h"
 #include "util/strings.h"
 
 #if defined(__GLIBC__)
@@ -162,10 +162,10 @@ NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
       s.fc = parent->register_module(name, Linear(LinearOptions(l.in_ch, l.out_ch).bias(l.bias)));
       break;
     case arch::Op::ReLU:
-      switch (relu_kind(l)) {
-        case ReluKind::Plain: s.relu = parent->register_module(name, ReLU(ReLUOptions().inplace(true))); break;
-        case ReluKind::Masked: s.masked = parent->register_module(name, MaskedReLU(l)); break;
-        case ReluKind::Identity: break;  // removed, or masked out everywhere: no work
+      switch (arch::relu_kind(l)) {
+        case arch::ReluKind::Plain: s.relu = parent->register_module(name, ReLU(ReLUOptions().inplace(true))); break;
+        case arch::ReluKind::Masked: s.masked = parent->register_module(name, MaskedReLU(l)); break;
+        case arch::ReluKind::Identity: break;  // removed, or masked out everywhere: no work
       }
       break;
     default:  // pooling and flatten hold no state

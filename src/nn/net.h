@@ -7,7 +7,7 @@
 //
 // A ReLU site with a pixel-level mask (arch::Layer::mask) computes y = relu(x)
 // on its kept elements and y = x elsewhere in every execution path below
-// (nn/relu_site.h, nn/masked_relu.h): a mask that keeps nothing makes no
+// (arch/relu_site.h, nn/masked_relu.h): a mask that keeps nothing makes no
 // module (like a removed ReLU), one that keeps everything a plain ReLU, any
 // other a MaskedReLU whose mask is no buffer (state_dict names unchanged).
 //

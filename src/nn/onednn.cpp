@@ -2,7 +2,7 @@
 // DEEPREDUCE_WITH_DNNL is not defined (no libdnnl-dev headers).
 #include "nn/onednn.h"
 
-#include "nn/relu_site.h"
+#include "arch/relu_site.h"
 
 #ifdef DEEPREDUCE_WITH_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
@@ -73,9 +73,9 @@ bool emit(const std::vector<arch::Layer>& steps, int& cur, Graph& g, std::vector
         break;
       }
       case arch::Op::ReLU: {
-        const ReluKind kind = relu_kind(l);
-        if (kind == ReluKind::Identity) break;  // removed, or masked out everywhere: nothing at all
-        if (kind == ReluKind::Masked) {
+        const arch::ReluKind kind = arch::relu_kind(l);
+        if (kind == arch::ReluKind::Identity) break;  // removed, or masked out everywhere: nothing at all
+        if (kind == arch::ReluKind::Masked) {
           Op o;
           o.kind = Kind::Mask;
           o.layer = &l;

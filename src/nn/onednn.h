@@ -18,7 +18,7 @@
 // followed by a foldable BatchNorm or not), ReLUs, max pools and global
 // average pools; the rest (flatten, FC) runs in LibTorch.
 //
-// A masked ReLU site (nn/relu_site.h) is one in-place binary max primitive,
+// A masked ReLU site (arch/relu_site.h) is one in-place binary max primitive,
 // dst = max(dst, floor) with floor 0 on kept elements and -inf elsewhere,
 // the floor laid out like the activation's first image (oneDNN's jit binary
 // kernel, one pass; a channel-wise floor is expanded to C x H x W, since a

@@ -12,7 +12,7 @@
 #include <stdexcept>
 
 #include "arch/spec.h"
-#include "nn/relu_site.h"
+#include "arch/relu_site.h"
 #include "train/common.h"
 #include "train/engine.h"
 #include "train/masks.h"
@@ -76,11 +76,11 @@ class SearchMasks {
       for (const auto* layers : {&b.body, &b.shortcut, &b.post})
         for (const arch::Layer& l : *layers) {
           if (l.op != arch::Op::ReLU) continue;
-          const nn::ReluKind kind = nn::relu_kind(l);
-          if (kind == nn::ReluKind::Masked)
+          const arch::ReluKind kind = arch::relu_kind(l);
+          if (kind == arch::ReluKind::Masked)
             throw std::invalid_argument("mask search: ReLU site " + l.name +
                                         " already has a fixed mask (start from a network without masks)");
-          if (kind != nn::ReluKind::Plain) continue;
+          if (kind != arch::ReluKind::Plain) continue;
           const torch::Tensor m =
               torch::full({1, l.out.c, l.out.h, l.out.w}, init, torch::TensorOptions().device(device)).requires_grad_(true);
           masks_.emplace_back(l.name, m);

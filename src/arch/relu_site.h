@@ -1,6 +1,8 @@
 #pragma once
-// What a ReLU layer of the description costs at run time, shared by the
-// LibTorch modules (net.cpp) and the oneDNN program (onednn.cpp). No torch here.
+// What a ReLU site of the description is at run time, read by every
+// consumer: the LibTorch modules (nn/net.cpp), the oneDNN program
+// (nn/onednn.cpp), the private runtime's program (mpc/program.cpp) and the
+// training methods (train/snl.cpp). No torch here.
 //
 // A live ReLU with a pixel-level mask (arch::ReluMask) computes y = relu(x)
 // on its kept elements and y = x elsewhere. The two ends of that range are
@@ -10,7 +12,7 @@
 
 #include "arch/network.h"
 
-namespace dr::nn {
+namespace dr::arch {
 
 enum class ReluKind {
   Identity,  // not a ReLU, removed by the spec, or a mask that keeps nothing
@@ -22,6 +24,6 @@ enum class ReluKind {
 // the site: keep must hold C x H x W (element-wise) or C (channel-wise)
 // entries of 0 or 1, and `live` must be what they keep (C x H x W elements
 // per kept channel when channel-wise).
-ReluKind relu_kind(const arch::Layer& l);
+ReluKind relu_kind(const Layer& l);
 
-}  // namespace dr::nn
+}  // namespace dr::arch
