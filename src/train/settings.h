@@ -37,10 +37,25 @@ struct Setting {
   // Integer flags: the range the command line checks on the text typed.
   int64_t int_lo = 0, int_hi = -1;
   // The check validate() runs (std::invalid_argument naming the flag); null: none.
-  std::function<void(const TrainConfig&)> check;
+  using Check = std::function<void(const TrainConfig&)>;
+  Check check;
+
+  // A row reads as its key, member, group, flag and help, then what differs
+  // from the defaults above, named: Setting("lr", ...).required().checked(...).
+  Setting(const char* key_, Member member_, Group group_, const char* flag_ = "", const char* help_ = "")
+      : key(key_), member(member_), group(group_), flag(flag_), help(help_) {}
+  Setting& speed_only() { result = false; return *this; }
+  Setting& must_be_recorded() { required = true; return *this; }
+  Setting& before_it_existed(nlohmann::json v) { before = std::move(v); return *this; }
+  Setting& shared_with_search() { shared = true; return *this; }
+  // The command line's range for an integer flag (the text typed); the check is separate.
+  Setting& typed_range(int64_t lo, int64_t hi) { int_lo = lo, int_hi = hi; return *this; }
+  // The range on the command line and in validate(): lo..hi, named by the flag.
+  Setting& integer_in(int64_t lo, int64_t hi);
+  Setting& checked(Check c) { check = std::move(c); return *this; }
 };
 
 const std::vector<Setting>& train_settings();
-const char* group_name(Setting::Group g);  // "optimiser", "augmentation", ... (help headings)
+const char* group_name(Setting::Group g);  // "Training", "Augmentation", ... (help headings)
 
 }  // namespace dr::train
