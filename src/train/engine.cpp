@@ -115,7 +115,11 @@ void TrainingEngine::backward(const torch::Tensor& loss, int64_t n_local, int64_
     p_.precision->for_backward(loss).backward();
   }
   // fp16: a step whose gradients overflowed is skipped (and the scale lowered).
-  if (p_.precision->unscale(p_.net->parameters())) p_.optimizer->step();
+  // Every parameter the optimiser steps is unscaled, a method's own (SNL's
+  // masks) as well as the network's.
+  std::vector<torch::Tensor> stepped;
+  for (const auto& g : p_.optimizer->param_groups()) stepped.insert(stepped.end(), g.params().begin(), g.params().end());
+  if (p_.precision->unscale(stepped)) p_.optimizer->step();
 }
 
 // Every ~2 s and at the epoch's end (rank 0): the epoch so far, read from

@@ -76,7 +76,7 @@ struct EngineParts {
   CoreSharing* cores = nullptr;
   torch::Device device = torch::kCPU;
   int64_t batch = 0, train_images = 0;  // the global batch and the split's size (data-parallel weighting)
-  double kd_T = 4, kd_lambda = 0.9;
+  double kd_T = 0, kd_lambda = 0;      // the training's (TrainConfig), used with a teacher
 };
 
 class TrainingEngine {

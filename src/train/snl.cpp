@@ -21,7 +21,6 @@
 #include "train/trainer.h"
 #include "train/weights.h"
 #include "util/fs.h"
-#include "util/job_registry.h"
 #include "util/run_lock.h"
 
 namespace dr::train {
@@ -72,26 +71,29 @@ class SearchMasks {
   // Throws std::invalid_argument naming a site that already has a fixed mask.
   void attach(nn::Net& net, double init, torch::Device device) {
     auto by_name = std::make_shared<std::map<std::string, torch::Tensor>>();
-    for (const arch::Block& b : net->desc().blocks)
-      for (const auto* layers : {&b.body, &b.shortcut, &b.post})
-        for (const arch::Layer& l : *layers) {
-          if (l.op != arch::Op::ReLU) continue;
-          const arch::ReluKind kind = arch::relu_kind(l);
-          if (kind == arch::ReluKind::Masked)
-            throw std::invalid_argument("mask search: ReLU site " + l.name +
-                                        " already has a fixed mask (start from a network without masks)");
-          if (kind != arch::ReluKind::Plain) continue;
-          const torch::Tensor m =
-              torch::full({1, l.out.c, l.out.h, l.out.w}, init, torch::TensorOptions().device(device)).requires_grad_(true);
-          masks_.emplace_back(l.name, m);
-          (*by_name)[l.name] = m;
-        }
+    for (const arch::Layer* l : net->desc().layers()) {
+      const arch::ReluKind kind = arch::relu_kind(*l);
+      if (kind == arch::ReluKind::Masked)
+        throw std::invalid_argument("mask search: ReLU site " + l->name +
+                                    " already has a fixed mask (start from a network without masks)");
+      if (kind != arch::ReluKind::Plain) continue;
+      const torch::Tensor m =
+          torch::full({1, l->out.c, l->out.h, l->out.w}, init, torch::TensorOptions().device(device)).requires_grad_(true);
+      masks_.emplace_back(l->name, m);
+      (*by_name)[l->name] = m;
+    }
     net->set_site_activation([by_name](const arch::Layer& site, const torch::Tensor& x) {
       return x + by_name->at(site.name) * torch::relu(-x);  // m * relu(x) + (1 - m) * x
     });
   }
   // Site name -> its mask (requires grad), in forward order of the sites.
   const std::vector<std::pair<std::string, torch::Tensor>>& all() const { return masks_; }
+  // The masks as the checkpoint names them ("mask/<site>").
+  std::map<std::string, torch::Tensor> checkpoint_tensors() const {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [name, m] : masks_) out["mask/" + name] = m;
+    return out;
+  }
 
  private:
   std::vector<std::pair<std::string, torch::Tensor>> masks_;
@@ -384,9 +386,7 @@ void Search::restore() {
     util::write_file_atomic(path_join(cfg_.out, "config.json"), j.dump(2) + "\n");
     return;
   }
-  std::map<std::string, torch::Tensor> masks;
-  for (const auto& [name, m] : masks_.all()) masks["mask/" + name] = m;
-  const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), masks);
+  const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), masks_.checkpoint_tensors());
   start_ = c.epochs_done;
   history_ = nlohmann::json::parse(c.metrics);
   const auto state = nlohmann::json::parse(c.state);
@@ -521,7 +521,7 @@ void Search::save_state(int64_t epochs_done) {
   c.epochs_done = epochs_done;
   c.metrics = history_.dump();
   c.settings = compared_settings(o_).dump();
-  for (const auto& [name, m] : masks_.all()) c.tensors["mask/" + name] = m;
+  c.tensors = masks_.checkpoint_tensors();
   result_.epochs = epochs_done;
   c.state = nlohmann::json{{"lasso", lasso_}, {"best_live", best_live_}, {"seconds", seconds_},
                            {"result", result_.to_json()}}

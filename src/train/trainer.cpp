@@ -1,14 +1,10 @@
 #include "train/trainer.h"
 
 #include <chrono>
-#include <csignal>
-#include <cstdlib>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <thread>
 
 #include "arch/spec.h"
 #include "data/dataset.h"
@@ -17,13 +13,11 @@
 #include "train/common.h"
 #include "train/distributed.h"
 #include "train/engine.h"
-#include "train/kd.h"
 #include "train/precision.h"
 #include "train/provenance.h"
 #include "train/weights.h"
 #include "util/fs.h"
 #include "util/hash.h"
-#include "util/job_registry.h"
 #include "util/run_lock.h"
 
 namespace dr::train {

@@ -23,6 +23,9 @@ const DcfLayout& relu_dcf() {
   static const DcfLayout L = dcf_layout(kReluBits, kReluWidth);  // immutable after init
   return L;
 }
+// Where the shares start in an element's key: read once, not per word on
+// the evaluation's hot path.
+const size_t kSharesAt = relu_dcf().key_bytes;
 
 // One element's key for one party, a typed view over its bytes: the DCF key,
 // then this party's shares of four words (Byte: uint8_t to write, const
@@ -34,10 +37,10 @@ struct ReluKey {
   Byte* dcf() const { return at; }
   u64 share(Word w) const {
     u64 v;
-    std::memcpy(&v, at + relu_dcf().key_bytes + 8 * w, 8);
+    std::memcpy(&v, at + kSharesAt + 8 * w, 8);
     return v;
   }
-  void set_share(Word w, u64 v) const { std::memcpy(at + relu_dcf().key_bytes + 8 * w, &v, 8); }
+  void set_share(Word w, u64 v) const { std::memcpy(at + kSharesAt + 8 * w, &v, 8); }
 };
 using KeyIn = ReluKey<const uint8_t>;
 using KeyOut = ReluKey<uint8_t>;

@@ -3,7 +3,6 @@
 // registry (pipeline/methods.cpp) lists them.
 #include <memory>
 
-#include "pipeline/linearize.h"
 #include "pipeline/method.h"
 
 namespace dr::pipeline {
@@ -12,10 +11,8 @@ std::unique_ptr<Method> make_deepreduce();  // deepreduce.cpp: cull, thin, resha
 std::unique_ptr<Method> make_snl();         // snl.cpp: pixel masks learned from the teacher
 std::unique_ptr<Method> make_combined();    // snl.cpp: pixel masks learned from DeepReDuce's network
 
-// The SNL methods' LinearizeOptions as far as they are known before the
-// teacher exists (reduce's --snl-* options, its training settings), and
-// their check with the budget list (validate_settings).
-LinearizeOptions snl_options(const ReduceOptions& o);
+// The SNL methods' settings (reduce's --snl-* options with its training
+// settings and budget list), checked whatever the methods (validate_settings).
 void check_snl_settings(const ReduceOptions& o);
 
 }  // namespace dr::pipeline

@@ -27,6 +27,18 @@ std::vector<int64_t> budgets_below(const std::vector<int64_t>& budgets, int64_t 
   return out;
 }
 
+// The SNL methods' LinearizeOptions as far as they are known before the
+// teacher exists (reduce's --snl-* options, its training settings).
+LinearizeOptions snl_options(const ReduceOptions& o) {
+  LinearizeOptions l = o.snl;
+  share_settings(o.train, l.finetune);
+  l.finetune.kd_lambda = o.train.kd_lambda;  // as DeepReDuce's candidates
+  l.sweep = o.sweep;
+  l.plot_ext = o.plot_ext;
+  l.flags = {"--snl-", "--snl-finetune-epochs", "--snl-epochs-per-point"};
+  return l;
+}
+
 std::string lasso_text(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3g", v);
@@ -167,16 +179,6 @@ class Combined final : public SnlMethod {
 };
 
 }  // namespace
-
-LinearizeOptions snl_options(const ReduceOptions& o) {
-  LinearizeOptions l = o.snl;
-  share_settings(o.train, l.finetune);
-  l.finetune.kd_lambda = o.train.kd_lambda;  // as DeepReDuce's candidates
-  l.sweep = o.sweep;
-  l.plot_ext = o.plot_ext;
-  l.flags = {"--snl-", "--snl-finetune-epochs", "--snl-epochs-per-point"};
-  return l;
-}
 
 void check_snl_settings(const ReduceOptions& o) {
   LinearizeOptions l = snl_options(o);
