@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "pipeline/linearize.h"
 #include "planner/candidates.h"
+#include "train/distributed.h"
 
 namespace dr::cli {
 
@@ -29,20 +30,7 @@ void add_linearize_command(CLI::App& app) {
   cmd->add_option("--from", o.from,
                   "Start the search from a DeepReDuce network instead of the teacher: a finished run, or a spec "
                   "(e.g. resnet18:alpha=0.25:cull=S1:thin; weights from the teacher where shapes match)");
-  cmd->add_option("--search-epochs", o.search.train.epochs, "Most epochs of the mask search (it stops at the last budget)")
-      ->capture_default_str();
-  cmd->add_option("--search-lr", o.search.train.lr, "Adam learning rate of the search (weights and masks)")
-      ->capture_default_str();
-  cmd->add_option("--search-kd-lambda", o.search.train.kd_lambda, "Weight of the KD term during the search")
-      ->capture_default_str();
-  cmd->add_option("--lasso", o.search.lasso, "L1 weight on the masks at the start")->capture_default_str();
-  cmd->add_option("--lasso-growth", o.search.lasso_growth, "Factor on the L1 weight after an epoch without a new low")
-      ->capture_default_str();
-  cmd->add_option("--lasso-patience", o.search.patience_from, "First epoch after which the L1 weight may grow")
-      ->check(integer_in(0, train::kMaxEpochs))
-      ->capture_default_str();
-  cmd->add_option("--threshold", o.search.threshold, "A mask value above this counts as a live ReLU")
-      ->capture_default_str();
+  add_search_options(cmd, o.search, "--", "", "Mask search");
   cmd->add_option("--epochs-per-point", o.epochs_per_point,
                   "Training epochs per point in all: search epochs to its snapshot + the rest fine-tuning (at least 1); "
                   "0: --epochs of fine-tuning each")
@@ -59,8 +47,10 @@ void add_linearize_command(CLI::App& app) {
     s->o.budgets = planner::parse_budgets(s->budgets);
     s->o.sweep.shard = planner::parse_shard(s->shard);
     s->o.sweep.wait = !s->no_wait;
-    const auto points = pipeline::run_linearize(s->o);
-    if (!points.empty()) std::cout << "\nreport: " << s->o.out << "/report.md\n";
+    run_on_ranks(train::Distributed::from_env(s->o.finetune.device), [&](train::Distributed* dist) {
+      const auto points = pipeline::run_linearize(s->o, dist);
+      if (!points.empty() && (!dist || dist->rank() == 0)) std::cout << "\nreport: " << s->o.out << "/report.md\n";
+    });
   });
 }
 

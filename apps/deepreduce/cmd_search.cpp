@@ -93,10 +93,7 @@ void add_reduce_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--snl-finetune-epochs", l.finetune.epochs, "SNL points: fine-tuning epochs (when not per point)")
       ->capture_default_str();
-  cmd->add_option("--snl-search-epochs", l.search.train.epochs, "SNL: most epochs of the mask search")
-      ->capture_default_str();
-  cmd->add_option("--snl-search-lr", l.search.train.lr, "SNL: Adam learning rate of the search")->capture_default_str();
-  cmd->add_option("--snl-lasso", l.search.lasso, "SNL: L1 weight on the masks at the start")->capture_default_str();
+  add_search_options(cmd, l.search, "--snl-", "SNL: ", "SNL mask search");
   cmd->callback([s] {
     s->o.methods = pipeline::parse_methods(s->methods);
     s->o.budgets = planner::parse_budgets(s->budgets);

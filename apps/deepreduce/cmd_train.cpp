@@ -20,11 +20,19 @@ void print_result(const train::RunResult& r) {
             << (r.kd ? " with KD" : "") << ", " << report::fixed(r.seconds, 1) << " s\n";
 }
 
-// Runs one (possibly data-parallel) training: only rank 0 prints the result,
-// and an error of another rank names that rank.
+// Runs one (possibly data-parallel) training: only rank 0 prints the result.
 void run_training(std::unique_ptr<train::Distributed> dist,
                   const std::function<train::RunResult(train::Distributed*)>& body) {
-  if (!dist) return print_result(body(nullptr));
+  run_on_ranks(std::move(dist), [&](train::Distributed* d) {
+    const train::RunResult r = body(d);
+    if (!d || d->rank() == 0) print_result(r);
+  });
+}
+
+}  // namespace
+
+void run_on_ranks(std::unique_ptr<train::Distributed> dist, const std::function<void(train::Distributed*)>& body) {
+  if (!dist) return body(nullptr);
   // Communication errors ("data-parallel training: rank N ...") name it already.
   auto named = [&](const std::exception& e) {
     const std::string m = e.what();
@@ -32,18 +40,14 @@ void run_training(std::unique_ptr<train::Distributed> dist,
                ? m
                : "rank " + std::to_string(dist->rank()) + ": " + m;
   };
-  train::RunResult r;
   try {
-    r = body(dist.get());
+    body(dist.get());
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(named(e));
   } catch (const std::exception& e) {
     throw std::runtime_error(named(e));
   }
-  if (dist->rank() == 0) print_result(r);
 }
-
-}  // namespace
 
 void add_train_command(CLI::App& app) {
   auto c = std::make_shared<train::TrainConfig>();

@@ -3,7 +3,15 @@
 #include <CLI/CLI.hpp>
 
 #include "arch/spec.h"
+#include <functional>
+#include <memory>
+
 #include "train/config.h"
+#include "train/snl.h"
+
+namespace dr::train {
+class Distributed;
+}
 
 namespace dr::cli {
 
@@ -35,8 +43,17 @@ std::string protocol_option_help();
 // number in lo..hi, else "must be in lo..hi (got 'TEXT')" (exit 2).
 CLI::Validator integer_in(int64_t lo, int64_t hi);
 
+// Runs `body` as this process's rank of a data-parallel job (dist from
+// train::Distributed::from_env) or alone (null): an error of a rank other
+// than 0 names that rank.
+void run_on_ranks(std::unique_ptr<train::Distributed> dist, const std::function<void(train::Distributed*)>& body);
+
 // --epochs, --batch, --lr, ... shared by train, criticality and reduce.
 void add_training_options(CLI::App* cmd, train::TrainConfig& c);
+// The SNL mask search's own settings (train::search_settings()), each as
+// `prefix` + its flag (linearize: --lasso; reduce: --snl-lasso) under `group`.
+void add_search_options(CLI::App* cmd, train::SnlOptions& o, const std::string& prefix, const std::string& help_prefix,
+                        const std::string& group);
 
 // The input a network is built for: --dataset, or --input with --classes, or
 // the family's default dataset. Throws UsageError / arch::SpecError.

@@ -5,6 +5,7 @@
 #include <variant>
 
 #include "train/settings.h"
+#include "train/snl.h"
 
 #include "commands.h"
 
@@ -50,6 +51,19 @@ void add_training_options(CLI::App* cmd, train::TrainConfig& c) {
         },
         f.member);
   }
+}
+
+void add_search_options(CLI::App* cmd, train::SnlOptions& o, const std::string& prefix, const std::string& help_prefix,
+                        const std::string& group) {
+  for (const train::SearchSetting& s : train::search_settings())
+    std::visit(
+        [&](auto m) {
+          auto& v = train::setting_value(o, m);
+          CLI::Option* opt = cmd->add_option(prefix + s.flag, v, help_prefix + s.help)->capture_default_str()->group(group);
+          if constexpr (std::is_integral_v<std::decay_t<decltype(v)>>)
+            opt->check(integer_in(static_cast<int64_t>(s.lo), static_cast<int64_t>(s.hi)));
+        },
+        s.member);
 }
 
 }  // namespace dr::cli

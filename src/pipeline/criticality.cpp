@@ -85,10 +85,11 @@ CriticalityResult run_criticality(const CriticalityOptions& o) {
   }
   size_t index = 0;
   CriticalityResult r;
-  if (!run_phase("criticality", jobs, o.sweep, index)) return r;
+  const std::optional<Runs> runs = run_phase("criticality", jobs, o.sweep, index);
+  if (!runs) return r;
   for (auto& row : rows) {
-    row.acc_kd = 100.0 * train::finished_result(run_dir(o.out, row.stage, true))->test_acc;
-    if (o.without_kd) row.acc_no_kd = 100.0 * train::finished_result(run_dir(o.out, row.stage, false))->test_acc;
+    row.acc_kd = 100.0 * runs->at(run_dir(o.out, row.stage, true)).test_acc;
+    if (o.without_kd) row.acc_no_kd = 100.0 * runs->at(run_dir(o.out, row.stage, false)).test_acc;
   }
   planner::score_criticality(rows);
   r.rows = rows;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "train/distributed.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 #include "util/strings.h"
@@ -17,7 +18,7 @@ namespace {
 
 // Up to `parallel` jobs at once, each `deepreduce resume DIR --threads T`
 // with T = cores / parallel; a failed job is reported after the others end.
-void run_in_processes(const std::string& phase, const std::vector<const Job*>& todo, int parallel) {
+void run_in_processes(const std::string& phase, const std::vector<const Job*>& todo, int parallel, Runs& runs) {
   const std::string bin = util::self_executable();
   const int threads = std::max(1, train::max_threads() / parallel);
   std::vector<util::Child> running;
@@ -39,11 +40,13 @@ void run_in_processes(const std::string& phase, const std::vector<const Job*>& t
     const size_t i = util::wait_any(running, &rc);
     const Job& job = *owner[i];
     const auto r = train::finished_result(job.cfg.out);
-    if (rc == 0 && r)
+    if (rc == 0 && r) {
       std::cerr << "[" << phase << "] " << job.what << " finished: test accuracy " << r->test_acc << "\n";
-    else
+      runs[job.cfg.out] = *r;
+    } else {
       failed.push_back(job.cfg.out + " (exit " + std::to_string(rc) + ", see " +
                        util::path_join(job.cfg.out, "train.log") + ")");
+    }
     running.erase(running.begin() + static_cast<long>(i));
     owner.erase(owner.begin() + static_cast<long>(i));
   }
@@ -72,42 +75,63 @@ void check_sweep(const Sweep& sweep) {
                                 " (trainings at once, at least one core each; got " + std::to_string(sweep.jobs) + ")");
 }
 
-bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep, size_t& next_index) {
-  const planner::Shard& shard = sweep.shard;
-  const bool wait = sweep.wait;
-  std::vector<const Job*> others, todo;
-  for (const auto& job : jobs) {
-    if (!shard.owns(next_index++)) {
-      others.push_back(&job);
-      continue;
-    }
-    const bool done = train::finished_result(job.cfg.out).has_value();
-    if (done) check_reusable(job);
-    if (sweep.jobs > 1 && !done) {
-      todo.push_back(&job);
-      continue;
-    }
-    std::cerr << "[" << phase << "] " << job.what << " -> " << job.cfg.out << (done ? " (finished, reused)" : "")
-              << "\n";
-    train::ensure(job.cfg);
-  }
-  if (!todo.empty()) run_in_processes(phase, todo, std::min<int>(sweep.jobs, static_cast<int>(todo.size())));
+namespace {
+
+// Waits (or not) for the runs of the other shards; false when some are
+// missing and waiting is off.
+bool wait_for_others(const std::string& phase, const std::vector<const Job*>& others, const Sweep& sweep, Runs& runs) {
   for (bool first = true;; first = false) {
     std::vector<std::string> missing;
-    for (const Job* j : others)
-      if (!train::finished_result(j->cfg.out)) missing.push_back(j->cfg.out);
+    for (const Job* j : others) {
+      if (runs.count(j->cfg.out)) continue;
+      if (auto r = train::finished_result(j->cfg.out))
+        runs[j->cfg.out] = *r;
+      else
+        missing.push_back(j->cfg.out);
+    }
     if (missing.empty()) return true;
-    if (!wait) {
-      std::cerr << "[" << phase << "] shard " << shard.str() << " has finished its runs; " << missing.size()
+    if (!sweep.wait) {
+      std::cerr << "[" << phase << "] shard " << sweep.shard.str() << " has finished its runs; " << missing.size()
                 << " run(s) of other shards are not finished yet (" << util::join(missing)
                 << "). Run this command again when they are.\n";
       return false;
     }
     if (first)
-      std::cerr << "[" << phase << "] shard " << shard.str() << " waiting for " << missing.size()
+      std::cerr << "[" << phase << "] shard " << sweep.shard.str() << " waiting for " << missing.size()
                 << " run(s) of other shards: " << util::join(missing) << "\n";
     std::this_thread::sleep_for(std::chrono::seconds(10));
   }
+}
+
+}  // namespace
+
+std::optional<Runs> run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep,
+                              size_t& next_index, train::Distributed* dist) {
+  if (dist && (sweep.jobs > 1 || sweep.shard.count > 1))
+    throw std::invalid_argument("data-parallel (WORLD_SIZE > 1): every rank trains each run together, so --jobs "
+                                "must be 1 and --shard 0/1");
+  const bool rank0 = !dist || dist->rank() == 0;
+  Runs runs;
+  std::vector<const Job*> others, todo;
+  for (const auto& job : jobs) {
+    if (!sweep.shard.owns(next_index++)) {
+      others.push_back(&job);
+      continue;
+    }
+    const auto done = train::finished_result(job.cfg.out);
+    if (done) check_reusable(job);
+    if (sweep.jobs > 1 && !done) {
+      todo.push_back(&job);
+      continue;
+    }
+    if (rank0)
+      std::cerr << "[" << phase << "] " << job.what << " -> " << job.cfg.out << (done ? " (finished, reused)" : "")
+                << "\n";
+    runs[job.cfg.out] = train::ensure(job.cfg, dist);  // a finished one: verified (weights.pt too) and reused
+  }
+  if (!todo.empty()) run_in_processes(phase, todo, std::min<int>(sweep.jobs, static_cast<int>(todo.size())), runs);
+  if (!wait_for_others(phase, others, sweep, runs)) return std::nullopt;
+  return runs;
 }
 
 train::TrainConfig job_config(const train::TrainConfig& base, const std::string& spec, const std::string& out,

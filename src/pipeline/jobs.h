@@ -2,11 +2,14 @@
 // What the pipeline commands share: a training job, the phases of a sweep
 // (each job an ordinary run directory: a finished one is reused, a killed one
 // resumed), and sharding of the job list over processes.
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "planner/candidates.h"
 #include "train/config.h"
+#include "train/trainer.h"
 
 namespace dr::pipeline {
 
@@ -25,13 +28,20 @@ struct Sweep {
 // Refuses --jobs outside 1..cores (std::invalid_argument).
 void check_sweep(const Sweep& sweep);
 
+// The finished runs of a pipeline so far: run directory -> its result
+// (read and checked once, when the run finished or was found finished).
+using Runs = std::map<std::string, train::RunResult>;
+
 // Runs the jobs of one phase that belong to this shard (job numbers continue
 // across phases through `next_index`), one after the other or, with
 // sweep.jobs > 1, up to that many at once as `deepreduce resume DIR`
 // processes with the cores split between them (each logging to
 // DIR/train.log). Then waits for the other shards' runs (polling every 10 s).
-// Returns false when some are missing and waiting is off.
-bool run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep, size_t& next_index);
+// Returns every job's result, or nullopt when some are missing and waiting is
+// off. Data-parallel (dist): every rank runs each job as one data-parallel
+// training (sweep: one shard, --jobs 1) and rank 0 alone prints.
+std::optional<Runs> run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep,
+                              size_t& next_index, train::Distributed* dist = nullptr);
 
 // `base` with the model, run directory and teacher of one job; init
 // "teacher" when asked and there is a teacher.

@@ -10,6 +10,7 @@
 #include "report/format.h"
 #include "report/plot.h"
 #include "report/table.h"
+#include "train/distributed.h"
 #include "train/provenance.h"
 #include "train/settings.h"
 #include "train/trainer.h"
@@ -75,8 +76,8 @@ train::TrainConfig finetune_config(const LinearizeOptions& o, const train::SnlSn
 }
 
 // Shard 0 searches; the others wait for its result (or stop, without --wait).
-std::optional<train::SnlResult> search(const LinearizeOptions& o) {
-  if (o.sweep.shard.owns(0)) return train::snl_search(o.search);
+std::optional<train::SnlResult> search(const LinearizeOptions& o, train::Distributed* dist) {
+  if (o.sweep.shard.owns(0)) return train::snl_search(o.search, dist);
   for (bool first = true;; first = false) {
     if (auto r = train::finished_search(o.search.train.out)) return r;
     if (!o.sweep.wait) {
@@ -139,25 +140,31 @@ void validate(LinearizeOptions& o) {
                      per_point ? o.flags.epochs_per_point : o.flags.finetune_epochs, o.flags.search_prefix};
 }
 
-std::vector<LinearizedPoint> run_linearize(LinearizeOptions o) {
+std::vector<LinearizedPoint> run_linearize(LinearizeOptions o, train::Distributed* dist) {
+  const bool rank0 = !dist || dist->rank() == 0;
+  if (dist && (o.sweep.jobs > 1 || o.sweep.shard.count > 1))
+    throw std::invalid_argument("data-parallel linearize (WORLD_SIZE > 1): every rank trains the search and each "
+                                "fine-tune together, so --jobs must be 1 and --shard 0/1");
   validate(o);
-  print_plan(o);
+  if (rank0) print_plan(o);
   if (o.dry_run) return {};
-  util::remove_stale_temporaries(o.out);  // a report a kill left half-written
-  const auto found = search(o);
+  if (dist) dist->barrier();  // every rank has checked --out before rank 0 writes in it
+  if (rank0) util::remove_stale_temporaries(o.out);  // a report a kill left half-written
+  const auto found = search(o, dist);
   if (!found) return {};
   std::vector<Job> jobs;
   for (const auto& s : found->snapshots)
     jobs.push_back({"budget " + report::thousands(s.budget) + " fine-tune", finetune_config(o, s)});
   size_t index = 1;  // job 0 was the search
-  if (!run_phase("fine-tune", jobs, o.sweep, index)) return {};
+  const std::optional<Runs> runs = run_phase("fine-tune", jobs, o.sweep, index, dist);
+  if (!runs) return {};
   std::vector<LinearizedPoint> points;
   for (const auto& s : found->snapshots) {
     const std::string run = budget_dir(o.out, s.budget);
-    const auto r = train::finished_result(run);
-    points.push_back({s.budget, r->relus, run, r->test_acc, s.epoch, r->epochs, stage_relus(train::run_network(run))});
+    const train::RunResult& r = runs->at(run);
+    points.push_back({s.budget, r.relus, run, r.test_acc, s.epoch, r.epochs, stage_relus(train::run_network(run))});
   }
-  linearize_report(o, points);
+  if (rank0) linearize_report(o, points);
   return points;
 }
 

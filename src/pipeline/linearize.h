@@ -75,7 +75,10 @@ void validate(LinearizeOptions& o);
 
 // Runs (or continues) the search and the fine-tunes; writes the report.
 // Returns the points, or none when this shard stopped early or dry_run.
-std::vector<LinearizedPoint> run_linearize(LinearizeOptions o);
+// Data-parallel (dist, under WORLD_SIZE > 1): the search and each fine-tune
+// train over every rank (one shard, --jobs 1); rank 0 prints the plan and
+// writes the report, and every rank returns the points.
+std::vector<LinearizedPoint> run_linearize(LinearizeOptions o, train::Distributed* dist = nullptr);
 
 // The report's files for a finished linearize directory (also used by reduce).
 std::string linearize_report(const LinearizeOptions& o, const std::vector<LinearizedPoint>& points);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "arch/datasets.h"
+#include "pipeline/jobs.h"
 #include "planner/candidates.h"
 
 namespace dr::pipeline {
@@ -42,6 +43,9 @@ struct ReducePlan {
   std::vector<std::string> order;   // least to most critical; empty until measured
   std::string order_from;           // "given", "measured" (an earlier run's criticality.json) or ""
   std::vector<planner::Candidate> candidates;
+  // The finished runs so far, each read and checked once: the teacher (given
+  // or trained), then the DeepReDuce networks of the candidates phase.
+  Runs runs;
 };
 
 // One method of one reduce (an instance holds what it planned).

@@ -42,15 +42,16 @@ std::vector<std::string> known_order(const ReduceOptions& o) {
 // A given teacher: finished, for --data's input and classes; the --model
 // network itself, all-ReLU, where its weights are a start (snl, combined,
 // --init-teacher). A KD-only teacher (deepreduce) may be any network.
-void check_given_teacher(const ReduceOptions& o, const ReducePlan& p, const Methods& methods) {
+void check_given_teacher(const ReduceOptions& o, ReducePlan& p, const Methods& methods) {
   train::check_run_for_data(o.teacher, "teacher", o.train.data);
+  p.runs[o.teacher] = train::require_finished(o.teacher, "teacher");
   std::vector<std::string> starts;
   for (const auto& m : methods)
     if (!m->starts_from_teacher().empty()) starts.push_back(m->starts_from_teacher());
   if (o.init_from_teacher) starts.push_back("--init-teacher starts the candidates from its weights");
   if (starts.empty()) return;
   const std::string why = util::join(starts, "; ");
-  const std::string spec = train::finished_result(o.teacher)->spec;
+  const std::string& spec = p.runs.at(o.teacher).spec;
   if (spec != p.base_spec)
     throw std::invalid_argument("teacher '" + o.teacher + "' is " + spec + ", not the --model network " + p.base_spec +
                                 " (" + why + "): give a teacher trained as --model " + p.base_spec +
@@ -135,10 +136,18 @@ void check_measured_images(const ReduceOptions& o) {
                                 " (accepted: 0.." + std::to_string(n) + ")");
 }
 
-bool train_teacher(const ReduceOptions& o, const ReducePlan& p, size_t& index) {
-  if (!o.teacher.empty()) return true;
-  return run_phase("teacher", {{"baseline " + p.base_spec, job_config(o.train, p.base_spec, p.teacher_dir, "", false)}},
-                   o.sweep, index);
+// Each phase's runs join p.runs; false when this shard must stop.
+bool add_runs(ReducePlan& p, const std::optional<Runs>& runs) {
+  if (!runs) return false;
+  p.runs.insert(runs->begin(), runs->end());
+  return true;
+}
+
+bool train_teacher(const ReduceOptions& o, ReducePlan& p, size_t& index) {
+  if (!o.teacher.empty()) return true;  // read in make_plan
+  return add_runs(p, run_phase("teacher", {{"baseline " + p.base_spec, job_config(o.train, p.base_spec, p.teacher_dir,
+                                                                                   "", false)}},
+                               o.sweep, index));
 }
 
 // Step 2: the measured criticality (rows and order), unless the order is
@@ -190,7 +199,7 @@ bool train_candidates(const ReduceOptions& o, ReducePlan& p, const Methods& meth
       if (seen.insert(c.spec).second)
         jobs.push_back({c.step_name + " (" + report::thousands(c.relus) + " ReLUs)",
                         job_config(o.train, c.spec, candidate_dir(o.out, c.spec), p.teacher_dir, o.init_from_teacher)});
-  return run_phase("candidates", jobs, o.sweep, index);
+  return add_runs(p, run_phase("candidates", jobs, o.sweep, index));
 }
 
 }  // namespace

@@ -241,7 +241,7 @@ std::string report_markdown(const ReportInput& in, const train::RunResult& teach
 
 std::string write_reduce_report(const ReportInput& in) {
   const ReduceOptions& o = in.options;
-  const train::RunResult teacher = *train::finished_result(in.plan.teacher_dir);
+  const train::RunResult& teacher = in.plan.runs.at(in.plan.teacher_dir);
   const pi::CostModel model = pi::load_cost_model();
   const auto protocols = pi::select_protocols(model, o.protocols);
   const std::vector<Row> rows = collect_rows(in, teacher, model, protocols);

@@ -174,26 +174,31 @@ class ProcessGroup final : public Distributed {
   }
 
   // The first difference of this rank's settings with the others' ("" = none).
+  // Each comparison has keys of its own: a process may train several times
+  // (linearize: the search, then each fine-tune), and every rank compares in
+  // the same order.
   std::string compare_settings(const nlohmann::json& settings) {
+    const std::string round = std::to_string(comparisons_++);
+    const std::string settings_key = "settings/" + round, checked_key = "checked/" + round;
     const std::string mine = settings.dump();
-    store_->set(key("settings", rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
+    store_->set(key(settings_key, rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
     std::vector<std::string> keys;
-    for (int r = 0; r < world_; ++r) keys.push_back(key("settings", r));
+    for (int r = 0; r < world_; ++r) keys.push_back(key(settings_key, r));
     store_->wait(keys, timeout_);
     // Rank 0 compares every rank with its own; every other rank itself with rank 0.
     std::string diff;
     for (int r = 0; r < world_ && diff.empty(); ++r) {
       if (r == rank_ || (rank_ != 0 && r != 0)) continue;
-      const auto theirs = store_->get(key("settings", r));
+      const auto theirs = store_->get(key(settings_key, r));
       const auto other = nlohmann::json::parse(std::string(theirs.begin(), theirs.end()));
       const int a = std::min(rank_, r), b = std::max(rank_, r);
       diff = first_difference(a == rank_ ? settings : other, "rank " + std::to_string(a), a == rank_ ? other : settings,
                               "rank " + std::to_string(b));
     }
     // Everyone has compared before anyone stops (rank 0 serves the store).
-    store_->set(key("checked", rank_), std::vector<uint8_t>{1});
+    store_->set(key(checked_key, rank_), std::vector<uint8_t>{1});
     std::vector<std::string> checked;
-    for (int r = 0; r < world_; ++r) checked.push_back(key("checked", r));
+    for (int r = 0; r < world_; ++r) checked.push_back(key(checked_key, r));
     store_->wait(checked, timeout_);
     return diff;
   }
@@ -221,13 +226,12 @@ class ProcessGroup final : public Distributed {
     net->set_batch_norm_sync([this](torch::Tensor& t) { all_reduce(t, "a BatchNorm statistics sum"); });
   }
 
-  void average_gradients(nn::Net& net) override {
+  void average_gradients(const std::vector<torch::Tensor>& params) override {
     torch::NoGradGuard ng;
-    std::vector<torch::Tensor> params = net->parameters();
     std::vector<torch::Tensor> grads;
-    for (auto& p : params) {
-      // Every parameter of our networks gets a gradient; a missing one counts
-      // as zero so that all ranks reduce buffers of the same size.
+    for (auto p : params) {
+      // Every parameter we train gets a gradient; a missing one counts as
+      // zero so that all ranks reduce buffers of the same size.
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
       grads.push_back(p.grad());
     }
@@ -307,8 +311,8 @@ class ProcessGroup final : public Distributed {
     }
   }
 
-  static std::string key(const char* what, int rank) {
-    return std::string("deepreduce/") + what + "/" + std::to_string(rank);
+  static std::string key(const std::string& what, int rank) {
+    return "deepreduce/" + what + "/" + std::to_string(rank);
   }
 
   // Every rank says it is here and waits for the others until `deadline`
@@ -325,6 +329,7 @@ class ProcessGroup final : public Distributed {
   milliseconds timeout_;
   bool sync_bn_;
   bool broken_ = false;
+  int64_t comparisons_ = 0;  // check_same_settings calls so far
   std::string backend_;
   torch::Device comm_device_{torch::kCPU};
   c10::intrusive_ptr<c10d::Store> store_;

@@ -49,11 +49,12 @@ class Distributed {
   // environment sets DEEPREDUCE_SYNC_BN=0 (per-rank statistics, as plain
   // PyTorch DDP does). See docs/distributed.md.
   virtual void sync_batch_norm(nn::Net& net) = 0;
-  // Every gradient replaced by its mean over the ranks. The trainer scales
-  // each rank's loss by (its share of the global batch) x world, so this mean
-  // is the gradient of the global batch's mean loss even when the last batch
-  // is cut unevenly.
-  virtual void average_gradients(nn::Net& net) = 0;
+  // The gradient of each of `params` (what the optimiser steps: the
+  // network's parameters and a method's own, e.g. SNL's masks) replaced by
+  // its mean over the ranks. The engine scales each rank's loss by (its share
+  // of the global batch) x world, so this mean is the gradient of the global
+  // batch's mean loss even when the last batch is cut unevenly.
+  virtual void average_gradients(const std::vector<torch::Tensor>& params) = 0;
   virtual double sum(double v) = 0;
   virtual void barrier() = 0;
 };

@@ -101,6 +101,10 @@ void TrainingEngine::synchronise(TrainedEpoch& t, const Sums& s, int64_t epoch, 
 
 void TrainingEngine::backward(const torch::Tensor& loss, int64_t n_local, int64_t step) {
   p_.optimizer->zero_grad();
+  // Every parameter the optimiser steps, a method's own (SNL's masks) as
+  // well as the network's: averaged over the ranks, unscaled (fp16).
+  std::vector<torch::Tensor> stepped;
+  for (const auto& g : p_.optimizer->param_groups()) stepped.insert(stepped.end(), g.params().begin(), g.params().end());
   if (p_.dist) {
     // Weight this rank's mean loss by its share of the global batch (times
     // world, undone by average_gradients): the averaged gradient is then that
@@ -110,15 +114,11 @@ void TrainingEngine::backward(const torch::Tensor& loss, int64_t n_local, int64_
     p_.precision
         ->for_backward(loss * (static_cast<double>(n_local) * p_.dist->world() / static_cast<double>(global)))
         .backward();
-    p_.dist->average_gradients(p_.net);
+    p_.dist->average_gradients(stepped);
   } else {
     p_.precision->for_backward(loss).backward();
   }
   // fp16: a step whose gradients overflowed is skipped (and the scale lowered).
-  // Every parameter the optimiser steps is unscaled, a method's own (SNL's
-  // masks) as well as the network's.
-  std::vector<torch::Tensor> stepped;
-  for (const auto& g : p_.optimizer->param_groups()) stepped.insert(stepped.end(), g.params().begin(), g.params().end());
   if (p_.precision->unscale(stepped)) p_.optimizer->step();
 }
 

@@ -10,10 +10,12 @@
 #include <map>
 #include <memory>
 #include <stdexcept>
+#include <type_traits>
 
 #include "arch/spec.h"
 #include "arch/relu_site.h"
 #include "train/common.h"
+#include "train/distributed.h"
 #include "train/engine.h"
 #include "train/masks.h"
 #include "train/provenance.h"
@@ -111,13 +113,55 @@ SnlOptions SnlOptions::defaults() {
   return o;
 }
 
+const std::vector<SearchSetting>& search_settings() {
+  using O = SnlOptions;
+  using C = TrainConfig;
+  static const std::vector<SearchSetting> table = {
+      {"lr", "search-lr", "Adam learning rate of the search (weights and masks)", &C::lr, 0, 100, true},
+      {"max_epochs", "search-epochs", "Most epochs of the mask search (it stops at the last budget)", &C::epochs, 1,
+       kMaxEpochs},
+      {"kd_lambda", "search-kd-lambda", "Weight of the KD term during the search", &C::kd_lambda, 0, 1000},
+      {"lasso", "lasso", "L1 weight on the masks at the start", &O::lasso, 0, 1, true},
+      {"lasso_growth", "lasso-growth", "Factor on the L1 weight after an epoch without a new low", &O::lasso_growth, 1,
+       10},
+      {"patience_from", "lasso-patience", "First epoch after which the L1 weight may grow", &O::patience_from, 0,
+       kMaxEpochs},
+      {"threshold", "threshold", "A mask value above this counts as a live ReLU", &O::threshold, 0, 1, true, true},
+  };
+  return table;
+}
+
+nlohmann::json search_settings_json(const SnlOptions& o) {
+  nlohmann::json j = {{"optimizer", "adam"}};
+  for (const SearchSetting& s : search_settings())
+    std::visit([&](auto m) { j[s.key] = setting_value(o, m); }, s.member);
+  return j;
+}
+
+namespace {
+
+// The rows whose fields are SnlOptions' own (config.json records them beside "train").
+template <class F>
+void for_own_settings(F f) {
+  for (const SearchSetting& s : search_settings())
+    std::visit(
+        [&](auto m) {
+          if constexpr (std::is_same_v<decltype(m), double SnlOptions::*> ||
+                        std::is_same_v<decltype(m), int64_t SnlOptions::*>)
+            f(s.key, m);
+        },
+        s.member);
+}
+
+}  // namespace
+
 nlohmann::json SnlOptions::to_json() const {
   nlohmann::json t = train.to_json();
   erase_sgd_only(t);
   t["optimizer"] = "adam";
-  return {{"train", t}, {"start_run", start_run},         {"budgets", budgets},
-          {"lasso", lasso},           {"lasso_growth", lasso_growth},   {"patience_from", patience_from},
-          {"threshold", threshold},   {"method", "snl"}};
+  nlohmann::json j = {{"train", t}, {"start_run", start_run}, {"budgets", budgets}, {"method", "snl"}};
+  for_own_settings([&](const char* key, auto m) { j[key] = this->*m; });
+  return j;
 }
 
 SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
@@ -126,10 +170,7 @@ SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
     o.train = TrainConfig::from_json(j.at("train"));
     o.start_run = j.value("start_run", "");
     o.budgets = j.at("budgets").get<std::vector<int64_t>>();
-    o.lasso = j.at("lasso").get<double>();
-    o.lasso_growth = j.at("lasso_growth").get<double>();
-    o.patience_from = j.at("patience_from").get<int64_t>();
-    o.threshold = j.at("threshold").get<double>();
+    for_own_settings([&](const char* key, auto m) { j.at(key).get_to(o.*m); });
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("bad SNL search config: ") + e.what());
   }
@@ -154,13 +195,16 @@ void check_run_for_data(const std::string& dir, const std::string& role, const s
 bool is_masked_run(const std::string& dir) { return read_config(dir).masked; }
 
 void SnlOptions::validate_settings(const std::string& prefix) const {
-  check_number(prefix + "search-lr", train.lr, 0, 100, true, false);
-  check_integer(prefix + "search-epochs", train.epochs, 1, kMaxEpochs);
-  check_number(prefix + "search-kd-lambda", train.kd_lambda, 0, 1000, false, false);
-  check_number(prefix + "lasso", lasso, 0, 1, true, false);
-  check_number(prefix + "lasso-growth", lasso_growth, 1, 10, false, false);
-  check_integer(prefix + "lasso-patience", patience_from, 0, kMaxEpochs);
-  check_number(prefix + "threshold", threshold, 0, 1, true, true);
+  for (const SearchSetting& s : search_settings())
+    std::visit(
+        [&](auto m) {
+          const auto v = setting_value(*this, m);
+          if constexpr (std::is_integral_v<decltype(v)>)
+            check_integer(prefix + s.flag, v, static_cast<int64_t>(s.lo), static_cast<int64_t>(s.hi));
+          else
+            check_number(prefix + s.flag, v, s.lo, s.hi, s.lo_open, s.hi_open);
+        },
+        s.member);
 }
 
 void SnlOptions::validate(const std::string& prefix) const {
@@ -270,10 +314,14 @@ std::string forecast_text(const SearchForecast& f, size_t most) {
 namespace {
 
 // The search trains its epochs on the TrainingEngine (engine.h) with KD from
-// the teacher and the lasso term as the hooks' extra loss.
+// the teacher and the lasso term as the hooks' extra loss. Data-parallel
+// (dist): every rank holds the same weights and masks (the engine averages
+// the gradients of both), so every rank takes the same lasso steps and
+// snapshot decisions; rank 0 alone writes the search directory and prints.
 class Search final : private TrainingHooks {
  public:
-  explicit Search(SnlOptions o) : o_(std::move(o)), cfg_(o_.train) {}
+  Search(SnlOptions o, Distributed* dist)
+      : o_(std::move(o)), cfg_(o_.train), dist_(dist), rank0_(!dist || dist->rank() == 0) {}
 
   SnlResult run() {
     setup();
@@ -308,6 +356,8 @@ class Search final : private TrainingHooks {
 
   SnlOptions o_;
   TrainConfig& cfg_;
+  Distributed* dist_;
+  bool rank0_;
   torch::Device dev_ = torch::kCPU;
   data::DataSplit split_;
   arch::InputSpec in_;
@@ -332,6 +382,7 @@ class Search final : private TrainingHooks {
 
 void Search::setup() {
   o_.validate();
+  if (dist_) dist_->check_same_settings(compared_settings(o_));
   set_threads(cfg_.threads);
   cores_ = std::make_unique<CoreSharing>(cfg_.threads);
   dev_ = resolve_device(cfg_.device);
@@ -341,11 +392,12 @@ void Search::setup() {
   cfg_ = as_recorded(cfg_);  // crop padding resolved, as a run records it
   build_network();
   restore();
-  loader_ = train_batches(cfg_, split_.train, dev_);
+  loader_ = train_batches(cfg_, split_.train, dev_, dist_ ? dist_->rank() : 0, dist_ ? dist_->world() : 1);
   engine_ = std::make_unique<TrainingEngine>(
-      EngineParts{net_, &teacher_, opt_.get(), loader_.get(), precision_.get(), nullptr, cores_.get(), dev_,
+      EngineParts{net_, &teacher_, opt_.get(), loader_.get(), precision_.get(), dist_, cores_.get(), dev_,
                   cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda},
       static_cast<TrainingHooks&>(*this));
+  if (!rank0_) return;
   std::cerr << "SNL search from " << net_->desc().spec << " (" << net_->desc().totals().relus
             << " ReLUs) to budgets";
   for (int64_t b : o_.budgets) std::cerr << " " << b;
@@ -353,7 +405,7 @@ void Search::setup() {
             << cfg_.epochs << " epochs"
             << (cfg_.precision != "fp32" ? "; the search in fp32 (--precision " + cfg_.precision + " is for the fine-tunes)"
                                          : std::string())
-            << "\n";
+            << (dist_ ? "; data-parallel over " + std::to_string(dist_->world()) + " ranks" : std::string()) << "\n";
 }
 
 // The starting network with its weights, a learnable mask on every live
@@ -365,11 +417,15 @@ void Search::build_network() {
     load_into(net_, load_run_weights(o_.start_run), true, "weights of '" + o_.start_run + "'");
   } else {
     const int n = load_into(net_, load_run_weights(cfg_.teacher), false, "teacher weights");
-    std::cerr << "start: " << n << " tensors copied from teacher " << cfg_.teacher << "\n";
+    if (rank0_) std::cerr << "start: " << n << " tensors copied from teacher " << cfg_.teacher << "\n";
   }
   teacher_ = load_teacher(cfg_.teacher, in_, dev_);
   net_->to(dev_);
-  masks_.attach(net_, 1.0, dev_);
+  if (dist_) {
+    dist_->broadcast_parameters(net_);
+    dist_->sync_batch_norm(net_);
+  }
+  masks_.attach(net_, 1.0, dev_);  // the same on every rank
   std::vector<torch::Tensor> params = net_->parameters();
   for (const auto& [name, m] : masks_.all()) params.push_back(m);
   opt_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(cfg_.lr));
@@ -377,10 +433,13 @@ void Search::build_network() {
   best_live_ = start_relus_ = live();
 }
 
+// Every rank reads the checkpoint (the search directory is shared, as a
+// data-parallel run's); rank 0 alone writes.
 void Search::restore() {
-  remove_stale_temporaries(cfg_.out);
+  if (rank0_) remove_stale_temporaries(cfg_.out);
   const std::string ckpt = path_join(cfg_.out, "checkpoint.pt");
   if (!util::file_exists(ckpt)) {
+    if (!rank0_) return;
     nlohmann::json j = o_.to_json();
     j["provenance"] = provenance(cfg_.device, cfg_.threads);
     util::write_file_atomic(path_join(cfg_.out, "config.json"), j.dump(2) + "\n");
@@ -394,6 +453,7 @@ void Search::restore() {
   best_live_ = state.at("best_live");
   seconds_ = state.at("seconds");
   result_ = SnlResult::from_json(state.at("result"));
+  if (!rank0_) return;
   std::cerr << "resuming the SNL search in " << cfg_.out << " after epoch " << start_ << "\n";
   write_metrics(cfg_.out, history_);  // a kill between the checkpoint and the metrics file lost no line
 }
@@ -486,9 +546,11 @@ void Search::end_epoch(int64_t epoch, const TrainedEpoch& e) {
                       {"test_acc", te.correct / std::max(1.0, te.images)},
                       {"seconds", e.seconds}});
   engine_->end_progress_line();
-  const std::string where = forecast_text(look(static_cast<double>(epoch + 1), now));
-  std::fprintf(stderr, "search epoch %lld: live ReLUs %lld, test acc %.4f, lasso %.3g | %s\n", (long long)epoch + 1,
-               (long long)now, history_.back()["test_acc"].get<double>(), lasso_, where.c_str());
+  if (rank0_) {
+    const std::string where = forecast_text(look(static_cast<double>(epoch + 1), now));
+    std::fprintf(stderr, "search epoch %lld: live ReLUs %lld, test acc %.4f, lasso %.3g | %s\n", (long long)epoch + 1,
+                 (long long)now, history_.back()["test_acc"].get<double>(), lasso_, where.c_str());
+  }
   // SNL's schedule: a new low keeps lasso; none (from patience_from on) grows it.
   if (now < best_live_)
     best_live_ = now;
@@ -500,29 +562,32 @@ void Search::end_epoch(int64_t epoch, const TrainedEpoch& e) {
 }
 
 // The budget's largest mask values keep their ReLU; the weights as they are.
+// Every rank records it (the same decision everywhere); rank 0 writes it.
 void Search::take_snapshot(int64_t budget, int64_t epoch, int64_t live_now) {
+  const std::string dir = snapshot_dir(cfg_.out, budget);
+  result_.snapshots.push_back({budget, epoch, live_now, dir});
+  std::sort(result_.snapshots.begin(), result_.snapshots.end(),
+            [](const SnlSnapshot& a, const SnlSnapshot& b) { return a.budget > b.budget; });
+  if (!rank0_) return;
   std::map<std::string, torch::Tensor> scores;
   for (const auto& [name, m] : masks_.all()) scores[name] = m.detach().cpu().squeeze(0).contiguous();
   arch::Network desc = net_->desc();
   apply_masks(desc, keep_largest(desc, scores, budget));
-  const std::string dir = snapshot_dir(cfg_.out, budget);
   save_masks(path_join(dir, "masks.pt"), desc);
   save_weights(net_, path_join(dir, "weights.pt"));
-  result_.snapshots.push_back({budget, epoch, live_now, dir});
-  std::sort(result_.snapshots.begin(), result_.snapshots.end(),
-            [](const SnlSnapshot& a, const SnlSnapshot& b) { return a.budget > b.budget; });
   std::cerr << "snapshot for budget " << budget << " after epoch " << epoch << ": " << desc.totals().relus
             << " live ReLUs -> " << dir << "\n";
 }
 
-// The checkpoint first, then metrics.jsonl from the history it holds.
+// The checkpoint first, then metrics.jsonl from the history it holds (rank 0).
 void Search::save_state(int64_t epochs_done) {
+  result_.epochs = epochs_done;
+  if (!rank0_) return;
   Checkpoint c;
   c.epochs_done = epochs_done;
   c.metrics = history_.dump();
   c.settings = compared_settings(o_).dump();
   c.tensors = masks_.checkpoint_tensors();
-  result_.epochs = epochs_done;
   c.state = nlohmann::json{{"lasso", lasso_}, {"best_live", best_live_}, {"seconds", seconds_},
                            {"result", result_.to_json()}}
                 .dump();
@@ -540,13 +605,14 @@ SnlResult Search::finish() {
                              " epochs and has " + std::to_string(live()) + " live ReLUs, not yet at budget(s) " +
                              missing + ": give more --search-epochs (it continues where it stopped) or a larger --lasso");
   }
-  util::write_file_atomic(path_join(cfg_.out, "result.json"), result_.to_json().dump(2) + "\n");
+  if (rank0_) util::write_file_atomic(path_join(cfg_.out, "result.json"), result_.to_json().dump(2) + "\n");
+  if (dist_) dist_->barrier();  // the other ranks go on once the snapshots and result.json are written
   return result_;
 }
 
 }  // namespace
 
-SnlResult snl_search(const SnlOptions& o) {
+SnlResult snl_search(const SnlOptions& o, Distributed* dist) {
   if (auto r = finished_search(o.train.out)) {
     // Reused only when made with these settings (the most epochs aside).
     SnlOptions mine = o;
@@ -559,8 +625,10 @@ SnlResult snl_search(const SnlOptions& o) {
                                   "): remove it, or choose another --out");
     return *r;
   }
-  const util::RunLock lock(o.train.out);  // the search directory's one writer
-  return Search(o).run();
+  // The search directory's one writer (data-parallel: rank 0 holds it for all).
+  std::unique_ptr<util::RunLock> lock;
+  if (!dist || dist->rank() == 0) lock = std::make_unique<util::RunLock>(o.train.out);
+  return Search(o, dist).run();
 }
 
 }  // namespace dr::train

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "arch/datasets.h"
@@ -54,11 +55,9 @@ struct SnlOptions {
   // momentum, nesterov, wd, warmup) are left out.
   nlohmann::json to_json() const;
   static SnlOptions from_json(const nlohmann::json& j);
-  // The search's own settings (lr, epochs, KD weight, lasso, growth,
-  // patience, threshold), with no file read: std::invalid_argument naming the
-  // flag as the user typed it, `prefix` + "search-lr", "search-epochs",
-  // "search-kd-lambda", "lasso", "lasso-growth", "lasso-patience",
-  // "threshold" ("--" for linearize, "--snl-" for reduce).
+  // The search's own settings (search_settings()), with no file read:
+  // std::invalid_argument naming the flag as the user typed it, `prefix` +
+  // the row's flag ("--" for linearize, "--snl-" for reduce).
   void validate_settings(const std::string& prefix = "--") const;
   // Everything that can be checked before reading data: validate_settings,
   // the shared training settings, budgets below the starting network's count,
@@ -67,6 +66,35 @@ struct SnlOptions {
   // the setting.
   void validate(const std::string& prefix = "--") const;
 };
+
+// The search's own settings, one row each: the one table that makes their
+// command-line options (linearize: --lasso, ...; reduce: --snl-lasso, ...),
+// their checks (validate_settings), their config.json entries and the
+// "search" section of reduce's results.json. The search's lr, most epochs and
+// KD weight are fields of its TrainConfig (recorded under "train" in
+// config.json); the others are SnlOptions' own. Adding a search setting: a
+// field and its row.
+struct SearchSetting {
+  using Member = std::variant<double SnlOptions::*, int64_t SnlOptions::*, double TrainConfig::*, int64_t TrainConfig::*>;
+  const char* key;   // results.json's "search" section (and config.json for SnlOptions' own fields)
+  const char* flag;  // after the command's prefix: "search-lr", "lasso", ...
+  const char* help;
+  Member member;
+  // The accepted range: a number in lo..hi (each end open or closed), or
+  // for an integer lo..hi, checked on the command line's text as well.
+  double lo = 0, hi = 0;
+  bool lo_open = false, hi_open = false;
+};
+const std::vector<SearchSetting>& search_settings();
+// The value a row's member names in `o` (std::visit over SearchSetting::member).
+template <class T> T& setting_value(SnlOptions& o, T SnlOptions::*m) { return o.*m; }
+template <class T> T& setting_value(SnlOptions& o, T TrainConfig::*m) { return o.train.*m; }
+template <class T> const T& setting_value(const SnlOptions& o, T SnlOptions::*m) { return o.*m; }
+template <class T> const T& setting_value(const SnlOptions& o, T TrainConfig::*m) { return o.train.*m; }
+
+// The search's own settings as reduce's results.json records them (a row's
+// key -> its value), with "optimizer": "adam".
+nlohmann::json search_settings_json(const SnlOptions& o);
 
 // The one check of a --budget list every command shares: at least one budget.
 void check_budget_list(const std::vector<int64_t>& budgets);
@@ -127,9 +155,13 @@ SearchForecast forecast_search(const std::vector<SearchSample>& samples, const s
 // the first `most` budgets of `f` (0: all).
 std::string forecast_text(const SearchForecast& f, size_t most = 0);
 
-// Runs (or resumes, or returns the result of) the search in o.train.out.
+class Distributed;
+
+// Runs (or resumes, or returns the result of) the search in o.train.out,
+// data-parallel over `dist`'s ranks when given (the same global batch: the
+// same search as one process, to float noise; rank 0 writes the directory).
 // Throws std::runtime_error when the search ends (max epochs) before a budget is reached.
-SnlResult snl_search(const SnlOptions& o);
+SnlResult snl_search(const SnlOptions& o, Distributed* dist = nullptr);
 
 // The result of a finished search in `dir`, if any.
 std::optional<SnlResult> finished_search(const std::string& dir);

@@ -179,7 +179,7 @@ TEST(LinearizeCli, ErrorsNameTheFlagTypedBeforeWork) {
                           (d / "r") + " ";
   const std::pair<std::string, std::string> cases[] = {
       {lin + "--search-lr nan", "--search-lr must be"},
-      {lin + "--search-epochs -1", "--search-epochs must be in"},
+      {lin + "--search-epochs -1", "--search-epochs: must be in"},
       {lin + "--search-kd-lambda -1", "--search-kd-lambda must be"},
       {lin + "--lasso inf", "--lasso must be"},
       {lin + "--lasso-growth 0.5", "--lasso-growth must be"},
@@ -187,7 +187,12 @@ TEST(LinearizeCli, ErrorsNameTheFlagTypedBeforeWork) {
       {lin + "--epochs-per-point -2", "--epochs-per-point must be"},
       {red + "--snl-lasso inf", "--snl-lasso must be"},
       {red + "--snl-search-lr nan", "--snl-search-lr must be"},
-      {red + "--snl-search-epochs 0", "--snl-search-epochs must be"},
+      {red + "--snl-search-epochs 0", "--snl-search-epochs: must be"},
+      // reduce has every row of the search's table (train::search_settings()), not only three.
+      {red + "--snl-threshold 1", "--snl-threshold must be"},
+      {red + "--snl-lasso-growth 0.5", "--snl-lasso-growth must be"},
+      {red + "--snl-search-kd-lambda -1", "--snl-search-kd-lambda must be"},
+      {red + "--snl-lasso-patience -1", "--snl-lasso-patience: must be in"},
       {red + "--snl-finetune-epochs 0", "--snl-finetune-epochs must be"},
       {red + "--snl-epochs-per-point -1", "--snl-epochs-per-point must be"},
       {red + "--plot-format pdf", "--plot-format 'pdf' is not accepted (accepted: png, svg)"},
@@ -227,6 +232,8 @@ TEST(ReduceCli, MethodsShareOneFrontier) {
   EXPECT_EQ(results["snl"]["search"]["lasso"], 1e-4);
   EXPECT_EQ(results["snl"]["search"]["max_epochs"], 400);
   EXPECT_EQ(results["snl"]["finetune"]["epochs"], 1);
+  EXPECT_EQ(results["snl"]["finetune"]["precision"], "fp32");  // reduce's --precision, as its candidates'
+  EXPECT_EQ(results["snl"]["finetune"]["schedule"], "cosine");
   EXPECT_EQ(results["snl"]["combined_start"], "resnet6:alpha=0.125:cull=S1");
   // One provenance, taken when the reduce started, in both files.
   const std::string started = results["provenance"]["started"];

@@ -59,10 +59,10 @@ class DeepReduce final : public Method {
     }
   }
 
-  bool run(const ReduceOptions& o, const ReducePlan&, std::vector<FrontierPoint>& points) override {
+  bool run(const ReduceOptions& o, const ReducePlan& p, std::vector<FrontierPoint>& points) override {
     for (const auto& c : candidates()) {  // trained in the candidates phase
       const std::string dir = candidate_dir(o.out, c.spec);
-      points.push_back({name(), c.step_name, c.spec, dir, c.relus, train::finished_result(dir)->test_acc});
+      points.push_back({name(), c.step_name, c.spec, dir, c.relus, p.runs.at(dir).test_acc});
     }
     return true;
   }

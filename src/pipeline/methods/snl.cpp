@@ -11,6 +11,7 @@
 #include "pipeline/methods/methods.h"
 #include "pipeline/reduce.h"
 #include "report/format.h"
+#include "train/settings.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 
@@ -33,6 +34,7 @@ LinearizeOptions snl_options(const ReduceOptions& o) {
   LinearizeOptions l = o.snl;
   share_settings(o.train, l.finetune);
   l.finetune.kd_lambda = o.train.kd_lambda;  // as DeepReDuce's candidates
+  l.finetune.precision = o.train.precision;  // the fine-tunes as DeepReDuce's candidates; the search stays fp32
   l.sweep = o.sweep;
   l.plot_ext = o.plot_ext;
   l.flags = {"--snl-", "--snl-finetune-epochs", "--snl-epochs-per-point"};
@@ -84,15 +86,15 @@ class SnlMethod : public Method {
   void add_results(const ReduceOptions& o, nlohmann::json& results) const override {
     if (!results.contains("snl")) {
       const LinearizeOptions& l = o.snl;
-      // SNL's own settings; data, batch, seed, augmentation, KD T and lambda are `settings`'.
-      const nlohmann::json search = {{"optimizer", "adam"},         {"lr", l.search.train.lr},
-                                     {"max_epochs", l.search.train.epochs}, {"kd_lambda", l.search.train.kd_lambda},
-                                     {"lasso", l.search.lasso},      {"lasso_growth", l.search.lasso_growth},
-                                     {"patience_from", l.search.patience_from}, {"threshold", l.search.threshold}};
-      const nlohmann::json finetune = {{"optimizer", "sgd"},       {"epochs", l.finetune.epochs},
-                                       {"lr", l.finetune.lr},       {"schedule", l.finetune.schedule},
-                                       {"momentum", l.finetune.momentum}, {"nesterov", l.finetune.nesterov},
-                                       {"wd", l.finetune.wd}};
+      // SNL's own settings (the search's table); data, batch, seed, augmentation, KD T and lambda are `settings`'.
+      const nlohmann::json search = train::search_settings_json(l.search);
+      // The fine-tunes' own: their optimisation and precision (the settings table's rows that decide the
+      // result and are not shared with the search).
+      nlohmann::json finetune = {{"optimizer", "sgd"}};
+      for (const train::Setting& f : train::train_settings())
+        if (f.result && !f.shared &&
+            (f.group == train::Setting::Training || f.group == train::Setting::Sgd || f.group == train::Setting::Execution))
+          std::visit([&](auto m) { finetune[f.key] = l.finetune.*m; }, f.member);
       results["snl"] = {{"search", search},
                         {"finetune", finetune},
                         {"epochs_per_point", l.epochs_per_point},
