@@ -10,15 +10,18 @@ BatchNorms and live ReLUs; a ReLU the spec removed is not a module at all.
     net = dm.from_spec("resnet18:cull=S1:thin", dataset="cifar10")
     net.load_state_dict(torch.load("runs/x/weights.pt"))
 
-Pixel-level ReLU masks (masks.pt: a dict site name -> uint8 tensor of 0/1,
-[C, H, W] element-wise or [C] channel-wise, src/train/masks.h) make a site
-compute y = m * relu(x) + (1 - m) * x, as the C++ network does:
+Pixel-level site masks (masks.pt: a dict site name -> uint8 tensor, [C, H, W]
+element-wise or [C] channel-wise, src/train/masks.h) say what each element of
+a ReLU site computes, as in the C++ network (arch::SiteOp): 0 identity
+(y = x), 1 ReLU, 2 polynomial (y = a*x^2 + b*x + c with its channel's
+coefficients, the site's parameter "poly" of shape [3, C], in weights.pt as
+"<site>.poly"):
 
     net = dm.from_spec("resnet18:alpha=0.25", dataset="fashion-mnist", masks="runs/x/masks.pt")
 
-A mask that keeps nothing makes the site an identity (no module), one that
-keeps everything a plain ReLU; the mask of any other site is a
-non-persistent buffer, so state_dict() names stay those of weights.pt.
+A mask of identities only makes the site an identity (no module), one of
+ReLUs only a plain ReLU; the mask of any other site is a non-persistent
+buffer, so state_dict() names stay those of weights.pt.
 
 A block computes post(body(x) + shortcut(x)) when residual (an empty shortcut
 is the identity), else post(body(x)).
@@ -51,20 +54,41 @@ class MaskedReLU(nn.Module):
         return torch.where(keep, F.relu(x), x)
 
 
+class PolySite(nn.Module):
+    """Per element: relu(x) (op 1), x (op 0) or a_c*x^2 + b_c*x + c_c (op 2); `poly` is [3, C]."""
+
+    # The least-squares fit of relu(x) for x ~ N(0, 1), as nn/poly_site.h starts a new site.
+    INIT = (0.19947114020071635, 0.5, 0.19947114020071635)
+
+    def __init__(self, ops):
+        super().__init__()
+        self.register_buffer("ops", ops, persistent=False)
+        self.poly = nn.Parameter(torch.tensor(self.INIT).view(3, 1).repeat(1, ops.shape[0]))
+
+    def forward(self, x):
+        ops = self.ops if x.dim() == 4 else self.ops.flatten()
+        shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
+        a, b, c = (self.poly[i].view(shape) for i in range(3))
+        return torch.where(ops == 1, F.relu(x), torch.where(ops == 2, (a * x + b) * x + c, x))
+
+
 def _site_shape(layer):
     return [int(v) for v in layer["out_shape"].split("x")]
 
 
 def _mask_module(layer, mask):
-    """The module of a live ReLU site with a mask: None, nn.ReLU or MaskedReLU."""
+    """The module of a live ReLU site with a mask: None, nn.ReLU, MaskedReLU or PolySite."""
     c, h, w = _site_shape(layer)
     shape = list(mask.shape)
     if mask.dtype != torch.uint8 or shape not in ([c, h, w], [c]):
         raise ValueError("mask for ReLU site %r has shape %s and dtype %s; the site is %dx%dx%d "
                          "(accepted: uint8 [%d, %d, %d] element-wise or [%d] channel-wise)"
                          % (layer["name"], shape, mask.dtype, c, h, w, c, h, w, c))
-    if bool((mask > 1).any()):
-        raise ValueError("mask for ReLU site %r holds values other than 0 and 1" % layer["name"])
+    if bool((mask > 2).any()):
+        raise ValueError("mask for ReLU site %r holds values other than 0 (identity), 1 (ReLU) and 2 (polynomial)"
+                         % layer["name"])
+    if bool((mask == 2).any()):
+        return PolySite(mask.view(c, h, w) if len(shape) == 3 else mask.view(c, 1, 1))
     keep = mask.bool()
     if not bool(keep.any()):
         return None  # masked out everywhere: an identity, no work

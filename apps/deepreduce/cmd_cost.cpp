@@ -41,18 +41,25 @@ void add_cost_command(CLI::App& app) {
   cmd->callback([o] {
     const pi::CostModel model = pi::load_cost_model(o->costs);
     const auto protocols = pi::select_protocols(model, o->protocol);
-    std::vector<report::Column> cols = {{"spec", "spec"},
-                                        {"input", "input"},
-                                        {"relus", "ReLUs", true},
-                                        {"linear_mb", "linear-input sharing MB", true},
-                                        {"pi_mb", "deepreduce pi MB", true},
-                                        {"pi_rounds", "pi rounds", true}};
+    std::vector<arch::Network> nets;
+    bool polys = false;
+    for (const auto& spec : o->specs) {
+      nets.push_back(o->input.network(spec));
+      polys = polys || nets.back().totals().polys > 0;
+    }
+    std::vector<report::Column> cols = {{"spec", "spec"}, {"input", "input"}, {"relus", "ReLUs", true}};
+    if (polys) cols.push_back({"polys", "poly elements", true});
+    for (const report::Column& c : std::vector<report::Column>{{"linear_mb", "linear-input sharing MB", true},
+                                                               {"pi_mb", "deepreduce pi MB", true},
+                                                               {"pi_rounds", "pi rounds", true}})
+      cols.push_back(c);
     for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
     report::Table t(cols);
-    for (const auto& spec : o->specs) {
-      const arch::Network net = o->input.network(spec);
+    for (const arch::Network& net : nets) {
       const pi::NetworkCost cost = pi::estimate(net, model, protocols);
-      std::vector<nlohmann::json> row = {net.label(), net.input.str(), cost.relus, cost.linear_share_bytes / 1e6};
+      std::vector<nlohmann::json> row = {net.label(), net.input.str(), cost.relus};
+      if (polys) row.push_back(cost.polys);
+      row.push_back(cost.linear_share_bytes / 1e6);
       for (auto& c : runtime_cells(net)) row.push_back(c);
       for (auto& c : pi::cost_cells(cost)) row.push_back(c);
       t.add_row(row);
@@ -66,8 +73,9 @@ void add_cost_command(CLI::App& app) {
       std::cout << "\ndeepreduce pi: the online bytes and rounds of deepreduce's own runtime (`deepreduce pi`, "
                    "dealer-assisted), exact by its formula\n(docs/private_inference.md; `-` where it cannot run the "
                    "network). Estimates per protocol: MB = online traffic of the ReLUs plus the\nsharing of every "
-                   "conv/FC input (" << model.ring_bits << "-bit ring), s = the ReLUs' online time, figures from "
-                << model.path << ":\n";
+                   "conv/FC input (" << model.ring_bits << "-bit ring)"
+                << (polys ? " plus a Beaver multiplication per polynomial element (4 ring elements)" : "")
+                << ", s = the ReLUs' online time, figures from " << model.path << ":\n";
       for (const auto* p : protocols)
         std::cout << "  " << p->id << ": " << p->name << ", " << p->bits_per_relu << " bits/ReLU"
                   << (p->us_per_relu ? ", " + report::fixed(*p->us_per_relu, 1) + " us/ReLU" : std::string())

@@ -49,7 +49,11 @@ void run_count(const CountOptions& o) {
     const auto& net = nets[0];
     if (fmt == report::Format::Table)
       std::cout << net.label() << " on " << described[0] << ": " << report::thousands(net.totals().relus)
-                << " ReLUs\n\n";
+                << " ReLUs"
+                << (net.totals().polys > 0 ? ", " + report::thousands(net.totals().polys) +
+                                                 " polynomial elements (not ReLUs; a secure multiplication each)"
+                                           : std::string())
+                << "\n\n";
     std::cout << report::stage_table(net).render(fmt);
     if (o.layers) std::cout << "\n" << report::layer_table(net).render(fmt);
     return;
@@ -61,6 +65,9 @@ void run_count(const CountOptions& o) {
   for (const auto& n : nets) same_stages = same_stages && n.stages == stages;
   if (same_stages)
     for (const auto& s : stages) cols.push_back({s, s + " ReLUs", true});
+  bool polys = false;
+  for (const auto& n : nets) polys = polys || n.totals().polys > 0;
+  if (polys) cols.push_back({"polys", "poly elements", true});
   cols.push_back({"flops", "FLOPs (MACs)", true});
   cols.push_back({"params", "params", true});
   report::Table t(cols);
@@ -69,6 +76,7 @@ void run_count(const CountOptions& o) {
     if (same_stages)
       for (const auto& s : n.stage_totals())
         if (std::find(stages.begin(), stages.end(), s.name) != stages.end()) row.push_back(s.totals.relus);
+    if (polys) row.push_back(n.totals().polys);
     row.push_back(n.totals().flops);
     row.push_back(n.totals().params);
     t.add_row(row);

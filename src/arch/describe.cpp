@@ -5,7 +5,7 @@ namespace dr::arch {
 namespace {
 
 nlohmann::json totals_json(const Totals& t) {
-  return {{"relus", t.relus}, {"flops", t.flops}, {"params", t.params}};
+  return {{"relus", t.relus}, {"polys", t.polys}, {"flops", t.flops}, {"params", t.params}};
 }
 
 }  // namespace
@@ -37,6 +37,7 @@ nlohmann::json network_json(const Network& net, bool with_layers) {
                                  {"out_shape", l->out.str()},
                                  {"live", l->op != Op::ReLU || l->live},
                                  {"relus", l->relus()},
+                                 {"polys", l->polys()},
                                  {"flops", l->flops()},
                                  {"params", l->params()},
                                  {"block", b.name},

@@ -30,23 +30,32 @@ const char* op_name(Op op) {
   return "?";
 }
 
-bool ReluMask::keeps(int64_t i, const Shape& s) const {
-  return keep[static_cast<size_t>(channelwise ? i / (s.h * s.w) : i)] != 0;
+const char* site_op_name(SiteOp op) {
+  switch (op) {
+    case SiteOp::Identity: return "identity";
+    case SiteOp::Relu: return "relu";
+    case SiteOp::Poly: return "poly";
+  }
+  return "?";
 }
 
-int64_t mask_live(const Layer& site, const ReluMask& m) {
+MaskCounts mask_counts(const Layer& site, const ReluMask& m) {
   const int64_t entries = m.channelwise ? site.out.c : site.out.numel();
   const std::string what = "ReLU site '" + site.name + "' (" + site.out.str() + "): its " +
                            (m.channelwise ? "channel-wise" : "element-wise") + " mask ";
-  if (static_cast<int64_t>(m.keep.size()) != entries)
-    throw std::invalid_argument(what + "has " + std::to_string(m.keep.size()) + " entries, the site needs " +
+  if (static_cast<int64_t>(m.ops.size()) != entries)
+    throw std::invalid_argument(what + "has " + std::to_string(m.ops.size()) + " entries, the site needs " +
                                 std::to_string(entries));
-  int64_t kept = 0;
-  for (uint8_t k : m.keep) {
-    if (k > 1) throw std::invalid_argument(what + "holds the value " + std::to_string(k) + " (accepted: 0 or 1)");
-    kept += k;
+  MaskCounts n;
+  for (uint8_t k : m.ops) {
+    if (k > static_cast<uint8_t>(SiteOp::Poly))
+      throw std::invalid_argument(what + "holds the value " + std::to_string(k) +
+                                  " (accepted: 0 identity, 1 ReLU, 2 polynomial)");
+    n.relus += k == static_cast<uint8_t>(SiteOp::Relu);
+    n.polys += k == static_cast<uint8_t>(SiteOp::Poly);
   }
-  return m.channelwise ? kept * site.out.h * site.out.w : kept;
+  if (m.channelwise) n.relus *= site.out.h * site.out.w, n.polys *= site.out.h * site.out.w;
+  return n;
 }
 
 namespace {
@@ -82,6 +91,17 @@ int64_t Layer::relus() const {
   });
 }
 
+int64_t Layer::polys() const {
+  if (op != Op::ReLU || !live || !mask) return 0;
+  return for_layer(*this, [&] {
+    if (mask->polys < 0 || mask->polys > out.numel() - mask->live)
+      throw SpecError("its mask has " + std::to_string(mask->polys) + " polynomial elements, outside 0.." +
+                      std::to_string(out.numel() - mask->live) + " (" + out.str() + ", " +
+                      std::to_string(mask->live) + " ReLUs)");
+    return mask->polys;
+  });
+}
+
 int64_t Layer::flops() const {
   return for_layer(*this, [&]() -> int64_t {
     switch (op) {
@@ -99,6 +119,7 @@ int64_t Layer::params() const {
       case Op::Conv: return count_add(count_mul(out_ch, filter_size(*this, "params"), "params"), b, "params");
       case Op::BatchNorm: return count_mul(2, out.c, "params");
       case Op::Linear: return count_add(count_mul(in_ch, out_ch, "params"), b, "params");
+      case Op::ReLU: return polys() > 0 ? count_mul(3, out.c, "params") : 0;
       default: return 0;
     }
   });
@@ -148,7 +169,7 @@ bool Network::masked() const {
 Totals Network::totals() const {
   return for_network(*this, [&] {
     Totals t;
-    for (const auto* l : layers()) t += Totals{l->relus(), l->flops(), l->params()};
+    for (const auto* l : layers()) t += Totals{l->relus(), l->flops(), l->params(), l->polys()};
     return t;
   });
 }
@@ -160,7 +181,7 @@ std::vector<StageTotals> Network::stage_totals() const {
     for (const auto* l : layers()) {
       auto it = std::find_if(rows.begin(), rows.end(), [&](const StageTotals& r) { return r.name == l->stage; });
       if (it == rows.end()) it = rows.insert(rows.end(), {l->stage, {}});
-      it->totals += Totals{l->relus(), l->flops(), l->params()};
+      it->totals += Totals{l->relus(), l->flops(), l->params(), l->polys()};
     }
     return rows;
   });

@@ -73,16 +73,28 @@ struct Shape {
   bool operator==(const Shape& o) const { return c == o.c && h == o.h && w == o.w; }
 };
 
-// Which elements of a ReLU site keep their ReLU (pixel-level linearisation,
-// SNL): a kept element is y = relu(x), any other passes its input through
-// (y = x) and costs nothing. Element-wise: one entry per element of the
-// site's C x H x W output, in CHW order; channel-wise: one entry per channel.
+// What one element of an activation site computes.
+enum class SiteOp : uint8_t {
+  Identity = 0,  // y = x: linearised (SNL), costs nothing privately
+  Relu = 1,      // y = relu(x)
+  Poly = 2,      // y = a*x^2 + b*x + c with its channel's coefficients: the
+                 // site's parameter "<site>.poly", [3, C] (rows a, b, c)
+};
+const char* site_op_name(SiteOp op);  // "identity", "relu", "poly"
+
+// What each element of a ReLU site computes (pixel-level linearisation, SNL;
+// polynomial replacement, AutoReP): one SiteOp per element of the site's
+// C x H x W output in CHW order (element-wise), or per channel (channel-wise).
 struct ReluMask {
-  std::vector<uint8_t> keep;  // 0 or 1
+  std::vector<uint8_t> ops;  // SiteOp values
   bool channelwise = false;
-  int64_t live = 0;           // kept elements of one image (channel-wise: kept channels x H x W)
-  // Whether element i (CHW order) of a site of shape `s` keeps its ReLU.
-  bool keeps(int64_t i, const Shape& s) const;
+  int64_t live = 0;   // ReLU elements of one image (channel-wise: ReLU channels x H x W)
+  int64_t polys = 0;  // polynomial elements of one image, likewise
+  // What element i (CHW order) of a site of shape `s` computes.
+  SiteOp op_at(int64_t i, const Shape& s) const {
+    return static_cast<SiteOp>(ops[static_cast<size_t>(channelwise ? i / (s.h * s.w) : i)]);
+  }
+  bool keeps(int64_t i, const Shape& s) const { return op_at(i, s) == SiteOp::Relu; }
 };
 
 enum class Op { Conv, BatchNorm, ReLU, MaxPool, GlobalAvgPool, Flatten, Linear };
@@ -106,21 +118,28 @@ struct Layer {
   std::shared_ptr<const ReluMask> mask;
 
   // Live ReLU elements for one image: C x H x W of a live ReLU (its mask's
-  // kept elements when masked); 0 otherwise.
+  // ReLU elements when masked); 0 otherwise.
   int64_t relus() const;
+  // Polynomial elements for one image (its mask's); 0 for any other layer.
+  int64_t polys() const;
   // Multiply-accumulates of conv and FC layers for one image; 0 for others.
   int64_t flops() const;
-  // Trainable parameters: conv/FC weights (+bias), BN weight and bias.
+  // Trainable parameters: conv/FC weights (+bias), BN weight and bias, a
+  // site's polynomial coefficients (3 x C when any element is polynomial).
   int64_t params() const;
   // All three throw SpecError naming the layer when the count does not fit
   // limits::kMaxCount (or a mask's live count is not within its site).
 };
 
-// The elements `m` keeps when it fits the ReLU site `site`: keep holds C x H x W
-// (element-wise) or C (channel-wise) entries of 0 or 1; channel-wise, each kept
-// channel keeps H x W elements. Throws std::invalid_argument naming the site.
-// (m.live is not read: this is what it must be.)
-int64_t mask_live(const Layer& site, const ReluMask& m);
+// What the entries of `m` make of the ReLU site `site` when they fit it:
+// `ops` holds C x H x W (element-wise) or C (channel-wise) SiteOp values;
+// channel-wise, each channel's op holds for its H x W elements. Throws
+// std::invalid_argument naming the site. (m.live and m.polys are not read:
+// this is what they must be.)
+struct MaskCounts {
+  int64_t relus = 0, polys = 0;
+};
+MaskCounts mask_counts(const Layer& site, const ReluMask& m);
 
 // One unit of the forward graph:
 //   residual:  y = post( body(x) + shortcut(x) )   (empty shortcut = identity)
@@ -136,11 +155,13 @@ struct Block {
 
 struct Totals {
   int64_t relus = 0, flops = 0, params = 0;
+  int64_t polys = 0;  // polynomial elements (not ReLUs: each costs a secure multiplication)
   // Checked: throws SpecError when a sum exceeds limits::kMaxCount.
   Totals& operator+=(const Totals& o) {
     relus = count_add(relus, o.relus, "total ReLUs");
     flops = count_add(flops, o.flops, "total FLOPs");
     params = count_add(params, o.params, "total params");
+    polys = count_add(polys, o.polys, "total polynomial elements");
     return *this;
   }
 };

@@ -1,6 +1,7 @@
 #pragma once
 // What the dealer sees of a model: the spec string, the input shape, the
-// number of classes and the pixel-level ReLU masks (by layer name). No
+// number of classes and the pixel-level ReLU masks (by layer name: each
+// element's op, ReLU, identity or polynomial). No
 // weights. Its canonical serialisation goes into both key files, and its
 // SHA-256 together with the ring size l = 64 and the fractional bits f is the
 // "model hash" that the two parties compare in the handshake.
@@ -35,13 +36,18 @@ struct Architecture {
 Architecture architecture_of(const arch::Network& net);
 
 // Rebuilds the network: arch::build_network, then the masks attached. Throws
-// std::runtime_error when a mask names no live ReLU layer or has the wrong size.
+// std::runtime_error when a mask names no live ReLU layer, has the wrong size,
+// an entry that is no op, or counts (live, polys) its entries do not hold.
 arch::Network build_network(const Architecture& a);
 
-// Canonical text (compact JSON, sorted keys, masks as hex bit strings):
-// equal architectures give equal bytes.
+// Canonical text (compact JSON, sorted keys, masks as hex strings): equal
+// architectures give equal bytes. Version 1 (masks as "keep" bits, as every
+// earlier build wrote) when no mask has a polynomial element, so such
+// architectures keep their bytes and model hashes; version 2 (masks as
+// "ops", two bits per entry, and "polys") otherwise.
 std::string serialize_architecture(const Architecture& a);
-// Inverse of serialize_architecture. Throws std::runtime_error on malformed text.
+// Inverse of serialize_architecture; reads both versions. Throws
+// std::runtime_error on malformed text, saying which versions are accepted.
 Architecture parse_architecture(const std::string& text);
 
 using Hash = util::Digest;

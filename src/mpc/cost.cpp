@@ -9,12 +9,19 @@ namespace dr::mpc {
 
 namespace {
 
-void add_gate(ExpectedCost& c, const std::string& name, const StepCost& sc) {
-  auto it = std::find_if(c.gates.begin(), c.gates.end(), [&](const GateTotal& g) { return g.gate == name; });
-  if (it == c.gates.end()) it = c.gates.insert(c.gates.end(), GateTotal{name, 0, 0, 0});
+void add_gate(ExpectedCost& c, const Step& s, const StepCost& sc) {
+  const Gate& g = gate_of(s);
+  const std::string name = g.name();
+  auto it = std::find_if(c.gates.begin(), c.gates.end(), [&](const GateTotal& t) { return t.gate == name; });
+  if (it == c.gates.end()) it = c.gates.insert(c.gates.end(), GateTotal{name});
   it->steps += 1;
   it->elements += sc.elements;
   it->bytes = arch::count_add(it->bytes, sc.bytes, "online bytes");
+  it->rounds += sc.rounds;
+  const int64_t keys = arch::count_mul(static_cast<int64_t>(g.key_bytes()), sc.elements, "key bytes");
+  it->key_bytes = arch::count_add(it->key_bytes, keys, "key bytes");
+  const int64_t setup = arch::count_mul(8, g.setup_words(s), "setup bytes");
+  it->setup_bytes = arch::count_add(it->setup_bytes, setup, "setup bytes");
   if (name == "relu") {  // the network's ReLU count, which every report shows
     c.relu_layers = it->steps;
     c.live_relus = it->elements;
@@ -51,7 +58,7 @@ ExpectedCost expected_cost(const Program& program) {
         sc.elements = s.live_count;
         sc.bytes = arch::count_mul(16 * g.words_sent_per_element(), sc.elements, "online bytes");
         sc.rounds = g.rounds();
-        add_gate(c, g.name(), sc);
+        add_gate(c, s, sc);
         break;
       }
       default: break;  // local
@@ -83,7 +90,8 @@ nlohmann::json to_json(const ExpectedCost& c) {
                        {"rounds", s.rounds}});
   nlohmann::json gates = nlohmann::json::array();
   for (const GateTotal& g : c.gates)
-    gates.push_back({{"gate", g.gate}, {"steps", g.steps}, {"elements", g.elements}, {"bytes", g.bytes}});
+    gates.push_back({{"gate", g.gate}, {"steps", g.steps}, {"elements", g.elements}, {"bytes", g.bytes},
+                     {"rounds", g.rounds}, {"key_bytes", g.key_bytes}, {"setup_bytes", g.setup_bytes}});
   return {{"online_bytes", c.online_bytes},
           {"rounds", c.rounds},
           {"input_bytes", c.input_bytes},

@@ -6,10 +6,12 @@
 //   rounds = 1 + #linear layers + sum over gate steps rounds_g
 //
 // with R_k a step's live elements and w_g, rounds_g its gate's words per
-// element and rounds (gate.h; the ReLU gate: 1 and 1).
+// element and rounds (gate.h; the ReLU and the polynomial gate: 1 and 1).
 //
 // Framing (24 bytes per message, one message per party and round) comes on
-// top and is reported apart; so are the handshake and the W^ of the setup.
+// top and is reported apart; so are the handshake and the setup (W^, and
+// each gate's setup words: the polynomial gate's a^, b^, 16*C bytes a step).
+// Per gate, the totals also give the key bytes per party and inference.
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -27,10 +29,13 @@ struct StepCost {
   int64_t rounds = 0;
 };
 
-// One gate's steps, live elements and online bytes.
+// One gate's steps, live elements, online bytes (both directions, per
+// image), rounds (per image), key bytes (per party and inference) and setup
+// bytes (server to client, once per session).
 struct GateTotal {
   std::string gate;  // Gate::name()
   int64_t steps = 0, elements = 0, bytes = 0;
+  int64_t rounds = 0, key_bytes = 0, setup_bytes = 0;
 };
 
 struct ExpectedCost {

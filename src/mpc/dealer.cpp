@@ -28,6 +28,7 @@ struct Dealing {
   const BlockLayout& server_layout;
   const BlockLayout& client_layout;
   const std::vector<std::vector<u64>>& weight_masks;  // A per linear layer
+  const std::vector<std::vector<u64>>& session;       // per gate step: its session words
   int threads;
 };
 
@@ -63,10 +64,12 @@ void deal_gate(const Dealing& d, const Step& s, const std::vector<u64>& rin, Prg
   }
   uint8_t* k0 = server.data() + d.server_layout.gates[size_t(s.gate_index)];
   uint8_t* k1 = client.data() + d.client_layout.gates[size_t(s.gate_index)];
+  const u64* session = d.session[size_t(s.gate_index)].data();
   // Each thread draws its key randomness from its own OS-seeded Prg.
   parallel_for(int64_t(n), d.threads, [&](int64_t lo, int64_t hi) {
     Prg local;
-    gate.deal(a.data() + lo, b.data() + lo, size_t(hi - lo), local, k0 + size_t(lo) * kb, k1 + size_t(lo) * kb);
+    gate.deal(GateData{&s, size_t(lo), session, 0}, a.data() + lo, b.data() + lo, size_t(hi - lo), local,
+              k0 + size_t(lo) * kb, k1 + size_t(lo) * kb);
   });
 }
 
@@ -103,6 +106,7 @@ void deal_one(const Dealing& d, Prg& rng, std::vector<uint8_t>& server, std::vec
 std::pair<KeyHeader, KeyHeader> key_headers(const Architecture& arch, const Program& program, int frac_bits, uint64_t count,
                                             Prg& rng) {
   KeyHeader h;
+  h.version = key_format_version(program);
   h.frac_bits = frac_bits;
   rng.bytes(h.nonce.data(), h.nonce.size());
   h.count = count;
@@ -174,17 +178,25 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   rep.client_path = util::path_join(o.out_dir, "client.key");
   KeyWriter ws(rep.server_path, hs), wc(rep.client_path, hc);  // their destructors remove unfinished files
 
-  std::vector<std::vector<u64>> masks;
+  // The server's global section: a weight mask per linear layer, then each
+  // gate step's session words, all uniform.
+  std::vector<std::vector<u64>> masks, session;
   std::vector<u64> flat;
   for (int i : program.linear_steps) {
     masks.emplace_back(size_t(program.steps[size_t(i)].geom.weight_numel()));
     rng.fill(masks.back().data(), masks.back().size());
     flat.insert(flat.end(), masks.back().begin(), masks.back().end());
   }
+  for (int i : program.gate_steps) {
+    const Step& s = program.steps[size_t(i)];
+    session.emplace_back(size_t(gate_of(s).session_words(s)));
+    rng.fill(session.back().data(), session.back().size());
+    flat.insert(flat.end(), session.back().begin(), session.back().end());
+  }
   ws.write_global(reinterpret_cast<const uint8_t*>(flat.data()), flat.size() * sizeof(u64));
   wc.write_global(nullptr, 0);
 
-  const Dealing d{program, sl, cl, masks, std::max(1, o.threads)};
+  const Dealing d{program, sl, cl, masks, session, std::max(1, o.threads)};
   std::vector<uint8_t> server(sl.bytes), client(cl.bytes);
   for (uint64_t i = 0; i < o.count; ++i) {
     if (o.interrupted && o.interrupted())
@@ -206,6 +218,7 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   rep.client_block_bytes = cl.bytes + 32;
   rep.server_global_bytes = hs.global_bytes;
   rep.live_relus = net.totals().relus;
+  rep.poly_elements = net.totals().polys;
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }
@@ -217,6 +230,7 @@ nlohmann::json to_json(const DealReport& r) {
           {"ring_bits", kRingBits},
           {"model_hash", r.model_hash},
           {"live_relus", r.live_relus},
+          {"poly_elements", r.poly_elements},
           {"server", {{"path", r.server_path}, {"file_bytes", r.server_file_bytes},
                       {"bytes_per_inference", r.server_block_bytes}, {"global_bytes", r.server_global_bytes}}},
           {"client", {{"path", r.client_path}, {"file_bytes", r.client_file_bytes},

@@ -36,6 +36,7 @@ struct DealReport {
   uint64_t server_block_bytes = 0, client_block_bytes = 0;  // per inference (with its checksum)
   uint64_t server_global_bytes = 0;                         // weight masks, once per key set
   int64_t live_relus = 0;                                   // per inference
+  int64_t poly_elements = 0;                                // per inference
 };
 
 // The exact bytes deal() writes for `count` inferences: both key files

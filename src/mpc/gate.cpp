@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "mpc/gates/poly.h"
 #include "mpc/gates/relu.h"
 
 namespace dr::mpc {
@@ -9,6 +10,7 @@ namespace dr::mpc {
 const Gate& gate_of(GateKind kind) {
   switch (kind) {  // the registry: one line per gate
     case GateKind::Relu: return relu_gate();
+    case GateKind::Poly: return poly_gate();
   }
   throw std::logic_error("gate_of: unknown gate kind " + std::to_string(int(kind)));
 }

@@ -2,9 +2,19 @@
 // A gate of the private runtime: a nonlinear function applied element by
 // element to the live elements of a gate step (program.h), each element with a
 // key from the dealer. All that differs between gates sits behind this
-// interface, one file per gate under mpc/gates/ (gates/relu.h today); the
-// dealer, both parties, the key layout, the cost formula and the plaintext
-// references walk the program and ask each gate step's gate, never its kind.
+// interface, one file per gate under mpc/gates/ (gates/relu.h, gates/poly.h);
+// the dealer, both parties, the key layout, the cost formula and the
+// plaintext references walk the program and ask each gate step's gate, never
+// its kind.
+//
+// A gate may have parameters of its own (the polynomial gate: coefficients
+// per channel of its site, the server's): the model parameter a step names
+// (Step::param, param_count values), quantised by the gate; words the dealer
+// draws once per key set for the server (session_words, in the server key
+// file's global section); words the server sends the client once per session
+// (setup_words, from its parameters and session words). Each call gets them,
+// as the caller holds them, through GateData; a gate without parameters
+// (the ReLU gate) reads none of it.
 //
 // Adding a gate: its file under gates/ (key layout, deal, evaluation and
 // references, from its paper), a GateKind in program.h, a line in gate_of
@@ -20,6 +30,15 @@
 
 namespace dr::mpc {
 
+// A gate step's own data for one call of deal or evaluate.
+struct GateData {
+  const Step* step = nullptr;  // the step (which channel each element lies in)
+  size_t first = 0;            // the call's first element among the step's live elements
+  const u64* words = nullptr;  // dealer: the step's session words; server: its quantised
+                               // parameters; client: the setup words the server sent
+  int frac_bits = 0;           // evaluation: the fixed point's f
+};
+
 class Gate {
  public:
   virtual ~Gate() = default;
@@ -33,25 +52,60 @@ class Gate {
   // per live element over all of them.
   virtual int rounds() const = 0;
   virtual int64_t words_sent_per_element() const = 0;
+  // The oldest key file format (keys.h) that can hold this gate's keys.
+  virtual uint32_t key_format_version() const { return 1; }
 
-  // Dealer: both parties' keys for n elements with input masks r_in and
-  // output masks r_out (drawn by the caller). Several threads may deal at
-  // once into disjoint keys, each with its own Prg.
-  virtual void deal(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0,
+  // Parameters (none by default): how many values of the model parameter
+  // Step::param the step reads; the server's quantised form of them (throws
+  // std::runtime_error naming the step for a value the ring cannot hold);
+  // the session words per key set; the setup words per session and how the
+  // server makes them from its quantised parameters and its session words.
+  virtual int64_t param_count(const Step& s) const { return 0; }
+  virtual std::vector<int64_t> quantise(const Step& s, const std::vector<double>& params, int frac_bits) const {
+    return {};
+  }
+  virtual int64_t session_words(const Step& s) const { return 0; }
+  virtual int64_t setup_words(const Step& s) const { return 0; }
+  virtual std::vector<u64> setup(const Step& s, const std::vector<int64_t>& params, const u64* session) const {
+    return {};
+  }
+
+  // Dealer: both parties' keys for n elements (the step's live elements
+  // data.first .. data.first + n - 1) with input masks r_in and output masks
+  // r_out (drawn by the caller). Several threads may deal at once into
+  // disjoint keys, each with its own Prg.
+  virtual void deal(const GateData& data, const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0,
                     uint8_t* key1) const = 0;
 
   // Party p: from x^ = x + r_in of the step's live elements, returns
   // y^ = g(x) + r_out of each, opened. `open` sends this party's shares and
   // returns their sum with the peer's (one round per call).
   using Open = std::function<std::vector<u64>(const std::vector<u64>& shares)>;
-  virtual std::vector<u64> evaluate(Party p, const uint8_t* keys, const std::vector<u64>& x_hat,
-                                    const Open& open, int threads) const = 0;
+  virtual std::vector<u64> evaluate(Party p, const GateData& data, const uint8_t* keys,
+                                    const std::vector<u64>& x_hat, const Open& open, int threads) const = 0;
 
-  // Plaintext references on the step's live elements (the rest pass through):
-  // the exact fixed-point value the protocol computes (scale f) and the real
+  // Plaintext references on the step's live elements (the rest pass through),
+  // given the step's parameters (quantised, or as the model holds them): the
+  // exact fixed-point value the protocol computes (scale f; a gate that
+  // truncates may be one unit above it, as the linear layers) and the real
   // value.
-  virtual void fixed_reference(const Step& s, std::vector<int64_t>& wire, int frac_bits) const = 0;
-  virtual void real_reference(const Step& s, std::vector<double>& wire) const = 0;
+  virtual void fixed_reference(const Step& s, const std::vector<int64_t>& params, std::vector<int64_t>& wire,
+                               int frac_bits) const = 0;
+  virtual void real_reference(const Step& s, const std::vector<double>& params, std::vector<double>& wire) const = 0;
+
+  // The same calls for a gate without parameters (the ReLU gate), whose
+  // data would be empty anyway.
+  void deal(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1) const {
+    deal(GateData{}, r_in, r_out, n, rng, key0, key1);
+  }
+  std::vector<u64> evaluate(Party p, const uint8_t* keys, const std::vector<u64>& x_hat, const Open& open,
+                            int threads) const {
+    return evaluate(p, GateData{}, keys, x_hat, open, threads);
+  }
+  void fixed_reference(const Step& s, std::vector<int64_t>& wire, int frac_bits) const {
+    fixed_reference(s, {}, wire, frac_bits);
+  }
+  void real_reference(const Step& s, std::vector<double>& wire) const { real_reference(s, {}, wire); }
 };
 
 const Gate& gate_of(GateKind kind);
@@ -60,5 +114,11 @@ inline const Gate& gate_of(const Step& s) { return gate_of(s.gate); }
 // What records and cost tables call a step: its gate's name for a gate step,
 // step_kind_name otherwise.
 const char* kind_name(const Step& s);
+
+// The live ReLUs of a step (the count every report shows): a ReLU gate
+// step's live elements, 0 for any other step.
+inline int64_t live_relus(const Step& s) {
+  return s.kind == StepKind::Gate && s.gate == GateKind::Relu ? s.live_count : 0;
+}
 
 }  // namespace dr::mpc

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -62,9 +63,9 @@ std::string encode_body(const KeyHeader& h) {
   return s;
 }
 
-std::string encode_prefix(uint32_t body_len) {
+std::string encode_prefix(uint32_t version, uint32_t body_len) {
   std::string s(kMagic, sizeof kMagic);
-  put_le<uint32_t>(s, kKeyFormatVersion);
+  put_le<uint32_t>(s, version);
   put_le<uint32_t>(s, body_len);
   return s;
 }
@@ -147,10 +148,20 @@ std::vector<uint64_t> step_key_bytes(const Program& program, Party party) {
   return out;
 }
 
+uint32_t key_format_version(const Program& program) {
+  uint32_t v = kOldestKeyFormatVersion;
+  for (int i : program.gate_steps) v = std::max(v, gate_of(program.steps[size_t(i)]).key_format_version());
+  return v;
+}
+
 size_t global_bytes(const Program& program, Party party) {
   if (party == Party::Client) return 0;
   size_t n = 0;
   for (int i : program.linear_steps) n += 8 * size_t(program.steps[size_t(i)].geom.weight_numel());
+  for (int i : program.gate_steps) {
+    const Step& s = program.steps[size_t(i)];
+    n += 8 * size_t(gate_of(s).session_words(s));
+  }
   return n;
 }
 
@@ -186,7 +197,7 @@ KeyWriter::KeyWriter(const std::string& path, const KeyHeader& header)
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd_ < 0) throw std::runtime_error("cannot write key file '" + tmp_ + "': " + std::strerror(errno));
   const std::string body = encode_body(header_);
-  const std::string head = encode_prefix(static_cast<uint32_t>(body.size())) + body;
+  const std::string head = encode_prefix(header_.version, static_cast<uint32_t>(body.size())) + body;
   const Hash sum = sha256(head.data(), head.size());
   write(reinterpret_cast<const uint8_t*>(head.data()), head.size());
   write(sum.data(), sum.size());
@@ -262,9 +273,11 @@ KeyFile::KeyFile(const std::string& path) : path_(path) {
   Cursor pc{prefix, kPrefix, sizeof kMagic};
   const auto version = static_cast<uint32_t>(pc.le(4));
   const auto body_len = static_cast<uint32_t>(pc.le(4));
-  if (version != kKeyFormatVersion)
-    fail("format version " + std::to_string(version) + "; this build reads version " +
-         std::to_string(kKeyFormatVersion) + " (deal the keys again)");
+  if (version < kOldestKeyFormatVersion || version > kKeyFormatVersion)
+    fail("format version " + std::to_string(version) + "; this build reads versions " +
+         std::to_string(kOldestKeyFormatVersion) + " to " + std::to_string(kKeyFormatVersion) +
+         " (deal the keys again)");
+  header_.version = version;
   if (body_len > kMaxHeader || kPrefix + body_len + kSum > file_bytes_)
     fail("truncated or corrupted header (header length " + std::to_string(body_len) + ", file " +
          std::to_string(file_bytes_) + " bytes)");
@@ -302,10 +315,14 @@ KeyFile::KeyFile(const std::string& path) : path_(path) {
   }
   if (model_hash(a, header_.frac_bits) != header_.model_hash)
     fail("the model hash does not match the architecture in the header");
+  if (header_.version != key_format_version(program))
+    fail("format version " + std::to_string(header_.version) + ", but the keys of its architecture are version " +
+         std::to_string(key_format_version(program)) + " (dealt by another build? deal the keys again)");
   const uint64_t want_block = block_layout(program, header_.party).bytes, want_global = global_bytes(program, header_.party);
   if (header_.block_bytes != want_block || header_.global_bytes != want_global)
-    fail("blocks of " + std::to_string(header_.block_bytes) + " bytes, this build's layout needs " +
-         std::to_string(want_block) + " (dealt by another version of the runtime? deal again)");
+    fail("blocks of " + std::to_string(header_.block_bytes) + " bytes and a global section of " +
+         std::to_string(header_.global_bytes) + ", this build's layout needs " + std::to_string(want_block) + " and " +
+         std::to_string(want_global) + " (dealt by another version of the runtime? deal again)");
   global_offset_ = head.size();
   blocks_offset_ = global_offset_ + header_.global_bytes + kSum;
   const uint64_t expect = key_file_bytes(header_);  // UINT64_MAX (never a file's size) on overflow

@@ -2,17 +2,23 @@
 // Key files: the dealer's correlated randomness for one party.
 //
 // Layout (little endian):
-//   "DRMPCKEY"  u32 format version  u32 header length H
+//   "DRMPCKEY"  u32 format version V  u32 header length H
 //   header (H bytes): u8 party (0 server, 1 client), u8 l = 64, u8 f, u8 0,
 //     16-byte nonce (shared by the pair), u64 inferences, u64 global bytes G,
 //     u64 block bytes B, 32-byte model hash, u32 length + the architecture
 //     (serialize_architecture)
 //   32-byte SHA-256 of everything before it (the header checksum)
 //   global section: G bytes + 32-byte SHA-256 (server: the weight masks A of
-//     every linear layer; client: G = 0)
+//     every linear layer, then each gate step's session words, Gate::session_words,
+//     in gate order: the polynomial gate's alpha[C], beta[C]; client: G = 0)
 //   one block per inference: B bytes + 32-byte SHA-256 (over the nonce, the
 //     party, the block's index and its bytes, so a block moved to another
 //     position or another file fails too)
+// V is the oldest version that holds the key set (key_format_version): 1
+// without polynomial gates (the layout of every earlier build, byte for
+// byte), 2 with them (session words, the polynomial gate's keys). A file
+// whose V is not what its architecture needs is refused.
+//
 // Blocks have a fixed size, so a party seeks to the one it needs and never
 // reads more than one block at a time (a key set for many inferences can be
 // gigabytes).
@@ -36,7 +42,7 @@
 
 namespace dr::mpc {
 
-constexpr uint32_t kKeyFormatVersion = 1;
+constexpr uint32_t kOldestKeyFormatVersion = 1, kKeyFormatVersion = 2;  // what this build reads
 
 enum class Party : uint8_t { Server = 0, Client = 1 };
 const char* party_name(Party p);  // "server", "client"
@@ -45,6 +51,7 @@ using Nonce = std::array<uint8_t, 16>;
 using Seed = std::array<uint8_t, 16>;
 
 struct KeyHeader {
+  uint32_t version = kOldestKeyFormatVersion;  // key_format_version of its program
   Party party = Party::Server;
   int frac_bits = kDefaultFracBits;
   Nonce nonce{};
@@ -64,11 +71,15 @@ struct BlockLayout {
   size_t bytes = 0;
 };
 BlockLayout block_layout(const Program& program, Party party);
+// The key format version a key set of this program is written in: the
+// newest any of its gates needs (Gate::key_format_version), at least 1.
+uint32_t key_format_version(const Program& program);
 // The bytes of one inference's block that each program step takes (input mask
 // and seed on the input step, output mask on the output step); they add up to
 // block_layout(program, party).bytes.
 std::vector<uint64_t> step_key_bytes(const Program& program, Party party);
-// Server: the weight masks A, one per linear layer, in order.
+// Server: the weight masks A, one per linear layer, in order, then the gate
+// steps' session words.
 size_t global_bytes(const Program& program, Party party);
 // The exact size of the key file with this header (its global_bytes,
 // block_bytes and count filled in); UINT64_MAX when that overflows.

@@ -4,6 +4,9 @@
 #include <random>
 #include <stdexcept>
 
+#include "arch/relu_site.h"
+#include "mpc/gate.h"
+
 namespace dr::mpc {
 
 const std::vector<double>& model_param(const FloatModel& model, const std::string& name, int64_t numel,
@@ -64,6 +67,17 @@ std::vector<FoldedLinear> fold_model(const Program& program, const FloatModel& m
   return out;
 }
 
+std::vector<std::vector<double>> gate_params(const Program& program, const FloatModel& model) {
+  std::vector<std::vector<double>> out;
+  for (int idx : program.gate_steps) {
+    const Step& s = program.steps[static_cast<size_t>(idx)];
+    const int64_t n = gate_of(s).param_count(s);
+    out.push_back(n > 0 ? model_param(model, s.param, n, std::string(kind_name(s)) + " site '" + s.name + "'")
+                        : std::vector<double>{});
+  }
+  return out;
+}
+
 QuantModel quantise(const Program& program, const FloatModel& model, int frac_bits) {
   check_frac_bits(frac_bits);
   const auto folded = fold_model(program, model);
@@ -77,11 +91,18 @@ QuantModel quantise(const Program& program, const FloatModel& model, int frac_bi
       l.b.push_back(quantise_value(folded[i].b[j], 2 * frac_bits, name, j));
     q.layers.push_back(std::move(l));
   }
+  const auto params = gate_params(program, model);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Step& s = program.gate_step(static_cast<int>(i));
+    q.gates.push_back(gate_of(s).quantise(s, params[i], frac_bits));
+  }
   return q;
 }
 
 void check_model(const arch::Network& net, const FloatModel& model) {
-  fold_model(compile_program(net), model);
+  const Program program = compile_program(net, ProgramDetail::Counts);
+  fold_model(program, model);
+  gate_params(program, model);
   if (!model.mean.empty() || !model.std.empty()) normalise(net.input, model, std::vector<float>(size_t(net.input.numel())));
 }
 
@@ -105,6 +126,11 @@ FloatModel random_float_model(const arch::Network& net, uint64_t seed) {
       fill(l->name + ".bias", l->out.c, -0.2, 0.2);
       fill(l->name + ".running_mean", l->out.c, -0.2, 0.2);
       fill(l->name + ".running_var", l->out.c, 0.5, 2.0);
+    } else if (l->op == arch::Op::ReLU && arch::has_polynomials(*l)) {
+      const double lo[3] = {0.15, 0.4, 0.15}, hi[3] = {0.25, 0.6, 0.25};  // rows a, b, c of [3, C]
+      auto& v = m.params[l->name + ".poly"];
+      for (int row = 0; row < 3; ++row)
+        for (int64_t c = 0; c < l->out.c; ++c) v.push_back(lo[row] + (hi[row] - lo[row]) * (uni(rng) + 1.0) / 2.0);
     }
   }
   m.mean.assign(static_cast<size_t>(net.input.c), 0.5);

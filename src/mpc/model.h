@@ -5,6 +5,8 @@
 //   fold:      w' = w * g / sqrt(var + eps),  b' = (b - mean) * g / sqrt(var + eps) + beta
 //   pool:      the FC after a global average pool gets w' = w / (H*W)
 //   quantise:  W = llround(w' * 2^f), B = llround(b' * 2^(2f))  (B is added before truncation)
+//   gates:     a gate step's own parameters (the polynomial gate's "<site>.poly")
+//              as its gate quantises them (gates/poly.h: a at f, b at 2f, c at 3f)
 #include <cstdint>
 #include <map>
 #include <string>
@@ -42,16 +44,24 @@ struct QuantLinear {
   std::vector<int64_t> w;  // llround(w' * 2^f)
   std::vector<int64_t> b;  // llround(b' * 2^(2f))
 };
+// The parameters each gate step reads (Step::param, Gate::param_count values),
+// by gate_index; empty for a gate without any (the ReLU gate). Throws
+// std::runtime_error naming a missing parameter or one of the wrong size.
+std::vector<std::vector<double>> gate_params(const Program& program, const FloatModel& model);
+
 struct QuantModel {
   int frac_bits = kDefaultFracBits;
-  std::vector<QuantLinear> layers;  // by linear_index
+  std::vector<QuantLinear> layers;        // by linear_index
+  std::vector<std::vector<int64_t>> gates;  // by gate_index: Gate::quantise of gate_params
 };
 // Throws std::invalid_argument for f outside 1..16 and std::runtime_error for
-// a weight too large for the ring (|w * 2^f| or |b * 2^2f| >= 2^62).
+// a weight too large for the ring (|w * 2^f| or |b * 2^2f| >= 2^62) or a gate
+// parameter its gate refuses (naming the site).
 QuantModel quantise(const Program& program, const FloatModel& model, int frac_bits);
 
 // Checks that every parameter the network needs is present with its size
-// (throws std::runtime_error naming the first one that is not).
+// (throws std::runtime_error naming the first one that is not): a site with
+// polynomial elements needs "<site>.poly" with 3 x C values.
 void check_model(const arch::Network& net, const FloatModel& model);
 
 // The parameter `name`, which must have `numel` elements; `what` names the
@@ -60,8 +70,11 @@ const std::vector<double>& model_param(const FloatModel& model, const std::strin
                                        const std::string& what);
 
 // Random parameters for tests and smoke runs: He-scaled conv/FC weights,
-// BatchNorm with random affine and running statistics, mean 0.5 / std 0.25
-// normalisation. Deterministic in `seed`.
+// BatchNorm with random affine and running statistics, a site's polynomial
+// coefficients near the least-squares fit of relu on N(0, 1) (a in
+// [0.15, 0.25], b in [0.4, 0.6], c in [0.15, 0.25] per channel), mean
+// 0.5 / std 0.25 normalisation. Deterministic in `seed`; a network without
+// polynomial elements gets the same parameters as before they existed.
 FloatModel random_float_model(const arch::Network& net, uint64_t seed);
 
 // (pixel - mean[c]) / std[c] for a CHW image of `shape`. Throws

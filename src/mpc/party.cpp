@@ -48,7 +48,7 @@ LayerRecord traffic_record(const Traffic& d) {
 constexpr char kHelloMagic[8] = {'D', 'R', 'H', 'E', 'L', 'L', 'O', '1'};
 
 struct Hello {
-  uint32_t key_version = kKeyFormatVersion;
+  uint32_t key_version = 0;  // the key file's format version
   Party party = Party::Server;
   int l = kRingBits, f = 0;
   Nonce nonce{};
@@ -137,31 +137,41 @@ class Engine {
   const Program& program() const { return program_; }
   const std::vector<LayerRecord>& records() const { return records_; }
 
-  // Server: W, B and W^ = W + A from the global key section.
-  void set_weights(const QuantModel& q, const std::vector<uint8_t>& masks) {
+  // Server: W, B and W^ = W + A from the global key section's weight masks;
+  // each gate step's parameters and setup words from its session words there.
+  void set_weights(const QuantModel& q, const std::vector<uint8_t>& global) {
     size_t at = 0;
     for (size_t j = 0; j < q.layers.size(); ++j) {
       const auto& l = q.layers[j];
       w_.emplace_back(l.w.begin(), l.w.end());
       bias_.emplace_back(l.b.begin(), l.b.end());
-      std::vector<u64> a = to_words(masks, at, l.w.size());
+      std::vector<u64> a = to_words(global, at, l.w.size());
       at += 8 * l.w.size();
       for (size_t i = 0; i < a.size(); ++i) a[i] += w_.back()[i];
       w_hat_.push_back(std::move(a));
     }
+    for (size_t g = 0; g < program_.gate_steps.size(); ++g) {
+      const Step& s = program_.gate_step(int(g));
+      const std::vector<u64> session = to_words(global, at, size_t(gate_of(s).session_words(s)));
+      at += 8 * session.size();
+      gate_words_.emplace_back(q.gates.at(g).begin(), q.gates.at(g).end());
+      gate_setup_.push_back(gate_of(s).setup(s, q.gates.at(g), session.data()));
+    }
   }
 
-  // Server -> client: normalisation (count, means, stds as doubles), then every W^.
+  // Server -> client: normalisation (count, means, stds as doubles), then
+  // every W^, then every gate step's setup words.
   std::vector<uint8_t> setup_payload(const std::vector<double>& mean, const std::vector<double>& std) const {
     std::vector<uint8_t> b(8 + 16 * mean.size());
     const uint64_t n = mean.size();
     std::memcpy(b.data(), &n, 8);
     std::memcpy(b.data() + 8, mean.data(), 8 * n);
     std::memcpy(b.data() + 8 + 8 * n, std.data(), 8 * n);
-    for (const auto& w : w_hat_) {
-      const auto wb = to_bytes(w.data(), w.size());
-      b.insert(b.end(), wb.begin(), wb.end());
-    }
+    for (const auto* list : {&w_hat_, &gate_setup_})
+      for (const auto& w : *list) {
+        const auto wb = to_bytes(w.data(), w.size());
+        b.insert(b.end(), wb.begin(), wb.end());
+      }
     return b;
   }
 
@@ -170,6 +180,7 @@ class Engine {
     if (b.size() >= 8) std::memcpy(&n, b.data(), 8);
     size_t want = 8 + 16 * n;
     for (int i : program_.linear_steps) want += 8 * size_t(program_.steps[size_t(i)].geom.weight_numel());
+    for (int g = 0; g < int(program_.gate_steps.size()); ++g) want += 8 * setup_words(g);
     if (b.size() < 8 || (n != 0 && int64_t(n) != program_.input.c) || b.size() != want)
       throw std::runtime_error("protocol error: the server's setup message does not fit this architecture");
     mean_.resize(n);
@@ -181,6 +192,10 @@ class Engine {
       const size_t k = size_t(program_.steps[size_t(i)].geom.weight_numel());
       w_hat_.push_back(to_words(b, at, k));
       at += 8 * k;
+    }
+    for (int g = 0; g < int(program_.gate_steps.size()); ++g) {  // the client's gates evaluate with these
+      gate_words_.push_back(to_words(b, at, setup_words(g)));
+      at += 8 * setup_words(g);
     }
   }
   const std::vector<double>& mean() const { return mean_; }
@@ -240,7 +255,7 @@ class Engine {
       }
       LayerRecord r = traffic_record(t.traffic() - before);
       r.compute_s = since(t0) - r.wait_s;
-      r.live_relus = int64_t(s.live.size());
+      r.live_relus = live_relus(s);
       r.name = records_[i].name;
       r.kind = records_[i].kind;
       records_[i] += r;
@@ -249,6 +264,12 @@ class Engine {
   }
 
  private:
+  // Words the server sends at setup for gate step `gate_index`.
+  size_t setup_words(int gate_index) const {
+    const Step& s = program_.gate_step(gate_index);
+    return size_t(gate_of(s).setup_words(s));
+  }
+
   std::vector<u64> input(Transport& t, const std::vector<int64_t>* x) {
     const size_t n = size_t(program_.input_numel());
     t.count_round();
@@ -281,8 +302,9 @@ class Engine {
     std::vector<u64> xs(s.live.size());
     for (size_t j = 0; j < xs.size(); ++j) xs[j] = x_hat[size_t(s.live[j])];
     const uint8_t* keys = block_.data() + layout_.gates[size_t(s.gate_index)];
+    const GateData data{&s, 0, gate_words_[size_t(s.gate_index)].data(), f_};
     const std::vector<u64> open = gate_of(s).evaluate(
-        role_, keys, xs, [&](const std::vector<u64>& shares) { return exchange(t, MsgType::GateShare, shares); },
+        role_, data, keys, xs, [&](const std::vector<u64>& shares) { return exchange(t, MsgType::GateShare, shares); },
         threads_);
     std::vector<u64> out = x_hat;  // a linearised element keeps its input and its mask
     for (size_t j = 0; j < xs.size(); ++j) out[size_t(s.live[j])] = open[j];
@@ -295,6 +317,9 @@ class Engine {
   BlockLayout layout_;
   std::vector<LayerRecord> records_;
   std::vector<std::vector<u64>> w_, bias_, w_hat_;
+  // Per gate step: what its gate evaluates with (the server's quantised
+  // parameters, the client's setup words) and what the server sends at setup.
+  std::vector<std::vector<u64>> gate_words_, gate_setup_;
   std::vector<double> mean_, std_;
   std::vector<uint8_t> block_;
   std::vector<std::vector<u64>> pre_, m_;
@@ -316,6 +341,7 @@ struct KeySide {
   }
   Hello hello(uint64_t requested) const {
     Hello h;
+    h.key_version = keys.header().version;
     h.party = keys.header().party;
     h.f = keys.header().frac_bits;
     h.nonce = keys.header().nonce;

@@ -163,8 +163,12 @@ class Compiler {
   }
 
   // A ReLU site as arch::relu_kind classifies it for every consumer: an
-  // identity is no step (no key, no bytes), a plain ReLU a gate step on
-  // every element, a masked one on the elements its mask keeps.
+  // identity is no step (no key, no bytes), a plain ReLU a ReLU gate step on
+  // every element, a masked one a ReLU gate step on its ReLU elements and a
+  // polynomial gate step on its polynomial elements (each only if it has
+  // any), one after the other on the same wire. The ReLU step comes first
+  // and is built as before polynomials existed, so a site without them
+  // compiles to the same program.
   int relu(const arch::Layer& l, int cur) {
     arch::ReluKind kind;
     try {
@@ -173,14 +177,29 @@ class Compiler {
       throw UnsupportedError(where(l) + ": " + e.what());
     }
     if (kind == arch::ReluKind::Identity) return cur;
+    const int64_t relus = kind == arch::ReluKind::Plain ? l.out.numel() : l.mask->live;
+    const int64_t polys = kind == arch::ReluKind::Plain ? 0 : l.mask->polys;
+    if (relus > 0) cur = gate_step(l, GateKind::Relu, arch::SiteOp::Relu, relus, kind == arch::ReluKind::Plain, cur);
+    if (polys > 0) cur = gate_step(l, GateKind::Poly, arch::SiteOp::Poly, polys, false, cur);
+    return cur;
+  }
+
+  // One gate step on the `count` elements of site `l` whose op is `op` (all
+  // of them when `every`).
+  int gate_step(const arch::Layer& l, GateKind gate, arch::SiteOp op, int64_t count, bool every, int cur) {
     Step s = make_step(StepKind::Gate, l.name, cur, -1, -1);
-    s.gate = GateKind::Relu;
+    s.gate = gate;
     const int64_t n = l.out.numel();
-    s.live_count = kind == arch::ReluKind::Plain ? n : l.mask->live;
+    s.live_count = count;
     if (detail_ == ProgramDetail::Indices) {
-      s.live.reserve(static_cast<size_t>(s.live_count));
+      s.live.reserve(static_cast<size_t>(count));
       for (int64_t i = 0; i < n; ++i)
-        if (kind == arch::ReluKind::Plain || l.mask->keeps(i, l.out)) s.live.push_back(i);
+        if (every || l.mask->op_at(i, l.out) == op) s.live.push_back(i);
+    }
+    if (gate == GateKind::Poly) {  // per-channel coefficients, a parameter of the site
+      s.param = l.name + ".poly";
+      s.channels = l.out.c;
+      s.plane = l.out.h * l.out.w;
     }
     s.out = new_wire(n);
     add_step(std::move(s));

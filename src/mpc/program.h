@@ -10,9 +10,11 @@
 //   Add      residual add: local, masks add
 //   SumPool  global average pool as a per-channel sum: local, masks add
 //   Gate     a gate (gate.h) on the live elements of an activation site: the
-//            ReLU gate on a site's live ReLUs; its rounds are the gate's. A
-//            removed ReLU, a site with no live element and flatten are no
-//            step at all
+//            ReLU gate on a site's ReLU elements, then the polynomial gate on
+//            its polynomial elements (one step each, on the same wire; an
+//            identity element passes through both); its rounds are the
+//            gate's. A removed ReLU, a site of identities only and flatten
+//            are no step at all
 //   Output   the client unmasks the last wire
 #include <stdexcept>
 #include <string>
@@ -31,7 +33,7 @@ struct UnsupportedError : std::runtime_error {
 enum class StepKind { Input, Linear, Add, SumPool, Gate, Output };
 const char* step_kind_name(StepKind k);  // "input", "linear", "add", "sumpool", "gate", "output"
 // Which gate a gate step runs (gate_of in gate.h: the gate itself).
-enum class GateKind : uint8_t { Relu };
+enum class GateKind : uint8_t { Relu, Poly };
 
 // Geometry of a convolution; an FC is a 1x1 convolution over a 1x1 image of
 // `cin` channels (fc = true).
@@ -63,6 +65,12 @@ struct Step {
   int64_t live_count = 0;
   std::vector<int64_t> live;
   int gate_index = -1;        // position among the gate steps
+  // A gate with parameters per channel of its site (the polynomial gate):
+  // the model parameter it reads ("<site>.poly"), the site's channels C and
+  // the elements of one channel H*W; "" and 0 for the ReLU gate.
+  std::string param;
+  int64_t channels = 0, plane = 0;
+  int64_t channel_of(int64_t element) const { return element / plane; }
 };
 
 struct Program {

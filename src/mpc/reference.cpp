@@ -3,21 +3,30 @@
 #include <cmath>
 #include <string>
 
+#include "arch/relu_site.h"
 #include "mpc/gate.h"
 #include "mpc/linear.h"
 
 namespace dr::mpc {
 
-namespace {
-
 constexpr int64_t kSafe = int64_t(1) << 62;  // |value| below this: truncation and ReLU stay exact
 
-void check_range(__int128 v, const Step& s, size_t i, const char* what) {
+void check_fixed_range(__int128 v, const Step& s, size_t i, const char* what) {
   if (v >= kSafe || v <= -kSafe)
     throw FixedPointOverflow("fixed-point overflow at " + std::string(kind_name(s)) + " '" + s.name +
                              "', element " + std::to_string(i) + ": the " + what + " value reaches 2^62 (" +
                              std::to_string(static_cast<double>(v)) +
                              "); use fewer fractional bits or smaller weights/inputs");
+}
+
+namespace {
+
+// The parameters of gate step `s` in a per-gate-step list (none when the
+// list stops short: a gate without parameters reads none).
+template <class T>
+const std::vector<T>& params_of(const std::vector<std::vector<T>>& gates, const Step& s) {
+  static const std::vector<T> none;
+  return size_t(s.gate_index) < gates.size() ? gates[size_t(s.gate_index)] : none;
 }
 
 std::vector<int64_t> fixed_linear(const Step& s, const QuantLinear& q, const std::vector<int64_t>& x, int f,
@@ -30,7 +39,7 @@ std::vector<int64_t> fixed_linear(const Step& s, const QuantLinear& q, const std
   std::vector<int64_t> y(z.size());
   if (pre) pre->resize(z.size());
   for (size_t i = 0; i < z.size(); ++i) {
-    check_range(z[i], s, i, "pre-truncation");
+    check_fixed_range(z[i], s, i, "pre-truncation");
     const auto zi = static_cast<int64_t>(z[i]);
     if (pre) (*pre)[i] = zi;
     y[i] = zi >> f;  // arithmetic shift: floor(z / 2^f)
@@ -85,7 +94,7 @@ std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& mod
         w[s.out].resize(w[s.in].size());
         for (size_t i = 0; i < w[s.in].size(); ++i) {
           const __int128 v = __int128(w[s.in][i]) + w[s.in2][i];
-          check_range(v, s, i, "sum");
+          check_fixed_range(v, s, i, "sum");
           w[s.out][i] = static_cast<int64_t>(v);
         }
         break;
@@ -93,13 +102,13 @@ std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& mod
       case StepKind::SumPool: {
         const std::vector<__int128> xi(w[s.in].begin(), w[s.in].end());
         const auto sums = channel_sums(s.geom, xi);
-        for (size_t i = 0; i < sums.size(); ++i) check_range(sums[i], s, i, "pooled");
+        for (size_t i = 0; i < sums.size(); ++i) check_fixed_range(sums[i], s, i, "pooled");
         w[s.out].assign(sums.begin(), sums.end());
         break;
       }
       case StepKind::Gate:
         w[s.out] = w[s.in];
-        gate_of(s).fixed_reference(s, w[s.out], model.frac_bits);
+        gate_of(s).fixed_reference(s, params_of(model.gates, s), w[s.out], model.frac_bits);
         break;
       case StepKind::Output: logits = w[s.in]; break;
     }
@@ -109,7 +118,7 @@ std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& mod
 }
 
 std::vector<double> folded_forward(const Program& program, const std::vector<FoldedLinear>& model,
-                                   const std::vector<double>& x) {
+                                   const std::vector<double>& x, const std::vector<std::vector<double>>& gates) {
   std::vector<std::vector<double>> w(program.wire_numel.size());
   std::vector<double> logits;
   for (const Step& s : program.steps) {
@@ -129,7 +138,7 @@ std::vector<double> folded_forward(const Program& program, const std::vector<Fol
       case StepKind::SumPool: w[s.out] = channel_sums(s.geom, w[s.in]); break;
       case StepKind::Gate:
         w[s.out] = w[s.in];
-        gate_of(s).real_reference(s, w[s.out]);
+        gate_of(s).real_reference(s, params_of(gates, s), w[s.out]);
         break;
       case StepKind::Output: logits = w[s.in]; break;
     }
@@ -138,6 +147,27 @@ std::vector<double> folded_forward(const Program& program, const std::vector<Fol
 }
 
 namespace {
+
+// A ReLU site element by element, as its mask says: relu, identity, or its
+// channel's polynomial a*x^2 + b*x + c from "<site>.poly" [3, C].
+std::vector<double> float_site(const arch::Layer& l, const FloatModel& m, const std::vector<double>& x) {
+  std::vector<double> y = x;
+  if (!l.live) return y;
+  const int64_t C = l.out.c, plane = l.out.h * l.out.w;
+  const std::vector<double>* poly = nullptr;
+  if (arch::has_polynomials(l)) poly = &model_param(m, l.name + ".poly", 3 * C, "ReLU site '" + l.name + "'");
+  for (int64_t i = 0; i < l.out.numel(); ++i) {
+    const arch::SiteOp op = l.mask ? l.mask->op_at(i, l.out) : arch::SiteOp::Relu;
+    double& v = y[size_t(i)];
+    if (op == arch::SiteOp::Relu) {
+      v = std::max(v, 0.0);
+    } else if (op == arch::SiteOp::Poly) {
+      const auto c = size_t(i / plane), n = size_t(C);
+      v = ((*poly)[c] * v + (*poly)[n + c]) * v + (*poly)[2 * n + c];
+    }
+  }
+  return y;
+}
 
 std::vector<double> float_layer(const arch::Layer& l, const FloatModel& m, const std::vector<double>& x) {
   const std::string what = std::string(arch::op_name(l.op)) + " '" + l.name + "'";
@@ -164,13 +194,7 @@ std::vector<double> float_layer(const arch::Layer& l, const FloatModel& m, const
       }
       return y;
     }
-    case arch::Op::ReLU: {
-      std::vector<double> y = x;
-      if (!l.live) return y;
-      for (int64_t i = 0; i < l.out.numel(); ++i)
-        if (!l.mask || l.mask->keeps(i, l.out)) y[size_t(i)] = std::max(y[size_t(i)], 0.0);
-      return y;
-    }
+    case arch::Op::ReLU: return float_site(l, m, x);
     case arch::Op::GlobalAvgPool: {
       ConvGeom g;
       g.cin = l.in.c, g.h = l.in.h, g.w = l.in.w;

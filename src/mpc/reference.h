@@ -23,6 +23,10 @@ struct FixedPointOverflow : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Refuses (FixedPointOverflow naming the step, the element and `what`) a
+// value of the fixed-point reference at or beyond +-2^62.
+void check_fixed_range(__int128 v, const Step& s, size_t element, const char* what);
+
 // llround(x * 2^f) for a normalised input. Throws FixedPointOverflow for a
 // value outside +-2^62.
 std::vector<int64_t> quantise_input(const std::vector<double>& x, int frac_bits);
@@ -34,13 +38,17 @@ struct FixedTrace {
 };
 
 // Logits at scale f. Throws FixedPointOverflow naming the step and element.
+// A gate step with parameters reads model.gates.
 std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& model, const std::vector<int64_t>& x,
                                    FixedTrace* trace = nullptr);
 
+// `gates`: each gate step's parameters (gate_params; may be empty when no
+// gate step has any).
 std::vector<double> folded_forward(const Program& program, const std::vector<FoldedLinear>& model,
-                                   const std::vector<double>& x);
+                                   const std::vector<double>& x, const std::vector<std::vector<double>>& gates = {});
 
-// Throws UnsupportedError for max pooling.
+// Throws UnsupportedError for max pooling; a site's polynomial elements read
+// "<site>.poly".
 std::vector<double> float_forward(const arch::Network& net, const FloatModel& model, const std::vector<double>& x);
 
 // Fixed point (scale f) to double.

@@ -88,15 +88,20 @@ torch::Tensor floor_of(const torch::Tensor& keep, int64_t h, int64_t w, torch::M
 
 }  // namespace
 
+torch::Tensor site_ops(const arch::Layer& site) {
+  if (!site.mask) throw std::invalid_argument("ReLU site '" + site.name + "' has no mask");
+  const auto& ops = site.mask->ops;
+  const bool cw = site.mask->channelwise;
+  const int64_t C = site.out.c, H = cw ? 1 : site.out.h, W = cw ? 1 : site.out.w;
+  if (static_cast<int64_t>(ops.size()) != C * H * W)
+    throw std::invalid_argument("ReLU site '" + site.name + "': its mask has " + std::to_string(ops.size()) +
+                                " entries, the site needs " + std::to_string(C * H * W));
+  return torch::from_blob(const_cast<uint8_t*>(ops.data()), {1, C, H, W}, torch::kUInt8).clone();
+}
+
 MaskedReLUImpl::MaskedReLUImpl(const arch::Layer& site)
     : name_(site.name), shape_(site.out), channelwise_(site.mask && site.mask->channelwise) {
-  if (!site.mask) throw std::invalid_argument("ReLU site '" + name_ + "' has no mask");
-  const auto& keep = site.mask->keep;
-  const int64_t C = shape_.c, H = channelwise_ ? 1 : shape_.h, W = channelwise_ ? 1 : shape_.w;
-  if (static_cast<int64_t>(keep.size()) != C * H * W)
-    throw std::invalid_argument("ReLU site '" + name_ + "': its mask has " + std::to_string(keep.size()) +
-                                " entries, the site needs " + std::to_string(C * H * W));
-  keep_ = torch::from_blob(const_cast<uint8_t*>(keep.data()), {1, C, H, W}, torch::kUInt8).to(torch::kBool);
+  keep_ = site_ops(site).eq(static_cast<int>(arch::SiteOp::Relu));
   floor_nchw_ = floor_of(keep_, shape_.h, shape_.w, torch::MemoryFormat::Contiguous);
   floor_nhwc_ = floor_of(keep_, shape_.h, shape_.w, torch::MemoryFormat::ChannelsLast);
 }
@@ -105,19 +110,18 @@ torch::Tensor MaskedReLUImpl::keep() const {
   return channelwise_ ? keep_.view({shape_.c}) : keep_.view({shape_.c, shape_.h, shape_.w});
 }
 
-void MaskedReLUImpl::check_input(const torch::Tensor& x) const {
+void check_site_input(const std::string& name, const arch::Shape& shape, bool channelwise, const torch::Tensor& x) {
   const int64_t h = x.dim() == 4 ? x.size(2) : 1, w = x.dim() == 4 ? x.size(3) : 1;
-  const bool fits = (x.dim() == 4 || x.dim() == 2) && x.size(1) == shape_.c &&
-                    (channelwise_ || (h == shape_.h && w == shape_.w));
+  const bool fits = (x.dim() == 4 || x.dim() == 2) && x.size(1) == shape.c && (channelwise || (h == shape.h && w == shape.w));
   if (fits) return;
   std::ostringstream m;
-  m << "ReLU site '" << name_ << "': its " << (channelwise_ ? "channel-wise" : "element-wise") << " mask is for "
-    << shape_.str() << (channelwise_ ? " (any height and width)" : "") << ", the input is " << x.sizes();
+  m << "ReLU site '" << name << "': its " << (channelwise ? "channel-wise" : "element-wise") << " mask is for "
+    << shape.str() << (channelwise ? " (any height and width)" : "") << ", the input is " << x.sizes();
   throw std::invalid_argument(m.str());
 }
 
 torch::Tensor MaskedReLUImpl::forward(torch::Tensor x) {
-  check_input(x);
+  check_site_input(name_, shape_, channelwise_, x);
   if (x.is_mkldnn()) return forward(x.to_dense()).to_mkldnn();  // inference only: no autograd on mkldnn
   const bool nchw = x.is_contiguous();
   const bool nhwc = !nchw && x.dim() == 4 && x.is_contiguous(torch::MemoryFormat::ChannelsLast);

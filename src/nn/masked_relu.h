@@ -14,6 +14,14 @@
 
 namespace dr::nn {
 
+// A masked site's ops (arch::SiteOp values), uint8 [1, C, H, W] (element-wise)
+// or [1, C, 1, 1] (channel-wise), copied. Throws std::invalid_argument naming
+// the site when it has no mask or one of the wrong size.
+torch::Tensor site_ops(const arch::Layer& site);
+// Throws std::invalid_argument naming the site when x ([N, C, H, W] or [N, C])
+// does not fit it: C channels, and H x W unless the mask is channel-wise.
+void check_site_input(const std::string& name, const arch::Shape& shape, bool channelwise, const torch::Tensor& x);
+
 class MaskedReLUImpl : public torch::nn::Module {
  public:
   // `site`: a live ReLU layer whose mask arch::relu_kind() classified as Masked.
@@ -31,8 +39,6 @@ class MaskedReLUImpl : public torch::nn::Module {
   bool channelwise() const { return channelwise_; }
 
  private:
-  void check_input(const torch::Tensor& x) const;
-
   std::string name_;
   arch::Shape shape_;
   bool channelwise_ = false;

@@ -164,7 +164,12 @@ NetImpl::Step NetImpl::make_step(const arch::Layer& l) {
     case arch::Op::ReLU:
       switch (arch::relu_kind(l)) {
         case arch::ReluKind::Plain: s.relu = parent->register_module(name, ReLU(ReLUOptions().inplace(true))); break;
-        case arch::ReluKind::Masked: s.masked = parent->register_module(name, MaskedReLU(l)); break;
+        case arch::ReluKind::Masked:
+          if (arch::has_polynomials(l))
+            s.poly = parent->register_module(name, PolySite(l));
+          else
+            s.masked = parent->register_module(name, MaskedReLU(l));
+          break;
         case arch::ReluKind::Identity: break;  // removed, or masked out everywhere: no work
       }
       break;
@@ -208,6 +213,8 @@ torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
           x = s.relu->forward(x);
         else if (s.masked)
           x = s.masked->forward(x);
+        else if (s.poly)
+          x = s.poly->forward(x);
         else
           break;  // removed by the spec or masked out everywhere: identity, no work
         if (relu_observer_) relu_observer_(s.layer->name, x);
@@ -402,6 +409,8 @@ torch::Tensor NetImpl::run_fused(std::vector<Step>& steps, torch::Tensor x, bool
           x = torch::relu_(x);
         else if (s.masked)
           x = s.masked->forward(x);  // mkldnn tensors: one dense round trip
+        else if (s.poly)
+          x = s.poly->forward(x);  // likewise
         else
           break;
         if (relu_observer_) relu_observer_(s.layer->name, x);

@@ -5,11 +5,14 @@
 // PyTorch can load the weights by name. A ReLU the spec removed is not a
 // module at all and costs nothing at run time.
 //
-// A ReLU site with a pixel-level mask (arch::Layer::mask) computes y = relu(x)
-// on its kept elements and y = x elsewhere in every execution path below
-// (arch/relu_site.h, nn/masked_relu.h): a mask that keeps nothing makes no
-// module (like a removed ReLU), one that keeps everything a plain ReLU, any
-// other a MaskedReLU whose mask is no buffer (state_dict names unchanged).
+// A ReLU site with a pixel-level mask (arch::Layer::mask) computes, element
+// by element, its arch::SiteOp (ReLU, identity, polynomial) in every
+// execution path below (arch/relu_site.h): a mask of identities only makes
+// no module (like a removed ReLU), one of ReLUs only a plain ReLU, one of
+// ReLUs and identities a MaskedReLU (nn/masked_relu.h) whose mask is no
+// buffer (state_dict names unchanged), one with polynomial elements a
+// PolySite (nn/poly_site.h) whose coefficients are the parameter
+// "<site>.poly".
 //
 // Execution (docs/performance.md): on the CPU activations and conv weights
 // are channels-last (NHWC, oneDNN's fast layout); inference (eval mode with
@@ -27,6 +30,7 @@
 
 #include "arch/spec.h"
 #include "nn/masked_relu.h"
+#include "nn/poly_site.h"
 
 namespace dr::nn {
 
@@ -130,7 +134,8 @@ class NetImpl : public torch::nn::Module {
     torch::nn::BatchNorm2d bn{nullptr};
     torch::nn::Linear fc{nullptr};
     torch::nn::ReLU relu{nullptr};
-    MaskedReLU masked{nullptr};  // a masked site (relu is null then)
+    MaskedReLU masked{nullptr};  // a masked site of ReLUs and identities (relu is null then)
+    PolySite poly{nullptr};      // a masked site with polynomial elements (relu and masked are null then)
     // Fused inference plan: a conv with the following BatchNorm folded in
     // (weight, bias; `packed`: the oneDNN copies), and a BatchNorm that was
     // folded away.

@@ -75,6 +75,7 @@ bool emit(const std::vector<arch::Layer>& steps, int& cur, Graph& g, std::vector
       case arch::Op::ReLU: {
         const arch::ReluKind kind = arch::relu_kind(l);
         if (kind == arch::ReluKind::Identity) break;  // removed, or masked out everywhere: nothing at all
+        if (arch::has_polynomials(l)) return false;  // polynomial elements: the LibTorch path from here on
         if (kind == arch::ReluKind::Masked) {
           Op o;
           o.kind = Kind::Mask;

@@ -195,7 +195,11 @@ NetworkCost estimate(int64_t relus, int64_t linear_inputs, const CostModel& mode
 
 NetworkCost estimate(const dr::arch::Network& net, const CostModel& model,
                      const std::vector<const Protocol*>& protocols) {
-  return estimate(net.totals().relus, linear_input_elements(net), model, protocols);
+  const dr::arch::Totals t = net.totals();
+  NetworkCost c = estimate(t.relus, linear_input_elements(net), model, protocols);
+  c.polys = t.polys;
+  c.poly_bytes = static_cast<double>(t.polys) * 2 * 2 * model.ring_bits / 8.0;
+  return c;
 }
 
 }  // namespace dr::pi

@@ -65,9 +65,15 @@ struct NetworkCost {
   // Traffic of secret-sharing the inputs of every conv/FC layer:
   // linear_input_elements * ring_bits / 8.
   double linear_share_bytes = 0;
+  // Polynomial elements (arch::SiteOp::Poly), each one secret-shared
+  // multiplication x * x with a Beaver triple: both parties open two ring
+  // elements, polys * 2 * 2 * ring_bits / 8 bytes in all, whatever the
+  // ReLU protocol (the coefficients' products are local).
+  int64_t polys = 0;
+  double poly_bytes = 0;
   std::vector<ProtocolCost> per_protocol;  // in the order of the protocols asked for
 
-  double total_bytes(const ProtocolCost& p) const { return p.relu_bytes + linear_share_bytes; }
+  double total_bytes(const ProtocolCost& p) const { return p.relu_bytes + linear_share_bytes + poly_bytes; }
   // The entry for protocol `id`, or nullptr.
   const ProtocolCost* find(const std::string& id) const;
 };
@@ -77,7 +83,8 @@ struct NetworkCost {
 // shortcut) is counted for each.
 int64_t linear_input_elements(const dr::arch::Network& net);
 
-// Cost of one image through `net`: its live ReLUs and its linear-layer inputs.
+// Cost of one image through `net`: its live ReLUs, its polynomial elements and
+// its linear-layer inputs.
 NetworkCost estimate(const dr::arch::Network& net, const CostModel& model,
                      const std::vector<const Protocol*>& protocols);
 

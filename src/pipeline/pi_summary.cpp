@@ -43,9 +43,12 @@ json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
   for (size_t i = 0; i < r.client.layers.size(); ++i) {
     const mpc::LayerRecord& c = r.client.layers[i];
     const mpc::LayerRecord* s = i < r.server.layers.size() ? &r.server.layers[i] : nullptr;
+    const mpc::Step* step = i < program.steps.size() ? &program.steps[i] : nullptr;
     rows.push_back({{"name", c.name},
                     {"kind", c.kind},
                     {"live_relus", static_cast<double>(c.live_relus) / n},
+                    // A gate step's live elements: ReLUs or polynomial elements, as `kind` says.
+                    {"elements", step && step->kind == mpc::StepKind::Gate ? step->live_count : 0},
                     {"bytes", static_cast<double>(c.bytes_sent + c.bytes_received) / n},
                     {"client_to_server", static_cast<double>(c.bytes_sent) / n},
                     {"server_to_client", static_cast<double>(c.bytes_received) / n},
@@ -56,6 +59,12 @@ json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
                     {"wait_s", {{"client", c.wait_s / n}, {"server", s ? s->wait_s / n : 0.0}}}});
   }
   return rows;
+}
+
+int64_t gate_elements(const mpc::ExpectedCost& c, const std::string& gate) {
+  for (const auto& g : c.gates)
+    if (g.gate == gate) return g.elements;
+  return 0;
 }
 
 json cost_estimates(const mpc::Architecture& a) {
@@ -99,6 +108,7 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"frac_bits", r.frac_bits},
       {"model_hash", r.model_hash},
       {"relus", r.expected.live_relus},
+      {"polys", gate_elements(r.expected, "poly")},
       {"images", n},
       {"accuracy", labelled ? json(static_cast<double>(correct) / labelled) : json()},
       {"agreement", json()},
@@ -132,7 +142,7 @@ std::string secs(double s) { return report::fixed(s, s < 1 ? 3 : 2) + " s"; }
 report::Table layers_table(const json& layers) {
   report::Table t({{"name", "layer"},
                    {"kind", "kind"},
-                   {"relus", "live ReLUs", true},
+                   {"relus", "gate elements", true},
                    {"up", "client->server", true},
                    {"down", "server->client", true},
                    {"rounds", "rounds", true},
@@ -146,7 +156,9 @@ report::Table layers_table(const json& layers) {
   for (const auto& l : layers) {
     // Older summaries (before per-layer key bytes) show 0 there.
     const auto keys = [&](const char* p) { return l.contains("key_bytes") ? l["key_bytes"][p].get<double>() / 1e3 : 0.0; };
-    const std::vector<double> v = {l["live_relus"].get<double>(),          l["client_to_server"].get<double>(),
+    // Older summaries (before polynomial gates) count the ReLUs only.
+    const double elements = l.contains("elements") ? l["elements"].get<double>() : l["live_relus"].get<double>();
+    const std::vector<double> v = {elements,                               l["client_to_server"].get<double>(),
                                    l["server_to_client"].get<double>(),    l["rounds"].get<double>(),
                                    keys("server"),                         keys("client"),
                                    1e3 * l["compute_s"]["client"].get<double>(), 1e3 * l["wait_s"]["client"].get<double>(),
@@ -190,7 +202,11 @@ std::string summary_table(const json& s) {
   std::string out = "Private inference of " + s["spec"].get<std::string>() + " (" + s["input"].get<std::string>() + ", " +
                     std::to_string(s["classes"].get<int64_t>()) + " classes): " +
                     std::to_string(s["images"].get<int64_t>()) + " images, " +
-                    report::thousands(s["relus"].get<int64_t>()) + " live ReLUs, Z_2^64 with " +
+                    report::thousands(s["relus"].get<int64_t>()) + " live ReLUs" +
+                    (s.value("polys", int64_t(0)) > 0
+                         ? ", " + report::thousands(s["polys"].get<int64_t>()) + " polynomial elements"
+                         : std::string()) +
+                    ", Z_2^64 with " +
                     std::to_string(s["frac_bits"].get<int>()) + " fractional bits\n";
   out += "Trust model: " + s["trust_model"].get<std::string>() + ".\n" + accuracy_line(s);
   out += "per image:  online " + secs(s["seconds_per_image"].get<double>()) + " (loopback), " +
@@ -206,14 +222,17 @@ std::string summary_table(const json& s) {
   out += "modelled:   LAN (1 Gb/s, 0.5 ms RTT) " + secs(s["modelled"]["lan"]["seconds_per_image"].get<double>()) +
          ", WAN (100 Mb/s, 40 ms RTT) " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) +
          " per image\n";
-  out += "session:    setup " + mb(s["setup_bytes"].get<double>()) + " (W^, once), peak memory " +
+  out += "session:    setup " + mb(s["setup_bytes"].get<double>()) +
+         (s.value("polys", int64_t(0)) > 0 ? " (W^ and the masked coefficients a^, b^, once), peak memory "
+                                            : " (W^, once), peak memory ") +
          mb(per_image("peak_memory_bytes", "server")) + " server, " + mb(per_image("peak_memory_bytes", "client")) +
          " client";
   if (s.contains("dealer"))
     out += ", dealer " + secs(s["dealer"]["seconds"].get<double>()) + " for " +
            std::to_string(s["images"].get<int64_t>()) + " images";
   out += "\nestimates:  `deepreduce cost` per image (not measured; other protocols, " +
-         std::to_string(s["estimates"]["ring_bits"].get<int>()) + "-bit ring: ReLU traffic plus the sharing of every linear layer's input): " +
+         std::to_string(s["estimates"]["ring_bits"].get<int>()) + "-bit ring: ReLU traffic plus the sharing of every linear layer's input" +
+         (s.value("polys", int64_t(0)) > 0 ? " and a Beaver multiplication per polynomial element" : "") + "): " +
          estimates + "\n\n";
   return out + layers_table(s["layers"]).render(report::Format::Table);
 }

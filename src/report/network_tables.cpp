@@ -13,16 +13,24 @@ double pct(int64_t part, int64_t whole) { return whole ? 100.0 * part / whole : 
 
 Table stage_table(const arch::Network& net) {
   const arch::Totals all = net.totals();
-  Table t({{"stage", "stage"},
-                   {"relus", "ReLUs", true},
-                   {"relus_pct", "% ReLUs", true},
-                   {"flops", "FLOPs (MACs)", true},
-                   {"flops_pct", "% FLOPs", true},
-                   {"params", "params", true},
-                   {"params_pct", "% params", true}});
+  // Polynomial elements (a secure multiplication each, not a ReLU) get a
+  // column of their own where there are any.
+  const bool polys = all.polys > 0;
+  std::vector<Column> cols = {{"stage", "stage"}, {"relus", "ReLUs", true}, {"relus_pct", "% ReLUs", true}};
+  if (polys) cols.push_back({"polys", "poly elements", true});
+  for (const Column& c : std::vector<Column>{{"flops", "FLOPs (MACs)", true},
+                                             {"flops_pct", "% FLOPs", true},
+                                             {"params", "params", true},
+                                             {"params_pct", "% params", true}})
+    cols.push_back(c);
+  Table t(cols);
   auto add = [&](const std::string& name, const arch::Totals& s) {
-    t.add_row({name, s.relus, pct(s.relus, all.relus), s.flops, pct(s.flops, all.flops), s.params,
-               pct(s.params, all.params)});
+    std::vector<nlohmann::json> row = {name, s.relus, pct(s.relus, all.relus)};
+    if (polys) row.push_back(s.polys);
+    for (const nlohmann::json& v : {nlohmann::json(s.flops), nlohmann::json(pct(s.flops, all.flops)),
+                                    nlohmann::json(s.params), nlohmann::json(pct(s.params, all.params))})
+      row.push_back(v);
+    t.add_row(row);
   };
   for (const auto& s : net.stage_totals()) add(s.name, s.totals);
   add("total", all);
@@ -32,20 +40,25 @@ Table stage_table(const arch::Network& net) {
 }
 
 Table layer_table(const arch::Network& net) {
-  Table t({{"name", "layer"},
-                   {"kind", "kind"},
-                   {"stage", "stage"},
-                   {"out_shape", "output"},
-                   {"relus", "ReLUs", true},
-                   {"flops", "FLOPs (MACs)", true},
-                   {"params", "params", true}});
+  const bool polys = net.totals().polys > 0;
+  std::vector<Column> cols = {{"name", "layer"}, {"kind", "kind"}, {"stage", "stage"}, {"out_shape", "output"},
+                              {"relus", "ReLUs", true}};
+  if (polys) cols.push_back({"polys", "poly elements", true});
+  cols.push_back({"flops", "FLOPs (MACs)", true});
+  cols.push_back({"params", "params", true});
+  Table t(cols);
   for (const auto* l : net.layers()) {
     std::string kind = arch::op_name(l->op);
     if (l->op == arch::Op::ReLU && !l->live) kind = "relu (removed)";
-    else if (l->op == arch::Op::ReLU && l->relus() == 0) kind = "relu (masked out)";
+    else if (l->op == arch::Op::ReLU && l->relus() == 0 && l->polys() == 0) kind = "relu (masked out)";
+    else if (l->op == arch::Op::ReLU && l->polys() > 0) kind = l->relus() > 0 ? "relu (masked, poly)" : "poly";
     else if (l->op == arch::Op::ReLU && l->relus() < l->out.numel()) kind = "relu (masked)";
     if (l->op == arch::Op::Conv && l->groups > 1) kind = "conv dw";
-    t.add_row({l->name, kind, l->stage, l->out.str(), l->relus(), l->flops(), l->params()});
+    std::vector<nlohmann::json> row = {l->name, kind, l->stage, l->out.str(), l->relus()};
+    if (polys) row.push_back(l->polys());
+    row.push_back(l->flops());
+    row.push_back(l->params());
+    t.add_row(row);
   }
   return t;
 }

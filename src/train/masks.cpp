@@ -43,11 +43,11 @@ const arch::Layer& site_of(const arch::Network& net, const std::string& name, co
                            "' (its sites are named like " + sites + ")");
 }
 
-// The checked mask of one site, with `live` counted in elements of the site.
+// The checked mask of one site, with `live` and `polys` counted in elements of the site.
 arch::ReluMask fitted(const arch::Layer& l, const SiteMask& m) {
   const std::vector<int64_t> elementwise{l.out.c, l.out.h, l.out.w}, channelwise{l.out.c};
   std::vector<int64_t> shape = m.shape;
-  const int64_t n = int64_t(m.mask.keep.size());
+  const int64_t n = int64_t(m.mask.ops.size());
   if (shape.empty())  // built by hand: read the shape off the entries
     shape = !m.mask.channelwise && n == l.out.numel() ? elementwise : std::vector<int64_t>{n};
   const std::string where = "masks: the mask for ReLU site '" + l.name + "'";
@@ -55,21 +55,22 @@ arch::ReluMask fitted(const arch::Layer& l, const SiteMask& m) {
     throw std::runtime_error(where + " has shape " + shape_str(shape) + ", the site is " + site_shapes(l));
   arch::ReluMask r;
   r.channelwise = shape == channelwise;
-  r.keep = m.mask.keep;
+  r.ops = m.mask.ops;
   try {
-    r.live = arch::mask_live(l, r);
+    const arch::MaskCounts n = arch::mask_counts(l, r);
+    r.live = n.relus, r.polys = n.polys;
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(std::string("masks: ") + e.what());
   }
   return r;
 }
 
-// One tensor of masks.pt, checked: uint8, 1-D or 3-D, values 0 and 1.
+// One tensor of masks.pt, checked: uint8, 1-D or 3-D, values 0, 1 and 2 (arch::SiteOp).
 SiteMask site_mask(const std::string& path, const std::string& name, const torch::Tensor& t0) {
   const std::string where = "masks file '" + path + "': site '" + name + "'";
   if (t0.scalar_type() != torch::kUInt8)
     throw std::runtime_error(where + " has dtype " + std::string(c10::toString(t0.scalar_type())) +
-                             " (accepted: uint8 of 0 and 1)");
+                             " (accepted: uint8 of 0 identity, 1 ReLU, 2 polynomial)");
   if (t0.dim() != 1 && t0.dim() != 3)
     throw std::runtime_error(where + " has shape " + shape_str(t0.sizes().vec()) +
                              " (accepted: [C, H, W] element-wise or [C] channel-wise)");
@@ -77,10 +78,13 @@ SiteMask site_mask(const std::string& path, const std::string& name, const torch
   SiteMask m;
   m.shape = t.sizes().vec();
   m.mask.channelwise = t.dim() == 1;
-  m.mask.keep.assign(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
-  for (uint8_t k : m.mask.keep) {
-    if (k > 1) throw std::runtime_error(where + " holds the value " + std::to_string(k) + " (accepted: 0 or 1)");
-    m.mask.live += k;
+  m.mask.ops.assign(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
+  for (uint8_t k : m.mask.ops) {
+    if (k > static_cast<uint8_t>(arch::SiteOp::Poly))
+      throw std::runtime_error(where + " holds the value " + std::to_string(k) +
+                               " (accepted: 0 identity, 1 ReLU, 2 polynomial)");
+    m.mask.live += k == static_cast<uint8_t>(arch::SiteOp::Relu);
+    m.mask.polys += k == static_cast<uint8_t>(arch::SiteOp::Poly);
   }
   return m;
 }
@@ -103,11 +107,11 @@ MaskSet masks_of(const arch::Network& net) {
 void save_masks(const std::string& path, const arch::Network& net) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [name, m] : masks_of(net)) {
-    auto keep = m.mask.keep;  // from_blob wants a mutable pointer; clone() copies out
-    if (int64_t(keep.size()) != std::accumulate(m.shape.begin(), m.shape.end(), int64_t(1), std::multiplies<>()))
-      throw std::runtime_error("masks: site '" + name + "' has " + std::to_string(keep.size()) +
+    auto ops = m.mask.ops;  // from_blob wants a mutable pointer; clone() copies out
+    if (int64_t(ops.size()) != std::accumulate(m.shape.begin(), m.shape.end(), int64_t(1), std::multiplies<>()))
+      throw std::runtime_error("masks: site '" + name + "' has " + std::to_string(ops.size()) +
                                " entries, its shape " + shape_str(m.shape) + " needs another number");
-    dict.insert(name, torch::from_blob(keep.data(), m.shape, torch::kUInt8).clone());
+    dict.insert(name, torch::from_blob(ops.data(), m.shape, torch::kUInt8).clone());
   }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
   util::write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
@@ -143,7 +147,9 @@ void apply_masks(arch::Network& net, const MaskSet& masks) {
   }
 }
 
-MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch::Tensor>& scores, int64_t budget) {
+MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch::Tensor>& scores, int64_t budget,
+                     arch::SiteOp dropped) {
+  if (dropped == arch::SiteOp::Relu) throw std::logic_error("keep_largest: the dropped elements cannot be ReLUs");
   if (budget < 0) throw std::runtime_error("keep_largest: the budget is negative (" + std::to_string(budget) + ")");
   for (const auto& item : scores) site_of(net, item.first, "keep_largest");  // unknown or removed sites
   // Every score in one array, sites in forward order: an element's index
@@ -169,15 +175,16 @@ MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch
   std::iota(order.begin(), order.end(), int64_t(0));
   std::nth_element(order.begin(), order.begin() + k, order.end(),
                    [&](int64_t a, int64_t b) { return all[a] > all[b] || (all[a] == all[b] && a < b); });
-  std::vector<uint8_t> keep(all.size(), 0);
-  for (int64_t i = 0; i < k; ++i) keep[size_t(order[i])] = 1;
+  std::vector<uint8_t> keep(all.size(), static_cast<uint8_t>(dropped));
+  for (int64_t i = 0; i < k; ++i) keep[size_t(order[i])] = static_cast<uint8_t>(arch::SiteOp::Relu);
   MaskSet out;
   size_t offset = 0;
   for (const arch::Layer* l : sites) {
     SiteMask& m = out[l->name];
     m.shape = {l->out.c, l->out.h, l->out.w};
-    m.mask.keep.assign(keep.begin() + offset, keep.begin() + offset + size_t(l->out.numel()));
-    m.mask.live = std::accumulate(m.mask.keep.begin(), m.mask.keep.end(), int64_t(0));
+    m.mask.ops.assign(keep.begin() + offset, keep.begin() + offset + size_t(l->out.numel()));
+    m.mask.live = std::count(m.mask.ops.begin(), m.mask.ops.end(), static_cast<uint8_t>(arch::SiteOp::Relu));
+    m.mask.polys = std::count(m.mask.ops.begin(), m.mask.ops.end(), static_cast<uint8_t>(arch::SiteOp::Poly));
     offset += size_t(l->out.numel());
   }
   return out;

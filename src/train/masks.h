@@ -35,14 +35,15 @@ void save_masks(const std::string& path, const arch::Network& net);
 
 // Reads a masks.pt. Throws std::runtime_error naming the file (and the site)
 // on a missing, truncated or foreign file, or a tensor that is not uint8,
-// not 1-D or 3-D, or holds a value other than 0 and 1. `sha256` (when not
+// not 1-D or 3-D, or holds a value other than 0, 1 and 2 (arch::SiteOp:
+// identity, ReLU, polynomial). `sha256` (when not
 // ""): the file's SHA-256 as recorded in `recorded_in` (a run's config.json),
 // checked first.
 MaskSet load_masks(const std::string& path, const std::string& sha256 = "", const std::string& recorded_in = "");
 
 // Attaches the masks to the description's live ReLU sites of the same name
-// (other sites keep what they had) and sets each one's `live` to the kept
-// elements of its site. Checks every mask first and changes nothing on an
+// (other sites keep what they had) and sets each one's `live` and `polys` to
+// its site's ReLU and polynomial elements. Checks every mask first and changes nothing on an
 // error: std::runtime_error naming the site for an unknown site, a ReLU the
 // spec removed, or a shape other than the site's C x H x W or C (both shapes
 // in the message).
@@ -50,11 +51,13 @@ void apply_masks(arch::Network& net, const MaskSet& masks);
 
 // SNL's binarisation: keeps the `budget` largest scores over all the given
 // sites (site name -> float scores of shape [C, H, W], one per element of
-// the site) and masks out the rest, so that the masks keep exactly
-// min(budget, total elements) elements together. Ties go to the site earlier
+// the site) as ReLUs and makes the rest `dropped` (identities for SNL,
+// polynomials for polynomial replacement), so that the masks keep exactly
+// min(budget, total elements) ReLUs together. Ties go to the site earlier
 // in the network's forward order, then to the lower CHW index: the same
 // scores always give the same masks. Throws std::runtime_error naming the
 // site for a site apply_masks would refuse, a NaN score, or a negative budget.
-MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch::Tensor>& scores, int64_t budget);
+MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch::Tensor>& scores, int64_t budget,
+                     arch::SiteOp dropped = arch::SiteOp::Identity);
 
 }  // namespace dr::train

@@ -123,7 +123,9 @@ void Run::setup(bool resuming) {
       static_cast<TrainingHooks&>(*this));
   const arch::Totals totals = net_->desc().totals();
   if (rank0_)
-    std::cerr << "model " << net_->desc().spec << ": " << totals.relus << " ReLUs, " << totals.params << " params; "
+    std::cerr << "model " << net_->desc().spec << ": " << totals.relus << " ReLUs, "
+              << (totals.polys > 0 ? std::to_string(totals.polys) + " polynomial elements, " : std::string())
+              << totals.params << " params; "
               << (teacher_ ? "KD from " + cfg_.teacher : std::string("no KD")) << "; " << cfg_.epochs
               << " epochs on " << (dev_.is_cuda() ? "cuda" : "cpu") << " in " << cfg_.precision << " with "
               << torch::get_num_threads() << " threads"

@@ -43,12 +43,47 @@ inline void mask_half(arch::Network& net, const std::string& layer) {
   for (arch::Layer* l : net.mutable_layers())
     if (l->name == layer) {
       auto m = std::make_shared<arch::ReluMask>();
-      m->keep.resize(size_t(l->out.numel()));
-      for (size_t i = 0; i < m->keep.size(); ++i) m->keep[i] = i % 2 == 0, m->live += i % 2 == 0;
+      m->ops.resize(size_t(l->out.numel()));
+      for (size_t i = 0; i < m->ops.size(); ++i) m->ops[i] = i % 2 == 0, m->live += i % 2 == 0;
       l->mask = m;
       return;
     }
   ADD_FAILURE() << "no layer " << layer;
+}
+
+// Gives site `layer` a mask cycling through `ops`: element-wise, element i
+// computes ops[i % ops.size()]; channel-wise, channel c does.
+inline void mask_ops(arch::Network& net, const std::string& layer, const std::vector<arch::SiteOp>& ops,
+                     bool channelwise) {
+  for (arch::Layer* l : net.mutable_layers())
+    if (l->name == layer) {
+      auto m = std::make_shared<arch::ReluMask>();
+      m->channelwise = channelwise;
+      m->ops.resize(size_t(channelwise ? l->out.c : l->out.numel()));
+      const int64_t per_entry = channelwise ? l->out.h * l->out.w : 1;
+      for (size_t i = 0; i < m->ops.size(); ++i) {
+        const arch::SiteOp op = ops[i % ops.size()];
+        m->ops[i] = static_cast<uint8_t>(op);
+        m->live += op == arch::SiteOp::Relu ? per_entry : 0;
+        m->polys += op == arch::SiteOp::Poly ? per_entry : 0;
+      }
+      l->mask = m;
+      return;
+    }
+  ADD_FAILURE() << "no layer " << layer;
+}
+
+// resnet6 with every kind of site: stem.relu plain; layer1.0.relu element-wise
+// ReLU, identity and polynomial elements; layer2.0.relu channel-wise
+// polynomial and identity channels (no ReLU); layer3.0.relu channel-wise
+// ReLU and polynomial channels; layer4.0.relu plain.
+inline arch::Network poly_net() {
+  using arch::SiteOp;
+  arch::Network net = tiny_net();
+  mask_ops(net, "layer1.0.relu", {SiteOp::Relu, SiteOp::Identity, SiteOp::Poly}, false);
+  mask_ops(net, "layer2.0.relu", {SiteOp::Poly, SiteOp::Identity}, true);
+  mask_ops(net, "layer3.0.relu", {SiteOp::Poly, SiteOp::Relu, SiteOp::Relu}, true);
+  return net;
 }
 
 inline std::vector<float> random_image(const arch::Shape& s, uint64_t seed) {

@@ -145,13 +145,38 @@ arch::Network masked_net() {
     if (l->name == "layer2.0.relu") {
       auto m = std::make_shared<arch::ReluMask>();
       m->channelwise = true;
-      m->keep.assign(size_t(l->out.c), 0);
-      for (size_t c = 0; c < m->keep.size(); c += 3) m->keep[c] = 1;
+      m->ops.assign(size_t(l->out.c), 0);
+      for (size_t c = 0; c < m->ops.size(); c += 3) m->ops[c] = 1;
       m->live = 0;
-      for (uint8_t k : m->keep) m->live += k * l->out.h * l->out.w;
+      for (uint8_t k : m->ops) m->live += k * l->out.h * l->out.w;
       l->mask = m;
     }
   return net;
+}
+
+}  // namespace
+
+namespace {
+
+// The dealer (a child process) deals `images` inferences of `net`, then the
+// server and the client run them; both must end without an error.
+PairRun deal_and_run(const arch::Network& net, const FloatModel& model, const std::string& dir, uint64_t images) {
+  deal_in_child(net, dir, images);
+  PairRun r = run_pair(model, net.input, spec_for(dir, dir));
+  EXPECT_EQ(error_of(r.client), "");
+  EXPECT_EQ(error_of(r.server), "");
+  return r;
+}
+
+// Both parties measured the formula's bytes, rounds and framing per image.
+void expect_parties_measured(const json& c, const ExpectedCost& want) {
+  for (const char* party : {"client", "server"}) {
+    const json& online = c[party]["per_image"]["online"];
+    EXPECT_EQ(online["bytes_sent"].get<int64_t>() + online["bytes_received"].get<int64_t>(), want.online_bytes)
+        << party;
+    EXPECT_EQ(online["rounds"].get<int64_t>(), want.rounds) << party;
+    EXPECT_EQ(online["framing_sent"].get<int64_t>() + online["framing_received"].get<int64_t>(), want.framing_bytes);
+  }
 }
 
 }  // namespace
@@ -160,10 +185,8 @@ TEST(ThreeProcesses, MeasuredCostIsTheFormulaAndArgmaxTheReference) {
   ScratchDir dir("mpc-e2e");
   const arch::Network net = masked_net();
   const FloatModel model = random_float_model(net, 5);
-  deal_in_child(net, dir.path, 3);
-  const PairRun r = run_pair(model, net.input, spec_for(dir.path, dir.path));
-  ASSERT_EQ(error_of(r.client), "");
-  ASSERT_EQ(error_of(r.server), "");
+  const PairRun r = deal_and_run(net, model, dir.path, 3);
+  if (HasFailure()) return;
   const ExpectedCost want = expected_cost(compile_program(net));
   const json& c = r.client["report"];
   ASSERT_EQ(c["images"].size(), 3u);
@@ -176,14 +199,8 @@ TEST(ThreeProcesses, MeasuredCostIsTheFormulaAndArgmaxTheReference) {
     EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes);
     EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
   }
-  for (const char* party : {"client", "server"}) {
-    const json& online = c[party]["per_image"]["online"];
-    EXPECT_EQ(online["bytes_sent"].get<int64_t>() + online["bytes_received"].get<int64_t>(), want.online_bytes)
-        << party;
-    EXPECT_EQ(online["rounds"].get<int64_t>(), want.rounds) << party;
-    EXPECT_EQ(online["framing_sent"].get<int64_t>() + online["framing_received"].get<int64_t>(), want.framing_bytes);
-    EXPECT_EQ(c[party]["inferences"].get<int64_t>(), 3) << party;
-  }
+  expect_parties_measured(c, want);
+  for (const char* party : {"client", "server"}) EXPECT_EQ(c[party]["inferences"].get<int64_t>(), 3) << party;
   EXPECT_EQ(c["client"]["per_image"]["online"]["bytes_sent"].get<int64_t>(), want.client_sent);
   // per layer: a ReLU site costs 16 bytes per live element, a masked-out element nothing
   for (const json& l : c["server"]["layers"]) {
@@ -192,6 +209,52 @@ TEST(ThreeProcesses, MeasuredCostIsTheFormulaAndArgmaxTheReference) {
     }
   }
   EXPECT_EQ(r.server["report"]["server"]["inferences"].get<int64_t>(), 3);
+}
+
+// A network with ReLU, identity and polynomial elements (element-wise and
+// channel-wise masks): the dealer, server and client agree with the plaintext
+// fixed-point reference (and its argmax with the float model's), the
+// measured bytes and rounds are the formula's, and the setup carries a^, b^
+// of every polynomial step.
+TEST(ThreeProcesses, PolynomialSitesRunPrivately) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = poly_net();
+  const FloatModel model = random_float_model(net, 5);
+  const PairRun r = deal_and_run(net, model, dir.path, 3);
+  if (HasFailure()) return;
+  const Program program = compile_program(net);
+  const ExpectedCost want = expected_cost(program);
+  ASSERT_EQ(want.gates.size(), 2u);
+  const json& c = r.client["report"];
+  ASSERT_EQ(c["images"].size(), 3u);
+  for (const json& img : c["images"]) {
+    const uint64_t seed = 100 + img["index"].get<uint64_t>();
+    const auto ref = reference_logits(net, model, 12, seed);
+    const auto real = float_forward(net, model, normalise(net.input, model, random_image(net.input, seed)));
+    EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref));
+    EXPECT_EQ(argmax(real), argmax(ref));
+    const auto logits = img["logits"].get<std::vector<double>>();
+    for (size_t k = 0; k < ref.size(); ++k) {
+      EXPECT_NEAR(logits[k] * 4096.0, double(ref[k]), logit_tolerance(ref));
+      EXPECT_NEAR(logits[k], real[k], 0.02 * std::max(1.0, std::fabs(real[k])));
+    }
+    EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes);
+    EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
+  }
+  expect_parties_measured(c, want);
+  // per step: layer1.0.relu is a ReLU step and a polynomial step, 8 bytes per element each way
+  std::vector<std::string> site;
+  for (const json& l : c["server"]["layers"])
+    if (l["name"] == "layer1.0.relu") {
+      site.push_back(l["kind"]);
+      EXPECT_EQ(l["bytes_sent"].get<int64_t>(), 8 * (l["kind"] == "relu" ? 171 : 170));
+      EXPECT_EQ(l["live_relus"].get<int64_t>(), l["kind"] == "relu" ? 171 : 0);
+    }
+  EXPECT_EQ(site, (std::vector<std::string>{"relu", "poly"}));
+  // setup: the hello, the normalisation, every W^ and every a^, b^
+  EXPECT_EQ(c["client"]["setup"]["bytes_received"].get<uint64_t>(),
+            88 + 8 + 16 + global_bytes(program, Party::Server));
+  EXPECT_EQ(want.gates[1].setup_bytes, 16 * (8 + 16 + 32));
 }
 
 TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {

@@ -1,12 +1,17 @@
 // Tests of the gates of the private runtime (src/mpc/gate.h, src/mpc/gates/):
 // the ReLU gate bit-exact on edge and random inputs and around its chunk
-// sizes, one party's view uniform, several threads at once; and, for every
-// gate through the Gate interface, dealing and evaluating with an `open`
-// that plays both parties, against the gate's own plaintext reference.
+// sizes, one party's view uniform, several threads at once; the polynomial
+// gate against the plaintext polynomial (edge and random inputs and masks,
+// negative, zero and large coefficients, several channels), its truncation
+// unbiased, its keys uniform, its coefficient limits; and, for every gate
+// through the Gate interface, dealing and evaluating with an `open` that
+// plays both parties, against the gate's own plaintext reference.
 // Deterministic: every random choice comes from a fixed seed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -19,7 +24,10 @@
 #include "mpc/dcf.h"
 #include "fss_test_util.h"
 #include "mpc/gate.h"
+#include "mpc/gates/poly.h"
 #include "mpc/gates/relu.h"
+#include "mpc/reference.h"
+#include "test_util.h"
 
 using namespace dr::mpc;
 using dr::mpc::test::bit_counts;
@@ -273,4 +281,291 @@ TEST(Gates, EvaluationMatchesTheFixedPointReference) {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Gates with parameters (the polynomial gate), through the Gate interface
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// A gate step over a wire of `channels` x `plane` elements, live at `live`.
+Step gate_step(GateKind kind, int64_t channels, int64_t plane, std::vector<int64_t> live) {
+  Step s;
+  s.kind = StepKind::Gate;
+  s.gate = kind;
+  s.name = "site";
+  s.param = "site.poly";
+  s.channels = channels;
+  s.plane = plane;
+  s.live = std::move(live);
+  s.live_count = int64_t(s.live.size());
+  return s;
+}
+
+// What one private evaluation of a step opened, both parties' views.
+struct Opened {
+  std::vector<u64> value[2];  // g(x) + r_out as each party opened it
+  std::vector<u64> r_out;
+  size_t rounds = 0;
+};
+
+// The whole life of a gate step as the runtime lives it: the dealer draws
+// the session words and deals (in two calls, as two threads would), the
+// server makes the setup words from its quantised parameters, then both
+// parties evaluate at once over PairedOpen.
+Opened run_gate(const Gate& gate, const Step& s, const std::vector<int64_t>& params, const std::vector<u64>& x_hat,
+                const std::vector<u64>& r_in, int f, uint8_t seed) {
+  const size_t n = s.live.size(), kb = gate.key_bytes();
+  Prg rng = seeded(seed);
+  std::vector<u64> session(size_t(gate.session_words(s)));
+  rng.fill(session.data(), session.size());
+  Opened o;
+  o.r_out.resize(n);
+  rng.fill(o.r_out.data(), n);
+  std::vector<uint8_t> k0(n * kb), k1(n * kb);
+  const size_t half = n / 2;
+  gate.deal(GateData{&s, 0, session.data(), 0}, r_in.data(), o.r_out.data(), half, rng, k0.data(), k1.data());
+  gate.deal(GateData{&s, half, session.data(), 0}, r_in.data() + half, o.r_out.data() + half, n - half, rng,
+            k0.data() + half * kb, k1.data() + half * kb);
+  const std::vector<u64> server_words(params.begin(), params.end());
+  const std::vector<u64> client_words = gate.setup(s, params, session.data());
+  EXPECT_EQ(client_words.size(), size_t(gate.setup_words(s))) << gate.name();
+  PairedOpen paired;
+  std::thread client([&] {
+    o.value[1] = gate.evaluate(Party::Client, GateData{&s, 0, client_words.data(), f}, k1.data(), x_hat,
+                               [&](const std::vector<u64>& v) { return paired.open(1, v); }, 2);
+  });
+  o.value[0] = gate.evaluate(Party::Server, GateData{&s, 0, server_words.data(), f}, k0.data(), x_hat,
+                             [&](const std::vector<u64>& v) { return paired.open(0, v); }, 3);
+  client.join();
+  o.rounds = paired.rounds(0);
+  return o;
+}
+
+// [3, C] coefficients, row-major (a, b, c per channel).
+std::vector<double> coefficients(const std::vector<std::array<double, 3>>& per_channel) {
+  const size_t C = per_channel.size();
+  std::vector<double> v(3 * C);
+  for (size_t c = 0; c < C; ++c)
+    for (size_t r = 0; r < 3; ++r) v[r * C + c] = per_channel[c][r];
+  return v;
+}
+
+}  // namespace
+
+// Every gate, its parameters (if any) quantised by the gate and set up as
+// the server does: both parties open the same value, in the gate's rounds,
+// equal to the gate's fixed-point reference up to its last place.
+TEST(Gates, EveryGateWithItsParametersMatchesItsReference) {
+  const int f = 12;
+  std::mt19937_64 rnd(6);
+  for (GateKind kind : {GateKind::Relu, GateKind::Poly}) {
+    const Gate& gate = gate_of(kind);
+    std::vector<int64_t> live;
+    for (int64_t i = 0; i < 4 * 60; i += 1 + int64_t(rnd() % 3)) live.push_back(i);
+    const Step s = gate_step(kind, 4, 60, live);
+    std::vector<double> real_params(size_t(gate.param_count(s)));
+    for (double& v : real_params) v = double(int64_t(rnd() % 2001) - 1000) / 500.0;  // [-2, 2]
+    const std::vector<int64_t> params = gate.quantise(s, real_params, f);
+    ASSERT_EQ(params.size(), real_params.size()) << gate.name();
+    std::vector<int64_t> x(4 * 60);
+    for (auto& v : x) v = int64_t(rnd() % (u64(1) << 16)) - (int64_t(1) << 15);  // +-8 at f = 12
+    std::vector<u64> r_in(live.size()), x_hat(live.size());
+    for (size_t j = 0; j < live.size(); ++j) r_in[j] = rnd(), x_hat[j] = u64(x[size_t(live[j])]) + r_in[j];
+    const Opened o = run_gate(gate, s, params, x_hat, r_in, f, 96);
+    std::vector<int64_t> ref = x;
+    gate.fixed_reference(s, params, ref, f);
+    std::vector<double> real(x.size());
+    for (size_t i = 0; i < x.size(); ++i) real[i] = std::ldexp(double(x[i]), -f);
+    gate.real_reference(s, real_params, real);
+    EXPECT_EQ(o.value[0], o.value[1]) << gate.name();
+    EXPECT_EQ(o.rounds, size_t(gate.rounds())) << gate.name();
+    const int64_t last_place = kind == GateKind::Poly ? 1 : 0;  // the polynomial gate truncates, the ReLU is exact
+    for (size_t j = 0; j < live.size(); ++j) {
+      const size_t i = size_t(live[j]);
+      const int64_t above = int64_t(o.value[0][j] - o.r_out[j]) - ref[i];
+      ASSERT_TRUE(above >= 0 && above <= last_place) << gate.name() << " element " << i << ": " << above;
+      EXPECT_NEAR(real[i], std::ldexp(double(ref[i]), -f), 0.01) << gate.name() << " element " << i;
+    }
+  }
+}
+
+TEST(Poly, DescribesItself) {
+  const Gate& poly = gate_of(GateKind::Poly);
+  const Step s = gate_step(GateKind::Poly, 5, 16, {0, 1});
+  EXPECT_STREQ(poly.name(), "poly");
+  EXPECT_EQ(poly.key_bytes(), poly_key_bytes());
+  EXPECT_EQ(poly_key_bytes(), 40u);  // u, v, alpha*u_c, K, r_out: five words
+  EXPECT_EQ(poly.rounds(), 1);
+  EXPECT_EQ(poly.words_sent_per_element(), 1);
+  EXPECT_EQ(poly.key_format_version(), 2u);
+  EXPECT_EQ(poly.param_count(s), 15);   // a, b, c per channel
+  EXPECT_EQ(poly.session_words(s), 10);  // alpha, beta per channel
+  EXPECT_EQ(poly.setup_words(s), 10);    // a^, b^ per channel (c stays with the server)
+  EXPECT_STREQ(kind_name(s), "poly");
+  const Gate& relu = gate_of(GateKind::Relu);  // the ReLU gate has no parameters
+  EXPECT_EQ(relu.param_count(s), 0);
+  EXPECT_EQ(relu.session_words(s), 0);
+  EXPECT_EQ(relu.setup_words(s), 0);
+  EXPECT_EQ(relu.key_format_version(), 1u);
+}
+
+// Coefficients quantised at f, 2f and 3f; the setup words are a + alpha and
+// b + beta, never c.
+TEST(Poly, QuantisesAtThreeScalesAndSetsUpMaskedCoefficients) {
+  const Gate& poly = gate_of(GateKind::Poly);
+  const Step s = gate_step(GateKind::Poly, 2, 4, {});
+  const std::vector<int64_t> q = poly.quantise(s, coefficients({{0.25, -0.5, 0.125}, {-1.0, 2.0, -3.0}}), 12);
+  EXPECT_EQ(q, (std::vector<int64_t>{1024, -4096, int64_t(-0.5 * (1 << 24)), 2 << 24, int64_t(1) << 33,
+                                     -(int64_t(3) << 36)}));
+  const std::vector<u64> session = {1, 2, 3, ~u64(0)};
+  EXPECT_EQ(poly.setup(s, q, session.data()),
+            (std::vector<u64>{1025, u64(-4096) + 2, u64(-(int64_t(1) << 23)) + 3, u64(2 << 24) - 1}));
+}
+
+TEST(Poly, RefusesCoefficientsTheRingCannotHold) {
+  const Gate& poly = gate_of(GateKind::Poly);
+  Step s = gate_step(GateKind::Poly, 2, 4, {});
+  s.name = "layer1.0.relu";
+  s.param = "layer1.0.relu.poly";
+  EXPECT_EQ(poly_coefficient_limit(12), std::ldexp(1.0, 26));
+  EXPECT_EQ(poly_coefficient_limit(16), std::ldexp(1.0, 14));
+  const double below = std::ldexp(1.0, 26) - 1;
+  EXPECT_NO_THROW(poly.quantise(s, coefficients({{below, -below, below}, {0, 0, -below}}), 12));
+  for (double bad : {std::ldexp(1.0, 26), -std::ldexp(1.0, 30), std::nan(""), HUGE_VAL}) {
+    const std::vector<double> v = coefficients({{0.2, 0.5, 0.2}, {0.2, bad, 0.2}});
+    const std::string m = dr::test::message_of<std::runtime_error>([&] { poly.quantise(s, v, 12); });
+    EXPECT_TRUE(dr::test::contains(m, "polynomial site 'layer1.0.relu' (parameter 'layer1.0.relu.poly')")) << m;
+    EXPECT_TRUE(dr::test::contains(m, "coefficient b of channel 1")) << m;
+    EXPECT_TRUE(dr::test::contains(m, "accepted: |a|, |b|, |c| < 2^26")) << m;
+  }
+  const std::string m16 = dr::test::message_of<std::runtime_error>(
+      [&] { poly.quantise(s, coefficients({{0.2, 0.5, 0.2}, {0.2, 0.5, 20000.0}}), 16); });
+  EXPECT_TRUE(dr::test::contains(m16, "coefficient c of channel 1")) << m16;
+  EXPECT_TRUE(dr::test::contains(m16, "< 2^14")) << m16;
+  const std::string wrong =
+      dr::test::message_of<std::runtime_error>([&] { poly.quantise(s, std::vector<double>(5, 0.1), 12); });
+  EXPECT_TRUE(dr::test::contains(wrong, "5 coefficients, the site needs 6 (3 x 2)")) << wrong;
+}
+
+// Several channels with typical, negative, zero and large coefficients;
+// inputs at zero, one unit, the largest magnitudes of |x| < 2^7 and random;
+// masks at zero, 2^63, -1 and random: every element opens the polynomial of
+// its own channel, the reference's floor or one more, and the real
+// polynomial within the coefficients' rounding.
+TEST(Poly, OpensThePlaintextPolynomialOnEdgeAndRandomInputs) {
+  const int f = 12;
+  const Gate& poly = gate_of(GateKind::Poly);
+  const std::vector<std::array<double, 3>> abc = {
+      {0.2, 0.5, 0.2}, {-0.3, -1.25, -0.7}, {0, 0, 0}, {0, 1, 0}, {0.05, -20.0, 100.0}, {-0.01, 0.002, -12.5}};
+  const int64_t C = int64_t(abc.size()), plane = 64;
+  const std::vector<double> real_params = coefficients(abc);
+  std::mt19937_64 rnd(7);
+  const int64_t big = (int64_t(1) << (7 + f)) - 1;  // |x| < 2^7
+  std::vector<int64_t> x(size_t(C * plane)), live;
+  for (int64_t i = 0; i < C * plane; ++i) {
+    const int64_t k = i % plane;
+    const int64_t edge[] = {0, 1, -1, 1 << f, -(1 << f), big, -big, big / 3};
+    x[size_t(i)] = k < 8 ? edge[k] : int64_t(rnd() % u64(2 * big + 1)) - big;
+    live.push_back(i);
+  }
+  const Step s = gate_step(GateKind::Poly, C, plane, live);
+  const std::vector<int64_t> params = poly.quantise(s, real_params, f);
+  std::vector<u64> r_in(live.size()), x_hat(live.size());
+  const u64 masks[] = {0, u64(1) << 63, ~u64(0), 1};
+  for (size_t j = 0; j < live.size(); ++j) {
+    r_in[j] = j % 16 < 4 ? masks[j % 4] : rnd();
+    x_hat[j] = u64(x[j]) + r_in[j];
+  }
+  const Opened o = run_gate(poly, s, params, x_hat, r_in, f, 97);
+  EXPECT_EQ(o.value[0], o.value[1]);
+  std::vector<int64_t> ref = x;
+  poly.fixed_reference(s, params, ref, f);
+  int64_t above = 0;
+  for (size_t j = 0; j < live.size(); ++j) {
+    const int64_t got = int64_t(o.value[0][j] - o.r_out[j]);
+    ASSERT_TRUE(got == ref[j] || got == ref[j] + 1) << "element " << j << ": " << got << " vs " << ref[j];
+    above += got - ref[j];
+    const auto& [a, b, c] = abc[size_t(j) / size_t(plane)];
+    const double xr = std::ldexp(double(x[j]), -f), want = (a * xr + b) * xr + c;
+    const double rounding =  // the coefficients' quantisation, then the floor and the last place
+        std::ldexp(xr * xr, -(f + 1)) + std::ldexp(std::fabs(xr), -(2 * f + 1)) + std::ldexp(2.0, -f);
+    EXPECT_NEAR(std::ldexp(double(got), -f), want, rounding) << "element " << j << " x = " << xr;
+  }
+  EXPECT_GT(above, 0);  // the truncation's last place shows up
+  EXPECT_LT(above, int64_t(live.size()));
+}
+
+// The truncation rounds up with the probability of the fractional part
+// (SecureML): for a value z = 2^2f * Z + zeta, trunc(z) is Z + 1 with
+// probability zeta / 2^2f, so its mean is z / 2^2f.
+TEST(Poly, TruncationIsUnbiased) {
+  const int f = 12;
+  const Gate& poly = gate_of(GateKind::Poly);
+  const size_t n = 20000;
+  std::vector<int64_t> live(n);
+  for (size_t i = 0; i < n; ++i) live[i] = int64_t(i);
+  const Step s = gate_step(GateKind::Poly, 1, int64_t(n), live);
+  // x = 1.5, y = 0.25*x^2 + 0*x + c: z = 0.5625 + c, at scale 3f.
+  const double c = std::ldexp(0.3, -f);  // 0.3 of the output's last place on top of 0.5625 (exact)
+  const std::vector<int64_t> params = poly.quantise(s, {0.25, 0.0, c}, f);
+  std::mt19937_64 rnd(8);
+  std::vector<u64> r_in(n), x_hat(n);
+  for (size_t j = 0; j < n; ++j) r_in[j] = rnd(), x_hat[j] = u64(int64_t(1.5 * (1 << f))) + r_in[j];
+  const Opened o = run_gate(poly, s, params, x_hat, r_in, f, 98);
+  std::vector<int64_t> ref(n, int64_t(1.5 * (1 << f)));
+  poly.fixed_reference(s, params, ref, f);
+  const double zeta = std::ldexp(double(params[2] % (int64_t(1) << (2 * f))), -2 * f);
+  double ups = 0;
+  for (size_t j = 0; j < n; ++j) ups += double(int64_t(o.value[0][j] - o.r_out[j]) - ref[j]);
+  EXPECT_NEAR(zeta, 0.3, 1e-3);
+  EXPECT_NEAR(ups / double(n), zeta, 0.02);  // sd 0.0032
+}
+
+// Each party's key, and its output share, look uniform even for zero masks,
+// zero session masks and a fixed input: a party learns nothing from what it
+// holds (the keys never depend on x, the coefficients or the other party's words).
+TEST(Poly, OnePartyViewLooksUniform) {
+  const Gate& poly = gate_of(GateKind::Poly);
+  const size_t count = 4096, kb = poly_key_bytes();
+  std::vector<int64_t> live(count);
+  for (size_t i = 0; i < count; ++i) live[i] = int64_t(i);
+  const Step s = gate_step(GateKind::Poly, 2, int64_t(count / 2), live);
+  const std::vector<int64_t> params = poly.quantise(s, coefficients({{0.2, 0.5, 0.2}, {-1, 0, 3}}), 12);
+  for (u64 r : {u64(0), u64(1) << 63}) {
+    std::vector<u64> r_in(count, r), r_out(count, 0), session(4, 0), x_hat(count, r + 5);
+    std::vector<uint8_t> k0(count * kb), k1(count * kb);
+    Prg rng = seeded(uint8_t(110 + (r >> 63)));
+    poly.deal(GateData{&s, 0, session.data(), 0}, r_in.data(), r_out.data(), count, rng, k0.data(), k1.data());
+    const std::vector<u64> server_words(params.begin(), params.end());
+    const std::vector<u64> client_words = poly.setup(s, params, session.data());
+    for (int party = 0; party < 2; ++party) {
+      const auto& k = party ? k1 : k0;
+      const std::string who = "party " + std::to_string(party) + ", r_in " + std::to_string(r);
+      expect_balanced(bit_counts(k.data(), count, kb, kb), count, who + " key");
+      const GateData data{&s, 0, party ? client_words.data() : server_words.data(), 12};
+      std::vector<u64> share;
+      poly.evaluate(party ? Party::Client : Party::Server, data, k.data(), x_hat,
+                    [&](const std::vector<u64>& v) { return share = v; }, 1);
+      expect_balanced(bit_counts(reinterpret_cast<const uint8_t*>(share.data()), count, 8, 8), count,
+                      who + " output share");
+    }
+  }
+}
+
+TEST(Poly, FixedReferenceRefusesOverflowAndMissingCoefficients) {
+  const Gate& poly = gate_of(GateKind::Poly);
+  const Step s = gate_step(GateKind::Poly, 1, 2, {1});
+  const std::vector<int64_t> params = poly.quantise(s, {1.0, 0.0, 0.0}, 12);
+  std::vector<int64_t> wire = {0, int64_t(1) << 26};  // x = 2^14, x^2 = 2^28 real: z = 2^64 at scale 3f
+  const std::string m = dr::test::message_of<FixedPointOverflow>([&] { poly.fixed_reference(s, params, wire, 12); });
+  EXPECT_TRUE(dr::test::contains(m, "fixed-point overflow at poly 'site', element 1")) << m;
+  wire = {0, int64_t(1) << 20};  // x = 2^8: z = 2^52, fine
+  poly.fixed_reference(s, params, wire, 12);
+  EXPECT_EQ(wire[1], int64_t(1) << 28);
+  EXPECT_THROW(poly.fixed_reference(s, {}, wire, 12), std::logic_error);
+  std::vector<u64> none;
+  EXPECT_THROW(poly.evaluate(Party::Server, GateData{}, nullptr, none, [](const std::vector<u64>& v) { return v; }, 1),
+               std::logic_error);
 }

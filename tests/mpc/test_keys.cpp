@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "mpc/gates/poly.h"
 #include "mpc/gates/relu.h"
 #include "mpc/keys.h"
 #include "mpc/ledger.h"
@@ -73,6 +74,90 @@ TEST(Keys, DealWritesBothFilesWithTheLayoutSizes) {
   // atomic writes leave no temporary files behind
   for (const auto& e : std::filesystem::directory_iterator(dir / "keys"))
     EXPECT_TRUE(e.path().filename() == "server.key" || e.path().filename() == "client.key") << e.path();
+}
+
+// A key set with polynomial elements: format version 2, 40 key bytes per
+// polynomial element and party, the server's session words (alpha, beta per
+// channel of each polynomial step) after its weight masks.
+TEST(Keys, PolynomialKeySetHasItsLayout) {
+  ScratchDir dir("mpc-keys");
+  const arch::Network net = poly_net();
+  const Program program = compile_program(net);
+  const DealReport rep = deal_keys(net, dir.path, 2);
+  EXPECT_EQ(rep.poly_elements, net.totals().polys);
+  KeyFile s(dir / "server.key"), c(dir / "client.key");
+  EXPECT_EQ(key_format_version(program), 2u);
+  EXPECT_EQ(s.header().version, 2u);
+  EXPECT_EQ(c.header().version, 2u);
+  size_t weights = 0;
+  for (int i : program.linear_steps) weights += 8 * size_t(program.steps[size_t(i)].geom.weight_numel());
+  EXPECT_EQ(s.header().global_bytes, weights + 16 * (8 + 16 + 32));
+  EXPECT_EQ(s.read_global().size(), s.header().global_bytes);
+  const size_t relus = size_t(net.totals().relus) * relu_key_bytes(), polys = size_t(net.totals().polys) * 40;
+  EXPECT_EQ(c.header().block_bytes, 8 * 64 + 16 + relus + polys + 8 * 4);
+  for (Party p : {Party::Server, Party::Client}) {
+    const std::vector<uint64_t> per_step = step_key_bytes(program, p);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < per_step.size(); ++i) {
+      sum += per_step[i];
+      const Step& st = program.steps[i];
+      if (st.kind == StepKind::Gate && st.gate == GateKind::Poly) {
+        EXPECT_EQ(per_step[i], uint64_t(st.live_count) * poly_key_bytes()) << st.name;
+      }
+    }
+    EXPECT_EQ(sum, block_layout(program, p).bytes) << party_name(p);
+  }
+  for (uint64_t i = 0; i < 2; ++i) EXPECT_EQ(s.read_block(i).size(), s.header().block_bytes);
+  EXPECT_EQ(parse_architecture(s.header().architecture).masks.at("layer2.0.relu").polys, 128);
+}
+
+// Without polynomials a key set is written in version 1, the layout of every
+// earlier build byte for byte; a file whose version is not what its
+// architecture needs, or one this build does not know, is refused.
+TEST(Keys, FormatVersionIsWhatTheArchitectureNeeds) {
+  ScratchDir dir("mpc-keys");
+  deal_keys(tiny_net(), dir / "plain", 1);
+  EXPECT_EQ(KeyFile(dir / "plain/server.key").header().version, 1u);
+  EXPECT_EQ(util::read_file(dir / "plain/client.key").substr(8, 4), std::string("\x01\0\0\0", 4));
+  const arch::Network net = poly_net();
+  const Program program = compile_program(net);
+  for (uint32_t version : {1u, 3u}) {
+    KeyHeader h;
+    h.version = version;
+    h.party = Party::Client;
+    h.count = 1;
+    h.architecture = serialize_architecture(architecture_of(net));
+    h.model_hash = model_hash(architecture_of(net), h.frac_bits);
+    h.block_bytes = block_layout(program, Party::Client).bytes;
+    const std::string path = dir / ("v" + std::to_string(version) + ".key");
+    KeyWriter w(path, h);
+    w.write_global(nullptr, 0);
+    w.write_block(std::vector<uint8_t>(h.block_bytes).data(), h.block_bytes);
+    w.commit();
+    if (version == 1) {
+      expect_error([&] { KeyFile k(path); },
+                   "key file '" + path + "': format version 1, but the keys of its architecture are version 2");
+    } else {
+      expect_error([&] { KeyFile k(path); },
+                   "key file '" + path + "': format version 3; this build reads versions 1 to 2");
+    }
+  }
+}
+
+// A key file whose architecture record cannot be read names the file and
+// what is accepted.
+TEST(Keys, MalformedArchitectureNamesTheFile) {
+  ScratchDir dir("mpc-keys");
+  KeyHeader h;
+  h.party = Party::Client;
+  h.architecture = R"({"classes":4,"format":"deepreduce-mpc-architecture","input":[1,8,8],"masks":{},)"
+                   R"("spec":"resnet6:alpha=0.125","version":7})";
+  const std::string path = dir / "odd.key";
+  KeyWriter w(path, h);
+  w.write_global(nullptr, 0);
+  w.commit();
+  expect_error([&] { KeyFile k(path); }, "key file '" + path + "': its architecture cannot be used: architecture "
+                                         "record of version 7 (accepted: version 1 (masks as 'keep' bits) and 2");
 }
 
 TEST(Keys, ClientSharesComeFromTheSeed) {

@@ -4,6 +4,7 @@
 #include "mpc/linear.h"
 #include "mpc/program.h"
 #include "mpc/gate.h"
+#include "mpc/gates/poly.h"
 #include "mpc_test_util.h"
 
 using namespace dr;
@@ -40,7 +41,7 @@ TEST(Architecture, HashChangesWithSpecMaskAndFracBits) {
   Architecture a = architecture_of(net);
   const Hash masked = model_hash(a, 12);
   EXPECT_NE(plain, masked);
-  a.masks.begin()->second.keep[1] = 1;
+  a.masks.begin()->second.ops[1] = 1;
   a.masks.begin()->second.live += 1;
   EXPECT_NE(masked, model_hash(a, 12));
 }
@@ -84,8 +85,8 @@ TEST(Program, CountsDetailCostsExactlyWithoutIndices) {
     if (l->name == "layer2.0.relu") {  // a channel-wise mask keeping one channel of two
       auto m = std::make_shared<arch::ReluMask>();
       m->channelwise = true;
-      m->keep.assign(size_t(l->out.c), 0);
-      m->keep[0] = 1;
+      m->ops.assign(size_t(l->out.c), 0);
+      m->ops[0] = 1;
       m->live = l->out.h * l->out.w;
       l->mask = m;
     }
@@ -202,4 +203,227 @@ TEST(LinearKernel, ConvMatchesDirectLoops) {
     EXPECT_EQ(out, ref) << "cin " << c.cin << " groups " << c.groups;
     EXPECT_EQ(out3, ref);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Sites with polynomial elements
+// ---------------------------------------------------------------------------
+
+// A site's ReLU elements are a ReLU gate step, its polynomial elements a
+// polynomial gate step right after it on the same wire (identities in
+// neither); each step only if it has elements.
+TEST(Program, PolynomialSiteIsAReluStepThenAPolyStep) {
+  const arch::Network net = poly_net();
+  const Program p = compile_program(net), counts = compile_program(net, ProgramDetail::Counts);
+  std::vector<std::string> gates;
+  for (int i : p.gate_steps) {
+    const Step& s = p.steps[size_t(i)];
+    gates.push_back(std::string(kind_name(s)) + " " + s.name);
+  }
+  EXPECT_EQ(gates, (std::vector<std::string>{"relu stem.relu", "relu layer1.0.relu", "poly layer1.0.relu",
+                                             "poly layer2.0.relu", "relu layer3.0.relu", "poly layer3.0.relu",
+                                             "relu layer4.0.relu"}));
+  const Step &relu1 = p.gate_step(1), &poly1 = p.gate_step(2), &poly2 = p.gate_step(3), &poly3 = p.gate_step(5);
+  EXPECT_EQ(poly1.in, relu1.out);  // one wire through the site
+  EXPECT_EQ(p.gate_step(4).out, poly3.in);
+  EXPECT_EQ(relu1.param, "");
+  EXPECT_EQ(poly1.gate, GateKind::Poly);
+  EXPECT_EQ(poly1.param, "layer1.0.relu.poly");
+  EXPECT_EQ(poly1.channels, 8);
+  EXPECT_EQ(poly1.plane, 64);
+  for (size_t j = 0; j < relu1.live.size(); ++j) ASSERT_EQ(relu1.live[j] % 3, 0) << j;  // element-wise: R, I, P, R, ...
+  for (size_t j = 0; j < poly1.live.size(); ++j) ASSERT_EQ(poly1.live[j] % 3, 2) << j;
+  for (int64_t i : poly2.live) ASSERT_EQ(poly2.channel_of(i) % 2, 0) << i;  // channel-wise: P, I, P, ...
+  EXPECT_EQ(poly2.live_count, 8 * 16);
+  for (int64_t i : poly3.live) ASSERT_EQ(poly3.channel_of(i) % 3, 0) << i;
+  int64_t polys = 0;
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    const Step &a = p.steps[i], &b = counts.steps[i];
+    EXPECT_EQ(a.live_count, int64_t(a.live.size())) << a.name;
+    EXPECT_EQ(a.live_count, b.live_count) << a.name;
+    EXPECT_EQ(a.param, b.param);
+    EXPECT_EQ(a.channels, b.channels);
+    if (a.kind == StepKind::Gate && a.gate == GateKind::Poly) polys += a.live_count;
+  }
+  EXPECT_EQ(polys, net.totals().polys);
+}
+
+// The cost formula counts the polynomial gate like any other: a round and 16
+// bytes per element online, 40 key bytes per element and party, 16 * C setup
+// bytes a step; the ReLU figures stay the ReLUs'.
+TEST(Program, PolynomialGateCostsItsOwnFigures) {
+  const arch::Network net = poly_net();
+  const Program p = compile_program(net);
+  const ExpectedCost c = expected_cost(p);
+  EXPECT_EQ(to_json(c), to_json(expected_cost(net)));  // the counts detail costs the same
+  ASSERT_EQ(c.gates.size(), 2u);
+  const GateTotal &relu = c.gates[0], &poly = c.gates[1];
+  EXPECT_EQ(relu.gate, "relu");
+  EXPECT_EQ(relu.elements, net.totals().relus);
+  EXPECT_EQ(relu.steps, 4);
+  EXPECT_EQ(c.live_relus, net.totals().relus);
+  EXPECT_EQ(poly.gate, "poly");
+  EXPECT_EQ(poly.steps, 3);
+  EXPECT_EQ(poly.rounds, 3);
+  EXPECT_EQ(poly.elements, net.totals().polys);
+  EXPECT_EQ(poly.bytes, 16 * net.totals().polys);
+  EXPECT_EQ(poly.key_bytes, 40 * net.totals().polys);
+  EXPECT_EQ(poly.setup_bytes, 16 * (8 + 16 + 32));
+  EXPECT_EQ(relu.key_bytes, int64_t(gate_of(GateKind::Relu).key_bytes()) * net.totals().relus);
+  EXPECT_EQ(relu.setup_bytes, 0);
+  EXPECT_EQ(c.rounds, 1 + int64_t(p.linear_steps.size()) + 4 + 3);
+  EXPECT_EQ(c.online_bytes, 8 * 64 + c.linear_bytes + 16 * (net.totals().relus + net.totals().polys));
+  const auto j = to_json(c)["gates"][1];
+  EXPECT_EQ(j["gate"], "poly");
+  EXPECT_EQ(j["key_bytes"], poly.key_bytes);
+  EXPECT_EQ(j["setup_bytes"], poly.setup_bytes);
+}
+
+TEST(Architecture, PolynomialMasksRoundTripInVersion2) {
+  const arch::Network net = poly_net();
+  const Architecture a = architecture_of(net);
+  const std::string text = serialize_architecture(a);
+  EXPECT_TRUE(contains(text, "\"version\":2")) << text;
+  EXPECT_TRUE(contains(text, "\"ops\":\"")) << text;
+  EXPECT_FALSE(contains(text, "\"keep\"")) << text;
+  const Architecture b = parse_architecture(text);
+  EXPECT_EQ(serialize_architecture(b), text);
+  EXPECT_EQ(b.masks.at("layer1.0.relu").ops, a.masks.at("layer1.0.relu").ops);
+  EXPECT_EQ(b.masks.at("layer2.0.relu").polys, 128);
+  const arch::Network rebuilt = build_network(b);
+  EXPECT_EQ(rebuilt.totals().relus, net.totals().relus);
+  EXPECT_EQ(rebuilt.totals().polys, net.totals().polys);
+  EXPECT_EQ(model_hash(b, 12), model_hash(a, 12));
+  Architecture relus_only = a;  // a polynomial element turned ReLU: another model
+  auto& m = relus_only.masks.at("layer1.0.relu");
+  m.ops[2] = static_cast<uint8_t>(arch::SiteOp::Relu), m.live += 1, m.polys -= 1;
+  EXPECT_NE(model_hash(relus_only, 12), model_hash(a, 12));
+}
+
+// A mask of ReLUs and identities is written as every earlier build wrote it
+// (version 1, "keep" bits): its bytes and model hash do not change, and a
+// record an earlier build wrote still reads.
+TEST(Architecture, MasksWithoutPolynomialsKeepVersion1) {
+  arch::Network net = tiny();
+  mask_half(net, "layer1.0.relu");
+  const std::string text = serialize_architecture(architecture_of(net));
+  EXPECT_TRUE(contains(text, "\"version\":1")) << text;
+  EXPECT_TRUE(contains(text, "\"keep\":\"5555")) << text;
+  EXPECT_FALSE(contains(text, "\"ops\"")) << text;
+  // Written by hand as the earlier builds did: stem.relu keeps elements 0 and 9.
+  std::string old = R"({"classes":4,"format":"deepreduce-mpc-architecture","input":[1,8,8],"masks":{"stem.relu":)"
+                    R"({"channelwise":false,"entries":512,"keep":"0102)" + std::string(2 * 62, '0') +
+                    R"(","live":2}},"spec":"resnet6:alpha=0.125","version":1})";
+  const Architecture a = parse_architecture(old);
+  const arch::ReluMask& mask = a.masks.at("stem.relu");
+  EXPECT_EQ(mask.ops[0], 1);
+  EXPECT_EQ(mask.ops[9], 1);
+  EXPECT_EQ(mask.polys, 0);
+  EXPECT_EQ(std::count(mask.ops.begin(), mask.ops.end(), 1), 2);
+  EXPECT_EQ(build_network(a).totals().relus, tiny().totals().relus - 510);
+  EXPECT_EQ(serialize_architecture(a), old);  // the same bytes back
+}
+
+TEST(Architecture, MalformedPolynomialMasksAreRefused) {
+  const Architecture a = architecture_of(poly_net());
+  const std::string good = serialize_architecture(a);
+  const auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = good;
+    const size_t at = t.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return t.replace(at, from.size(), to);
+  };
+  // layer4.0.relu has no mask; layer2.0.relu's 16 channel entries: P I P I ... = 0x22 per byte
+  ASSERT_TRUE(contains(good, R"("ops":"22222222")")) << good;
+  // "32": the byte 0x32, LSB first: entries 2, 0, 3, 0
+  expect_error([&] { parse_architecture(with(R"("ops":"22222222")", R"("ops":"32222222")")); },
+               "mask of 'layer2.0.relu' holds the value 3 at entry 2 (accepted: 0 identity, 1 ReLU, 2 polynomial)");
+  expect_error([&] { parse_architecture(with(R"("ops":"22222222")", R"("ops":"222222")")); },
+               "has 6 hex digits for 16 entries of 2 bits (expected 8)");
+  expect_error([&] { parse_architecture(with(R"("version":2)", R"("version":3)")); },
+               "architecture record of version 3 (accepted: version 1 (masks as 'keep' bits) and 2");
+  expect_error([&] { parse_architecture(with(R"("version":2)", R"("version":1)")); },
+               "mask of 'layer1.0.relu' has 'ops' in a version 1 record");
+  expect_error([&] { parse_architecture(with(R"("format":"deepreduce-mpc-architecture")", R"("format":"other")")); },
+               "not a deepreduce-mpc-architecture record");
+  Architecture counts = a;
+  counts.masks.at("layer2.0.relu").polys -= 16;
+  expect_error([&] { build_network(counts); },
+               "mask for 'layer2.0.relu' says 0 live and 112 polynomial elements, its entries hold 0 and 128");
+  Architecture bad = a;
+  bad.masks.at("layer2.0.relu").ops[3] = 7;
+  expect_error([&] { build_network(bad); }, "holds the value 7 (accepted: 0 identity, 1 ReLU, 2 polynomial)");
+  // Canonical: the bits after the last entry are clear (15 entries: the top
+  // two bits of the last byte are padding; 0xa2 sets them, 0x22 does not).
+  const std::string entries = R"("entries":16,"live":0,"ops":"22222222")";
+  expect_error([&] { parse_architecture(with(entries, R"("entries":15,"live":0,"ops":"222222a2")")); },
+               "mask of 'layer2.0.relu' has padding bits set after its last entry");
+  expect_error([&] { build_network(parse_architecture(with(entries, R"("entries":15,"live":0,"ops":"22222222")"))); },
+               "mask for 'layer2.0.relu' has 15 entries, the site has 16 channels");
+}
+
+TEST(Quantisation, PolynomialSitesNeedTheirCoefficients) {
+  const arch::Network net = poly_net();
+  const FloatModel m = random_float_model(net, 3);
+  for (const char* site : {"layer1.0.relu", "layer2.0.relu", "layer3.0.relu"}) {
+    const auto& v = m.params.at(std::string(site) + ".poly");
+    const size_t C = v.size() / 3;
+    ASSERT_EQ(v.size(), 3 * C) << site;
+    for (size_t c = 0; c < C; ++c) {
+      EXPECT_NEAR(v[c], 0.2, 0.05) << site;
+      EXPECT_NEAR(v[C + c], 0.5, 0.1) << site;
+      EXPECT_NEAR(v[2 * C + c], 0.2, 0.05) << site;
+    }
+  }
+  EXPECT_EQ(m.params.count("stem.relu.poly"), 0u);
+  // A network without polynomial elements gets the parameters it always got.
+  const arch::Network plain = tiny();
+  EXPECT_EQ(random_float_model(plain, 3).params, random_float_model(tiny(), 3).params);
+  check_model(net, m);
+  FloatModel missing = m;
+  missing.params.erase("layer2.0.relu.poly");
+  expect_error([&] { check_model(net, missing); },
+               "model has no parameter 'layer2.0.relu.poly' (poly site 'layer2.0.relu' needs 48 values)");
+  FloatModel wrong = m;
+  wrong.params["layer3.0.relu.poly"].pop_back();
+  expect_error([&] { check_model(net, wrong); },
+               "'layer3.0.relu.poly' has 95 values; poly site 'layer3.0.relu' needs 96");
+  FloatModel big = m;
+  big.params["layer1.0.relu.poly"][3] = 1e9;
+  const Program program = compile_program(net);
+  expect_error([&] { quantise(program, big, 12); },
+               "polynomial site 'layer1.0.relu' (parameter 'layer1.0.relu.poly'): coefficient a of channel 3");
+  const QuantModel q = quantise(program, m, 12);
+  ASSERT_EQ(q.gates.size(), program.gate_steps.size());
+  EXPECT_TRUE(q.gates[0].empty());  // the ReLU gate has none
+  EXPECT_EQ(q.gates[2].size(), 24u);
+  EXPECT_EQ(q.gates[2][0], std::llround(m.params.at("layer1.0.relu.poly")[0] * 4096));
+}
+
+// The folded double pass of the program equals the network as trained (the
+// polynomials included), and the fixed-point reference is close to both.
+TEST(Quantisation, PolynomialNetworkFoldedEqualsUnfoldedAndFixedIsClose) {
+  const arch::Network net = poly_net();
+  const Program program = compile_program(net);
+  const FloatModel m = random_float_model(net, 9);
+  const auto folded = fold_model(program, m);
+  const auto gates = gate_params(program, m);
+  const QuantModel q = quantise(program, m, 12);
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    const auto x = normalise(net.input, m, random_image(net.input, seed));
+    const auto ref = float_forward(net, m, x);
+    const auto fold = folded_forward(program, folded, x, gates);
+    const auto fix = to_double(fixed_forward(program, q, quantise_input(x, 12)), 12);
+    double scale = 0;
+    for (double v : ref) scale = std::max(scale, std::fabs(v));
+    for (size_t i = 0; i < ref.size(); ++i) {
+      EXPECT_NEAR(fold[i], ref[i], 1e-9 * std::max(1.0, scale));
+      EXPECT_NEAR(fix[i], ref[i], 0.02 * std::max(1.0, scale));
+    }
+    // without the polynomials the logits differ: the sites are really evaluated
+    std::vector<std::vector<double>> zero = gates;
+    for (auto& g : zero) std::fill(g.begin(), g.end(), 0.0);
+    EXPECT_NE(folded_forward(program, folded, x, zero), fold);
+  }
+  EXPECT_THROW(folded_forward(program, folded, normalise(net.input, m, random_image(net.input, 1))), std::logic_error);
 }

@@ -329,8 +329,8 @@ TEST_F(DataParallel, TwoRanksSearchMasksAsOneProcess) {
   int64_t same = 0, all = 0;
   for (const auto& [site, a] : m1) {
     const auto& b = m2.at(site);
-    ASSERT_EQ(a.mask.keep.size(), b.mask.keep.size()) << site;
-    for (size_t i = 0; i < a.mask.keep.size(); ++i) same += a.mask.keep[i] == b.mask.keep[i], ++all;
+    ASSERT_EQ(a.mask.ops.size(), b.mask.ops.size()) << site;
+    for (size_t i = 0; i < a.mask.ops.size(); ++i) same += a.mask.ops[i] == b.mask.ops[i], ++all;
   }
   EXPECT_GE(static_cast<double>(same), 0.99 * static_cast<double>(all));
   EXPECT_TRUE(fs::exists(dir_ / "dp" / "budget-4200" / "result.json"));

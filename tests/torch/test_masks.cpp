@@ -16,6 +16,7 @@
 #include "nn/net.h"
 #include "nn/onednn.h"
 #include "test_paths.h"
+#include "site_reference.h"
 #include "test_util.h"
 #include "train/masks.h"
 #include "train/weights.h"
@@ -41,8 +42,8 @@ train::MaskSet random_masks(const arch::Network& net, Kind kind, uint64_t seed, 
     m.shape = kind == Kind::Channelwise ? std::vector<int64_t>{l->out.c}
                                         : std::vector<int64_t>{l->out.c, l->out.h, l->out.w};
     m.mask.channelwise = kind == Kind::Channelwise;
-    m.mask.keep.resize(size_t(kind == Kind::Channelwise ? l->out.c : l->out.numel()));
-    for (auto& k : m.mask.keep) k = ends && site == 0 ? 0 : ends && site == 1 ? 1 : coin(rng);
+    m.mask.ops.resize(size_t(kind == Kind::Channelwise ? l->out.c : l->out.numel()));
+    for (auto& k : m.mask.ops) k = ends && site == 0 ? 0 : ends && site == 1 ? 1 : coin(rng);
     out[l->name] = m;
     ++site;
   }
@@ -55,69 +56,9 @@ arch::Network masked_desc(const std::string& spec, const std::string& data, Kind
   return desc;
 }
 
-// Non-trivial BatchNorm statistics and affine parameters, so folding matters.
-void randomise_batch_norms(nn::Net& net) {
-  torch::NoGradGuard ng;
-  for (auto& item : net->named_buffers()) {
-    const auto& n = item.key();
-    if (n.size() > 12 && n.substr(n.size() - 12) == "running_mean") item.value().normal_(0, 0.3);
-    if (n.size() > 11 && n.substr(n.size() - 11) == "running_var") item.value().uniform_(0.5, 2.0);
-  }
-  for (auto& item : net->named_parameters())
-    if (item.value().dim() == 1 && item.key().find("fc") == std::string::npos) item.value().normal_(0.5, 0.3);
-}
-
-// The kept elements of a site as a bool tensor that broadcasts over the batch.
-torch::Tensor keep_of(const arch::Layer& l, int64_t dims) {
-  const auto& m = *l.mask;
-  std::vector<uint8_t> k = m.keep;
-  torch::Tensor t = torch::from_blob(k.data(), {int64_t(k.size())}, torch::kUInt8).to(torch::kBool);
-  if (dims == 2) return t.view({1, -1});
-  return m.channelwise ? t.view({1, l.out.c, 1, 1}) : t.view({1, l.out.c, l.out.h, l.out.w});
-}
-
-// The network written out from the description alone, with the textbook
-// masked ReLU: none of nn::Net's execution machinery.
-torch::Tensor run_reference(const std::vector<arch::Layer>& layers, nn::Net& net, torch::Tensor x, bool training) {
-  auto P = net->named_parameters();
-  auto B = net->named_buffers();
-  for (const auto& l : layers) {
-    const std::string& n = l.name;
-    switch (l.op) {
-      case arch::Op::Conv:
-        // nn::conv2d: the network's own convolution, so that its rounding
-        // (not a mask) is not amplified by 4-image BatchNorm statistics.
-        x = nn::conv2d(l, x, P[n + ".weight"], l.bias ? P[n + ".bias"] : torch::Tensor());
-        break;
-      case arch::Op::BatchNorm:
-        x = torch::batch_norm(x, P[n + ".weight"], P[n + ".bias"], B[n + ".running_mean"].clone(),
-                              B[n + ".running_var"].clone(), training, 0.1, 1e-5, false);
-        break;
-      case arch::Op::ReLU:
-        if (!l.live) break;
-        x = l.mask ? torch::where(keep_of(l, x.dim()), torch::relu(x), x) : torch::relu(x);
-        break;
-      case arch::Op::MaxPool: x = torch::max_pool2d(x, l.kernel, l.stride); break;
-      case arch::Op::GlobalAvgPool: x = torch::adaptive_avg_pool2d(x, {1, 1}); break;
-      case arch::Op::Flatten: x = x.flatten(1); break;
-      case arch::Op::Linear: x = torch::linear(x, P[n + ".weight"], l.bias ? P[n + ".bias"] : torch::Tensor()); break;
-    }
-  }
-  return x;
-}
-
-torch::Tensor reference(nn::Net& net, torch::Tensor x, bool training) {
-  for (const auto& b : net->desc().blocks) {
-    torch::Tensor y = run_reference(b.body, net, x, training);
-    if (b.residual) y = y + (b.shortcut.empty() ? x : run_reference(b.shortcut, net, x, training));
-    x = run_reference(b.post, net, y, training);
-  }
-  return x;
-}
-
-double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).abs().max() / (b.abs().max() + 1e-6)).item<double>();
-}
+using test::randomise_batch_norms;
+using test::reference;
+using test::rel_diff;
 
 struct Path {
   std::string name;
@@ -274,11 +215,11 @@ TEST(Masks, SiteModulesFollowWhatTheMaskKeeps) {
   for (const auto& m : net->named_modules("", false)) modules[m.key()] = m.value();
   int empty = 0, full = 0, partial = 0;
   for (const auto& [name, m] : masks) {
-    const int64_t kept = std::count(m.mask.keep.begin(), m.mask.keep.end(), uint8_t(1));
+    const int64_t kept = std::count(m.mask.ops.begin(), m.mask.ops.end(), uint8_t(1));
     if (kept == 0) {
       EXPECT_EQ(modules.count(name), 0u) << name << ": a site that keeps nothing is no module";
       ++empty;
-    } else if (kept == int64_t(m.mask.keep.size())) {
+    } else if (kept == int64_t(m.mask.ops.size())) {
       ASSERT_EQ(modules.count(name), 1u) << name;
       EXPECT_TRUE(modules[name]->as<torch::nn::ReLUImpl>()) << name << ": a site that keeps everything is a ReLU";
       ++full;
@@ -343,7 +284,7 @@ TEST(Masks, SurviveSaveAndLoad) {
     ASSERT_EQ(loaded.size(), saved.size());
     for (const auto& [name, m] : saved) {
       ASSERT_TRUE(loaded.count(name)) << name;
-      EXPECT_EQ(loaded.at(name).mask.keep, m.mask.keep) << name;
+      EXPECT_EQ(loaded.at(name).mask.ops, m.mask.ops) << name;
       EXPECT_EQ(loaded.at(name).shape, m.shape) << name;
       EXPECT_EQ(loaded.at(name).mask.channelwise, m.mask.channelwise) << name;
     }
@@ -357,14 +298,6 @@ TEST(Masks, SurviveSaveAndLoad) {
   }
 }
 
-namespace {
-
-test::CommandResult python(const std::string& script, const std::string& args) {
-  return test::run_command("/usr/bin/python3 " + script + " " + args);
-}
-
-}  // namespace
-
 // masks.pt loads in Python's torch.load, and python/deepreduce_model.py
 // rebuilds the masked network with the same outputs.
 TEST(Masks, PythonPyTorchLoadsThemAndComputesTheSame) {
@@ -374,32 +307,14 @@ TEST(Masks, PythonPyTorchLoadsThemAndComputesTheSame) {
   for (Kind kind : {Kind::Elementwise, Kind::Channelwise}) {
     torch::manual_seed(9);
     const std::string spec = "resnet18:cull=S1:thin:alpha=0.25";
-    const auto in = arch::dataset_input("cifar10");
-    std::ofstream(dir / "net.json") << arch::network_json(arch::build_network(spec, in), true).dump();
     nn::Net net(masked_desc(spec, "cifar10", kind, 9));
     randomise_batch_norms(net);
-    train::save_masks(dir / "masks.pt", net->desc());
-    train::save_weights(net, dir / "weights.pt");
     const torch::Tensor x = torch::randn({2, 3, 32, 32});
-    c10::Dict<std::string, at::Tensor> xs;
-    xs.insert("x", x);
-    const auto bytes = torch::pickle_save(c10::IValue(xs));
-    std::ofstream(dir / "x.pt", std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-    std::ofstream(dir / "check.py")
-        << "import sys, torch\n"
-           "sys.path.insert(0, '" DEEPREDUCE_SOURCE_DIR "/python')\n"
-           "import deepreduce_model as dm\n"
-           "d = sys.argv[1]\n"
-           "masks = torch.load(d + '/masks.pt')\n"
-           "assert isinstance(masks, dict) and all(t.dtype == torch.uint8 for t in masks.values())\n"
-           "print(len(masks), sum(int(t.sum()) for t in masks.values()))\n"
-           "net = dm.from_json(d + '/net.json', masks=d + '/masks.pt')\n"
-           "net.load_state_dict(torch.load(d + '/weights.pt'))\n"
-           "net.eval()\n"
-           "with torch.no_grad():\n"
-           "    y = net(torch.load(d + '/x.pt')['x'])\n"
-           "print(' '.join(repr(float(v)) for v in y.flatten()))\n";
-    const auto r = python(dir / "check.py", dir.path);
+    const auto r = test::run_python_twin(
+        dir.path, net, spec, arch::dataset_input("cifar10"), x,
+        "masks = torch.load(d + '/masks.pt')\n"
+        "assert isinstance(masks, dict) and all(t.dtype == torch.uint8 for t in masks.values())\n"
+        "print(len(masks), sum(int(t.sum()) for t in masks.values()))\n");
     ASSERT_EQ(r.rc, 0) << r.out;
     std::istringstream out(r.out);
     size_t sites = 0;
@@ -407,16 +322,10 @@ TEST(Masks, PythonPyTorchLoadsThemAndComputesTheSame) {
     out >> sites >> ones;
     const auto saved = train::masks_of(net->desc());
     int64_t want_ones = 0;
-    for (const auto& [name, m] : saved) want_ones += std::count(m.mask.keep.begin(), m.mask.keep.end(), uint8_t(1));
+    for (const auto& [name, m] : saved) want_ones += std::count(m.mask.ops.begin(), m.mask.ops.end(), uint8_t(1));
     EXPECT_EQ(sites, saved.size());
     EXPECT_EQ(ones, want_ones);
-    std::vector<float> py;
-    for (float v; out >> v;) py.push_back(v);
-    net->eval();
-    torch::NoGradGuard ng;
-    const torch::Tensor y = net->forward(x);
-    ASSERT_EQ(int64_t(py.size()), y.numel()) << r.out;
-    EXPECT_LT(rel_diff(torch::tensor(py).view_as(y), y), 1e-4) << r.out;
+    test::expect_twin_logits(out, net, x, r.out);
   }
 }
 
@@ -453,8 +362,8 @@ TEST(Masks, BadMaskFilesAreRefusedWithClearErrors) {
   EXPECT_TRUE(test::contains(e, site) && test::contains(e, "[32, 16, 15]") && test::contains(e, "32x16x16")) << e;
   e = apply_file({{site, u8({16})}});
   EXPECT_TRUE(test::contains(e, "[16]") && test::contains(e, "[32] channel-wise")) << e;
-  e = apply_file({{site, u8({32, 16, 16}) * 2}});
-  EXPECT_TRUE(test::contains(e, dir / "m.pt") && test::contains(e, site) && test::contains(e, "value 2")) << e;
+  e = apply_file({{site, u8({32, 16, 16}) * 3}});  // 2 is a polynomial element (arch::SiteOp::Poly)
+  EXPECT_TRUE(test::contains(e, dir / "m.pt") && test::contains(e, site) && test::contains(e, "value 3")) << e;
   e = apply_file({{"layer9.0.relu1", u8({32})}});
   EXPECT_TRUE(test::contains(e, "'layer9.0.relu1' is not a ReLU site")) << e;
   e = apply_file({{"layer2.0.conv1", u8({32})}});
@@ -502,13 +411,13 @@ TEST(Masks, KeepLargestMeetsTheBudgetExactly) {
     train::apply_masks(net, m);
     EXPECT_EQ(net.totals().relus, std::min(budget, total)) << budget;
     const train::MaskSet again = train::keep_largest(base, scores, budget);
-    for (const auto& [name, sm] : m) EXPECT_EQ(again.at(name).mask.keep, sm.mask.keep) << "deterministic";
+    for (const auto& [name, sm] : m) EXPECT_EQ(again.at(name).mask.ops, sm.mask.ops) << "deterministic";
     // Every kept score is at least every dropped one.
     float min_kept = INFINITY, max_dropped = -INFINITY;
     for (const auto& [name, sm] : m) {
       const float* s = scores.at(name).data_ptr<float>();
-      for (size_t i = 0; i < sm.mask.keep.size(); ++i) {
-        if (sm.mask.keep[i])
+      for (size_t i = 0; i < sm.mask.ops.size(); ++i) {
+        if (sm.mask.ops[i])
           min_kept = std::min(min_kept, s[i]);
         else
           max_dropped = std::max(max_dropped, s[i]);
@@ -524,7 +433,7 @@ TEST(Masks, KeepLargestMeetsTheBudgetExactly) {
   const train::MaskSet t = train::keep_largest(base, flat, 10);
   const std::string first = "stem.relu";
   ASSERT_TRUE(t.count(first));
-  for (size_t i = 0; i < t.at(first).mask.keep.size(); ++i) EXPECT_EQ(t.at(first).mask.keep[i], i < 10) << i;
+  for (size_t i = 0; i < t.at(first).mask.ops.size(); ++i) EXPECT_EQ(t.at(first).mask.ops[i], i < 10) << i;
   // Refused: a score per channel, NaN, a negative budget, an unknown site.
   auto bad = scores;
   bad[first] = torch::zeros({8});

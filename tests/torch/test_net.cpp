@@ -184,9 +184,9 @@ TEST(Net, SiteActivationReplacesThePlainReluSites) {
       if (l->name == "layer1.0.relu1") {  // half its channels kept
         auto m = std::make_shared<arch::ReluMask>();
         m->channelwise = true;
-        m->keep.assign(size_t(l->out.c), 0);
-        for (size_t c = 0; c < m->keep.size(); c += 2) m->keep[c] = 1;
-        m->live = int64_t(m->keep.size() / 2) * l->out.h * l->out.w;
+        m->ops.assign(size_t(l->out.c), 0);
+        for (size_t c = 0; c < m->ops.size(); c += 2) m->ops[c] = 1;
+        m->live = int64_t(m->ops.size() / 2) * l->out.h * l->out.w;
         l->mask = m;
       } else {
         ++plain;

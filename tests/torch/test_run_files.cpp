@@ -159,7 +159,7 @@ TEST(RunFiles, MasksAreCoveredByTheirChecksum) {
   for (const auto& cmd : readers(run)) EXPECT_EQ(cli(cmd).rc, 0) << cmd;
   // One live element moved to another place of its site: the same count, another network.
   train::MaskSet set = train::load_masks(m);
-  auto& keep = set.begin()->second.mask.keep;
+  auto& keep = set.begin()->second.mask.ops;
   const auto on = std::find(keep.begin(), keep.end(), 1), off = std::find(keep.begin(), keep.end(), 0);
   ASSERT_TRUE(on != keep.end() && off != keep.end());
   std::swap(*on, *off);

@@ -90,12 +90,13 @@ class ReluGate final : public Gate {
   int rounds() const override { return 1; }
   int64_t words_sent_per_element() const override { return 1; }
 
-  void deal(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1) const override {
+  void deal(const GateData&, const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0,
+            uint8_t* key1) const override {
     relu_gen(r_in, r_out, n, rng, key0, key1);
   }
 
-  std::vector<u64> evaluate(Party p, const uint8_t* keys, const std::vector<u64>& x_hat, const Open& open,
-                            int threads) const override {
+  std::vector<u64> evaluate(Party p, const GateData&, const uint8_t* keys, const std::vector<u64>& x_hat,
+                            const Open& open, int threads) const override {
     const size_t kb = relu_key_bytes();
     std::vector<u64> share(x_hat.size());
     parallel_for(int64_t(x_hat.size()), threads, [&](int64_t lo, int64_t hi) {
@@ -104,10 +105,10 @@ class ReluGate final : public Gate {
     return open(share);
   }
 
-  void fixed_reference(const Step& s, std::vector<int64_t>& wire, int) const override {
+  void fixed_reference(const Step& s, const std::vector<int64_t>&, std::vector<int64_t>& wire, int) const override {
     for (int64_t i : s.live) wire[size_t(i)] = std::max<int64_t>(wire[size_t(i)], 0);
   }
-  void real_reference(const Step& s, std::vector<double>& wire) const override {
+  void real_reference(const Step& s, const std::vector<double>&, std::vector<double>& wire) const override {
     for (int64_t i : s.live) wire[size_t(i)] = std::max(wire[size_t(i)], 0.0);
   }
 };
