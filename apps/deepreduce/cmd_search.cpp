@@ -83,8 +83,9 @@ void add_reduce_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--method", s->methods,
                   "Methods on the frontier: deepreduce (cull, thin, reshape), snl (pixel masks learned from the "
-                  "teacher), combined (pixel masks learned from DeepReDuce's cull-1 + thin network), a comma "
-                  "list, both (deepreduce,snl) or all")
+                  "teacher), combined (pixel masks learned from DeepReDuce's cull-1 + thin network), poly (removed "
+                  "ReLUs become trained per-channel quadratics, AutoReP-style), a comma list, both (deepreduce,snl) "
+                  "or all")
       ->capture_default_str();
   auto& l = s->o.snl;
   cmd->add_option("--snl-epochs-per-point", l.epochs_per_point,
@@ -93,7 +94,7 @@ void add_reduce_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--snl-finetune-epochs", l.finetune.epochs, "SNL points: fine-tuning epochs (when not per point)")
       ->capture_default_str();
-  add_search_options(cmd, l.search, "--snl-", "SNL: ", "SNL mask search");
+  add_search_options(cmd, l.search, "--snl-", "SNL: ", "SNL mask search", true);
   cmd->callback([s] {
     s->o.methods = pipeline::parse_methods(s->methods);
     s->o.budgets = planner::parse_budgets(s->budgets);

@@ -51,9 +51,10 @@ void run_on_ranks(std::unique_ptr<train::Distributed> dist, const std::function<
 // --epochs, --batch, --lr, ... shared by train, criticality and reduce.
 void add_training_options(CLI::App* cmd, train::TrainConfig& c);
 // The SNL mask search's own settings (train::search_settings()), each as
-// `prefix` + its flag (linearize: --lasso; reduce: --snl-lasso) under `group`.
+// `prefix` + its flag (linearize: --lasso; reduce: --snl-lasso) under
+// `group`; with `per_method` (reduce) not those its --method sets (--replace).
 void add_search_options(CLI::App* cmd, train::SnlOptions& o, const std::string& prefix, const std::string& help_prefix,
-                        const std::string& group);
+                        const std::string& group, bool per_method = false);
 
 // The input a network is built for: --dataset, or --input with --classes, or
 // the family's default dataset. Throws UsageError / arch::SpecError.

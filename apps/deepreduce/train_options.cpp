@@ -54,9 +54,9 @@ void add_training_options(CLI::App* cmd, train::TrainConfig& c) {
 }
 
 void add_search_options(CLI::App* cmd, train::SnlOptions& o, const std::string& prefix, const std::string& help_prefix,
-                        const std::string& group) {
+                        const std::string& group, bool per_method) {
   for (const train::SearchSetting& s : train::search_settings())
-    std::visit(
+    if (!per_method || !s.per_method) std::visit(
         [&](auto m) {
           auto& v = train::setting_value(o, m);
           CLI::Option* opt = cmd->add_option(prefix + s.flag, v, help_prefix + s.help)->capture_default_str()->group(group);

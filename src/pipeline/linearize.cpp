@@ -92,11 +92,13 @@ std::optional<train::SnlResult> search(const LinearizeOptions& o, train::Distrib
 
 void print_plan(const LinearizeOptions& o) {
   const auto in = arch::parse_source(o.finetune.data).input;
-  std::cout << "SNL linearisation of " << o.search.train.model << " ("
+  std::cout << (o.search.replace == "poly" ? "Polynomial replacement of " : "SNL linearisation of ") << o.search.train.model << " ("
             << report::thousands(arch::build_network(o.search.train.model, in).totals().relus) << " ReLUs) on "
             << o.finetune.data << ", from "
             << (o.search.start_run.empty() ? "the teacher's weights" : "the weights of " + o.search.start_run)
-            << ", KD from " << o.finetune.teacher << "\n  1. mask search (Adam lr " << o.search.train.lr
+            << ", KD from " << o.finetune.teacher << "\n  1. mask search"
+            << (o.search.replace == "poly" ? ", removed ReLUs replaced by trained quadratics" : "") << " (Adam lr "
+            << o.search.train.lr
             << ", lasso " << o.search.lasso << " x" << o.search.lasso_growth << ", at most " << o.search.train.epochs
             << " epochs) -> " << o.search.train.out << "\n  2. per budget, the snapshot fine-tuned "
             << o.finetune.epochs << " epochs (" << o.finetune.schedule << ", lr " << o.finetune.lr << ") with KD:";
@@ -162,7 +164,8 @@ std::vector<LinearizedPoint> run_linearize(LinearizeOptions o, train::Distribute
   for (const auto& s : found->snapshots) {
     const std::string run = budget_dir(o.out, s.budget);
     const train::RunResult& r = runs->at(run);
-    points.push_back({s.budget, r.relus, run, r.test_acc, s.epoch, r.epochs, stage_relus(train::run_network(run))});
+    const arch::Network net = train::run_network(run);
+    points.push_back({s.budget, r.relus, run, r.test_acc, s.epoch, r.epochs, stage_relus(net), net.totals().polys});
   }
   if (rank0) linearize_report(o, points);
   return points;
@@ -170,16 +173,25 @@ std::vector<LinearizedPoint> run_linearize(LinearizeOptions o, train::Distribute
 
 namespace {
 
-report::Table points_table(const std::vector<LinearizedPoint>& points, double teacher_acc) {
-  report::Table t({{"budget", "budget", true},
-                   {"relus", "live ReLUs", true},
-                   {"acc", "accuracy (%)", true},
-                   {"delta", "vs teacher", true},
-                   {"search", "search epochs", true},
-                   {"finetune", "fine-tune epochs", true},
-                   {"run", "run"}});
-  for (const auto& p : points)
-    t.add_row({p.budget, p.relus, 100 * p.acc, 100 * (p.acc - teacher_acc), p.search_epochs, p.finetune_epochs, p.run});
+report::Table points_table(const std::vector<LinearizedPoint>& points, double teacher_acc, bool poly) {
+  std::vector<report::Column> cols = {{"budget", "budget", true}, {"relus", "live ReLUs", true}};
+  if (poly) cols.push_back({"polys", "poly elements", true});
+  for (const report::Column& c : std::vector<report::Column>{{"acc", "accuracy (%)", true},
+                                                             {"delta", "vs teacher", true},
+                                                             {"search", "search epochs", true},
+                                                             {"finetune", "fine-tune epochs", true},
+                                                             {"run", "run"}})
+    cols.push_back(c);
+  report::Table t(cols);
+  for (const auto& p : points) {
+    std::vector<nlohmann::json> row = {p.budget, p.relus};
+    if (poly) row.push_back(p.polys);
+    for (const nlohmann::json& v : {nlohmann::json(100 * p.acc), nlohmann::json(100 * (p.acc - teacher_acc)),
+                                    nlohmann::json(p.search_epochs), nlohmann::json(p.finetune_epochs),
+                                    nlohmann::json(p.run)})
+      row.push_back(v);
+    t.add_row(row);
+  }
   t.set_display("acc", [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 2); });
   t.set_display("delta", [](const nlohmann::json& v) {
     return (v.get<double>() >= 0 ? "+" : "") + report::fixed(v.get<double>(), 2);
@@ -231,17 +243,22 @@ void plot_stage_share(const std::string& file, const report::Table& shares, cons
 std::string linearize_report(const LinearizeOptions& o, const std::vector<LinearizedPoint>& points) {
   const train::RunResult teacher = *train::finished_result(o.finetune.teacher);
   const arch::Network start = arch::build_network(o.search.train.model, arch::parse_source(o.finetune.data).input);
-  const report::Table table = points_table(points, teacher.test_acc);
+  const bool poly = o.search.replace == "poly";
+  const std::string what = poly ? "Polynomial replacement" : "SNL linearisation";
+  const report::Table table = points_table(points, teacher.test_acc, poly);
   const report::Table shares = stage_table(points, start);
   const std::string plot = path_join(o.out, "frontier." + o.plot_ext);
-  report::XYSeries snl{"SNL (fine-tuned)", {}, true, true, ""}, base{"teacher", {}, false, false, "baseline"};
+  report::XYSeries snl{poly ? "polynomial replacement (fine-tuned)" : "SNL (fine-tuned)", {}, true, true, ""},
+      base{"teacher", {}, false, false, "baseline"};
   for (const auto& p : points) snl.points.push_back({double(p.relus), 100 * p.acc, report::si(double(p.relus))});
   base.points.push_back({double(teacher.relus), 100 * teacher.test_acc, ""});
-  report::plot_xy(plot, "SNL linearisation of " + start.spec + " on " + o.finetune.data, "ReLU count (log scale)",
+  report::plot_xy(plot, what + " of " + start.spec + " on " + o.finetune.data,
+                  poly ? "ReLU count (log scale; polynomial elements not counted)" : "ReLU count (log scale)",
                   "test accuracy (%)", true, {snl, base});
   plot_stage_share(path_join(o.out, "stage_share." + o.plot_ext), shares,
-                   "Where the ReLUs are: " + start.spec + " and its SNL masks per budget");
-  const nlohmann::json results = {{"method", "snl"},
+                   "Where the ReLUs are: " + start.spec + " and its " + (poly ? "ReLU/polynomial" : "SNL") +
+                       " masks per budget");
+  const nlohmann::json results = {{"method", poly ? "poly" : "snl"},
                                   {"start", start.spec},
                                   {"from", o.from},
                                   {"teacher", teacher.to_json()},
@@ -251,16 +268,21 @@ std::string linearize_report(const LinearizeOptions& o, const std::vector<Linear
                                   {"finetune", o.finetune.to_json()},
                                   {"provenance", train::provenance(o.finetune.device, o.finetune.threads)}};
   util::write_file_atomic(path_join(o.out, "results.json"), results.dump(2) + "\n");
-  std::string md = "# SNL linearisation: " + start.spec + " on " + o.finetune.data + "\n\n";
+  std::string md = "# " + what + ": " + start.spec + " on " + o.finetune.data + "\n\n";
   md += "Masks learned from " + (o.search.start_run.empty() ? std::string("the teacher's weights") : o.search.start_run) +
         " (" + report::thousands(start.totals().relus) + " ReLUs); KD from `" + o.finetune.teacher + "` (" +
         report::fixed(100 * teacher.test_acc, 2) + "%, " + report::thousands(teacher.relus) + " ReLUs).\n\n";
+  if (poly)
+    md += "Every ReLU the search removed became its channel's trained quadratic a*x^2 + b*x + c (AutoReP-style, "
+          "coefficients first fitted to the activations of 2,048 training images). The ReLU counts leave the "
+          "polynomial elements out; each still costs a secure multiplication in private inference (the "
+          "`poly elements` column).\n\n";
   md += table.render(report::Format::Markdown) + "\n![frontier](frontier." + o.plot_ext + ")\n\n";
   md += "## Where the masks keep their ReLUs\n\n" + shares.render(report::Format::Markdown) +
         "\n![stage share](stage_share." + o.plot_ext + ")\n\n" +
         train::provenance_line(results["provenance"]) + "\n";
   util::write_file_atomic(path_join(o.out, "report.md"), md);
-  std::cout << "\nSNL frontier\n" << table.render(report::Format::Table) << "\nShare of live ReLUs per stage\n"
+  std::cout << "\n" << (poly ? "Polynomial-replacement frontier" : "SNL frontier") << "\n" << table.render(report::Format::Table) << "\nShare of live ReLUs per stage\n"
             << shares.render(report::Format::Table);
   return path_join(o.out, "report.md");
 }

@@ -54,6 +54,7 @@ struct LinearizedPoint {
   int64_t search_epochs = 0;   // search epochs before its snapshot
   int64_t finetune_epochs = 0;
   std::vector<std::pair<std::string, int64_t>> stage_relus;  // live ReLUs per stage
+  int64_t polys = 0;           // polynomial elements (--replace poly)
 };
 
 // Copies what a search and its fine-tunes share with another training (the

@@ -30,6 +30,7 @@ struct FrontierPoint {
   std::string run;      // its run directory
   int64_t relus = 0;
   double acc = 0;       // test accuracy in [0, 1]
+  int64_t polys = 0;    // polynomial elements (not ReLUs)
 };
 
 // What every method shares, decided before training: the checked settings

@@ -14,6 +14,7 @@ const std::vector<MethodEntry>& method_registry() {
       {"deepreduce", make_deepreduce, {"candidates"}, nullptr},
       {"snl", make_snl, {"snl/search"}, check_snl_settings},
       {"combined", make_combined, {"combined/search"}, nullptr},  // SNL's settings, checked by snl's line
+      {"poly", make_poly, {"poly/search"}, nullptr},              // likewise
   };
   return registry;
 }

@@ -86,6 +86,9 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
                                       {"relus", "ReLUs", true},       {"reduction", "ReLU reduction", true},
                                       {"acc", "accuracy (%)", true},  {"delta", "vs baseline", true},
                                       {"pareto", "Pareto"}};
+  // Polynomial elements are no ReLUs but cost a secure multiplication each: a column of their own.
+  const bool polys = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.point.polys > 0; });
+  if (polys) cols.insert(cols.begin() + 4, {"polys", "poly elements", true});
   const bool measured = !rows.front().measured.is_null();
   if (measured)
     for (report::Column c : {report::Column{"pi_mb", "measured MB", true}, {"pi_s", "measured s", true},
@@ -101,6 +104,7 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
     std::vector<nlohmann::json> cells = {p.method.empty() ? "-" : p.method, p.label, p.network, p.relus,
                                          double(base.relus) / p.relus, 100 * p.acc,
                                          100 * (p.acc - base.acc), on_front.count(i) ? "yes" : ""};
+    if (polys) cells.insert(cells.begin() + 4, p.polys);
     if (measured) {
       const nlohmann::json& m = r.measured;
       cells.push_back(m["online_bytes"].get<double>() / m["images"].get<double>() / 1e6);

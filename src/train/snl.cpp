@@ -19,6 +19,7 @@
 #include "train/engine.h"
 #include "train/masks.h"
 #include "train/provenance.h"
+#include "train/search_sites.h"
 #include "train/settings.h"
 #include "train/trainer.h"
 #include "train/weights.h"
@@ -55,51 +56,13 @@ void erase_sgd_only(nlohmann::json& j) {
 // how fast it runs.
 nlohmann::json compared_settings(const SnlOptions& o) {
   nlohmann::json j = o.to_json();
+  // SNL's searches recorded before polynomial replacement existed compare as before.
+  if (o.replace == "identity") j.erase("replace"), j.erase("hysteresis");
   j["train"] = o.train.result_settings();
   j["train"].erase("epochs");
   erase_sgd_only(j["train"]);
   return j;
 }
-
-// SNL's learnable masks (docs/method.md section 5): m, float [1, C, H, W]
-// starting at `init`, on every plain ReLU site of the network (live, no fixed
-// mask), through its site activation:
-//   y = m * relu(x) + (1 - m) * x = x + m * relu(-x).
-// They are not parameters of the network (state_dict and weights.pt stay
-// its own): the search hands them to Adam, the L1 term, the checkpoint and
-// the binarisation.
-class SearchMasks {
- public:
-  // Throws std::invalid_argument naming a site that already has a fixed mask.
-  void attach(nn::Net& net, double init, torch::Device device) {
-    auto by_name = std::make_shared<std::map<std::string, torch::Tensor>>();
-    for (const arch::Layer* l : net->desc().layers()) {
-      const arch::ReluKind kind = arch::relu_kind(*l);
-      if (kind == arch::ReluKind::Masked)
-        throw std::invalid_argument("mask search: ReLU site " + l->name +
-                                    " already has a fixed mask (start from a network without masks)");
-      if (kind != arch::ReluKind::Plain) continue;
-      const torch::Tensor m =
-          torch::full({1, l->out.c, l->out.h, l->out.w}, init, torch::TensorOptions().device(device)).requires_grad_(true);
-      masks_.emplace_back(l->name, m);
-      (*by_name)[l->name] = m;
-    }
-    net->set_site_activation([by_name](const arch::Layer& site, const torch::Tensor& x) {
-      return x + by_name->at(site.name) * torch::relu(-x);  // m * relu(x) + (1 - m) * x
-    });
-  }
-  // Site name -> its mask (requires grad), in forward order of the sites.
-  const std::vector<std::pair<std::string, torch::Tensor>>& all() const { return masks_; }
-  // The masks as the checkpoint names them ("mask/<site>").
-  std::map<std::string, torch::Tensor> checkpoint_tensors() const {
-    std::map<std::string, torch::Tensor> out;
-    for (const auto& [name, m] : masks_) out["mask/" + name] = m;
-    return out;
-  }
-
- private:
-  std::vector<std::pair<std::string, torch::Tensor>> masks_;
-};
 
 }  // namespace
 
@@ -113,10 +76,12 @@ SnlOptions SnlOptions::defaults() {
   return o;
 }
 
-const std::vector<SearchSetting>& search_settings() {
+namespace {
+
+std::vector<SearchSetting> make_search_table() {
   using O = SnlOptions;
   using C = TrainConfig;
-  static const std::vector<SearchSetting> table = {
+  std::vector<SearchSetting> table = {
       {"lr", "search-lr", "Adam learning rate of the search (weights and masks)", &C::lr, 0, 100, true},
       {"max_epochs", "search-epochs", "Most epochs of the mask search (it stops at the last budget)", &C::epochs, 1,
        kMaxEpochs},
@@ -128,6 +93,27 @@ const std::vector<SearchSetting>& search_settings() {
        kMaxEpochs},
       {"threshold", "threshold", "A mask value above this counts as a live ReLU", &O::threshold, 0, 1, true, true},
   };
+  // What a removed ReLU becomes: rows newer than the first searches.
+  SearchSetting replace{"replace", "replace",
+                        "What a removed ReLU becomes: identity (SNL) or poly (a trained per-channel quadratic "
+                        "a*x^2 + b*x + c, AutoReP-style)",
+                        &O::replace};
+  replace.choices = {"identity", "poly"};
+  replace.recorded_always = false;
+  replace.per_method = true;
+  SearchSetting band{"hysteresis", "hysteresis",
+                     "poly: the indicator's band around --threshold (an element's choice flips only past it)",
+                     &O::hysteresis, 0, 1, false, true};
+  band.recorded_always = false;
+  table.push_back(replace);
+  table.push_back(band);
+  return table;
+}
+
+}  // namespace
+
+const std::vector<SearchSetting>& search_settings() {
+  static const std::vector<SearchSetting> table = make_search_table();
   return table;
 }
 
@@ -147,8 +133,9 @@ void for_own_settings(F f) {
     std::visit(
         [&](auto m) {
           if constexpr (std::is_same_v<decltype(m), double SnlOptions::*> ||
-                        std::is_same_v<decltype(m), int64_t SnlOptions::*>)
-            f(s.key, m);
+                        std::is_same_v<decltype(m), int64_t SnlOptions::*> ||
+                        std::is_same_v<decltype(m), std::string SnlOptions::*>)
+            f(s, m);
         },
         s.member);
 }
@@ -160,7 +147,7 @@ nlohmann::json SnlOptions::to_json() const {
   erase_sgd_only(t);
   t["optimizer"] = "adam";
   nlohmann::json j = {{"train", t}, {"start_run", start_run}, {"budgets", budgets}, {"method", "snl"}};
-  for_own_settings([&](const char* key, auto m) { j[key] = this->*m; });
+  for_own_settings([&](const SearchSetting& s, auto m) { j[s.key] = this->*m; });
   return j;
 }
 
@@ -170,7 +157,9 @@ SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
     o.train = TrainConfig::from_json(j.at("train"));
     o.start_run = j.value("start_run", "");
     o.budgets = j.at("budgets").get<std::vector<int64_t>>();
-    for_own_settings([&](const char* key, auto m) { j.at(key).get_to(o.*m); });
+    for_own_settings([&](const SearchSetting& s, auto m) {
+      if (s.recorded_always || j.contains(s.key)) j.at(s.key).get_to(o.*m);
+    });
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("bad SNL search config: ") + e.what());
   }
@@ -198,8 +187,11 @@ void SnlOptions::validate_settings(const std::string& prefix) const {
   for (const SearchSetting& s : search_settings())
     std::visit(
         [&](auto m) {
-          const auto v = setting_value(*this, m);
-          if constexpr (std::is_integral_v<decltype(v)>)
+          const auto& v = setting_value(*this, m);
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>)
+            check_choice(prefix + s.flag, v, s.choices);
+          else if constexpr (std::is_integral_v<T>)
             check_integer(prefix + s.flag, v, static_cast<int64_t>(s.lo), static_cast<int64_t>(s.hi));
           else
             check_number(prefix + s.flag, v, s.lo, s.hi, s.lo_open, s.hi_open);
@@ -341,16 +333,16 @@ class Search final : private TrainingHooks {
   void restore();
   void end_epoch(int64_t epoch, const TrainedEpoch& e);
   void take_snapshot(int64_t budget, int64_t epoch, int64_t live);
-  int64_t live() const;
-  torch::Tensor l1() const;
+  int64_t live() const { return sites_->live(o_.threshold); }
   std::vector<int64_t> pending() const;  // the budgets without a snapshot yet, in the given order
   bool complete() const { return pending().empty(); }
   void save_state(int64_t epochs_done);
   SearchForecast look(double at, int64_t live_now);
   void warn_if_far(const SearchForecast& f, double at, int64_t live_now);
   SnlResult finish();
-  // TrainingHooks: the lasso term, the search's messages.
-  torch::Tensor extra_loss() override { return lasso_ * l1(); }
+  // TrainingHooks: the sites' step (the indicators' hysteresis), the lasso term, the search's messages.
+  void before_step(int64_t, int64_t, int64_t) override { sites_->before_step(o_.threshold); }
+  torch::Tensor extra_loss() override { return lasso_ * sites_->l1(); }
   std::string diverged(double loss, int64_t epoch, int64_t step) const override;
   std::string progress_line(const StepProgress& p) override;
 
@@ -363,7 +355,7 @@ class Search final : private TrainingHooks {
   arch::InputSpec in_;
   nn::Net net_{nullptr};
   nn::Net teacher_{nullptr};
-  SearchMasks masks_;
+  std::unique_ptr<SearchSites> sites_;  // what it learns at each ReLU site (search_sites.h)
   std::unique_ptr<torch::optim::Adam> opt_;
   std::unique_ptr<data::Batches> loader_;
   std::unique_ptr<Precision> precision_;  // fp32: --precision is for the fine-tunes
@@ -398,8 +390,8 @@ void Search::setup() {
                   cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda},
       static_cast<TrainingHooks&>(*this));
   if (!rank0_) return;
-  std::cerr << "SNL search from " << net_->desc().spec << " (" << net_->desc().totals().relus
-            << " ReLUs) to budgets";
+  std::cerr << (o_.replace == "poly" ? "polynomial-replacement search (AutoReP-style) from " : "SNL search from ")
+            << net_->desc().spec << " (" << net_->desc().totals().relus << " ReLUs) to budgets";
   for (int64_t b : o_.budgets) std::cerr << " " << b;
   std::cerr << "; KD from " << cfg_.teacher << "; Adam lr " << cfg_.lr << ", lasso " << lasso_ << ", at most "
             << cfg_.epochs << " epochs"
@@ -425,9 +417,10 @@ void Search::build_network() {
     dist_->broadcast_parameters(net_);
     dist_->sync_batch_norm(net_);
   }
-  masks_.attach(net_, 1.0, dev_);  // the same on every rank
+  sites_ = make_search_sites(o_.replace, o_.hysteresis);
+  sites_->attach(net_, dev_);  // the same on every rank
   std::vector<torch::Tensor> params = net_->parameters();
-  for (const auto& [name, m] : masks_.all()) params.push_back(m);
+  for (const auto& t : sites_->parameters()) params.push_back(t);
   opt_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(cfg_.lr));
   lasso_ = o_.lasso;
   best_live_ = start_relus_ = live();
@@ -439,13 +432,14 @@ void Search::restore() {
   if (rank0_) remove_stale_temporaries(cfg_.out);
   const std::string ckpt = path_join(cfg_.out, "checkpoint.pt");
   if (!util::file_exists(ckpt)) {
+    sites_->initialise(net_, split_.train, dev_);  // a new search (the same on every rank)
     if (!rank0_) return;
     nlohmann::json j = o_.to_json();
     j["provenance"] = provenance(cfg_.device, cfg_.threads);
     util::write_file_atomic(path_join(cfg_.out, "config.json"), j.dump(2) + "\n");
     return;
   }
-  const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), masks_.checkpoint_tensors());
+  const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), sites_->checkpoint_tensors());
   start_ = c.epochs_done;
   history_ = nlohmann::json::parse(c.metrics);
   const auto state = nlohmann::json::parse(c.state);
@@ -465,19 +459,6 @@ std::vector<int64_t> Search::pending() const {
                      [&](const SnlSnapshot& s) { return s.budget == b; }))
       out.push_back(b);
   return out;
-}
-
-int64_t Search::live() const {
-  torch::NoGradGuard ng;
-  int64_t n = 0;
-  for (const auto& [name, m] : masks_.all()) n += m.gt(o_.threshold).sum().item<int64_t>();
-  return n;
-}
-
-torch::Tensor Search::l1() const {
-  torch::Tensor s;
-  for (const auto& [name, m] : masks_.all()) s = s.defined() ? s + m.abs().sum() : m.abs().sum();
-  return s;
 }
 
 std::string Search::diverged(double loss, int64_t epoch, int64_t step) const {
@@ -569,12 +550,10 @@ void Search::take_snapshot(int64_t budget, int64_t epoch, int64_t live_now) {
   std::sort(result_.snapshots.begin(), result_.snapshots.end(),
             [](const SnlSnapshot& a, const SnlSnapshot& b) { return a.budget > b.budget; });
   if (!rank0_) return;
-  std::map<std::string, torch::Tensor> scores;
-  for (const auto& [name, m] : masks_.all()) scores[name] = m.detach().cpu().squeeze(0).contiguous();
   arch::Network desc = net_->desc();
-  apply_masks(desc, keep_largest(desc, scores, budget));
+  apply_masks(desc, keep_largest(desc, sites_->scores(), budget, sites_->dropped()));
   save_masks(path_join(dir, "masks.pt"), desc);
-  save_weights(net_, path_join(dir, "weights.pt"));
+  save_weights(net_, path_join(dir, "weights.pt"), sites_->snapshot_parameters());
   std::cerr << "snapshot for budget " << budget << " after epoch " << epoch << ": " << desc.totals().relus
             << " live ReLUs -> " << dir << "\n";
 }
@@ -587,7 +566,7 @@ void Search::save_state(int64_t epochs_done) {
   c.epochs_done = epochs_done;
   c.metrics = history_.dump();
   c.settings = compared_settings(o_).dump();
-  c.tensors = masks_.checkpoint_tensors();
+  c.tensors = sites_->checkpoint_tensors();
   c.state = nlohmann::json{{"lasso", lasso_}, {"best_live", best_live_}, {"seconds", seconds_},
                            {"result", result_.to_json()}}
                 .dump();
@@ -612,7 +591,23 @@ SnlResult Search::finish() {
 
 }  // namespace
 
+namespace {
+
+// A search directory holds one kind of search: an SNL search is not
+// continued as a polynomial replacement, nor the other way round.
+void check_same_replacement(const SnlOptions& o) {
+  const std::string config = path_join(o.train.out, "config.json");
+  if (!util::file_exists(config)) return;
+  const SnlOptions recorded = SnlOptions::from_json(nlohmann::json::parse(util::read_file(config)));
+  if (recorded.replace != o.replace)
+    throw std::invalid_argument("'" + o.train.out + "' holds a search with --replace " + recorded.replace +
+                                ", not " + o.replace + ": remove it, or choose another --out");
+}
+
+}  // namespace
+
 SnlResult snl_search(const SnlOptions& o, Distributed* dist) {
+  check_same_replacement(o);
   if (auto r = finished_search(o.train.out)) {
     // Reused only when made with these settings (the most epochs aside).
     SnlOptions mine = o;

@@ -39,6 +39,10 @@ struct SnlOptions {
   double lasso_growth = 1.1;     // its factor after an epoch without a new low
   int64_t patience_from = 5;     // first epoch (1-based) after which lasso may grow
   double threshold = 0.01;       // m > threshold counts as a live ReLU
+  // What a removed ReLU becomes (search_sites.h): "identity" (SNL) or "poly"
+  // (AutoReP-style: a per-channel quadratic, an indicator with hysteresis).
+  std::string replace = "identity";
+  double hysteresis = 0.002;     // poly: the indicator's band around the threshold
   // Not a setting (not recorded): what the search's early warning compares
   // with, the training epochs a point is meant to take (0: none) and the
   // flag that set them, and the prefix of the search's flags as typed
@@ -75,7 +79,8 @@ struct SnlOptions {
 // config.json); the others are SnlOptions' own. Adding a search setting: a
 // field and its row.
 struct SearchSetting {
-  using Member = std::variant<double SnlOptions::*, int64_t SnlOptions::*, double TrainConfig::*, int64_t TrainConfig::*>;
+  using Member = std::variant<double SnlOptions::*, int64_t SnlOptions::*, std::string SnlOptions::*,
+                              double TrainConfig::*, int64_t TrainConfig::*>;
   const char* key;   // results.json's "search" section (and config.json for SnlOptions' own fields)
   const char* flag;  // after the command's prefix: "search-lr", "lasso", ...
   const char* help;
@@ -84,6 +89,12 @@ struct SearchSetting {
   // for an integer lo..hi, checked on the command line's text as well.
   double lo = 0, hi = 0;
   bool lo_open = false, hi_open = false;
+  std::vector<std::string> choices = {};  // a string: the values accepted
+  // config.json must record it (false: a setting newer than some searches,
+  // which read as its default).
+  bool recorded_always = true;
+  // reduce sets it per method (--method poly) instead of offering --snl-FLAG.
+  bool per_method = false;
 };
 const std::vector<SearchSetting>& search_settings();
 // The value a row's member names in `o` (std::visit over SearchSetting::member).

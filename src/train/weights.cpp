@@ -23,9 +23,13 @@ std::string error_line(const std::exception& e) {
   return nl == std::string::npos ? m : m.substr(0, nl);
 }
 
-std::string save_weights(nn::Net& net, const std::string& path) {
+std::string save_weights(nn::Net& net, const std::string& path, const StateDict& extra) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [k, v] : state_dict(net)) dict.insert(k, v.contiguous());
+  for (const auto& [k, v] : extra) {
+    if (dict.contains(k)) throw std::logic_error("save_weights: '" + k + "' is the network's own");
+    dict.insert(k, v.detach().cpu().contiguous());
+  }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
   const std::string content(bytes.begin(), bytes.end());
   util::write_file_atomic(path, content);

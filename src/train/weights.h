@@ -22,8 +22,10 @@ namespace dr::train {
 using StateDict = std::map<std::string, torch::Tensor>;
 
 StateDict state_dict(nn::Net& net);
-// Returns the SHA-256 (hex) of the file written.
-std::string save_weights(nn::Net& net, const std::string& path);
+// Returns the SHA-256 (hex) of the file written. `extra`: more tensors (a
+// search's "<site>.poly" coefficients for the network its snapshot becomes),
+// none of them the network's own.
+std::string save_weights(nn::Net& net, const std::string& path, const StateDict& extra = {});
 // Throws std::runtime_error naming the file on a missing, truncated or foreign file.
 StateDict load_weights(const std::string& path);
 // The weights.pt of a finished run, checked against the SHA-256 its

@@ -209,6 +209,46 @@ TEST(LinearizeCli, ErrorsNameTheFlagTypedBeforeWork) {
   EXPECT_TRUE(test::contains(help.out, "Nesterov momentum (default off)")) << help.out;
 }
 
+// --replace poly: every ReLU the search removes becomes its channel's trained
+// quadratic; the budgets count ReLUs, the polynomial elements are the rest,
+// and the fine-tuned network keeps its coefficients in weights.pt.
+TEST(LinearizeCli, PolynomialReplacementKeepsTheRestAsQuadratics) {
+  const test::ScratchDir d("poly");
+  const auto r = cli("linearize --teacher " + teacher() + " " + kData + " " + kSearch + " --replace poly --budget 2K,500 --out " +
+                     (d / "l"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "Polynomial-replacement frontier")) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "polynomial-replacement search (AutoReP-style)")) << r.out;
+  const auto start = json::parse(cli("count " + teacher() + " --format json").out);
+  for (const int budget : {2000, 500}) {
+    const std::string run = d / ("l/budget-" + std::to_string(budget));
+    const auto count = json::parse(cli("count " + run + " --format json").out);
+    EXPECT_EQ(count["relus"], budget);
+    EXPECT_EQ(count["polys"].get<int64_t>(), start["relus"].get<int64_t>() - budget);  // no identity elements
+    // The coefficients trained with the rest: in weights.pt, no longer the fit they started from.
+    const auto py = test::run_command("/usr/bin/python3 -c \"import torch; w = torch.load('" + run +
+                                      "/weights.pt'); k = [n for n in w if n.endswith('.poly')]; "
+                                      "print(len(k), all(w[n].shape[0] == 3 for n in k))\"");
+    if (py.rc == 0) EXPECT_TRUE(test::contains(py.out, "True")) << py.out;
+  }
+  const auto results = json::parse(read_file(d / "l/results.json"));
+  EXPECT_EQ(results["method"], "poly");
+  EXPECT_EQ(results["search"]["replace"], "poly");
+  EXPECT_GT(results["points"][0]["polys"].get<int64_t>(), 0);
+  EXPECT_TRUE(test::contains(read_file(d / "l/report.md"), "# Polynomial replacement")) << read_file(d / "l/report.md");
+  // It runs privately and agrees with its float model.
+  const auto pi = cli("pi run " + (d / "l/budget-500") + " --data synthetic:1x12x12:4:256 --count 8 --format json");
+  ASSERT_EQ(pi.rc, 0) << pi.out;
+  const auto s = json::parse(pi.out.substr(pi.out.find('{')));
+  EXPECT_EQ(s["relus"], 500);
+  EXPECT_EQ(s["polys"], start["relus"].get<int64_t>() - 500);
+  EXPECT_GE(s["agreement"].get<double>(), 0.99);
+  // A search of the other kind is not continued in the same directory.
+  const auto other = cli("linearize --teacher " + teacher() + " " + kData + " " + kSearch + " --budget 2K,500 --out " + (d / "l"));
+  EXPECT_NE(other.rc, 0) << other.out;
+  EXPECT_TRUE(test::contains(other.out, "holds a search with --replace poly, not identity")) << other.out;
+}
+
 TEST(ReduceCli, MethodsShareOneFrontier) {
   const test::ScratchDir d("methods");
   const auto r = cli("reduce --model resnet6:alpha=0.125 " + kData + " --epochs 2 --order S1,S2,S3,S4 --budget 1K,500 "
@@ -218,7 +258,7 @@ TEST(ReduceCli, MethodsShareOneFrontier) {
   const auto results = json::parse(read_file(d / "r/results.json"));
   std::set<std::string> methods;
   for (const auto& row : results["steps"]) methods.insert(row["method"].get<std::string>());
-  EXPECT_EQ(methods, (std::set<std::string>{"-", "deepreduce", "snl", "combined"}));
+  EXPECT_EQ(methods, (std::set<std::string>{"-", "deepreduce", "snl", "combined", "poly"}));
   EXPECT_TRUE(fs::exists(d / "r/snl/report.md"));
   EXPECT_TRUE(fs::exists(d / "r/combined/report.md"));
   const std::string report = read_file(d / "r/report.md");
@@ -227,7 +267,10 @@ TEST(ReduceCli, MethodsShareOneFrontier) {
   EXPECT_FALSE(test::contains(report, "Every network trained")) << report;
   EXPECT_TRUE(test::contains(report, "the DeepReDuce networks trained for 2 epoch(s)")) << report;
   EXPECT_TRUE(test::contains(report, "lasso 0.0001 x1.10, at most 400 epochs")) << report;
-  EXPECT_EQ(results["methods"], json({"deepreduce", "snl", "combined"}));
+  EXPECT_EQ(results["methods"], json({"deepreduce", "snl", "combined", "poly"}));
+  EXPECT_TRUE(fs::exists(d / "r/poly/report.md"));
+  // Polynomial elements get a column of their own, and the poly points fill it.
+  EXPECT_TRUE(test::contains(report, "poly elements")) << report;
   EXPECT_EQ(results["snl"]["search"]["optimizer"], "adam");
   EXPECT_EQ(results["snl"]["search"]["lasso"], 1e-4);
   EXPECT_EQ(results["snl"]["search"]["max_epochs"], 400);

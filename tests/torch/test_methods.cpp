@@ -54,7 +54,7 @@ std::string printed(F&& f) {
 TEST(Methods, RegistryListsEveryMethodInRunOrder) {
   std::vector<std::string> registered;
   for (const MethodEntry& e : method_registry()) registered.push_back(e.name);
-  EXPECT_EQ(registered, (std::vector<std::string>{"deepreduce", "snl", "combined"}));
+  EXPECT_EQ(registered, (std::vector<std::string>{"deepreduce", "snl", "combined", "poly"}));
   EXPECT_EQ(parse_methods("all"), registered);
   // Made in registry order whatever the order typed, and only those named.
   EXPECT_EQ(names(make_methods({"combined", "deepreduce"})), (std::vector<std::string>{"deepreduce", "combined"}));
@@ -107,7 +107,7 @@ TEST(Methods, SnlChecksItsBudgetsAgainstTheTeacher) {
             "  2. SNL from the teacher to every budget -> /out/snl\n");
   std::string notes;
   m.add_report_notes(options({500}), notes);
-  EXPECT_TRUE(test::contains(notes, "SNL points: a mask search")) << notes;
+  EXPECT_TRUE(test::contains(notes, "Mask-search points: a mask search")) << notes;
   nlohmann::json results = nlohmann::json::object();
   m.add_results(options({500}), results);
   EXPECT_EQ(results["snl"]["results"], nlohmann::json({"snl/results.json"}));
@@ -138,13 +138,40 @@ TEST(Methods, CombinedStartsFromTheCullOneNetwork) {
   std::string notes;
   snl.add_report_notes(o, notes);
   combined.add_report_notes(o, notes);
-  EXPECT_EQ(notes.find("SNL points:"), notes.rfind("SNL points:")) << notes;
+  EXPECT_EQ(notes.find("Mask-search points:"), notes.rfind("Mask-search points:")) << notes;
   EXPECT_TRUE(test::contains(notes, "DeepReDuce + SNL starts from DeepReDuce's `" + start.spec + "`")) << notes;
   nlohmann::json results = nlohmann::json::object();
   snl.add_results(o, results);
   combined.add_results(o, results);
   EXPECT_EQ(results["snl"]["results"], nlohmann::json({"snl/results.json", "combined/results.json"}));
   EXPECT_EQ(results["snl"]["combined_start"], start.spec);
+}
+
+// Polynomial replacement: SNL's search with another replacement, its own
+// folder, its paragraph (the polynomial elements the counts leave out), and
+// its results beside the other mask-search methods'.
+TEST(Methods, PolyReplacesTheRemovedReluByQuadratics) {
+  const ReducePlan p = small_plan();
+  auto methods = make_methods({"poly", "snl"});
+  ASSERT_EQ(names(methods), (std::vector<std::string>{"snl", "poly"}));
+  Method& m = *methods[1];
+  EXPECT_FALSE(m.uses_criticality());
+  EXPECT_TRUE(test::contains(m.starts_from_teacher(), "--method poly"));
+  const std::string e = test::message_of<std::invalid_argument>([&] { m.plan(options({p.base_relus}), p, false); });
+  EXPECT_TRUE(test::contains(e, "(method poly)")) << e;
+  m.plan(options({500}), p, false);
+  int step = 1;
+  EXPECT_TRUE(test::contains(printed([&] { m.print_own(options({500}), p, step); }), "-> /out/poly"));
+  std::string notes;
+  methods[0]->add_report_notes(options({500}), notes);
+  m.add_report_notes(options({500}), notes);
+  EXPECT_EQ(notes.find("Mask-search points:"), notes.rfind("Mask-search points:")) << "one shared paragraph";
+  EXPECT_TRUE(test::contains(notes, "quadratic a*x^2 + b*x + c")) << notes;
+  nlohmann::json results = nlohmann::json::object();
+  methods[0]->add_results(options({500}), results);
+  m.add_results(options({500}), results);
+  EXPECT_EQ(results["snl"]["results"], nlohmann::json({"snl/results.json", "poly/results.json"}));
+  EXPECT_FALSE(results["snl"]["search"].contains("replace"));  // per method: each results.json says
 }
 
 }  // namespace

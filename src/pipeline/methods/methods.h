@@ -10,6 +10,7 @@ namespace dr::pipeline {
 std::unique_ptr<Method> make_deepreduce();  // deepreduce.cpp: cull, thin, reshape
 std::unique_ptr<Method> make_snl();         // snl.cpp: pixel masks learned from the teacher
 std::unique_ptr<Method> make_combined();    // snl.cpp: pixel masks learned from DeepReDuce's network
+std::unique_ptr<Method> make_poly();        // poly.cpp: removed ReLUs become trained quadratics
 
 // The SNL methods' settings (reduce's --snl-* options with its training
 // settings and budget list), checked whatever the methods (validate_settings).

@@ -1,0 +1,201 @@
+#include "train/search_sites.h"
+
+#include <stdexcept>
+
+#include "arch/relu_site.h"
+#include "data/device_batches.h"
+#include "nn/poly_site.h"
+
+namespace dr::train {
+
+void SearchSites::attach(nn::Net& net, torch::Device device) {
+  for (const arch::Layer* l : net->desc().layers()) {
+    const arch::ReluKind kind = arch::relu_kind(*l);
+    if (kind == arch::ReluKind::Masked)
+      throw std::invalid_argument("mask search: ReLU site " + l->name +
+                                  " already has a fixed mask (start from a network without masks)");
+    if (kind != arch::ReluKind::Plain) continue;
+    Site s{l, torch::ones({1, l->out.c, l->out.h, l->out.w}, torch::TensorOptions().device(device)).requires_grad_(true)};
+    index_[l->name] = sites_.size();
+    sites_.push_back(s);
+    add_site(s, device);
+  }
+  install(net);
+}
+
+void SearchSites::install(nn::Net& net) {
+  net->set_site_activation(
+      [this](const arch::Layer& site, const torch::Tensor& x) { return activate(sites_[index_.at(site.name)], x); });
+}
+
+std::vector<torch::Tensor> SearchSites::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const Site& s : sites_) out.push_back(s.score);
+  return out;
+}
+
+torch::Tensor SearchSites::l1() const {
+  torch::Tensor sum;
+  for (const Site& s : sites_) sum = sum.defined() ? sum + s.score.abs().sum() : s.score.abs().sum();
+  return sum;
+}
+
+std::map<std::string, torch::Tensor> SearchSites::scores() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const Site& s : sites_) out[s.layer->name] = s.score.detach().cpu().squeeze(0).contiguous();
+  return out;
+}
+
+std::map<std::string, torch::Tensor> SearchSites::checkpoint_tensors() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const Site& s : sites_) out["mask/" + s.layer->name] = s.score;
+  return out;
+}
+
+namespace {
+
+// SNL: y = m * relu(x) + (1 - m) * x = x + m * relu(-x).
+class IdentitySites final : public SearchSites {
+ public:
+  int64_t live(double threshold) const override {
+    torch::NoGradGuard ng;
+    int64_t n = 0;
+    for (const Site& s : sites_) n += s.score.gt(threshold).sum().item<int64_t>();
+    return n;
+  }
+  arch::SiteOp dropped() const override { return arch::SiteOp::Identity; }
+
+ private:
+  torch::Tensor activate(const Site& site, const torch::Tensor& x) const override {
+    return x + site.score * torch::relu(-x);
+  }
+  void add_site(const Site&, torch::Device) override {}
+};
+
+// AutoReP-style: a straight-through indicator with hysteresis chooses between
+// relu and the channel's quadratic.
+class PolynomialSites final : public SearchSites {
+ public:
+  explicit PolynomialSites(double band) : band_(band) {}
+
+  std::vector<torch::Tensor> parameters() const override {
+    std::vector<torch::Tensor> out = SearchSites::parameters();
+    for (const auto& c : coef_) out.push_back(c);
+    return out;
+  }
+  int64_t live(double) const override {
+    torch::NoGradGuard ng;
+    int64_t n = 0;
+    for (const auto& h : indicator_) n += static_cast<int64_t>(h.sum().item<double>());
+    return n;
+  }
+  void before_step(double threshold) override {
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < sites_.size(); ++i) {
+      const torch::Tensor& s = sites_[i].score;
+      torch::Tensor& h = indicator_[i];
+      h.masked_fill_(s.lt(threshold - band_), 0).masked_fill_(s.gt(threshold + band_), 1);
+    }
+  }
+  arch::SiteOp dropped() const override { return arch::SiteOp::Poly; }
+  std::map<std::string, torch::Tensor> checkpoint_tensors() const override {
+    std::map<std::string, torch::Tensor> out;
+    for (size_t i = 0; i < sites_.size(); ++i) {
+      const std::string& name = sites_[i].layer->name;
+      out["score/" + name] = sites_[i].score;
+      out["indicator/" + name] = indicator_[i];
+      out["poly/" + name] = coef_[i];
+    }
+    return out;
+  }
+  std::map<std::string, torch::Tensor> snapshot_parameters() const override {
+    std::map<std::string, torch::Tensor> out;
+    for (size_t i = 0; i < sites_.size(); ++i) out[sites_[i].layer->name + ".poly"] = coef_[i].detach().cpu().clone();
+    return out;
+  }
+  // Each channel's fit of relu on the activations of the first training
+  // images (eval mode: the starting network's BatchNorm statistics).
+  void initialise(nn::Net& net, const data::Dataset& train, torch::Device device) override {
+    std::vector<ReluQuadraticFit> moments(sites_.size());
+    net->set_site_activation([&](const arch::Layer& site, const torch::Tensor& x) {
+      moments[index_.at(site.name)].add(x);
+      return torch::relu(x);
+    });
+    data::LoaderOptions lo;
+    lo.batch = 256;
+    lo.train = false;
+    const auto batches = data::make_batches(train, lo, device);
+    torch::NoGradGuard ng;
+    net->eval();
+    batches->start_epoch(0);
+    torch::Tensor x, y;
+    for (int64_t seen = 0; seen < kCalibrationImages && batches->next(x, y); seen += x.size(0))
+      net->forward(x.to(device));
+    install(net);
+    for (size_t i = 0; i < sites_.size(); ++i)
+      if (!moments[i].empty()) coef_[i].copy_(moments[i].coefficients().to(device));
+  }
+  static constexpr int64_t kCalibrationImages = 2048;
+
+ private:
+  torch::Tensor activate(const Site& site, const torch::Tensor& x) const override {
+    const size_t i = index_.at(site.layer->name);
+    const torch::Tensor& k = coef_[i];
+    const auto shape = std::vector<int64_t>{1, k.size(1), 1, 1};
+    const torch::Tensor p = (k[0].view(shape) * x + k[1].view(shape)) * x + k[2].view(shape);
+    const torch::Tensor m = indicator_[i] + site.score - site.score.detach();  // h forward, ds straight through
+    return p + m * (torch::relu(x) - p);
+  }
+  void add_site(const Site& site, torch::Device device) override {
+    const int64_t C = site.layer->out.c;
+    indicator_.push_back(torch::ones_like(site.score).detach());
+    coef_.push_back(torch::tensor({nn::kPolyInitA, nn::kPolyInitB, nn::kPolyInitC}, torch::kFloat)
+                        .view({3, 1})
+                        .repeat({1, C})
+                        .to(device)
+                        .requires_grad_(true));
+  }
+
+  double band_;
+  std::vector<torch::Tensor> indicator_, coef_;  // per site: float [1, C, H, W] of 0/1; [3, C]
+};
+
+}  // namespace
+
+void ReluQuadraticFit::add(const torch::Tensor& in) {
+  const torch::Tensor v = in.detach().to(torch::kFloat64).transpose(0, 1).reshape({in.size(1), -1});  // [C, n]
+  const torch::Tensor r = torch::relu(v);
+  const std::vector<torch::Tensor> px = {torch::ones_like(v), v, v * v, v * v * v, v * v * v * v};
+  std::vector<torch::Tensor> sx, sxr;
+  for (const auto& p : px) sx.push_back(p.sum(1));
+  for (size_t k = 0; k < 3; ++k) sxr.push_back((px[k] * r).sum(1));
+  const torch::Tensor a = torch::stack(sx), b = torch::stack(sxr);
+  x_ = x_.defined() ? x_ + a : a;
+  xr_ = xr_.defined() ? xr_ + b : b;
+}
+
+torch::Tensor ReluQuadraticFit::coefficients() const {
+  const torch::Tensor S = x_.transpose(0, 1), T = xr_.transpose(0, 1);  // [C, 5], [C, 3]
+  auto row = [&](int64_t k) { return torch::stack({S.select(1, k + 2), S.select(1, k + 1), S.select(1, k)}, 1); };
+  const torch::Tensor A = torch::stack({row(2), row(1), row(0)}, 1);  // [C, 3, 3]: the normal equations
+  const torch::Tensor rhs = torch::stack({T.select(1, 2), T.select(1, 1), T.select(1, 0)}, 1).unsqueeze(2);
+  // A tiny ridge keeps a nearly degenerate channel solvable; its effect is ~1e-9 relative.
+  const torch::Tensor ridge =
+      torch::eye(3, torch::kFloat64) * (1e-9 * A.diagonal(0, 1, 2).sum(1).view({-1, 1, 1}) + 1e-12);
+  const torch::Tensor coef = torch::linalg::solve(A + ridge, rhs, /*left=*/true).squeeze(2);  // [C, 3]
+  const torch::Tensor mean = S.select(1, 1) / S.select(1, 0).clamp_min(1);
+  const torch::Tensor var = S.select(1, 2) / S.select(1, 0).clamp_min(1) - mean * mean;
+  const torch::Tensor ok = torch::isfinite(coef).all(1, true) & S.select(1, 0).ge(3).unsqueeze(1) &
+                           var.gt(1e-12 * (1 + mean * mean)).unsqueeze(1);
+  const torch::Tensor fallback =
+      torch::tensor({nn::kPolyInitA, nn::kPolyInitB, nn::kPolyInitC}, torch::kFloat64).expand_as(coef);
+  return torch::where(ok, coef, fallback).transpose(0, 1).to(torch::kFloat).contiguous();
+}
+
+std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band) {
+  if (replace == "identity") return std::make_unique<IdentitySites>();
+  if (replace == "poly") return std::make_unique<PolynomialSites>(band);
+  throw std::invalid_argument("--replace '" + replace + "' is not accepted (accepted: identity, poly)");
+}
+
+}  // namespace dr::train

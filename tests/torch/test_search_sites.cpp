@@ -1,0 +1,148 @@
+// What a mask search learns at the ReLU sites (train/search_sites.h): the
+// distribution-aware fit of the polynomial replacement, its indicator's
+// hysteresis, its straight-through gradients, and that its activation is
+// exactly what the network a snapshot becomes (nn/poly_site.h) computes.
+#include <gtest/gtest.h>
+
+#include "arch/spec.h"
+#include "nn/net.h"
+#include "nn/poly_site.h"
+#include "train/masks.h"
+#include "train/search_sites.h"
+#include "train/weights.h"
+
+using namespace dr;
+
+namespace {
+
+const char* kSpec = "resnet6:alpha=0.25";
+const double kThreshold = 0.01, kBand = 0.002;
+
+arch::Network plain_desc() { return arch::build_network(kSpec, arch::dataset_input("cifar10")); }
+
+// Every score of every site set to `v`, then one step's hysteresis.
+void set_scores(train::SearchSites& sites, size_t count, double v) {
+  torch::NoGradGuard ng;
+  const auto params = sites.parameters();
+  for (size_t i = 0; i < count; ++i) params[i].fill_(v);
+  sites.before_step(kThreshold);
+}
+
+size_t site_count(const arch::Network& d) {
+  size_t n = 0;
+  for (const arch::Layer* l : d.layers()) n += l->op == arch::Op::ReLU && l->live;
+  return n;
+}
+
+}  // namespace
+
+TEST(ReluQuadraticFit, IsTheLeastSquaresFitPerChannel) {
+  torch::manual_seed(1);
+  // Channel 0: N(0, 1), whose fit is known in closed form; channel 1: N(1, 0.5)
+  // against a direct least-squares solve; channel 2: constant (no fit: the default).
+  const int64_t n = 200000;
+  const torch::Tensor x0 = torch::randn({n}), x1 = 1 + 0.5 * torch::randn({n}), x2 = torch::full({n}, 0.3);
+  train::ReluQuadraticFit fit;
+  const torch::Tensor all = torch::stack({x0, x1, x2}, 1).view({n, 3, 1, 1});
+  fit.add(all.slice(0, 0, n / 2));
+  fit.add(all.slice(0, n / 2, n));  // batch by batch
+  const torch::Tensor k = fit.coefficients();
+  ASSERT_EQ(k.sizes(), (std::vector<int64_t>{3, 3}));
+  EXPECT_NEAR(k[0][0].item<double>(), nn::kPolyInitA, 0.01);
+  EXPECT_NEAR(k[1][0].item<double>(), nn::kPolyInitB, 0.01);
+  EXPECT_NEAR(k[2][0].item<double>(), nn::kPolyInitC, 0.01);
+  const torch::Tensor v = x1.to(torch::kFloat64);
+  const torch::Tensor design = torch::stack({v * v, v, torch::ones_like(v)}, 1);
+  const torch::Tensor want = std::get<0>(torch::linalg::lstsq(design, torch::relu(v).unsqueeze(1), {}, {})).squeeze(1);
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(k[i][1].item<double>(), want[i].item<double>(), 1e-4) << i;
+  EXPECT_NEAR(k[0][2].item<double>(), nn::kPolyInitA, 1e-7);  // constant channel: the N(0, 1) fit
+  EXPECT_NEAR(k[1][2].item<double>(), nn::kPolyInitB, 1e-7);
+}
+
+TEST(SearchSites, PolynomialIndicatorHasHysteresis) {
+  nn::Net net(plain_desc());
+  auto sites = train::make_search_sites("poly", kBand);
+  sites->attach(net, torch::kCPU);
+  const int64_t all = net->desc().totals().relus;
+  const size_t n = site_count(net->desc());
+  EXPECT_EQ(sites->live(kThreshold), all);
+  set_scores(*sites, n, kThreshold - kBand / 2);  // inside the band: no change
+  EXPECT_EQ(sites->live(kThreshold), all);
+  set_scores(*sites, n, kThreshold - 2 * kBand);  // below it: every element a polynomial
+  EXPECT_EQ(sites->live(kThreshold), 0);
+  set_scores(*sites, n, kThreshold + kBand / 2);  // back into the band: still polynomials
+  EXPECT_EQ(sites->live(kThreshold), 0);
+  set_scores(*sites, n, kThreshold + 2 * kBand);  // above it: ReLUs again
+  EXPECT_EQ(sites->live(kThreshold), all);
+  // SNL's masks count what is above the threshold, with no memory.
+  auto snl = train::make_search_sites("identity", kBand);
+  nn::Net other(plain_desc());
+  snl->attach(other, torch::kCPU);
+  set_scores(*snl, site_count(other->desc()), kThreshold - kBand / 2);
+  EXPECT_EQ(snl->live(kThreshold), 0);
+  EXPECT_THROW(train::make_search_sites("cube", kBand), std::invalid_argument);
+}
+
+// The search's activation with every indicator at 0 is the all-polynomial
+// network a snapshot becomes, with the same weights and coefficients; at 1 it
+// is the plain network.
+TEST(SearchSites, PolynomialActivationIsWhatTheSnapshotComputes) {
+  torch::manual_seed(3);
+  nn::Net search(plain_desc());
+  auto sites = train::make_search_sites("poly", kBand);
+  sites->attach(search, torch::kCPU);
+  const size_t n = site_count(search->desc());
+  {
+    torch::NoGradGuard ng;
+    const auto params = sites->parameters();
+    for (size_t i = n; i < params.size(); ++i) params[i].normal_(0.3, 0.2);  // the coefficients
+  }
+  const torch::Tensor x = torch::randn({2, 3, 32, 32});
+  search->eval();
+  nn::Net plain(plain_desc());
+  train::load_into(plain, train::state_dict(search), true, "search weights");
+  plain->eval();
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::allclose(search->forward(x), plain->forward(x), 1e-5, 1e-5));  // every indicator 1
+  set_scores(*sites, n, -1);  // every indicator 0
+  arch::Network desc = plain_desc();
+  std::map<std::string, torch::Tensor> zero;
+  for (const auto& [name, s] : sites->scores()) zero[name] = torch::zeros_like(s);
+  train::apply_masks(desc, train::keep_largest(desc, zero, 0, sites->dropped()));
+  EXPECT_EQ(desc.totals().relus, 0);
+  EXPECT_EQ(desc.totals().polys, plain_desc().totals().relus);
+  nn::Net snapshot(desc);
+  train::StateDict w = train::state_dict(search);
+  for (const auto& [k, v] : sites->snapshot_parameters()) w[k] = v;
+  train::load_into(snapshot, w, true, "snapshot weights");
+  snapshot->eval();
+  EXPECT_TRUE(torch::allclose(search->forward(x), snapshot->forward(x), 1e-4, 1e-5));
+}
+
+// Straight through: an element's score gets the gradient of choosing ReLU
+// over its polynomial whatever the indicator says; the coefficients get a
+// gradient only through elements that are polynomials.
+TEST(SearchSites, GradientsReachScoresAndCoefficientsStraightThrough) {
+  torch::manual_seed(4);
+  nn::Net net(plain_desc());
+  auto sites = train::make_search_sites("poly", kBand);
+  sites->attach(net, torch::kCPU);
+  const size_t n = site_count(net->desc());
+  net->train();
+  auto step = [&] {
+    for (auto& p : sites->parameters()) p.mutable_grad() = torch::Tensor();
+    net->forward(torch::randn({4, 3, 32, 32})).pow(2).sum().backward();
+    const auto params = sites->parameters();
+    double scores = 0, coefficients = 0;
+    for (size_t i = 0; i < params.size(); ++i)
+      (i < n ? scores : coefficients) += params[i].grad().defined() ? params[i].grad().abs().sum().item<double>() : 0;
+    return std::make_pair(scores, coefficients);
+  };
+  const auto [s1, c1] = step();  // every element a ReLU
+  EXPECT_GT(s1, 0);
+  EXPECT_EQ(c1, 0);
+  set_scores(*sites, n, -1);  // every element a polynomial
+  const auto [s0, c0] = step();
+  EXPECT_GT(s0, 0);
+  EXPECT_GT(c0, 0);
+}
