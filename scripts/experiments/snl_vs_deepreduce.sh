@@ -14,22 +14,10 @@
 # the lowest budget (3.6K) in about 10 of the 12 epochs (docs/experiments.md).
 #   scripts/experiments/snl_vs_deepreduce.sh     SEEDS="0 1 2" EPOCHS=12 LIMIT=10000 OUT=runs/snl-experiment
 set -euo pipefail
-BIN=${BIN:-build/deepreduce}
-OUT=${OUT:-runs/snl-experiment}
-LIMIT=${LIMIT:-10000}
-EPOCHS=${EPOCHS:-12}
+source "$(dirname "$0")/snl_settings.sh"
 CRIT_EPOCHS=${CRIT_EPOCHS:-6}
-TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}
-SEEDS=${SEEDS:-"0 1 2"}
-BUDGETS=${BUDGETS:-54K,27K,13.5K,7K,3.6K}
-SEARCH_LR=${SEARCH_LR:-5e-3}
-LASSO=${LASSO:-5e-4}
-MODEL=resnet18:alpha=0.25
-DATA="--data fashion-mnist --limit $LIMIT"
 START_EPOCHS=${START_EPOCHS:-2}
 REST=$((EPOCHS - START_EPOCHS))
-[[ -x $BIN ]] || { echo "$BIN is missing: run 'make build'" >&2; exit 1; }
-mkdir -p "$OUT"
 
 teacher() { # seed
   local t=$OUT/seed$1/teacher

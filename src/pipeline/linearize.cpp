@@ -101,7 +101,10 @@ void print_plan(const LinearizeOptions& o) {
             << o.search.train.lr
             << ", lasso " << o.search.lasso << " x" << o.search.lasso_growth << ", at most " << o.search.train.epochs
             << " epochs) -> " << o.search.train.out << "\n  2. per budget, the snapshot fine-tuned "
-            << o.finetune.epochs << " epochs (" << o.finetune.schedule << ", lr " << o.finetune.lr << ") with KD:";
+            << (o.epochs_per_point > 0
+                    ? "for " + std::to_string(o.epochs_per_point) + " epochs minus its search epochs (at least 1)"
+                    : std::to_string(o.finetune.epochs) + " epochs")
+            << " (" << o.finetune.schedule << ", lr " << o.finetune.lr << ") with KD:";
   for (int64_t b : o.budgets) std::cout << " " << budget_dir(o.out, b);
   std::cout << "\n";
 }

@@ -448,7 +448,7 @@ void Search::restore() {
   seconds_ = state.at("seconds");
   result_ = SnlResult::from_json(state.at("result"));
   if (!rank0_) return;
-  std::cerr << "resuming the SNL search in " << cfg_.out << " after epoch " << start_ << "\n";
+  std::cerr << "resuming the " << (o_.replace == "poly" ? "polynomial-replacement" : "SNL") << " search in " << cfg_.out << " after epoch " << start_ << "\n";
   write_metrics(cfg_.out, history_);  // a kill between the checkpoint and the metrics file lost no line
 }
 
