@@ -84,7 +84,8 @@ void add_train_command(CLI::App& app) {
     const auto r = train::evaluate(*dir, *data, *threads, *device);
     std::cout << r.spec << " on " << r.data << ": test accuracy " << report::fixed(r.acc, 4) << " ("
               << r.images << " images, loss " << report::fixed(r.loss, 4) << "), "
-              << report::thousands(r.relus) << " ReLUs\n";
+              << report::thousands(r.relus) << " ReLUs"
+              << (r.polys > 0 ? ", " + report::thousands(r.polys) + " polynomial elements" : std::string()) << "\n";
   });
 }
 

@@ -398,8 +398,9 @@ EvalResult evaluate(const std::string& dir, const std::string& data_source, int 
   load_into(net, weights, true, "'" + dir + "/weights.pt'");
   net->to(dev);
   const EpochStats s = run_eval(net, split.test, dev, cfg.workers);
-  return {result->spec, src, static_cast<int64_t>(s.images), net->desc().totals().relus,
-          s.correct / std::max(1.0, s.images), s.loss / std::max(1.0, s.images)};
+  const arch::Totals totals = net->desc().totals();
+  return {result->spec,  src, static_cast<int64_t>(s.images), totals.relus, s.correct / std::max(1.0, s.images),
+          s.loss / std::max(1.0, s.images), totals.polys};
 }
 
 }  // namespace dr::train

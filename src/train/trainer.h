@@ -110,6 +110,7 @@ struct EvalResult {
   std::string spec, data;
   int64_t images = 0, relus = 0;
   double acc = 0, loss = 0;
+  int64_t polys = 0;  // polynomial elements (not ReLUs)
 };
 // Evaluates the final weights of `dir` on its test split (or on `data`).
 EvalResult evaluate(const std::string& dir, const std::string& data = "", int threads = 0,

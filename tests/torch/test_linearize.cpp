@@ -225,6 +225,8 @@ TEST(LinearizeCli, PolynomialReplacementKeepsTheRestAsQuadratics) {
     const auto count = json::parse(cli("count " + run + " --format json").out);
     EXPECT_EQ(count["relus"], budget);
     EXPECT_EQ(count["polys"].get<int64_t>(), start["relus"].get<int64_t>() - budget);  // no identity elements
+    const auto eval = cli("eval " + run);
+    EXPECT_TRUE(test::contains(eval.out, " polynomial elements")) << eval.out;  // eval names them beside the ReLUs
     // The coefficients trained with the rest: in weights.pt, no longer the fit they started from.
     const auto py = test::run_command("/usr/bin/python3 -c \"import torch; w = torch.load('" + run +
                                       "/weights.pt'); k = [n for n in w if n.endswith('.poly')]; "
