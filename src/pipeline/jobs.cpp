@@ -105,11 +105,15 @@ bool wait_for_others(const std::string& phase, const std::vector<const Job*>& ot
 
 }  // namespace
 
-std::optional<Runs> run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep,
-                              size_t& next_index, train::Distributed* dist) {
+void check_sweep_for_ranks(const Sweep& sweep, const train::Distributed* dist) {
   if (dist && (sweep.jobs > 1 || sweep.shard.count > 1))
     throw std::invalid_argument("data-parallel (WORLD_SIZE > 1): every rank trains each run together, so --jobs "
                                 "must be 1 and --shard 0/1");
+}
+
+std::optional<Runs> run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep,
+                              size_t& next_index, train::Distributed* dist) {
+  check_sweep_for_ranks(sweep, dist);
   const bool rank0 = !dist || dist->rank() == 0;
   Runs runs;
   std::vector<const Job*> others, todo;

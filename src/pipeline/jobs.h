@@ -40,6 +40,11 @@ using Runs = std::map<std::string, train::RunResult>;
 // Returns every job's result, or nullopt when some are missing and waiting is
 // off. Data-parallel (dist): every rank runs each job as one data-parallel
 // training (sweep: one shard, --jobs 1) and rank 0 alone prints.
+// Refuses (std::invalid_argument) a sweep that data-parallel ranks cannot
+// share: with dist, every rank trains each job together, so one shard and
+// --jobs 1.
+void check_sweep_for_ranks(const Sweep& sweep, const train::Distributed* dist);
+
 std::optional<Runs> run_phase(const std::string& phase, const std::vector<Job>& jobs, const Sweep& sweep,
                               size_t& next_index, train::Distributed* dist = nullptr);
 

@@ -147,9 +147,7 @@ void validate(LinearizeOptions& o) {
 
 std::vector<LinearizedPoint> run_linearize(LinearizeOptions o, train::Distributed* dist) {
   const bool rank0 = !dist || dist->rank() == 0;
-  if (dist && (o.sweep.jobs > 1 || o.sweep.shard.count > 1))
-    throw std::invalid_argument("data-parallel linearize (WORLD_SIZE > 1): every rank trains the search and each "
-                                "fine-tune together, so --jobs must be 1 and --shard 0/1");
+  check_sweep_for_ranks(o.sweep, dist);  // before the search, which is no phase of its own
   validate(o);
   if (rank0) print_plan(o);
   if (o.dry_run) return {};

@@ -593,27 +593,28 @@ SnlResult Search::finish() {
 
 namespace {
 
-// A search directory holds one kind of search: an SNL search is not
-// continued as a polynomial replacement, nor the other way round.
-void check_same_replacement(const SnlOptions& o) {
-  const std::string config = path_join(o.train.out, "config.json");
-  if (!util::file_exists(config)) return;
-  const SnlOptions recorded = SnlOptions::from_json(nlohmann::json::parse(util::read_file(config)));
-  if (recorded.replace != o.replace)
-    throw std::invalid_argument("'" + o.train.out + "' holds a search with --replace " + recorded.replace +
-                                ", not " + o.replace + ": remove it, or choose another --out");
+// The settings a search directory's config.json records, read once; none
+// for a new directory (a finished search without one: the read's error).
+std::optional<SnlOptions> recorded_search(const std::string& out) {
+  const std::string config = path_join(out, "config.json");
+  if (!util::file_exists(config) && !util::file_exists(path_join(out, "result.json"))) return std::nullopt;
+  return SnlOptions::from_json(nlohmann::json::parse(util::read_file(config)));
 }
 
 }  // namespace
 
 SnlResult snl_search(const SnlOptions& o, Distributed* dist) {
-  check_same_replacement(o);
+  const std::optional<SnlOptions> recorded = recorded_search(o.train.out);
+  // A search directory holds one kind of search: an SNL search is not
+  // continued as a polynomial replacement, nor the other way round.
+  if (recorded && recorded->replace != o.replace)
+    throw std::invalid_argument("'" + o.train.out + "' holds a search with --replace " + recorded->replace + ", not " +
+                                o.replace + ": remove it, or choose another --out");
   if (auto r = finished_search(o.train.out)) {
     // Reused only when made with these settings (the most epochs aside).
     SnlOptions mine = o;
     mine.train = as_recorded(mine.train);
-    const auto recorded = SnlOptions::from_json(nlohmann::json::parse(util::read_file(path_join(o.train.out, "config.json"))));
-    const std::string diff = first_difference(compared_settings(recorded), o.train.out + "/config.json",
+    const std::string diff = first_difference(compared_settings(*recorded), o.train.out + "/config.json",
                                               compared_settings(mine), "this command");
     if (!diff.empty())
       throw std::invalid_argument("'" + o.train.out + "' holds a finished SNL search made with other settings (" + diff +
