@@ -30,7 +30,8 @@ void CoreSharing::share_every_two_seconds() {
 TrainedEpoch TrainingEngine::train_epoch(int64_t epoch) {
   TrainedEpoch t;
   t.start = last_print_ = Clock::now();
-  Sums s{torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(p_.device)),
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(p_.device);
+  Sums s{torch::zeros({}, f64), torch::zeros({}, f64),
          torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(p_.device))};
   p_.net->train();
   p_.batches->start_epoch(epoch);
@@ -42,15 +43,18 @@ TrainedEpoch TrainingEngine::train_epoch(int64_t epoch) {
     t.wait += seconds_since(tw);
     hooks_.before_step(epoch, step, steps);
     x = x.to(p_.device, /*non_blocking=*/true), y = y.to(p_.device, /*non_blocking=*/true);
-    torch::Tensor out, loss;
+    torch::Tensor out, task, loss;
     {
       const auto autocast = p_.precision->autocast();
       out = p_.net->forward(x);
-      loss = step_loss(out, x, y);
+      task = task_loss(out, x, y);
+      const torch::Tensor extra = hooks_.extra_loss();
+      loss = extra.defined() ? task + extra : task;
     }
     backward(loss, x.size(0), step);
     torch::NoGradGuard ng;
     s.loss += loss.detach() * static_cast<double>(x.size(0));
+    s.task += task.detach() * static_cast<double>(x.size(0));
     s.correct += out.argmax(1).eq(y).sum();
     t.stats.images += static_cast<double>(x.size(0));
     if ((step + 1) % kSyncSteps == 0 || step + 1 == steps) synchronise(t, s, epoch, step);
@@ -61,14 +65,15 @@ TrainedEpoch TrainingEngine::train_epoch(int64_t epoch) {
     t.stats.loss = p_.dist->sum(t.stats.loss);
     t.stats.correct = p_.dist->sum(t.stats.correct);
     t.stats.images = p_.dist->sum(t.stats.images);
+    t.task_loss = p_.dist->sum(t.task_loss);
   }
   t.seconds = seconds_since(t.start);
   return t;
 }
 
 // The task loss (and KD's softmax) in fp32 from the network's outputs,
-// whatever the precision of the forward pass, plus the hooks' terms.
-torch::Tensor TrainingEngine::step_loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y) {
+// whatever the precision of the forward pass.
+torch::Tensor TrainingEngine::task_loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y) {
   // Data-parallel: this rank's slice of a short last batch may be empty. It
   // still runs the forward and backward passes (their collectives) and
   // contributes zero gradients.
@@ -84,19 +89,23 @@ torch::Tensor TrainingEngine::step_loss(const torch::Tensor& out, const torch::T
     }
     loss = kd_loss(out.to(torch::kFloat32), t_out.to(torch::kFloat32), y, p_.kd_T, p_.kd_lambda).total;
   }
-  const torch::Tensor extra = hooks_.extra_loss();
-  return extra.defined() ? loss + extra : loss;
+  return loss;
 }
 
 // Reads the epoch's sums from the device. A loss that is not finite stops
-// the training. Data-parallel: every rank decides on the sum of the ranks'
-// losses, so a rank that diverges stops them all with this message (not
-// with the others losing contact).
+// the training; the hooks see the task loss's mean. Data-parallel: every rank
+// decides on the sums of the ranks' losses, so a rank that diverges stops
+// them all with this message (not with the others losing contact).
 void TrainingEngine::synchronise(TrainedEpoch& t, const Sums& s, int64_t epoch, int64_t step) {
   t.stats.loss = s.loss.item<double>();
+  t.task_loss = s.task.item<double>();
   t.stats.correct = static_cast<double>(s.correct.item<int64_t>());
   const double lv = p_.dist ? p_.dist->sum(t.stats.loss) : t.stats.loss;
   if (!std::isfinite(lv)) throw std::runtime_error(hooks_.diverged(lv, epoch, step));
+  // Every rank's images so far: the global batches of the steps done (a short last one cut).
+  const double images = p_.dist ? static_cast<double>(std::min(p_.batch * (step + 1), p_.train_images)) : t.stats.images;
+  const double task = p_.dist ? p_.dist->sum(t.task_loss) : t.task_loss;
+  hooks_.check_task_loss(task / std::max(1.0, images), epoch, step);
 }
 
 void TrainingEngine::backward(const torch::Tensor& loss, int64_t n_local, int64_t step) {

@@ -55,6 +55,10 @@ class TrainingHooks {
   virtual torch::Tensor extra_loss() { return {}; }
   // The error of a training whose loss `loss` is not finite.
   virtual std::string diverged(double loss, int64_t epoch, int64_t step) const = 0;
+  // Every kSyncSteps steps: the task loss's mean over the epoch so far (over
+  // every rank's images when data-parallel: the same value on each rank). A
+  // hook may stop the epoch by throwing (the SNL search's loss-spike rule).
+  virtual void check_task_loss(double /*mean*/, int64_t /*epoch*/, int64_t /*step*/) {}
   // The progress line (redrawn in place), or "" to leave it as it is.
   virtual std::string progress_line(const StepProgress& p) = 0;
 };
@@ -62,6 +66,7 @@ class TrainingHooks {
 // What the epoch's steps gave.
 struct TrainedEpoch {
   EpochStats stats;  // summed loss, correct and images (over the ranks when data-parallel)
+  double task_loss = 0;  // summed as stats.loss, without the hooks' extra terms
   double seconds = 0, wait = 0;  // the steps' time, and of it the wait for batches
   Clock::time_point start;
 };
@@ -94,9 +99,9 @@ class TrainingEngine {
 
  private:
   struct Sums {
-    torch::Tensor loss, correct;  // on the device
+    torch::Tensor loss, task, correct;  // on the device
   };
-  torch::Tensor step_loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
+  torch::Tensor task_loss(const torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& y);
   void synchronise(TrainedEpoch& t, const Sums& s, int64_t epoch, int64_t step);
   void backward(const torch::Tensor& loss, int64_t n_local, int64_t step);
   void show_progress(const TrainedEpoch& t, const Sums& s, int64_t epoch, int64_t step, int64_t steps);

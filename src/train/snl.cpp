@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <iomanip>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <type_traits>
 
@@ -52,10 +54,11 @@ void erase_sgd_only(nlohmann::json& j) {
 }
 
 // The settings a resumed search must share with its checkpoint: all but the
-// most epochs (a stopping rule: a search may go on with a larger one) and
-// how fast it runs.
+// most epochs and the loss-spike rule (rules of when to stop or go back: a
+// search may go on with others) and how fast it runs.
 nlohmann::json compared_settings(const SnlOptions& o) {
   nlohmann::json j = o.to_json();
+  j.erase("loss_spike");
   // SNL's searches recorded before polynomial replacement existed compare as before.
   if (o.replace == "identity") j.erase("replace"), j.erase("hysteresis");
   j["train"] = o.train.result_settings();
@@ -105,8 +108,14 @@ std::vector<SearchSetting> make_search_table() {
                      "poly: the indicator's band around --threshold (an element's choice flips only past it)",
                      &O::hysteresis, 0, 1, false, true};
   band.recorded_always = false;
+  SearchSetting spike{"loss_spike", "loss-spike",
+                      "Go back to the last epoch with Adam's lr halved when an epoch's task loss reaches this many "
+                      "times the last epoch's (at most 3 times; 0: off)",
+                      &O::loss_spike, 0, 1000};
+  spike.recorded_always = false;
   table.push_back(replace);
   table.push_back(band);
+  table.push_back(spike);
   return table;
 }
 
@@ -197,6 +206,11 @@ void SnlOptions::validate_settings(const std::string& prefix) const {
             check_number(prefix + s.flag, v, s.lo, s.hi, s.lo_open, s.hi_open);
         },
         s.member);
+  if (loss_spike > 0 && loss_spike <= 1) {
+    std::ostringstream m;
+    m << prefix << "loss-spike must be 0 (off) or a factor above 1 (got " << loss_spike << ")";
+    throw std::invalid_argument(m.str());
+  }
 }
 
 void SnlOptions::validate(const std::string& prefix) const {
@@ -318,8 +332,13 @@ class Search final : private TrainingHooks {
   SnlResult run() {
     setup();
     try {
-      for (int64_t epoch = start_; epoch < cfg_.epochs && !complete(); ++epoch)
-        end_epoch(epoch, engine_->train_epoch(epoch));
+      for (int64_t epoch = start_; epoch < cfg_.epochs && !complete(); ++epoch) {
+        try {
+          end_epoch(epoch, engine_->train_epoch(epoch));
+        } catch (const LossSpike& spike) {
+          epoch = roll_back(spike) - 1;  // the epoch again, from the last one's checkpoint
+        }
+      }
     } catch (...) {
       if (engine_) engine_->end_progress_line();
       throw;
@@ -328,9 +347,17 @@ class Search final : private TrainingHooks {
   }
 
  private:
+  // An epoch stopped by the loss-spike rule (SnlOptions::loss_spike).
+  struct LossSpike {
+    double mean;
+    int64_t epoch, step;
+  };
   void setup();
   void build_network();
   void restore();
+  void load_state(const Checkpoint& c);
+  int64_t roll_back(const LossSpike& spike);
+  void set_lr();
   void end_epoch(int64_t epoch, const TrainedEpoch& e);
   void take_snapshot(int64_t budget, int64_t epoch, int64_t live);
   int64_t live() const { return sites_->live(o_.threshold); }
@@ -344,6 +371,7 @@ class Search final : private TrainingHooks {
   void before_step(int64_t, int64_t, int64_t) override { sites_->before_step(o_.threshold); }
   torch::Tensor extra_loss() override { return lasso_ * sites_->l1(); }
   std::string diverged(double loss, int64_t epoch, int64_t step) const override;
+  void check_task_loss(double mean, int64_t epoch, int64_t step) override;
   std::string progress_line(const StepProgress& p) override;
 
   SnlOptions o_;
@@ -364,6 +392,9 @@ class Search final : private TrainingHooks {
   nlohmann::json history_ = nlohmann::json::array();
   int64_t start_ = 0, best_live_ = 0;
   double lasso_ = 0, seconds_ = 0;
+  // The loss-spike rule: Adam's lr is cfg_.lr x lr_scale_, halved at each of the rollbacks_.
+  double lr_scale_ = 1;
+  int rollbacks_ = 0;
   SnlResult result_;
   // The looks at the last two epochs (the forecast's recent rate), since t0_.
   std::vector<SearchSample> looks_;
@@ -439,7 +470,14 @@ void Search::restore() {
     util::write_file_atomic(path_join(cfg_.out, "config.json"), j.dump(2) + "\n");
     return;
   }
-  const Checkpoint c = load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), sites_->checkpoint_tensors());
+  load_state(load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), sites_->checkpoint_tensors()));
+  if (!rank0_) return;
+  std::cerr << "resuming the " << (o_.replace == "poly" ? "polynomial-replacement" : "SNL") << " search in " << cfg_.out << " after epoch " << start_ << "\n";
+  write_metrics(cfg_.out, history_);  // a kill between the checkpoint and the metrics file lost no line
+}
+
+// The search's own state from its checkpoint (the tensors are loaded in place).
+void Search::load_state(const Checkpoint& c) {
   start_ = c.epochs_done;
   history_ = nlohmann::json::parse(c.metrics);
   const auto state = nlohmann::json::parse(c.state);
@@ -447,9 +485,50 @@ void Search::restore() {
   best_live_ = state.at("best_live");
   seconds_ = state.at("seconds");
   result_ = SnlResult::from_json(state.at("result"));
-  if (!rank0_) return;
-  std::cerr << "resuming the " << (o_.replace == "poly" ? "polynomial-replacement" : "SNL") << " search in " << cfg_.out << " after epoch " << start_ << "\n";
-  write_metrics(cfg_.out, history_);  // a kill between the checkpoint and the metrics file lost no line
+  lr_scale_ = state.value("lr_scale", 1.0);  // searches from before the loss-spike rule: none
+  rollbacks_ = state.value("rollbacks", 0);
+  set_lr();
+}
+
+void Search::set_lr() {
+  for (auto& g : opt_->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(cfg_.lr * lr_scale_);
+}
+
+// The loss-spike rule: from the 32nd step of an epoch after the first, a
+// task loss mean `loss_spike` times the last epoch's stops the epoch. A
+// network with many quadratic elements can blow up in a few Adam steps (one
+// large activation squared layer after layer: docs/experiments.md); the
+// check reads the task loss alone, as the lasso term dominates the total early.
+void Search::check_task_loss(double mean, int64_t epoch, int64_t step) {
+  if (o_.loss_spike <= 0 || step + 1 < 2 * TrainingEngine::kSyncSteps || history_.empty()) return;
+  const double last = history_.back().value("train_task_loss", 0.0);
+  if (last > 0 && mean > o_.loss_spike * last) throw LossSpike{mean, epoch, step};
+}
+
+// Back to the last epoch's checkpoint (every rank: they decided alike on the
+// ranks' mean), Adam's lr halved; returns the epoch to train again. Rank 0
+// wrote that checkpoint before the epoch's first step, which every rank waited for.
+int64_t Search::roll_back(const LossSpike& spike) {
+  engine_->end_progress_line();
+  const double last = history_.back().at("train_task_loss").get<double>();
+  std::ostringstream m;
+  m << std::setprecision(3) << "search epoch " << spike.epoch + 1 << ": the task loss's mean reached " << spike.mean << " by step "
+    << spike.step + 1 << ", " << spike.mean / last << "x epoch " << spike.epoch << "'s " << last << " ("
+    << o_.expect.prefix << "loss-spike " << o_.loss_spike << ")";
+  if (rollbacks_ >= SnlOptions::kMaxRollbacks)
+    throw std::runtime_error(m.str() + ", after " + std::to_string(rollbacks_) + " returns with a halved lr; the last finished epoch is kept in " +
+                             cfg_.out + ". Try a lower " + o_.expect.prefix + "search-lr.");
+  const double lr_was = cfg_.lr * lr_scale_;
+  const int returns = rollbacks_ + 1;  // the checkpoint holds those before it
+  load_state(load_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_, compared_settings(o_).dump(),
+                             sites_->checkpoint_tensors()));
+  rollbacks_ = returns;
+  lr_scale_ = lr_was * 0.5 / cfg_.lr;
+  set_lr();
+  if (rank0_)
+    std::cerr << m.str() << ": back to epoch " << start_ << "'s checkpoint with Adam lr " << lr_was << " -> "
+              << cfg_.lr * lr_scale_ << " (return " << rollbacks_ << " of at most " << SnlOptions::kMaxRollbacks << ")\n";
+  return start_;
 }
 
 std::vector<int64_t> Search::pending() const {
@@ -522,6 +601,8 @@ void Search::end_epoch(int64_t epoch, const TrainedEpoch& e) {
                       {"live", now},
                       {"lasso", lasso_},
                       {"train_loss", e.stats.loss / std::max(1.0, e.stats.images)},
+                      {"train_task_loss", e.task_loss / std::max(1.0, e.stats.images)},
+                      {"search_lr", cfg_.lr * lr_scale_},
                       {"train_acc", e.stats.correct / std::max(1.0, e.stats.images)},
                       {"test_loss", te.loss / std::max(1.0, te.images)},
                       {"test_acc", te.correct / std::max(1.0, te.images)},
@@ -567,8 +648,8 @@ void Search::save_state(int64_t epochs_done) {
   c.metrics = history_.dump();
   c.settings = compared_settings(o_).dump();
   c.tensors = sites_->checkpoint_tensors();
-  c.state = nlohmann::json{{"lasso", lasso_}, {"best_live", best_live_}, {"seconds", seconds_},
-                           {"result", result_.to_json()}}
+  c.state = nlohmann::json{{"lasso", lasso_},       {"best_live", best_live_}, {"seconds", seconds_},
+                           {"lr_scale", lr_scale_}, {"rollbacks", rollbacks_},  {"result", result_.to_json()}}
                 .dump();
   save_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_, c);
   kill_point_after_checkpoint(epochs_done);

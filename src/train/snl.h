@@ -43,6 +43,12 @@ struct SnlOptions {
   // (AutoReP-style: a per-channel quadratic, an indicator with hysteresis).
   std::string replace = "identity";
   double hysteresis = 0.002;     // poly: the indicator's band around the threshold
+  // The loss-spike rule: an epoch whose task loss (KD) mean, read every 16
+  // steps from its 32nd, reaches this many times the last epoch's goes back
+  // to the last epoch's checkpoint with Adam's learning rate halved, at most
+  // kMaxRollbacks times in a search (0: off; otherwise above 1).
+  double loss_spike = 4;
+  static constexpr int kMaxRollbacks = 3;
   // Not a setting (not recorded): what the search's early warning compares
   // with, the training epochs a point is meant to take (0: none) and the
   // flag that set them, and the prefix of the search's flags as typed

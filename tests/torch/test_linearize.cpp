@@ -184,6 +184,8 @@ TEST(LinearizeCli, ErrorsNameTheFlagTypedBeforeWork) {
       {lin + "--lasso inf", "--lasso must be"},
       {lin + "--lasso-growth 0.5", "--lasso-growth must be"},
       {lin + "--threshold 1", "--threshold must be"},
+      {lin + "--loss-spike 0.5", "--loss-spike must be 0 (off) or a factor above 1 (got 0.5)"},
+      {red + "--snl-loss-spike 1", "--snl-loss-spike must be 0 (off) or a factor above 1"},
       {lin + "--epochs-per-point -2", "--epochs-per-point must be"},
       {red + "--snl-lasso inf", "--snl-lasso must be"},
       {red + "--snl-search-lr nan", "--snl-search-lr must be"},
@@ -207,6 +209,47 @@ TEST(LinearizeCli, ErrorsNameTheFlagTypedBeforeWork) {
   // The fine-tunes' help gives their own defaults (SNL: no Nesterov).
   const auto help = cli("linearize --help");
   EXPECT_TRUE(test::contains(help.out, "Nesterov momentum (default off)")) << help.out;
+}
+
+// The loss-spike rule: an epoch whose task loss mean rises past the factor
+// times the last epoch's goes back to that epoch's checkpoint with Adam's lr
+// halved, at most 3 times; then the search stops with the last finished epoch
+// kept, and a resume may change the rule (it is not compared) and go on. A
+// factor just above 1 makes the rule fire as the lasso removes ReLUs.
+TEST(LinearizeCli, ALossSpikeGoesBackAnEpochWithHalfTheLr) {
+  const test::ScratchDir d("snl-spike");
+  // 256 images in batches of 8: 32 steps an epoch, the rule's first look.
+  const std::string data = "--data synthetic:1x12x12:4:256 --batch 8 --threads 1 --workers 0";
+  const std::string args = "linearize --teacher " + teacher() + " " + data +
+                           " --search-lr 0.01 --lasso 1e-3 --search-epochs 60 --epochs 1 --budget 500 --out " + (d / "l");
+  const auto r = cli(args + " --loss-spike 1.0001");
+  ASSERT_NE(r.rc, 0) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "with Adam lr 0.01 -> 0.005 (return 1 of at most 3)")) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "-> 0.0025 (return 2 of at most 3)")) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "-> 0.00125 (return 3 of at most 3)")) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "after 3 returns with a halved lr; the last finished epoch is kept in")) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "Try a lower --search-lr")) << r.out;
+  // Every finished epoch is listed once, at the lr it ran with (halved by
+  // each return before it: a return may succeed, and its epoch go on); the
+  // task loss beside the total.
+  std::istringstream lines(read_file(d / "l/search/metrics.jsonl"));
+  int64_t epoch = 0;
+  double lr = 0.01;
+  for (std::string l; std::getline(lines, l);) {
+    const auto m = json::parse(l);
+    ASSERT_EQ(m["epoch"], ++epoch) << l;
+    const double now = m["search_lr"].get<double>();
+    EXPECT_TRUE(now == lr || now == lr / 2 || now == lr / 4) << l;
+    EXPECT_GE(now, 0.0025) << l;  // the third return stops the search
+    lr = now;
+    EXPECT_LT(m["train_task_loss"].get<double>(), m["train_loss"].get<double>()) << l;  // without the lasso term
+  }
+  ASSERT_GE(epoch, 1);
+  // Off on resume: the search goes on from its last epoch to the budget.
+  const auto resumed = cli(args + " --loss-spike 0");
+  ASSERT_EQ(resumed.rc, 0) << resumed.out;
+  EXPECT_TRUE(test::contains(resumed.out, "after epoch " + std::to_string(epoch))) << resumed.out;
+  EXPECT_EQ(json::parse(read_file(d / "l/budget-500/result.json"))["relus"], 500);
 }
 
 // --replace poly: every ReLU the search removes becomes its channel's trained
