@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "pi/private_cost.h"
 #include "pipeline/criticality.h"
 #include "pipeline/reduce.h"
 #include "planner/candidates.h"
@@ -48,10 +49,29 @@ void add_criticality_command(CLI::App& app) {
   });
 }
 
+// One of --budget (ReLUs), --budget-ms with --link, --budget-mb, --budget-key-mb.
+void parse_reduce_budgets(const std::string& relus, const std::string& ms, const std::string& mb,
+                          const std::string& key_mb, const std::string& link, pipeline::ReduceOptions& o) {
+  const int given = !relus.empty() + !ms.empty() + !mb.empty() + !key_mb.empty();
+  if (given != 1)
+    throw std::invalid_argument(std::string(given == 0 ? "reduce needs budgets" : "give one kind of budget") +
+                                ": --budget (ReLUs, e.g. 50K,20K), --budget-ms with --link lan|wan (modelled "
+                                "latency per image, e.g. --budget-ms 300,100 --link wan), --budget-mb (online MB "
+                                "per image, e.g. 5,1.5) or --budget-key-mb (key MB per party and image)");
+  if (!link.empty() && ms.empty()) throw std::invalid_argument("--link goes with --budget-ms (the link its latency is modelled on)");
+  if (!ms.empty() && link.empty())
+    throw std::invalid_argument("--budget-ms needs --link lan or --link wan (the link its latency is modelled on)");
+  if (!relus.empty()) o.budgets = planner::parse_budgets(relus);
+  if (!ms.empty()) o.cost_budgets = pi::parse_cost_budgets(ms, pi::CostBudget::Unit::Ms, &pi::find_link(link), "--budget-ms");
+  if (!mb.empty()) o.cost_budgets = pi::parse_cost_budgets(mb, pi::CostBudget::Unit::Mb, nullptr, "--budget-mb");
+  if (!key_mb.empty())
+    o.cost_budgets = pi::parse_cost_budgets(key_mb, pi::CostBudget::Unit::KeyMb, nullptr, "--budget-key-mb");
+}
+
 void add_reduce_command(CLI::App& app) {
   struct Opts {
     pipeline::ReduceOptions o;
-    std::string budgets, shard = "0/1", methods = "deepreduce";
+    std::string budgets, budget_ms, budget_mb, budget_key_mb, link, shard = "0/1", methods = "deepreduce";
     bool no_wait = false, no_kd = false, init_teacher = false;
   };
   auto s = std::make_shared<Opts>();
@@ -59,7 +79,17 @@ void add_reduce_command(CLI::App& app) {
       "reduce",
       "The DeepReDuce pipeline: teacher, criticality, cull/thin/reshape to ReLU budgets, KD training, frontier, report");
   add_common(cmd, s->o.train, s->shard, s->no_wait, s->no_kd, s->o.sweep);
-  cmd->add_option("--budget", s->budgets, "ReLU budgets, e.g. 50K,20K,1.5M (K = 1,000)")->required();
+  cmd->add_option("--budget", s->budgets, "ReLU budgets, e.g. 50K,20K,1.5M (K = 1,000)");
+  cmd->add_option("--budget-ms", s->budget_ms,
+                  "Budgets in modelled private-inference latency per image, ms on --link (e.g. 300,100): each "
+                  "method plans the networks or ReLU budgets they allow (instead of --budget)");
+  cmd->add_option("--link", s->link, "With --budget-ms: lan (1 Gb/s, 0.5 ms RTT) or wan (100 Mb/s, 40 ms RTT)");
+  cmd->add_option("--budget-mb", s->budget_mb,
+                  "Budgets in online megabytes per image of deepreduce's private runtime (e.g. 5,1.5; instead of "
+                  "--budget)");
+  cmd->add_option("--budget-key-mb", s->budget_key_mb,
+                  "Budgets in megabytes of key per party and image that the dealer makes (2,080 bytes a ReLU, 40 a "
+                  "polynomial element; instead of --budget)");
   cmd->add_option("--teacher", s->o.teacher,
                   "Finished all-ReLU baseline run (default: train it in OUT/teacher); the --model network itself "
                   "for snl, combined and --init-teacher, which start from its weights");
@@ -97,7 +127,7 @@ void add_reduce_command(CLI::App& app) {
   add_search_options(cmd, l.search, "--snl-", "SNL: ", "SNL mask search", true);
   cmd->callback([s] {
     s->o.methods = pipeline::parse_methods(s->methods);
-    s->o.budgets = planner::parse_budgets(s->budgets);
+    parse_reduce_budgets(s->budgets, s->budget_ms, s->budget_mb, s->budget_key_mb, s->link, s->o);
     s->o.sweep.shard = planner::parse_shard(s->shard);
     s->o.sweep.wait = !s->no_wait;
     s->o.without_kd = !s->no_kd;

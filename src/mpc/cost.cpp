@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "mpc/gate.h"
+#include "mpc/keys.h"
 #include "mpc/transport.h"
 
 namespace dr::mpc {
@@ -33,6 +34,10 @@ void add_gate(ExpectedCost& c, const Step& s, const StepCost& sc) {
 
 ExpectedCost expected_cost(const Program& program) {
   ExpectedCost c;
+  for (const uint64_t b : step_key_bytes(program, Party::Server))
+    c.server_key_bytes = arch::count_add(c.server_key_bytes, static_cast<int64_t>(b), "key bytes");
+  for (const uint64_t b : step_key_bytes(program, Party::Client))
+    c.client_key_bytes = arch::count_add(c.client_key_bytes, static_cast<int64_t>(b), "key bytes");
   for (const Step& s : program.steps) {
     StepCost sc{s.name, kind_name(s), 0, 0, 0};
     switch (s.kind) {
@@ -101,6 +106,7 @@ nlohmann::json to_json(const ExpectedCost& c) {
           {"server_sent", c.server_sent},
           {"messages", c.messages},
           {"framing_bytes", c.framing_bytes},
+          {"key_bytes", {{"server", c.server_key_bytes}, {"client", c.client_key_bytes}}},
           {"input_elements", c.input_elements},
           {"linear_layers", c.linear_layers},
           {"linear_outputs", c.linear_outputs},

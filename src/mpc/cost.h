@@ -49,6 +49,9 @@ struct ExpectedCost {
   int64_t rounds = 0;
   int64_t messages = 0;                      // frames, both directions
   int64_t framing_bytes = 0;                 // 24 per frame
+  // Key bytes per inference, per party (keys.h step_key_bytes: what the
+  // dealer writes for one image, the session's global section aside).
+  int64_t server_key_bytes = 0, client_key_bytes = 0;
   std::vector<StepCost> steps;               // every program step, in order
 };
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "arch/datasets.h"
+#include "pi/private_cost.h"
 #include "pipeline/jobs.h"
 #include "planner/candidates.h"
 
@@ -47,6 +48,8 @@ struct ReducePlan {
   // The finished runs so far, each read and checked once: the teacher (given
   // or trained), then the DeepReDuce networks of the candidates phase.
   Runs runs;
+  // What a private inference costs (budgets in what users pay, the report's ranking).
+  pi::TimeModel time_model;
 };
 
 // One method of one reduce (an instance holds what it planned).

@@ -5,6 +5,7 @@
 #include "mpc/keys.h"
 #include "mpc/program.h"
 #include "pi/cost.h"
+#include "pi/private_cost.h"
 #include "pipeline/private_inference.h"
 #include "report/format.h"
 #include "report/table.h"
@@ -16,16 +17,10 @@ namespace {
 
 using nlohmann::json;
 
-struct Link {
-  const char* name;
-  double bits_per_s, rtt_s;
-};
-// The networks the modelled times assume (LAN and WAN of the PI literature).
-constexpr Link kLan{"lan", 1e9, 0.5e-3}, kWan{"wan", 100e6, 40e-3};
-
 // Loopback latency plus, per round, the link's round trip, plus the larger
-// direction's bytes at the link's rate (both directions travel at once).
-json modelled(const Link& l, double latency_s, int64_t rounds, double up, double down) {
+// direction's bytes at the link's rate (both directions travel at once): the
+// link term of pi::PrivateCost::seconds, on the measured latency.
+json modelled(const pi::Link& l, double latency_s, int64_t rounds, double up, double down) {
   return {{"bits_per_s", l.bits_per_s},
           {"rtt_s", l.rtt_s},
           {"seconds_per_image", latency_s + rounds * l.rtt_s + std::max(up, down) * 8 / l.bits_per_s}};
@@ -127,7 +122,8 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"setup_bytes", r.client.setup.bytes_sent + r.client.setup.bytes_received},
       {"peak_memory_bytes", {{"server", r.server.peak_rss_bytes}, {"client", r.client.peak_rss_bytes}}},
       {"expected", {{"online_bytes_per_image", r.expected.online_bytes}, {"rounds", r.expected.rounds}}},
-      {"modelled", {{"lan", modelled(kLan, latency, rounds, up, down)}, {"wan", modelled(kWan, latency, rounds, up, down)}}},
+      {"modelled",
+       {{"lan", modelled(pi::kLan, latency, rounds, up, down)}, {"wan", modelled(pi::kWan, latency, rounds, up, down)}}},
       {"estimates", cost_estimates(a)},
       {"layers", layer_rows(r, a)},
       {"predictions", predictions},
@@ -219,8 +215,8 @@ std::string summary_table(const json& s) {
          secs(per_image("preprocessing_s_per_image", "server")) + " server; keys " +
          mb(per_image("key_bytes_per_image", "server")) + " server, " + mb(per_image("key_bytes_per_image", "client")) +
          " client\n";
-  out += "modelled:   LAN (1 Gb/s, 0.5 ms RTT) " + secs(s["modelled"]["lan"]["seconds_per_image"].get<double>()) +
-         ", WAN (100 Mb/s, 40 ms RTT) " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) +
+  out += std::string("modelled:   ") + pi::kLan.text + " " + secs(s["modelled"]["lan"]["seconds_per_image"].get<double>()) +
+         ", " + pi::kWan.text + " " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) +
          " per image\n";
   out += "session:    setup " + mb(s["setup_bytes"].get<double>()) +
          (s.value("polys", int64_t(0)) > 0 ? " (W^ and the masked coefficients a^, b^, once), peak memory "

@@ -88,6 +88,7 @@ ReducePlan make_plan(const ReduceOptions& o, const Methods& methods) {
   p.input = arch::parse_source(o.train.data).input;
   p.base_relus = arch::build_network(base, p.input).totals().relus;
   p.stages = arch::find_family(base.family).stages;
+  p.time_model = pi::load_time_model();
   p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
   if (!o.teacher.empty()) check_given_teacher(o, p, methods);
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");
@@ -203,6 +204,15 @@ bool train_candidates(const ReduceOptions& o, ReducePlan& p, const Methods& meth
 }
 
 }  // namespace
+
+std::string cost_budget_flag(const pi::CostBudget& b) {
+  switch (b.unit) {
+    case pi::CostBudget::Unit::Ms: return "--budget-ms";
+    case pi::CostBudget::Unit::Mb: return "--budget-mb";
+    case pi::CostBudget::Unit::KeyMb: return "--budget-key-mb";
+  }
+  return "";
+}
 
 std::vector<std::string> parse_methods(const std::string& text) {
   std::vector<std::string> known;

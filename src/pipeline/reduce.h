@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "pi/private_cost.h"
 #include "pipeline/jobs.h"
 #include "pipeline/linearize.h"
 #include "planner/candidates.h"
@@ -34,6 +35,10 @@ struct ReduceOptions {
   std::string out;
   std::string teacher;       // finished baseline run; "" = train it in out/teacher
   std::vector<int64_t> budgets;
+  // Budgets in what users pay instead (--budget-ms with --link,
+  // --budget-mb or --budget-key-mb; one unit for all): each method plans the networks or ReLU
+  // budgets they allow (pi/private_cost.h). Empty: `budgets`, in ReLUs.
+  std::vector<pi::CostBudget> cost_budgets;
   int per_budget = 1;
   std::string order;         // "S1,S4,S2,S3": skip criticality, use this order
   bool without_kd = true;    // criticality also without KD
@@ -55,6 +60,9 @@ struct ReduceOptions {
   // teacher, batch, threads, ... come from `train`).
   LinearizeOptions snl = LinearizeOptions::defaults();
 };
+
+// The flag that gives budgets of `b`'s unit: "--budget-ms", "--budget-mb", "--budget-key-mb".
+std::string cost_budget_flag(const pi::CostBudget& b);
 
 // "deepreduce", "snl", "combined", a comma list of them, "both" (deepreduce
 // and snl) or "all". Throws std::invalid_argument naming what is accepted.

@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <set>
 
 #include "arch/spec.h"
 #include "pi/cost_table.h"
+#include "pi/private_cost.h"
 #include "pipeline/criticality.h"
 #include "pipeline/jobs.h"
 #include "pipeline/private_inference.h"
@@ -34,7 +36,18 @@ struct Row {
   FrontierPoint point;
   pi::NetworkCost cost;
   nlohmann::json measured;  // deepreduce pi run's summary (--measure-pi), else null
+  // deepreduce's runtime: exact bytes and rounds, modelled latency; none for
+  // a network it cannot run (max pooling).
+  std::optional<pi::PrivateCost> runtime;
 };
+
+std::optional<pi::PrivateCost> runtime_cost(const arch::Network& net, const pi::TimeModel& model) {
+  try {
+    return pi::private_cost(net, model);
+  } catch (const std::runtime_error&) {  // mpc::UnsupportedError: what the runtime cannot run
+    return std::nullopt;
+  }
+}
 
 // The private inference of one run on N test images: OUT/pi/<run>.json
 // holds it, so a continued reduce measures each network once.
@@ -67,11 +80,13 @@ void display_pct(report::Table& t, const std::string& key) {
 
 std::vector<Row> collect_rows(const ReportInput& in, const train::RunResult& teacher, const pi::CostModel& model,
                               const std::vector<const pi::Protocol*>& protocols) {
-  auto cost = [&](const std::string& run) { return pi::estimate(train::run_network(run), model, protocols); };
-  const std::string& base = in.plan.teacher_dir;
-  std::vector<Row> rows = {{{"", "baseline (teacher)", teacher.spec, base, teacher.relus, teacher.test_acc},
-                            cost(base), nullptr}};
-  for (const FrontierPoint& p : in.points) rows.push_back({p, cost(p.run), nullptr});
+  auto row = [&](const FrontierPoint& p) {
+    const arch::Network net = train::run_network(p.run);
+    return Row{p, pi::estimate(net, model, protocols), nullptr, runtime_cost(net, in.plan.time_model)};
+  };
+  std::vector<Row> rows = {
+      row({"", "baseline (teacher)", teacher.spec, in.plan.teacher_dir, teacher.relus, teacher.test_acc})};
+  for (const FrontierPoint& p : in.points) rows.push_back(row(p));
   if (in.options.measure_pi > 0)
     for (auto& r : rows) {
       const FrontierPoint& p = r.point;
@@ -131,22 +146,91 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
   return t;
 }
 
-// Per budget, the most accurate of its picks.
-// Per budget, the most accurate trained network within it, whatever its method.
+// Per budget, the most accurate trained network within it, whatever its
+// method: in ReLUs, or in what users pay (the modelled cost).
 report::Table budgets_table(const ReportInput& in, const std::vector<Row>& rows) {
-  report::Table t({{"budget", "ReLU budget", true}, {"method", "method"}, {"spec", "network"},
+  const auto& costs = in.options.cost_budgets;
+  report::Table t({{"budget", costs.empty() ? "ReLU budget" : "budget", true}, {"method", "method"}, {"spec", "network"},
                    {"relus", "ReLUs", true}, {"acc", "accuracy (%)", true}});
-  for (int64_t b : in.options.budgets) {
+  const auto add = [&](const nlohmann::json& budget, const std::function<bool(const Row&)>& within) {
     const FrontierPoint* best = nullptr;
     for (const auto& r : rows)
-      if (!r.point.method.empty() && r.point.relus <= b && (!best || r.point.acc > best->acc)) best = &r.point;
+      if (!r.point.method.empty() && within(r) && (!best || r.point.acc > best->acc)) best = &r.point;
     if (best)
-      t.add_row({b, best->method, best->network, best->relus, 100 * best->acc});
+      t.add_row({budget, best->method, best->network, best->relus, 100 * best->acc});
     else
-      t.add_row({b, nullptr, "none trained within it", nullptr, nullptr});
-  }
+      t.add_row({budget, nullptr, "none trained within it", nullptr, nullptr});
+  };
+  for (int64_t b : in.options.budgets) add(b, [&](const Row& r) { return r.point.relus <= b; });
+  for (const pi::CostBudget& b : costs)
+    add(b.text(), [&](const Row& r) { return r.runtime && b.of(*r.runtime) <= b.value; });
   display_pct(t, "acc");
   return t;
+}
+
+// What the report ranks by: the budgets' unit, else the modelled WAN latency.
+pi::CostBudget ranking_unit(const ReduceOptions& o) {
+  return o.cost_budgets.empty() ? pi::CostBudget{pi::CostBudget::Unit::Ms, 0, &pi::kWan} : o.cost_budgets.front();
+}
+
+// Every method's points (and the baseline) ranked by what a private inference
+// costs in deepreduce's runtime, cheapest first; "best so far" marks a point
+// more accurate than every cheaper one (the frontier in that cost).
+report::Table ranked_table(const ReduceOptions& o, const std::vector<Row>& rows) {
+  const pi::CostBudget unit = ranking_unit(o);
+  std::vector<const Row*> order;
+  for (const auto& r : rows)
+    if (r.runtime) order.push_back(&r);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const Row* a, const Row* b) { return unit.of(*a->runtime) < unit.of(*b->runtime); });
+  const bool polys = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.point.polys > 0; });
+  std::vector<report::Column> cols = {{"rank", "rank", true},        {"method", "method"},
+                                      {"spec", "network"},           {"relus", "ReLUs", true},
+                                      {"acc", "accuracy (%)", true}, {"mb", "online MB", true},
+                                      {"rounds", "rounds", true},    {"key_mb", "key MB", true},
+                                      {"lan_ms", "LAN ms", true},
+                                      {"wan_ms", "WAN ms", true},    {"best", "best so far"}};
+  if (polys) cols.insert(cols.begin() + 4, {"polys", "poly elements", true});
+  report::Table t(cols);
+  double best = -1;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const Row& r = *order[i];
+    const pi::PrivateCost& c = *r.runtime;
+    const bool better = r.point.acc > best;
+    best = std::max(best, r.point.acc);
+    std::vector<nlohmann::json> cells = {static_cast<int64_t>(i + 1),
+                                         r.point.method.empty() ? "baseline" : r.point.method,
+                                         r.point.network,
+                                         r.point.relus,
+                                         100 * r.point.acc,
+                                         static_cast<double>(c.online_bytes) / 1e6,
+                                         c.rounds,
+                                         static_cast<double>(c.key_bytes) / 1e6,
+                                         1e3 * c.seconds(pi::kLan),
+                                         1e3 * c.seconds(pi::kWan),
+                                         better ? "yes" : ""};
+    if (polys) cells.insert(cells.begin() + 4, r.point.polys);
+    t.add_row(cells);
+  }
+  display_pct(t, "acc");
+  for (const char* k : {"mb", "key_mb"})
+    t.set_display(k, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 2); });
+  for (const char* k : {"lan_ms", "wan_ms"})
+    t.set_display(k, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 1); });
+  return t;
+}
+
+// How the ranking's figures are made, and the model's provenance.
+std::string ranked_paragraph(const ReportInput& in) {
+  const pi::TimeModel& m = in.plan.time_model;
+  const nlohmann::json& p = m.provenance;
+  return "Ranked by " + ranking_unit(in.options).unit_text() + " in deepreduce's private runtime (" + kTrustModel +
+         "). Online MB, rounds and key MB (per image, the larger party's key, which the dealer makes and ships) "
+         "are the runtime's exact formula (what `pi run` sends and deals); LAN ms and WAN ms are "
+         "modelled, not measured: compute from the time model `" + m.path + "` (fitted by bench/pi_time_model.sh on " +
+         p.value("cpu", std::string("an unrecorded machine")) + ", commit " + p.value("commit", std::string("?")) +
+         ") plus, per round, the link's round trip and the larger direction's bytes at its rate, " + pi::kLan.text +
+         " and " + pi::kWan.text + ". Best so far: more accurate than every cheaper network.\n\n";
 }
 
 // Accuracy against x(row): the ReLU count, or the measured latency.
@@ -207,7 +291,8 @@ std::string notes_paragraph(const ReportInput& in) {
 
 std::string report_markdown(const ReportInput& in, const train::RunResult& teacher, const std::vector<Row>& rows,
                             const std::vector<size_t>& front, const report::Table& steps,
-                            const report::Table& budgets, const pi::CostModel& model, const std::string& plot) {
+                            const report::Table& budgets, const report::Table& ranked, const pi::CostModel& model,
+                            const std::string& plot) {
   std::string md = "# Reduce report (" + util::join(in.options.methods, ", ") + "): " + in.plan.base_spec + " on " +
                    in.options.train.data + "\n\n";
   md += settings_paragraph(in) + notes_paragraph(in);
@@ -228,7 +313,13 @@ std::string report_markdown(const ReportInput& in, const train::RunResult& teach
           "LAN (1 Gb/s, 0.5 ms RTT) and WAN (100 Mb/s, 40 ms RTT) seconds, and the share of images whose private "
           "prediction equals the plaintext model's. Accuracy against measured latency: "
           "![latency frontier](frontier_latency." + in.options.plot_ext + ")\n\n";
-  md += "## Best network per ReLU budget\n\n" + budgets.render(report::Format::Markdown) + "\n";
+  md += std::string("## Best network per ") + (in.options.cost_budgets.empty() ? "ReLU budget" : "budget") + "\n\n" +
+        budgets.render(report::Format::Markdown) + "\n";
+  if (!in.options.cost_budgets.empty())
+    md += "Within a budget: the network's " + ranking_unit(in.options).unit_text() + " (" +
+          ranking_unit(in.options).basis(in.plan.time_model) + "; the ranking below) at most the budget's.\n\n";
+  md += "## Ranked by what a private inference costs\n\n" + ranked.render(report::Format::Markdown) + "\n" +
+        ranked_paragraph(in);
   md += "## Pareto frontier\n\n![ReLU count vs accuracy](" + std::filesystem::path(plot).filename().string() +
         ")\n\nFrontier points (fewest ReLUs first): ";
   for (size_t k = 0; k < front.size(); ++k)
@@ -254,6 +345,7 @@ std::string write_reduce_report(const ReportInput& in) {
   const auto front = planner::pareto_front(points);
   const report::Table steps = steps_table(rows, {front.begin(), front.end()}, protocols);
   const report::Table budgets = budgets_table(in, rows);
+  const report::Table ranked = ranked_table(o, rows);
   const std::string plot = path_join(o.out, "frontier." + o.plot_ext);
   plot_frontier(in, plot, util::join(o.methods, ", ") + ": " + in.plan.base_spec + " on " + o.train.data,
                 "ReLU count (log scale)", rows, [](const Row& r) { return double(r.point.relus); });
@@ -267,13 +359,16 @@ std::string write_reduce_report(const ReportInput& in) {
       {"model", in.plan.base_spec},      {"data", o.train.data},     {"input", in.plan.input.shape.str()},
       {"classes", in.plan.input.classes}, {"order", in.plan.order},  {"teacher", teacher.to_json()},
       {"methods", o.methods},             {"settings", o.train.to_json()}, {"steps", steps.to_json()},
-      {"budgets", budgets.to_json()},     {"provenance", in.provenance}};
+      {"budgets", budgets.to_json()},     {"ranked_by_cost", ranked.to_json()},
+      {"time_model", {{"path", in.plan.time_model.path}, {"provenance", in.plan.time_model.provenance}}},
+      {"provenance", in.provenance}};
   for (const auto& m : in.methods) m->add_results(o, results);
   util::write_file_atomic(path_join(o.out, "results.json"), results.dump(2) + "\n");
   const std::string report_path = path_join(o.out, "report.md");
-  util::write_file_atomic(report_path, report_markdown(in, teacher, rows, front, steps, budgets, model, plot));
+  util::write_file_atomic(report_path, report_markdown(in, teacher, rows, front, steps, budgets, ranked, model, plot));
   std::cout << "\nOptimisation steps\n" << steps.render(report::Format::Table) << "\nBest per budget\n"
-            << budgets.render(report::Format::Table);
+            << budgets.render(report::Format::Table) << "\nRanked by " << ranking_unit(o).unit_text()
+            << " (modelled; " << kTrustModel << ")\n" << ranked.render(report::Format::Table);
   return report_path;
 }
 

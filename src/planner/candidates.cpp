@@ -81,13 +81,35 @@ std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
     if (c.relus < smallest->relus) smallest = &c;
   std::vector<BudgetPlan> plans;
   for (int64_t b : budgets) {
-    BudgetPlan p{b, {}};
+    BudgetPlan p{static_cast<double>(b), std::to_string(b), {}};
     // candidates are sorted by ReLUs (most first), then by step
     for (const auto& c : candidates)
       if (c.relus <= b && static_cast<int>(p.picks.size()) < per_budget) p.picks.push_back(c);
     if (p.picks.empty())
       throw std::invalid_argument("budget " + std::to_string(b) + " ReLUs is below every candidate; the smallest is " +
                                   smallest->spec + " with " + std::to_string(smallest->relus) + " ReLUs");
+    plans.push_back(p);
+  }
+  return plans;
+}
+
+std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
+                                     const std::vector<MeasuredBudget>& budgets, int per_budget,
+                                     const std::function<double(const Candidate&)>& measure,
+                                     const std::function<std::string(double)>& show) {
+  if (candidates.empty()) throw std::invalid_argument("no candidate networks to plan with");
+  if (per_budget < 1) throw std::invalid_argument("--per-budget must be >= 1");
+  std::vector<std::pair<double, const Candidate*>> by_cost;  // costliest first; candidates come by ReLUs, then step
+  for (const auto& c : candidates) by_cost.push_back({measure(c), &c});
+  std::stable_sort(by_cost.begin(), by_cost.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+  std::vector<BudgetPlan> plans;
+  for (const MeasuredBudget& b : budgets) {
+    BudgetPlan p{b.value, b.text, {}};
+    for (const auto& [cost, c] : by_cost)
+      if (cost <= b.value && static_cast<int>(p.picks.size()) < per_budget) p.picks.push_back(*c);
+    if (p.picks.empty())
+      throw std::invalid_argument("budget " + b.text + " is below every candidate; the cheapest is " +
+                                  by_cost.back().second->spec + " at " + show(by_cost.back().first));
     plans.push_back(p);
   }
   return plans;

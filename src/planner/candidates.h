@@ -3,6 +3,7 @@
 // the candidate networks of each step (cull, thin, reshape), which of them
 // fit each ReLU budget, and how a sweep's jobs split into shards.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,8 @@ std::vector<Candidate> deepreduce_candidates(const std::string& base,
                                              const arch::InputSpec& input);
 
 struct BudgetPlan {
-  int64_t budget = 0;
+  double budget = 0;  // ReLUs, or a cost (the measure's unit)
+  std::string text;   // as tables show it: "12,000", "1.5 MB"
   std::vector<Candidate> picks;
 };
 // For each budget, the `per_budget` candidates with the most ReLUs within it
@@ -40,6 +42,21 @@ struct BudgetPlan {
 // for a budget below every candidate, naming the smallest one.
 std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
                                      const std::vector<int64_t>& budgets, int per_budget = 1);
+
+// A budget in another measure of a candidate (what its private inference
+// costs): its value, how tables and errors show it, and the measure.
+struct MeasuredBudget {
+  double value = 0;
+  std::string text;
+};
+// For each budget, the `per_budget` candidates of the highest measure within
+// it (on equal measures the one with more ReLUs, then the earlier step).
+// Throws std::invalid_argument for a budget below every candidate, naming the
+// cheapest one and its measure (shown by `show`).
+std::vector<BudgetPlan> plan_budgets(const std::vector<Candidate>& candidates,
+                                     const std::vector<MeasuredBudget>& budgets, int per_budget,
+                                     const std::function<double(const Candidate&)>& measure,
+                                     const std::function<std::string(double)>& show);
 
 // "50K,20K,1.5M,12000" (K = 1,000, M = 1,000,000). Throws std::invalid_argument
 // for an empty, malformed, non-finite, zero or negative budget, and for one

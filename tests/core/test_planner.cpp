@@ -47,6 +47,37 @@ TEST(Criticality, OrderAndMissingAccuracies) {
   EXPECT_THROW(score_criticality(rows), std::invalid_argument);
 }
 
+// Budgets in another measure (what a private inference costs): per budget the
+// costliest candidates within it; the cheapest is named when none fits.
+TEST(Plan, BudgetsInAnotherMeasurePickTheCostliestWithin) {
+  const auto in = arch::dataset_input("cifar10");
+  const auto cands = deepreduce_candidates("resnet18:alpha=0.25", {"S1", "S4", "S2", "S3"}, in);
+  // A measure unlike the ReLU order: ReLUs plus a large charge per culled stage.
+  const auto cost = [](const Candidate& c) { return static_cast<double>(c.relus) + 50000.0 * c.culled; };
+  const auto show = [](double v) { return std::to_string(static_cast<int64_t>(v)) + " units"; };
+  const auto plans = plan_budgets(cands, {{120000, "120K units"}, {80000, "80K units"}}, 2, cost, show);
+  ASSERT_EQ(plans.size(), 2u);
+  EXPECT_EQ(plans[0].text, "120K units");
+  for (const auto& p : plans) {
+    ASSERT_EQ(p.picks.size(), 2u);
+    EXPECT_GE(cost(p.picks[0]), cost(p.picks[1]));
+    for (const auto& c : p.picks) EXPECT_LE(cost(c), p.budget) << c.spec;
+    // Nothing left out costs more within the budget than the last pick.
+    for (const auto& c : cands)
+      if (cost(c) <= p.budget && cost(c) > cost(p.picks[1]))
+        EXPECT_TRUE(c.spec == p.picks[0].spec || c.spec == p.picks[1].spec) << c.spec;
+  }
+  double cheapest = 1e18;
+  for (const auto& c : cands) cheapest = std::min(cheapest, cost(c));
+  try {
+    plan_budgets(cands, {{1, "1 unit"}}, 1, cost, show);
+    FAIL() << "a budget below every candidate was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("budget 1 unit is below every candidate; the cheapest is"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find(show(cheapest)), std::string::npos) << e.what();
+  }
+}
+
 TEST(Plan, ResNet18Cifar100Budgets) {
   const auto in = arch::dataset_input("cifar100");
   const std::vector<std::string> order = {"S1", "S4", "S2", "S3"};  // least to most critical

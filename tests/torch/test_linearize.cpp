@@ -316,6 +316,9 @@ TEST(ReduceCli, MethodsShareOneFrontier) {
   EXPECT_TRUE(fs::exists(d / "r/poly/report.md"));
   // Polynomial elements get a column of their own, and the poly points fill it.
   EXPECT_TRUE(test::contains(report, "poly elements")) << report;
+  // Every point ranked by what its private inference costs (WAN latency when the budgets are ReLUs).
+  EXPECT_TRUE(test::contains(report, "Ranked by ms on WAN in deepreduce's private runtime")) << report;
+  EXPECT_EQ(results["ranked_by_cost"].size(), results["steps"].size());
   EXPECT_EQ(results["snl"]["search"]["optimizer"], "adam");
   EXPECT_EQ(results["snl"]["search"]["lasso"], 1e-4);
   EXPECT_EQ(results["snl"]["search"]["max_epochs"], 400);

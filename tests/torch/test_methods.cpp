@@ -104,7 +104,7 @@ TEST(Methods, SnlChecksItsBudgetsAgainstTheTeacher) {
   m.plan(options({500}), p, false);
   int step = 1;
   EXPECT_EQ(printed([&] { m.print_own(options({500}), p, step); }),
-            "  2. SNL from the teacher to every budget -> /out/snl\n");
+            "  2. SNL from the teacher to 500 live ReLUs -> /out/snl\n");
   std::string notes;
   m.add_report_notes(options({500}), notes);
   EXPECT_TRUE(test::contains(notes, "Mask-search points: a mask search")) << notes;

@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "arch/spec.h"
+#include "pi/private_cost.h"
 #include "test_paths.h"
 #include "test_util.h"
 #include "util/fs.h"
@@ -126,4 +129,72 @@ TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {
                          "--threads 1 --workers 0 --order S1,S2,S3,S4 --budget 1K --measure-pi 2 --out " + (d / "r"));
   ASSERT_EQ(again.rc, 0) << again.out;
   EXPECT_FALSE(test::contains(again.out, "[pi] private inference")) << again.out;
+}
+
+// Budgets in what users pay: reduce plans DeepReDuce's networks and SNL's ReLU
+// budgets from online megabytes, and ranks every point by that cost; the
+// ranking's bytes are the runtime's exact figures, which pi run measures.
+TEST(PiCli, ReduceBudgetsInWhatUsersPay) {
+  const test::ScratchDir d("pi-budget");
+  const test::EnvGuard state("DEEPREDUCE_STATE_DIR", (d / "state").c_str());
+  const std::string data = "--data synthetic:1x12x12:4:64 --epochs 1 --batch 16 --threads 1 --workers 0 ";
+  // Just above what culling S1 costs: DeepReDuce's pick is that network, SNL's the ReLUs that fit.
+  const dr::arch::InputSpec in{{1, 12, 12}, 4};
+  const double culled = static_cast<double>(
+      dr::pi::private_cost(dr::arch::build_network("resnet6:alpha=0.125:cull=S1", in), dr::pi::load_time_model())
+          .online_bytes) / 1e6;
+  const std::string budget = std::to_string(culled + 1e-4);
+  const auto r = cli("reduce --model resnet6:alpha=0.125 " + data + "--order S1,S2,S3,S4 --budget-mb " + budget +
+                     " --method deepreduce,snl --snl-search-lr 0.01 --snl-lasso 1e-4 --snl-search-epochs 400 "
+                     "--snl-finetune-epochs 1 --measure-pi 2 --out " + (d / "r"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "the costliest within each, in MB online: the runtime's exact online bytes")) << r.out;
+  const auto plan = json::parse(dr::util::read_file(d / "r/plan.json"));
+  EXPECT_EQ(plan["budgets"][0]["unit"], "MB online");
+  EXPECT_EQ(plan["budgets"][0]["picks"], json({"resnet6:alpha=0.125:cull=S1"}));
+  const auto results = json::parse(dr::util::read_file(d / "r/results.json"));
+  std::map<std::string, double> measured;  // network -> pi run's online MB per image
+  for (const auto& row : results["steps"]) measured[row["spec"].get<std::string>()] = row["pi_mb"].get<double>();
+  const auto& ranked = results["ranked_by_cost"];
+  ASSERT_EQ(ranked.size(), results["steps"].size());
+  double last = 0;
+  bool snl = false;
+  for (const auto& row : ranked) {
+    const std::string net = row["spec"];
+    EXPECT_NEAR(row["mb"].get<double>(), measured.at(net), 1e-9) << net;  // exact formula = measured
+    EXPECT_GE(row["mb"].get<double>(), last) << net;                       // cheapest first
+    last = row["mb"].get<double>();
+    if (row["method"] == "snl") {
+      snl = true;
+      EXPECT_LE(row["mb"].get<double>(), culled + 1e-4) << net;  // the planned ReLU budget meets the budget
+    }
+  }
+  EXPECT_TRUE(snl);
+  ASSERT_EQ(results["budgets"].size(), 1u);
+  EXPECT_TRUE(test::contains(results["budgets"][0]["budget"].get<std::string>(), " MB")) << results["budgets"].dump();
+  const std::string report = dr::util::read_file(d / "r/report.md");
+  EXPECT_TRUE(test::contains(report, "## Ranked by what a private inference costs")) << report;
+  EXPECT_TRUE(test::contains(report, "modelled, not measured")) << report;
+  EXPECT_TRUE(test::contains(report, "non-colluding dealer")) << report;
+  // Bad budgets: refused before any work, naming the flags.
+  const std::string red = "reduce --model resnet6:alpha=0.125 " + data + "--order S1,S2,S3,S4 --out " + (d / "bad") + " ";
+  const std::pair<std::string, std::string> cases[] = {
+      {red + "--budget 1K --budget-mb 1", "give one kind of budget"},
+      {red, "reduce needs budgets"},
+      {red + "--budget-ms 10", "--budget-ms needs --link lan or --link wan"},
+      {red + "--budget-mb 1 --link lan", "--link goes with --budget-ms"},
+      {red + "--budget-ms 10 --link 5g", "--link '5g' is not accepted (accepted: lan, wan)"},
+      {red + "--budget-mb -1", "--budget-mb: '-1' is not accepted"},
+      {red + "--budget-mb 0.0001", "budget 0.0001 MB is below every candidate; the cheapest is"},
+      {red + "--budget-mb 1000 --method snl", "is not below the teacher's cost"},
+      {red + "--budget-mb 0.0001 --method snl", "is below what method snl can reach"},
+      {red + "--budget-key-mb 0.0001 --method poly", "--budget-key-mb 0.0001 key MB per party is below what method poly"},
+      {red + "--budget-key-mb 1 --budget-mb 1", "give one kind of budget"},
+  };
+  for (const auto& [args, says] : cases) {
+    const auto b = cli(args);
+    EXPECT_EQ(b.rc, 2) << args << "\n" << b.out;
+    EXPECT_TRUE(test::contains(b.out, says)) << args << "\n" << b.out;
+    EXPECT_FALSE(fs::exists(d / "bad")) << args;
+  }
 }

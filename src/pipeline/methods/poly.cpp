@@ -18,15 +18,15 @@ class Poly final : public SnlMethod {
   std::string title() const override { return "polynomial replacement"; }
   std::string starts_from_teacher() const override { return "--method poly starts from its weights"; }
 
-  void plan(const ReduceOptions& o, const ReducePlan& p, bool) override { check_below_teacher(o, p); }
+  void plan(const ReduceOptions& o, const ReducePlan& p, bool) override { plan_budgets(o, p, p.base_spec, true); }
   void print_own(const ReduceOptions& o, const ReducePlan&, int& step) const override {
     std::cout << "  " << ++step
-              << ". polynomial replacement (AutoReP-style) from the teacher to every budget, each removed ReLU a "
-                 "trained per-channel quadratic -> "
+              << ". polynomial replacement (AutoReP-style) from the teacher to " << budget_list(budgets_)
+              << ", each removed ReLU a trained per-channel quadratic -> "
               << util::path_join(o.out, "poly") << "\n";
   }
   bool run(const ReduceOptions& o, const ReducePlan& p, std::vector<FrontierPoint>& points) override {
-    return run_from(o, p, "", p.base_relus, points);
+    return run_from(o, p, "", points);
   }
   void add_report_notes(const ReduceOptions& o, std::string& notes) const override {
     add_notes(o, notes,

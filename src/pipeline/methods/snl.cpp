@@ -22,12 +22,13 @@ class Snl final : public SnlMethod {
   std::string title() const override { return "SNL"; }
   std::string starts_from_teacher() const override { return "--method snl starts from its weights"; }
 
-  void plan(const ReduceOptions& o, const ReducePlan& p, bool) override { check_below_teacher(o, p); }
+  void plan(const ReduceOptions& o, const ReducePlan& p, bool) override { plan_budgets(o, p, p.base_spec, true); }
   void print_own(const ReduceOptions& o, const ReducePlan&, int& step) const override {
-    std::cout << "  " << ++step << ". SNL from the teacher to every budget -> " << path_join(o.out, "snl") << "\n";
+    std::cout << "  " << ++step << ". SNL from the teacher to " << budget_list(budgets_) << " -> "
+              << path_join(o.out, "snl") << "\n";
   }
   bool run(const ReduceOptions& o, const ReducePlan& p, std::vector<FrontierPoint>& points) override {
-    return run_from(o, p, "", p.base_relus, points);
+    return run_from(o, p, "", points);
   }
   void add_report_notes(const ReduceOptions& o, std::string& notes) const override {
     add_notes(o, notes, " SNL starts from the teacher ([its report](snl/report.md)).");
@@ -54,9 +55,7 @@ class Combined final : public SnlMethod {
     if (!best)
       throw std::invalid_argument("no DeepReDuce network culls exactly one stage here: nothing to combine with");
     start_ = *best;
-    if (budgets_below(o.budgets, start_.relus).empty())
-      throw std::invalid_argument("no budget is below the " + std::to_string(start_.relus) + " ReLUs of " +
-                                  start_.spec + ", where the combined method starts");
+    plan_budgets(o, p, start_.spec, false);
   }
   bool print_candidates(const ReduceOptions& o, const ReducePlan&, int& step, bool listed) const override {
     if (!listed)
@@ -67,11 +66,11 @@ class Combined final : public SnlMethod {
   void print_own(const ReduceOptions& o, const ReducePlan& p, int& step) const override {
     std::cout << "  " << ++step << ". SNL from DeepReDuce's " << start_.step_name << " network ("
               << report::thousands(start_.relus) << " ReLUs" << (p.order.empty() ? ", under the assumed order" : "")
-              << ") to the budgets below it -> " << path_join(o.out, "combined") << "\n";
+              << ") to " << budget_list(budgets_) << " -> " << path_join(o.out, "combined") << "\n";
   }
   std::vector<planner::Candidate> candidates() const override { return {start_}; }
   bool run(const ReduceOptions& o, const ReducePlan& p, std::vector<FrontierPoint>& points) override {
-    return run_from(o, p, candidate_dir(o.out, start_.spec), start_.relus, points);
+    return run_from(o, p, candidate_dir(o.out, start_.spec), points);
   }
   void add_report_notes(const ReduceOptions& o, std::string& notes) const override {
     add_notes(o, notes,
@@ -90,7 +89,9 @@ class Combined final : public SnlMethod {
 
 void check_snl_settings(const ReduceOptions& o) {
   LinearizeOptions l = snl_options(o);
-  l.budgets = o.budgets;
+  // Budgets in what users pay become ReLU budgets as each method plans
+  // (SnlMethod::plan_budgets): only the settings are checked here.
+  l.budgets = o.cost_budgets.empty() ? o.budgets : std::vector<int64_t>{1};
   validate_settings(l);
 }
 

@@ -4,6 +4,8 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "arch/spec.h"
+#include "pi/private_cost.h"
 #include "report/format.h"
 #include "train/settings.h"
 #include "train/trainer.h"
@@ -21,11 +23,11 @@ std::string lasso_text(double v) {
 
 }  // namespace
 
-std::vector<int64_t> budgets_below(const std::vector<int64_t>& budgets, int64_t relus) {
-  std::vector<int64_t> out;
-  for (int64_t b : budgets)
-    if (b < relus) out.push_back(b);
-  return out;
+std::string budget_list(const std::vector<int64_t>& budgets) {
+  std::string out;
+  for (size_t i = 0; i < budgets.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == budgets.size() ? " and " : ", ") + report::thousands(budgets[i]);
+  return out + " live ReLUs";
 }
 
 LinearizeOptions snl_options(const ReduceOptions& o) {
@@ -39,14 +41,14 @@ LinearizeOptions snl_options(const ReduceOptions& o) {
   return l;
 }
 
-bool SnlMethod::run_from(const ReduceOptions& o, const ReducePlan& p, const std::string& from, int64_t start_relus,
+bool SnlMethod::run_from(const ReduceOptions& o, const ReducePlan& p, const std::string& from,
                          std::vector<FrontierPoint>& points) const {
   LinearizeOptions l = snl_options(o);
   l.search.replace = replace();
   l.finetune.teacher = p.teacher_dir;
   l.out = util::path_join(o.out, name());
   l.from = from;
-  l.budgets = budgets_below(o.budgets, start_relus);
+  l.budgets = budgets_;
   std::cerr << "[" << name() << "] " << title() << " from " << (from.empty() ? p.teacher_dir : from) << " -> " << l.out
             << "\n";
   const std::vector<LinearizedPoint> done = run_linearize(l);
@@ -60,11 +62,48 @@ bool SnlMethod::run_from(const ReduceOptions& o, const ReducePlan& p, const std:
   return !done.empty();
 }
 
-void SnlMethod::check_below_teacher(const ReduceOptions& o, const ReducePlan& p) const {
-  for (int64_t b : o.budgets)
-    if (b >= p.base_relus)
-      throw std::invalid_argument("budget " + std::to_string(b) + " is not below the teacher's " +
-                                  std::to_string(p.base_relus) + " ReLUs (method " + name() + ")");
+void SnlMethod::plan_budgets(const ReduceOptions& o, const ReducePlan& p, const std::string& start_spec,
+                             bool teacher_start) {
+  const arch::Network start = arch::build_network(start_spec, p.input);
+  const int64_t relus = start.totals().relus;
+  budgets_.clear();
+  if (o.cost_budgets.empty()) {
+    for (int64_t b : o.budgets) {
+      if (b < relus)
+        budgets_.push_back(b);
+      else if (teacher_start)
+        throw std::invalid_argument("budget " + std::to_string(b) + " is not below the teacher's " +
+                                    std::to_string(relus) + " ReLUs (method " + name() + ")");
+    }
+  } else {
+    const pi::SearchCost cost =
+        pi::search_cost(start, replace() == "poly" ? arch::SiteOp::Poly : arch::SiteOp::Identity, p.time_model);
+    for (const pi::CostBudget& b : o.cost_budgets) {
+      const int64_t r = pi::relus_within(cost, b);
+      const auto cost_text = [&](int64_t at) { return report::fixed(b.of(pi::cost_at(cost, at)), 2) + " " + b.unit_text(); };
+      if (r < 0)
+        throw std::invalid_argument(
+            cost_budget_flag(b) + " " + b.text() + " is below what method " + name() + " can reach: from " + start_spec +
+            " with no ReLU left its network costs " + cost_text(0) +
+            " (" + b.basis(p.time_model) +
+            (replace() == "poly" ? "; each polynomial element moves as many online bytes as a ReLU" : "") + ")");
+      if (r < relus)
+        budgets_.push_back(r);
+      else if (teacher_start)
+        throw std::invalid_argument(cost_budget_flag(b) + " " + b.text() + " is not below the teacher's cost, " +
+                                    cost_text(relus) + " with all " + std::to_string(relus) + " ReLUs (method " +
+                                    name() + ")");
+    }
+  }
+  if (!budgets_.empty()) return;
+  std::string start_cost = std::to_string(relus) + " ReLUs";
+  if (!o.cost_budgets.empty()) {
+    const pi::CostBudget& b = o.cost_budgets.front();
+    start_cost = report::fixed(b.of(pi::private_cost(start, p.time_model)), 2) + " " + b.unit_text() + " (" +
+                 start_cost + ")";
+  }
+  throw std::invalid_argument("no budget is below the " + start_cost + " of " + start_spec + ", where the " + name() +
+                              " method starts");
 }
 
 void SnlMethod::add_notes(const ReduceOptions& o, std::string& notes, const std::string& own) {

@@ -12,8 +12,8 @@
 
 namespace dr::pipeline {
 
-// The budgets of `budgets` below `relus`, in their order.
-std::vector<int64_t> budgets_below(const std::vector<int64_t>& budgets, int64_t relus);
+// "1,000 and 500 live ReLUs": a search's budgets, as the plan prints them.
+std::string budget_list(const std::vector<int64_t>& budgets);
 
 // The mask-search methods' LinearizeOptions as far as they are known before
 // the teacher exists (reduce's --snl-* options, its training settings).
@@ -23,11 +23,18 @@ class SnlMethod : public Method {
  protected:
   // What a removed ReLU becomes (train::SnlOptions::replace).
   virtual std::string replace() const { return "identity"; }
-  // The search from `from` ("" = the teacher) to the budgets below `start_relus`.
-  bool run_from(const ReduceOptions& o, const ReducePlan& p, const std::string& from, int64_t start_relus,
+  // The search from `from` ("" = the teacher) to the planned budgets.
+  bool run_from(const ReduceOptions& o, const ReducePlan& p, const std::string& from,
                 std::vector<FrontierPoint>& points) const;
-  // Refuses a budget that is not below the teacher's count, naming the method.
-  void check_below_teacher(const ReduceOptions& o, const ReducePlan& p) const;
+  // Plans the search's ReLU budgets from the network `start_spec`: --budget's
+  // below its count, or for budgets in what users pay (--budget-ms,
+  // --budget-mb) the most live ReLUs each allows (pi::relus_within, with
+  // removed ReLUs as replace() makes them). A budget the start already meets
+  // is refused naming the method (from the teacher, `teacher_start`), or
+  // skipped (from another start: none left is refused); so is one that even
+  // no ReLU at all cannot meet.
+  void plan_budgets(const ReduceOptions& o, const ReducePlan& p, const std::string& start_spec, bool teacher_start);
+  std::vector<int64_t> budgets_;  // the search's, in ReLUs
   // The search and fine-tuning settings, once for all these methods, then `own`.
   static void add_notes(const ReduceOptions& o, std::string& notes, const std::string& own);
   void add_results(const ReduceOptions& o, nlohmann::json& results) const override;
