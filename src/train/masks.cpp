@@ -152,40 +152,61 @@ MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch
   if (dropped == arch::SiteOp::Relu) throw std::logic_error("keep_largest: the dropped elements cannot be ReLUs");
   if (budget < 0) throw std::runtime_error("keep_largest: the budget is negative (" + std::to_string(budget) + ")");
   for (const auto& item : scores) site_of(net, item.first, "keep_largest");  // unknown or removed sites
-  // Every score in one array, sites in forward order: an element's index
-  // there is its tie-break rank.
+  // Every score in one array, sites in forward order: an entry's index there
+  // is its tie-break rank. Per channel, an entry stands for the channel's H x W elements.
   std::vector<const arch::Layer*> sites;
   std::vector<float> all;
+  std::vector<int64_t> weight;  // elements per entry
+  int channel_sites = 0;
   for (const arch::Layer* l : net.layers()) {
     auto it = scores.find(l->name);
     if (it == scores.end() || l->op != arch::Op::ReLU) continue;
-    const std::vector<int64_t> want{l->out.c, l->out.h, l->out.w};
-    if (it->second.sizes().vec() != want)
-      throw std::runtime_error("keep_largest: the scores of ReLU site '" + l->name + "' have shape " +
-                               shape_str(it->second.sizes().vec()) + ", the site needs one per element: " +
-                               shape_str(want));
+    const std::vector<int64_t> element{l->out.c, l->out.h, l->out.w}, channel{l->out.c};
+    const std::vector<int64_t> got = it->second.sizes().vec();
+    if (got != element && got != channel)
+      throw std::runtime_error("keep_largest: the scores of ReLU site '" + l->name + "' have shape " + shape_str(got) +
+                               ", the site needs one per element: " + shape_str(element) + ", or one per channel: " +
+                               shape_str(channel));
+    channel_sites += got == channel && got != element;
     const torch::Tensor t = it->second.detach().to(torch::kCPU, torch::kFloat).contiguous();
     if (torch::isnan(t).any().item<bool>())
       throw std::runtime_error("keep_largest: the scores of ReLU site '" + l->name + "' hold NaN");
     all.insert(all.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+    weight.insert(weight.end(), size_t(t.numel()), got == element ? 1 : l->out.h * l->out.w);
     sites.push_back(l);
   }
-  const int64_t total = int64_t(all.size()), k = std::min(budget, total);
+  const bool per_channel = channel_sites > 0;
+  if (per_channel && channel_sites != int(sites.size()))
+    throw std::runtime_error("keep_largest: the scores are per channel at some sites and per element at others");
   std::vector<int64_t> order(all.size());
   std::iota(order.begin(), order.end(), int64_t(0));
-  std::nth_element(order.begin(), order.begin() + k, order.end(),
-                   [&](int64_t a, int64_t b) { return all[a] > all[b] || (all[a] == all[b] && a < b); });
+  const auto larger = [&](int64_t a, int64_t b) { return all[a] > all[b] || (all[a] == all[b] && a < b); };
   std::vector<uint8_t> keep(all.size(), static_cast<uint8_t>(dropped));
-  for (int64_t i = 0; i < k; ++i) keep[size_t(order[i])] = static_cast<uint8_t>(arch::SiteOp::Relu);
+  if (!per_channel) {  // exactly the budget's largest
+    const int64_t k = std::min(budget, int64_t(all.size()));
+    std::nth_element(order.begin(), order.begin() + k, order.end(), larger);
+    for (int64_t i = 0; i < k; ++i) keep[size_t(order[i])] = static_cast<uint8_t>(arch::SiteOp::Relu);
+  } else {  // whole channels, largest first, each that still fits the budget
+    std::sort(order.begin(), order.end(), larger);
+    int64_t used = 0;
+    for (const int64_t i : order)
+      if (used + weight[size_t(i)] <= budget) {
+        used += weight[size_t(i)];
+        keep[size_t(i)] = static_cast<uint8_t>(arch::SiteOp::Relu);
+      }
+  }
   MaskSet out;
   size_t offset = 0;
   for (const arch::Layer* l : sites) {
     SiteMask& m = out[l->name];
-    m.shape = {l->out.c, l->out.h, l->out.w};
-    m.mask.ops.assign(keep.begin() + offset, keep.begin() + offset + size_t(l->out.numel()));
-    m.mask.live = std::count(m.mask.ops.begin(), m.mask.ops.end(), static_cast<uint8_t>(arch::SiteOp::Relu));
-    m.mask.polys = std::count(m.mask.ops.begin(), m.mask.ops.end(), static_cast<uint8_t>(arch::SiteOp::Poly));
-    offset += size_t(l->out.numel());
+    const size_t n = size_t(per_channel ? l->out.c : l->out.numel());
+    m.shape = per_channel ? std::vector<int64_t>{l->out.c} : std::vector<int64_t>{l->out.c, l->out.h, l->out.w};
+    m.mask.channelwise = per_channel;
+    m.mask.ops.assign(keep.begin() + offset, keep.begin() + offset + n);
+    const int64_t per = per_channel ? l->out.h * l->out.w : 1;
+    m.mask.live = per * std::count(m.mask.ops.begin(), m.mask.ops.end(), static_cast<uint8_t>(arch::SiteOp::Relu));
+    m.mask.polys = per * std::count(m.mask.ops.begin(), m.mask.ops.end(), static_cast<uint8_t>(arch::SiteOp::Poly));
+    offset += n;
   }
   return out;
 }

@@ -55,8 +55,12 @@ void apply_masks(arch::Network& net, const MaskSet& masks);
 // polynomials for polynomial replacement), so that the masks keep exactly
 // min(budget, total elements) ReLUs together. Ties go to the site earlier
 // in the network's forward order, then to the lower CHW index: the same
-// scores always give the same masks. Throws std::runtime_error naming the
-// site for a site apply_masks would refuse, a NaN score, or a negative budget.
+// scores always give the same masks. Scores of shape [C] at every site (a
+// channel-wise search) keep whole channels instead, largest first, each one
+// that still fits the budget (its H x W elements count), as channel-wise
+// masks: at most `budget` ReLUs. Throws std::runtime_error naming the site
+// for a site apply_masks would refuse, a NaN score, scores per channel at
+// some sites and per element at others, or a negative budget.
 MaskSet keep_largest(const arch::Network& net, const std::map<std::string, torch::Tensor>& scores, int64_t budget,
                      arch::SiteOp dropped = arch::SiteOp::Identity);
 

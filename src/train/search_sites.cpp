@@ -15,7 +15,9 @@ void SearchSites::attach(nn::Net& net, torch::Device device) {
       throw std::invalid_argument("mask search: ReLU site " + l->name +
                                   " already has a fixed mask (start from a network without masks)");
     if (kind != arch::ReluKind::Plain) continue;
-    Site s{l, torch::ones({1, l->out.c, l->out.h, l->out.w}, torch::TensorOptions().device(device)).requires_grad_(true)};
+    const int64_t h = channelwise_ ? 1 : l->out.h, w = channelwise_ ? 1 : l->out.w;
+    Site s{l, torch::ones({1, l->out.c, h, w}, torch::TensorOptions().device(device)).requires_grad_(true),
+           channelwise_ ? l->out.h * l->out.w : 1};
     index_[l->name] = sites_.size();
     sites_.push_back(s);
     add_site(s, device);
@@ -34,15 +36,26 @@ std::vector<torch::Tensor> SearchSites::parameters() const {
   return out;
 }
 
+// A channel's score weighs as its elements: the lasso prices every element alike.
 torch::Tensor SearchSites::l1() const {
   torch::Tensor sum;
-  for (const Site& s : sites_) sum = sum.defined() ? sum + s.score.abs().sum() : s.score.abs().sum();
+  for (const Site& s : sites_) {
+    const torch::Tensor l = s.score.abs().sum() * static_cast<double>(s.elements_per_score);
+    sum = sum.defined() ? sum + l : l;
+  }
   return sum;
+}
+
+int64_t SearchSites::count_elements(const Site& s, const torch::Tensor& set) {
+  return static_cast<int64_t>(set.sum().item<double>()) * s.elements_per_score;
 }
 
 std::map<std::string, torch::Tensor> SearchSites::scores() const {
   std::map<std::string, torch::Tensor> out;
-  for (const Site& s : sites_) out[s.layer->name] = s.score.detach().cpu().squeeze(0).contiguous();
+  for (const Site& s : sites_) {
+    const torch::Tensor t = s.score.detach().cpu().squeeze(0);
+    out[s.layer->name] = (channelwise_ ? t.reshape({t.size(0)}) : t).contiguous();
+  }
   return out;
 }
 
@@ -57,10 +70,11 @@ namespace {
 // SNL: y = m * relu(x) + (1 - m) * x = x + m * relu(-x).
 class IdentitySites final : public SearchSites {
  public:
+  explicit IdentitySites(bool channelwise) : SearchSites(channelwise) {}
   int64_t live(double threshold) const override {
     torch::NoGradGuard ng;
     int64_t n = 0;
-    for (const Site& s : sites_) n += s.score.gt(threshold).sum().item<int64_t>();
+    for (const Site& s : sites_) n += count_elements(s, s.score.gt(threshold));
     return n;
   }
   arch::SiteOp dropped() const override { return arch::SiteOp::Identity; }
@@ -76,7 +90,7 @@ class IdentitySites final : public SearchSites {
 // relu and the channel's quadratic.
 class PolynomialSites final : public SearchSites {
  public:
-  explicit PolynomialSites(double band) : band_(band) {}
+  PolynomialSites(double band, bool channelwise) : SearchSites(channelwise), band_(band) {}
 
   std::vector<torch::Tensor> parameters() const override {
     std::vector<torch::Tensor> out = SearchSites::parameters();
@@ -86,7 +100,7 @@ class PolynomialSites final : public SearchSites {
   int64_t live(double) const override {
     torch::NoGradGuard ng;
     int64_t n = 0;
-    for (const auto& h : indicator_) n += static_cast<int64_t>(h.sum().item<double>());
+    for (size_t i = 0; i < sites_.size(); ++i) n += count_elements(sites_[i], indicator_[i]);
     return n;
   }
   void before_step(double threshold) override {
@@ -192,9 +206,12 @@ torch::Tensor ReluQuadraticFit::coefficients() const {
   return torch::where(ok, coef, fallback).transpose(0, 1).to(torch::kFloat).contiguous();
 }
 
-std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band) {
-  if (replace == "identity") return std::make_unique<IdentitySites>();
-  if (replace == "poly") return std::make_unique<PolynomialSites>(band);
+std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band, const std::string& granularity) {
+  if (granularity != "element" && granularity != "channel")
+    throw std::invalid_argument("--granularity '" + granularity + "' is not accepted (accepted: element, channel)");
+  const bool channelwise = granularity == "channel";
+  if (replace == "identity") return std::make_unique<IdentitySites>(channelwise);
+  if (replace == "poly") return std::make_unique<PolynomialSites>(band, channelwise);
   throw std::invalid_argument("--replace '" + replace + "' is not accepted (accepted: identity, poly)");
 }
 

@@ -14,6 +14,10 @@
 //     least-squares fit of relu on the activations of training images
 //     (AutoReP's distribution-aware initialisation), then train with the rest.
 //
+// Either way the choice may be per channel instead (--granularity channel):
+// one score for a channel's H x W elements, and the snapshots keep whole
+// channels (channel-wise masks).
+//
 // The masks, scores and coefficients are not parameters of the network
 // (state_dict and weights.pt stay its own during the search): the search
 // hands them to Adam, the L1 term, the checkpoint and the snapshots.
@@ -46,7 +50,8 @@ class SearchSites {
   virtual int64_t live(double threshold) const = 0;
   // Before each training step (the scores as the last step left them).
   virtual void before_step(double /*threshold*/) {}
-  // Per site, [C, H, W] float scores: a snapshot keeps the largest as ReLUs.
+  // Per site, float scores: [C, H, W], or [C] for a channel-wise search; a
+  // snapshot keeps the largest as ReLUs (train::keep_largest).
   std::map<std::string, torch::Tensor> scores() const;
   // What a snapshot makes of the elements it does not keep.
   virtual arch::SiteOp dropped() const = 0;
@@ -60,14 +65,19 @@ class SearchSites {
  protected:
   struct Site {
     const arch::Layer* layer;
-    torch::Tensor score;  // float [1, C, H, W], requires grad: SNL's m, or s
+    torch::Tensor score;  // float [1, C, H, W] ([1, C, 1, 1] channel-wise), requires grad: SNL's m, or s
+    int64_t elements_per_score = 1;  // channel-wise: the channel's H x W
   };
+  explicit SearchSites(bool channelwise) : channelwise_(channelwise) {}
+  // Elements whose score (or indicator) in `t` is set: each counts for its elements.
+  static int64_t count_elements(const Site& s, const torch::Tensor& set);
   virtual torch::Tensor activate(const Site& site, const torch::Tensor& x) const = 0;
   // The sites' activations as the network's site activation (nn::NetImpl::set_site_activation).
   void install(nn::Net& net);
   virtual void add_site(const Site& site, torch::Device device) = 0;
   std::vector<Site> sites_;  // forward order
   std::map<std::string, size_t> index_;
+  bool channelwise_;  // a score per channel instead of per element
 };
 
 // Per channel, the least-squares fit of relu(x) by a*x^2 + b*x + c on the
@@ -85,7 +95,10 @@ class ReluQuadraticFit {
   torch::Tensor x_, xr_;  // [5, C], [3, C]
 };
 
-// "identity" (SNL) or "poly"; `band`: the polynomial indicator's hysteresis.
-std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band);
+// "identity" (SNL) or "poly"; `band`: the polynomial indicator's hysteresis;
+// `granularity`: "element" (a score per element) or "channel" (a score per
+// channel, whose elements are all ReLUs or all replaced).
+std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band,
+                                               const std::string& granularity = "element");
 
 }  // namespace dr::train

@@ -61,6 +61,7 @@ nlohmann::json compared_settings(const SnlOptions& o) {
   j.erase("loss_spike");
   // SNL's searches recorded before polynomial replacement existed compare as before.
   if (o.replace == "identity") j.erase("replace"), j.erase("hysteresis");
+  if (o.granularity == "element") j.erase("granularity");  // as searches from before the option
   j["train"] = o.train.result_settings();
   j["train"].erase("epochs");
   erase_sgd_only(j["train"]);
@@ -113,7 +114,14 @@ std::vector<SearchSetting> make_search_table() {
                       "times the last epoch's (at most 3 times; 0: off)",
                       &O::loss_spike, 0, 1000};
   spike.recorded_always = false;
+  SearchSetting granularity{"granularity", "granularity",
+                            "element (a mask per ReLU element) or channel (per channel: whole channels kept, at most "
+                            "the budget's ReLUs)",
+                            &O::granularity};
+  granularity.choices = {"element", "channel"};
+  granularity.recorded_always = false;
   table.push_back(replace);
+  table.push_back(granularity);
   table.push_back(band);
   table.push_back(spike);
   return table;
@@ -448,7 +456,7 @@ void Search::build_network() {
     dist_->broadcast_parameters(net_);
     dist_->sync_batch_norm(net_);
   }
-  sites_ = make_search_sites(o_.replace, o_.hysteresis);
+  sites_ = make_search_sites(o_.replace, o_.hysteresis, o_.granularity);
   sites_->attach(net_, dev_);  // the same on every rank
   std::vector<torch::Tensor> params = net_->parameters();
   for (const auto& t : sites_->parameters()) params.push_back(t);

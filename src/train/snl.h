@@ -43,6 +43,9 @@ struct SnlOptions {
   // (AutoReP-style: a per-channel quadratic, an indicator with hysteresis).
   std::string replace = "identity";
   double hysteresis = 0.002;     // poly: the indicator's band around the threshold
+  // "element" (a mask or score per element) or "channel" (per channel: the
+  // snapshots keep whole channels, at most the budget's ReLUs).
+  std::string granularity = "element";
   // The loss-spike rule: an epoch whose task loss (KD) mean, read every 16
   // steps from its 32nd, reaches this many times the last epoch's goes back
   // to the last epoch's checkpoint with Adam's learning rate halved, at most

@@ -17,6 +17,8 @@
 
 #include "test_paths.h"
 #include "test_util.h"
+#include "arch/network.h"
+#include "train/trainer.h"
 #include "util/fs.h"
 
 namespace fs = std::filesystem;
@@ -250,6 +252,32 @@ TEST(LinearizeCli, ALossSpikeGoesBackAnEpochWithHalfTheLr) {
   ASSERT_EQ(resumed.rc, 0) << resumed.out;
   EXPECT_TRUE(test::contains(resumed.out, "after epoch " + std::to_string(epoch))) << resumed.out;
   EXPECT_EQ(json::parse(read_file(d / "l/budget-500/result.json"))["relus"], 500);
+}
+
+// --granularity channel: one score per channel; each snapshot keeps whole
+// channels within its budget (channel-wise masks), fine-tuned and run privately.
+TEST(LinearizeCli, ChannelGranularityKeepsWholeChannels) {
+  const test::ScratchDir d("snl-channel");
+  const auto r = cli("linearize --teacher " + teacher() + " " + kData + " " + kSearch +
+                     " --budget 2K,600 --replace poly --granularity channel --out " + (d / "l"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (const int budget : {2000, 600}) {
+    const std::string run = d / ("l/budget-" + std::to_string(budget));
+    const dr::arch::Network net = dr::train::run_network(run);
+    EXPECT_LE(net.totals().relus, budget);
+    EXPECT_GT(net.totals().relus, budget / 2);  // filled as far as whole channels go
+    for (const auto* l : net.layers())
+      if (l->op == dr::arch::Op::ReLU && l->live) {
+        ASSERT_TRUE(l->mask && l->mask->channelwise) << l->name;
+      }
+  }
+  EXPECT_EQ(json::parse(read_file(d / "l/search/config.json"))["granularity"], "channel");
+  const auto pi = cli("pi run " + (d / "l/budget-600") + " --data synthetic:1x12x12:4:256 --count 4 --format json --quiet");
+  ASSERT_EQ(pi.rc, 0) << pi.out;
+  EXPECT_EQ(json::parse(pi.out)["agreement"], 1.0);
+  const auto bad = cli("linearize --teacher " + teacher() + " " + kData + " --budget 600 --granularity pixel --out " + (d / "b"));
+  EXPECT_EQ(bad.rc, 2) << bad.out;
+  EXPECT_TRUE(test::contains(bad.out, "accepted: element, channel")) << bad.out;
 }
 
 // --replace poly: every ReLU the search removes becomes its channel's trained

@@ -434,9 +434,12 @@ TEST(Masks, KeepLargestMeetsTheBudgetExactly) {
   const std::string first = "stem.relu";
   ASSERT_TRUE(t.count(first));
   for (size_t i = 0; i < t.at(first).mask.ops.size(); ++i) EXPECT_EQ(t.at(first).mask.ops[i], i < 10) << i;
-  // Refused: a score per channel, NaN, a negative budget, an unknown site.
+  // Refused: a score per channel at one site only, a shape of neither kind, NaN, a negative budget, an unknown site.
   auto bad = scores;
   bad[first] = torch::zeros({8});
+  EXPECT_TRUE(test::contains(error_of([&] { train::keep_largest(base, bad, 5); }),
+                             "per channel at some sites and per element at others")) << first;
+  bad[first] = torch::zeros({3, 2});
   EXPECT_TRUE(test::contains(error_of([&] { train::keep_largest(base, bad, 5); }), "one per element")) << first;
   bad = scores;
   bad[first] = scores[first].clone();
@@ -582,4 +585,43 @@ TEST(MaskTiming, DISABLED_OneSite) {
     }
   }
   torch::set_num_threads(threads);
+}
+
+// A channel-wise search's scores ([C] per site): whole channels, largest
+// first, each that still fits; channel-wise masks with at most the budget's ReLUs.
+TEST(Masks, KeepLargestPerChannelKeepsWholeChannelsWithinTheBudget) {
+  const arch::Network base = arch::build_network("resnet20:alpha=0.5", arch::dataset_input("cifar10"));
+  torch::manual_seed(12);
+  std::map<std::string, torch::Tensor> scores;
+  int64_t total = 0;
+  for (const auto* l : base.layers())
+    if (l->op == arch::Op::ReLU && l->live) {
+      scores[l->name] = torch::rand({l->out.c});
+      total += l->out.numel();
+    }
+  for (const arch::SiteOp dropped : {arch::SiteOp::Identity, arch::SiteOp::Poly})
+    for (int64_t budget : {int64_t(0), int64_t(1000), int64_t(20000), total}) {
+      const train::MaskSet m = train::keep_largest(base, scores, budget, dropped);
+      arch::Network net = base;
+      train::apply_masks(net, m);
+      EXPECT_LE(net.totals().relus, budget);
+      EXPECT_EQ(net.totals().relus + net.totals().polys, dropped == arch::SiteOp::Poly ? total : net.totals().relus);
+      int64_t smallest_left = total;  // the smallest channel dropped: it did not fit
+      for (const auto* l : net.layers())
+        if (l->op == arch::Op::ReLU && l->live) {
+          ASSERT_TRUE(l->mask && l->mask->channelwise) << l->name;
+          EXPECT_EQ(l->mask->ops.size(), size_t(l->out.c));
+          if (std::count(l->mask->ops.begin(), l->mask->ops.end(), uint8_t(dropped)))
+            smallest_left = std::min(smallest_left, l->out.h * l->out.w);
+        }
+      if (net.totals().relus < total) {
+        EXPECT_GT(net.totals().relus + smallest_left, budget) << budget;  // the budget is filled as far as channels go
+      }
+    }
+  // The largest score goes first: with room for one 32x32 channel only, the stem's channel 3, made the best.
+  scores["stem.relu"][3] = 2.0f;
+  const train::MaskSet one = train::keep_largest(base, scores, 32 * 32);
+  for (const auto& [name, m] : one)
+    for (size_t c = 0; c < m.mask.ops.size(); ++c)
+      EXPECT_EQ(m.mask.ops[c] == uint8_t(arch::SiteOp::Relu), name == "stem.relu" && c == 3) << name << " " << c;
 }
