@@ -1,9 +1,11 @@
 #pragma once
 // What the trainer and the SNL mask search share: timing, the KD teacher,
 // the test pass, the progress line's clock format.
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -30,6 +32,12 @@ nn::Net load_teacher(const std::string& dir, const arch::InputSpec& student_in, 
 // data-parallel: this rank's slices.
 std::unique_ptr<data::Batches> train_batches(const TrainConfig& cfg, const data::Dataset& d, torch::Device dev,
                                              int rank = 0, int world = 1);
+
+// A loss read back from JSON: a non-finite one (a network whose logits
+// overflow on some image) is written as null, and reads back as NaN.
+inline double loss_from_json(const nlohmann::json& v) {
+  return v.is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>();
+}
 
 struct EpochStats {
   double loss = 0, correct = 0, images = 0;

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "arch/spec.h"
+#include "train/common.h"
 #include "train/masks.h"
 #include "train/trainer.h"
 #include "train/weights.h"
@@ -109,7 +110,7 @@ RunResult RunResult::from_json(const nlohmann::json& j) {
   r.params = j.value("params", 0);
   r.epochs = j.value("epochs", 0);
   r.test_acc = j.at("test_acc");
-  r.test_loss = j.value("test_loss", 0.0);
+  r.test_loss = j.contains("test_loss") ? loss_from_json(j["test_loss"]) : 0.0;
   r.seconds = j.value("seconds", 0.0);
   r.kd = j.value("kd", false);
   r.mean = j.value("mean", std::vector<double>{});

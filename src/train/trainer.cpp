@@ -253,7 +253,7 @@ RunResult Run::finish() {
   r.std.assign(split_.train.std.begin(), split_.train.std.end());
   if (!history_.empty()) {
     r.test_acc = history_.back()["test_acc"];
-    r.test_loss = history_.back()["test_loss"];
+    r.test_loss = loss_from_json(history_.back()["test_loss"]);
   }
   // Where and when it finished; the run's start (config.json's provenance,
   // written when the run began) is what result.json's provenance records.
