@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <filesystem>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -28,6 +29,18 @@ nlohmann::json TrainConfig::result_settings() const {
   return j;
 }
 
+namespace {
+
+// Two spellings of one existing file or directory ("runs/t" and
+// "/work/runs/t", the teacher of a search resumed from elsewhere) are one setting.
+bool same_path(const nlohmann::json& a, const nlohmann::json& b) {
+  if (!a.is_string() || !b.is_string() || a.get<std::string>().empty() || b.get<std::string>().empty()) return false;
+  std::error_code ec;
+  return std::filesystem::equivalent(a.get<std::string>(), b.get<std::string>(), ec) && !ec;
+}
+
+}  // namespace
+
 std::string first_difference(const nlohmann::json& a, const std::string& a_name, const nlohmann::json& b,
                              const std::string& b_name, const nlohmann::json& b_missing_means) {
   std::vector<std::string> keys;
@@ -38,7 +51,7 @@ std::string first_difference(const nlohmann::json& a, const std::string& a_name,
     const nlohmann::json va = a.value(k, nlohmann::json());
     nlohmann::json vb = b.value(k, nlohmann::json());
     if (!b.contains(k) && b_missing_means.is_object()) vb = b_missing_means.value(k, nlohmann::json());
-    if (va == vb) continue;
+    if (va == vb || same_path(va, vb)) continue;
     if (va.is_object() && vb.is_object()) {
       const std::string inner = first_difference(va, a_name, vb, b_name, b_missing_means);
       if (inner.empty()) continue;

@@ -100,7 +100,9 @@ struct TrainConfig {
 // "" when the two settings objects are equal, else the first difference in
 // key order: "lr: 0.1 in <a_name>, 0.05 in <b_name>". A key of
 // `b_missing_means` that b (at any depth) lacks reads as that value there:
-// for settings recorded before the key existed (kSettingsAddedLater).
+// for settings recorded before the key existed (kSettingsAddedLater). Two
+// strings naming the same existing file or directory (a relative and an
+// absolute path to one teacher) are equal.
 std::string first_difference(const nlohmann::json& a, const std::string& a_name, const nlohmann::json& b,
                              const std::string& b_name, const nlohmann::json& b_missing_means = {});
 

@@ -1,6 +1,7 @@
 // --precision: the autocast guard, fp16's loss scaling, and bf16 training
 // end to end on the CPU (fp32 weights on disk, the precision recorded).
 #include <algorithm>
+#include <filesystem>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -160,4 +161,22 @@ TEST(Precision, OlderConfigsAndCheckpointsRanInFp32) {
   bf16["precision"] = "bf16";
   EXPECT_EQ(train::first_difference(bf16, "config.json", before, "checkpoint.pt", train::kSettingsAddedLater),
             "precision: \"bf16\" in config.json, \"fp32\" in checkpoint.pt");
+}
+
+// A run named by a relative path in one command and an absolute one in the
+// other (a search's start_run or teacher) is one setting; two runs are not.
+TEST(Settings, TwoSpellingsOfOneRunAreOneSetting) {
+  const test::ScratchDir d("spelling");
+  std::filesystem::create_directories(d / "t");
+  std::filesystem::create_directories(d / "u");
+  const std::string abs = std::filesystem::absolute(d / "t").string();
+  const std::string rel = std::filesystem::relative(abs).string();
+  ASSERT_NE(abs, rel);
+  const nlohmann::json a = {{"start_run", abs}, {"train", {{"teacher", abs}}}};
+  const nlohmann::json b = {{"start_run", rel}, {"train", {{"teacher", rel + "/"}}}};
+  EXPECT_EQ(train::first_difference(a, "config.json", b, "this command"), "");
+  const nlohmann::json other = {{"start_run", (d / "u")}, {"train", {{"teacher", rel}}}};
+  EXPECT_NE(train::first_difference(a, "config.json", other, "this command"), "");
+  const nlohmann::json missing = {{"start_run", d / "gone"}, {"train", {{"teacher", rel}}}};
+  EXPECT_NE(train::first_difference(a, "config.json", missing, "this command"), "");
 }
