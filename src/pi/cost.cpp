@@ -60,11 +60,13 @@ struct Loader {
 
 }  // namespace
 
-std::string default_cost_model_path() {
-  const char* env = std::getenv("DEEPREDUCE_PI_COSTS");
-  if (env && *env) return env;
-  return std::string(DEEPREDUCE_DATA_DIR) + "/pi_protocols.json";
+std::string data_file_path(const char* env, const char* file) {
+  const char* given = std::getenv(env);
+  if (given && *given) return given;
+  return std::string(DEEPREDUCE_DATA_DIR) + "/" + file;
 }
+
+std::string default_cost_model_path() { return data_file_path("DEEPREDUCE_PI_COSTS", "pi_protocols.json"); }
 
 CostModel load_cost_model(const std::string& path_in) {
   Loader L{path_in.empty() ? default_cost_model_path() : path_in};

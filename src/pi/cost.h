@@ -45,6 +45,10 @@ CostModel load_cost_model(const std::string& path = "");
 // The path load_cost_model("") reads.
 std::string default_cost_model_path();
 
+// A data file of the PI models: $`env` when set and not empty, else
+// DEEPREDUCE_DATA_DIR "/" `file`.
+std::string data_file_path(const char* env, const char* file);
+
 // Throws std::invalid_argument "unknown PI protocol 'x' (accepted: gc, sci, ...)".
 const Protocol& find_protocol(const CostModel& model, const std::string& id);
 

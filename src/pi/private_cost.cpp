@@ -8,13 +8,10 @@
 
 #include "mpc/cost.h"
 #include "mpc/gate.h"
+#include "pi/cost.h"
 #include "report/format.h"
 #include "util/fs.h"
 #include "util/strings.h"
-
-#ifndef DEEPREDUCE_DATA_DIR
-#error "DEEPREDUCE_DATA_DIR must be defined (CMakeLists.txt sets it)"
-#endif
 
 namespace dr::pi {
 
@@ -28,11 +25,7 @@ const Link& find_link(const std::string& name, const std::string& flag) {
 }
 
 TimeModel load_time_model(const std::string& given) {
-  std::string path = given;
-  if (path.empty()) {
-    const char* env = std::getenv("DEEPREDUCE_PI_TIME_MODEL");
-    path = env && *env ? env : std::string(DEEPREDUCE_DATA_DIR) + "/pi_time_model.json";
-  }
+  const std::string path = given.empty() ? data_file_path("DEEPREDUCE_PI_TIME_MODEL", "pi_time_model.json") : given;
   const auto fail = [&](const std::string& what) -> std::runtime_error {
     return std::runtime_error("PI time model '" + path + "': " + what +
                               " (bench/pi_time_model.sh writes one: {\"seconds\": {\"base\", \"per_relu\", "
@@ -62,9 +55,13 @@ TimeModel load_time_model(const std::string& given) {
   return m;
 }
 
+double link_seconds(const Link& l, double rounds, double larger_direction_bytes) {
+  return rounds * l.rtt_s + larger_direction_bytes * 8 / l.bits_per_s;
+}
+
 double PrivateCost::seconds(const Link& l) const {
-  return compute_s + static_cast<double>(rounds) * l.rtt_s +
-         static_cast<double>(std::max(client_sent, server_sent)) * 8 / l.bits_per_s;
+  return compute_s +
+         link_seconds(l, static_cast<double>(rounds), static_cast<double>(std::max(client_sent, server_sent)));
 }
 
 namespace {

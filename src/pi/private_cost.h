@@ -45,6 +45,10 @@ struct TimeModel {
 // a missing or malformed one (each coefficient a finite number >= 0).
 TimeModel load_time_model(const std::string& path = "");
 
+// A link's part of a latency: per round its round trip, plus the larger
+// direction's bytes at its rate (both directions travel at once).
+double link_seconds(const Link& l, double rounds, double larger_direction_bytes);
+
 struct PrivateCost {
   int64_t relus = 0, polys = 0, macs = 0;
   int64_t online_bytes = 0, client_sent = 0, server_sent = 0, rounds = 0;  // exact, per image

@@ -121,7 +121,6 @@ LinearizeOptions LinearizeOptions::defaults() {
 }
 
 void validate_settings(const LinearizeOptions& o) {
-  train::check_budget_list(o.budgets);
   o.search.validate_settings(o.flags.search_prefix);
   train::check_integer(o.flags.finetune_epochs, o.finetune.epochs, 1, train::kMaxEpochs);
   train::check_integer(o.flags.epochs_per_point, o.epochs_per_point, 0, train::kMaxEpochs);
@@ -130,6 +129,7 @@ void validate_settings(const LinearizeOptions& o) {
 }
 
 void validate(LinearizeOptions& o) {
+  train::check_budget_list(o.budgets);
   validate_settings(o);
   check_output_dir(o.out, "linearize", {"search/config.json", "budget-*"});
   resolve_start(o);

@@ -63,11 +63,13 @@ struct LinearizedPoint {
 void share_settings(const train::TrainConfig& from, train::TrainConfig& to);
 
 // The settings that need no file (the search's, the fine-tunes' epochs,
-// --epochs-per-point, budgets listed, plot format, sweep), naming the flags
-// of o.flags; reduce checks its SNL options with this before any work.
+// --epochs-per-point, plot format, sweep), naming the flags of o.flags;
+// reduce checks its SNL options with this before any work (its budgets are
+// each method's to plan).
 void validate_settings(const LinearizeOptions& o);
 
-// Checks every setting before reading data: validate_settings, --out (new,
+// Checks every setting before reading data: a budget listed,
+// validate_settings, --out (new,
 // empty, or an earlier linearize output), budgets below the starting
 // network's count, the teacher (finished, all-ReLU, of --data's input and
 // classes), --from (a spec, or a finished unmasked run); throws

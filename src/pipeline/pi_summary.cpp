@@ -17,13 +17,11 @@ namespace {
 
 using nlohmann::json;
 
-// Loopback latency plus, per round, the link's round trip, plus the larger
-// direction's bytes at the link's rate (both directions travel at once): the
-// link term of pi::PrivateCost::seconds, on the measured latency.
+// The measured loopback latency plus the link's part (pi::link_seconds).
 json modelled(const pi::Link& l, double latency_s, int64_t rounds, double up, double down) {
   return {{"bits_per_s", l.bits_per_s},
           {"rtt_s", l.rtt_s},
-          {"seconds_per_image", latency_s + rounds * l.rtt_s + std::max(up, down) * 8 / l.bits_per_s}};
+          {"seconds_per_image", latency_s + pi::link_seconds(l, static_cast<double>(rounds), std::max(up, down))}};
 }
 
 // Per layer and per image; the key bytes come from the program's key layout

@@ -41,6 +41,12 @@ struct Row {
   std::optional<pi::PrivateCost> runtime;
 };
 
+// Whether a row has polynomial elements: they are no ReLUs but cost a secure
+// multiplication each, so the tables give them a column of their own.
+bool any_polys(const std::vector<Row>& rows) {
+  return std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.point.polys > 0; });
+}
+
 std::optional<pi::PrivateCost> runtime_cost(const arch::Network& net, const pi::TimeModel& model) {
   try {
     return pi::private_cost(net, model);
@@ -101,8 +107,7 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
                                       {"relus", "ReLUs", true},       {"reduction", "ReLU reduction", true},
                                       {"acc", "accuracy (%)", true},  {"delta", "vs baseline", true},
                                       {"pareto", "Pareto"}};
-  // Polynomial elements are no ReLUs but cost a secure multiplication each: a column of their own.
-  const bool polys = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.point.polys > 0; });
+  const bool polys = any_polys(rows);
   if (polys) cols.insert(cols.begin() + 4, {"polys", "poly elements", true});
   const bool measured = !rows.front().measured.is_null();
   if (measured)
@@ -183,7 +188,7 @@ report::Table ranked_table(const ReduceOptions& o, const std::vector<Row>& rows)
     if (r.runtime) order.push_back(&r);
   std::stable_sort(order.begin(), order.end(),
                    [&](const Row* a, const Row* b) { return unit.of(*a->runtime) < unit.of(*b->runtime); });
-  const bool polys = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.point.polys > 0; });
+  const bool polys = any_polys(rows);
   std::vector<report::Column> cols = {{"rank", "rank", true},        {"method", "method"},
                                       {"spec", "network"},           {"relus", "ReLUs", true},
                                       {"acc", "accuracy (%)", true}, {"mb", "online MB", true},

@@ -363,7 +363,7 @@ class Search final : private TrainingHooks {
   void setup();
   void build_network();
   void restore();
-  void load_state(const Checkpoint& c);
+  void load_state();
   int64_t roll_back(const LossSpike& spike);
   void set_lr();
   void end_epoch(int64_t epoch, const TrainedEpoch& e);
@@ -478,14 +478,17 @@ void Search::restore() {
     util::write_file_atomic(path_join(cfg_.out, "config.json"), j.dump(2) + "\n");
     return;
   }
-  load_state(load_checkpoint(ckpt, net_, *opt_, compared_settings(o_).dump(), sites_->checkpoint_tensors()));
+  load_state();
   if (!rank0_) return;
   std::cerr << "resuming the " << (o_.replace == "poly" ? "polynomial-replacement" : "SNL") << " search in " << cfg_.out << " after epoch " << start_ << "\n";
   write_metrics(cfg_.out, history_);  // a kill between the checkpoint and the metrics file lost no line
 }
 
-// The search's own state from its checkpoint (the tensors are loaded in place).
-void Search::load_state(const Checkpoint& c) {
+// The search's state from its checkpoint: the network, Adam and the sites'
+// tensors in place, then its own.
+void Search::load_state() {
+  const Checkpoint c = load_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_,
+                                       compared_settings(o_).dump(), sites_->checkpoint_tensors());
   start_ = c.epochs_done;
   history_ = nlohmann::json::parse(c.metrics);
   const auto state = nlohmann::json::parse(c.state);
@@ -526,12 +529,11 @@ int64_t Search::roll_back(const LossSpike& spike) {
   if (rollbacks_ >= SnlOptions::kMaxRollbacks)
     throw std::runtime_error(m.str() + ", after " + std::to_string(rollbacks_) + " returns with a halved lr; the last finished epoch is kept in " +
                              cfg_.out + ". Try a lower " + o_.expect.prefix + "search-lr.");
-  const double lr_was = cfg_.lr * lr_scale_;
+  const double lr_was = cfg_.lr * lr_scale_, halved = lr_scale_ * 0.5;
   const int returns = rollbacks_ + 1;  // the checkpoint holds those before it
-  load_state(load_checkpoint(path_join(cfg_.out, "checkpoint.pt"), net_, *opt_, compared_settings(o_).dump(),
-                             sites_->checkpoint_tensors()));
+  load_state();
   rollbacks_ = returns;
-  lr_scale_ = lr_was * 0.5 / cfg_.lr;
+  lr_scale_ = halved;
   set_lr();
   if (rank0_)
     std::cerr << m.str() << ": back to epoch " << start_ << "'s checkpoint with Adam lr " << lr_was << " -> "

@@ -87,13 +87,7 @@ class Combined final : public SnlMethod {
 
 }  // namespace
 
-void check_snl_settings(const ReduceOptions& o) {
-  LinearizeOptions l = snl_options(o);
-  // Budgets in what users pay become ReLU budgets as each method plans
-  // (SnlMethod::plan_budgets): only the settings are checked here.
-  l.budgets = o.cost_budgets.empty() ? o.budgets : std::vector<int64_t>{1};
-  validate_settings(l);
-}
+void check_snl_settings(const ReduceOptions& o) { validate_settings(snl_options(o)); }
 
 std::unique_ptr<Method> make_snl() { return std::make_unique<Snl>(); }
 std::unique_ptr<Method> make_combined() { return std::make_unique<Combined>(); }
