@@ -1,5 +1,6 @@
 #include "train/search_sites.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "arch/relu_site.h"
@@ -90,7 +91,8 @@ class IdentitySites final : public SearchSites {
 // relu and the channel's quadratic.
 class PolynomialSites final : public SearchSites {
  public:
-  PolynomialSites(double band, bool channelwise) : SearchSites(channelwise), band_(band) {}
+  PolynomialSites(double band, bool channelwise, bool may_return)
+      : SearchSites(channelwise), band_(band), may_return_(may_return) {}
 
   std::vector<torch::Tensor> parameters() const override {
     std::vector<torch::Tensor> out = SearchSites::parameters();
@@ -108,8 +110,27 @@ class PolynomialSites final : public SearchSites {
     for (size_t i = 0; i < sites_.size(); ++i) {
       const torch::Tensor& s = sites_[i].score;
       torch::Tensor& h = indicator_[i];
-      h.masked_fill_(s.lt(threshold - band_), 0).masked_fill_(s.gt(threshold + band_), 1);
+      h.masked_fill_(s.lt(threshold - band_), 0);
+      if (may_return_) h.masked_fill_(s.gt(threshold + band_), 1);
     }
+  }
+  // A live element (h = 1) outranks every replaced one whatever their
+  // scores: once replaced, an element's score may rise again without its
+  // indicator following (--removed stay), and a snapshot keeps what the
+  // search kept.
+  std::map<std::string, torch::Tensor> scores() const override {
+    torch::NoGradGuard ng;
+    double lo = 0, hi = 0;
+    for (const Site& s : sites_) {
+      lo = std::min(lo, s.score.min().item<double>());
+      hi = std::max(hi, s.score.max().item<double>());
+    }
+    std::map<std::string, torch::Tensor> out = SearchSites::scores();
+    for (size_t i = 0; i < sites_.size(); ++i) {
+      torch::Tensor& t = out.at(sites_[i].layer->name);
+      t.add_(indicator_[i].detach().cpu().reshape(t.sizes()), hi - lo + 1);
+    }
+    return out;
   }
   arch::SiteOp dropped() const override { return arch::SiteOp::Poly; }
   std::map<std::string, torch::Tensor> checkpoint_tensors() const override {
@@ -171,6 +192,7 @@ class PolynomialSites final : public SearchSites {
   }
 
   double band_;
+  bool may_return_;  // a replaced element's indicator rises again past the band (AutoReP's loop)
   std::vector<torch::Tensor> indicator_, coef_;  // per site: float [1, C, H, W] of 0/1; [3, C]
 };
 
@@ -206,12 +228,15 @@ torch::Tensor ReluQuadraticFit::coefficients() const {
   return torch::where(ok, coef, fallback).transpose(0, 1).to(torch::kFloat).contiguous();
 }
 
-std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band, const std::string& granularity) {
+std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band, const std::string& granularity,
+                                               const std::string& removed) {
+  if (removed != "stay" && removed != "may-return")
+    throw std::invalid_argument("--removed '" + removed + "' is not accepted (accepted: stay, may-return)");
   if (granularity != "element" && granularity != "channel")
     throw std::invalid_argument("--granularity '" + granularity + "' is not accepted (accepted: element, channel)");
   const bool channelwise = granularity == "channel";
   if (replace == "identity") return std::make_unique<IdentitySites>(channelwise);
-  if (replace == "poly") return std::make_unique<PolynomialSites>(band, channelwise);
+  if (replace == "poly") return std::make_unique<PolynomialSites>(band, channelwise, removed == "may-return");
   throw std::invalid_argument("--replace '" + replace + "' is not accepted (accepted: identity, poly)");
 }
 

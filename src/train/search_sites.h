@@ -7,7 +7,8 @@
 //   polynomial (AutoReP-style, Peng et al., ICCV 2023): a score s per element,
 //     from 1, and an indicator h in {0, 1} with hysteresis (h falls to 0 when
 //     s < threshold - band, rises to 1 when s > threshold + band, else keeps
-//     its value), y = h * relu(x) + (1 - h) * p_c(x) with per-channel
+//     its value; with --removed stay, the default, h never rises again once
+//     it fell), y = h * relu(x) + (1 - h) * p_c(x) with per-channel
 //     p_c(x) = a_c x^2 + b_c x + c_c; the gradient reaches s straight through
 //     (dy/ds = relu(x) - p_c(x)) and the coefficients through (1 - h).
 //     h = 1 counts as a live ReLU. The coefficients start from each channel's
@@ -52,7 +53,7 @@ class SearchSites {
   virtual void before_step(double /*threshold*/) {}
   // Per site, float scores: [C, H, W], or [C] for a channel-wise search; a
   // snapshot keeps the largest as ReLUs (train::keep_largest).
-  std::map<std::string, torch::Tensor> scores() const;
+  virtual std::map<std::string, torch::Tensor> scores() const;
   // What a snapshot makes of the elements it does not keep.
   virtual arch::SiteOp dropped() const = 0;
   // The tensors of the checkpoint ("mask/<site>", ...), loaded in place on resume.
@@ -97,8 +98,11 @@ class ReluQuadraticFit {
 
 // "identity" (SNL) or "poly"; `band`: the polynomial indicator's hysteresis;
 // `granularity`: "element" (a score per element) or "channel" (a score per
-// channel, whose elements are all ReLUs or all replaced).
+// channel, whose elements are all ReLUs or all replaced); `removed` (poly):
+// "stay" (an element replaced stays replaced) or "may-return" (AutoReP's
+// loop: its indicator rises again when its score passes the band's top).
 std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band,
-                                               const std::string& granularity = "element");
+                                               const std::string& granularity = "element",
+                                               const std::string& removed = "stay");
 
 }  // namespace dr::train

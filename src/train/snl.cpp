@@ -60,7 +60,7 @@ nlohmann::json compared_settings(const SnlOptions& o) {
   nlohmann::json j = o.to_json();
   j.erase("loss_spike");
   // SNL's searches recorded before polynomial replacement existed compare as before.
-  if (o.replace == "identity") j.erase("replace"), j.erase("hysteresis");
+  if (o.replace == "identity") j.erase("replace"), j.erase("hysteresis"), j.erase("removed");
   if (o.granularity == "element") j.erase("granularity");  // as searches from before the option
   j["train"] = o.train.result_settings();
   j["train"].erase("epochs");
@@ -120,9 +120,16 @@ std::vector<SearchSetting> make_search_table() {
                             &O::granularity};
   granularity.choices = {"element", "channel"};
   granularity.recorded_always = false;
+  SearchSetting removed{"removed", "removed",
+                        "poly: stay (an element once replaced by the quadratic stays so) or may-return (AutoReP's "
+                        "loop: a ReLU again when its score passes the band's top)",
+                        &O::removed};
+  removed.choices = {"stay", "may-return"};
+  removed.recorded_always = false;
   table.push_back(replace);
   table.push_back(granularity);
   table.push_back(band);
+  table.push_back(removed);
   table.push_back(spike);
   return table;
 }
@@ -177,6 +184,8 @@ SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
     for_own_settings([&](const SearchSetting& s, auto m) {
       if (s.recorded_always || j.contains(s.key)) j.at(s.key).get_to(o.*m);
     });
+    // A polynomial search recorded before --removed let replaced elements return.
+    if (o.replace == "poly" && !j.contains("removed")) o.removed = "may-return";
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("bad SNL search config: ") + e.what());
   }
@@ -456,7 +465,7 @@ void Search::build_network() {
     dist_->broadcast_parameters(net_);
     dist_->sync_batch_norm(net_);
   }
-  sites_ = make_search_sites(o_.replace, o_.hysteresis, o_.granularity);
+  sites_ = make_search_sites(o_.replace, o_.hysteresis, o_.granularity, o_.removed);
   sites_->attach(net_, dev_);  // the same on every rank
   std::vector<torch::Tensor> params = net_->parameters();
   for (const auto& t : sites_->parameters()) params.push_back(t);

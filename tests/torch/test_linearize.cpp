@@ -18,6 +18,7 @@
 #include "test_paths.h"
 #include "test_util.h"
 #include "arch/network.h"
+#include "train/snl.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 
@@ -307,6 +308,10 @@ TEST(LinearizeCli, PolynomialReplacementKeepsTheRestAsQuadratics) {
   const auto results = json::parse(read_file(d / "l/results.json"));
   EXPECT_EQ(results["method"], "poly");
   EXPECT_EQ(results["search"]["replace"], "poly");
+  EXPECT_EQ(results["search"]["removed"], "stay");  // the default: a replaced element stays replaced
+  json old = json::parse(read_file(d / "l/search/config.json"));
+  old.erase("removed");  // a polynomial search recorded before --removed let them return
+  EXPECT_EQ(dr::train::SnlOptions::from_json(old).removed, "may-return");
   EXPECT_GT(results["points"][0]["polys"].get<int64_t>(), 0);
   EXPECT_TRUE(test::contains(read_file(d / "l/report.md"), "# Polynomial replacement")) << read_file(d / "l/report.md");
   // It runs privately and agrees with its float model.

@@ -61,7 +61,7 @@ TEST(ReluQuadraticFit, IsTheLeastSquaresFitPerChannel) {
 
 TEST(SearchSites, PolynomialIndicatorHasHysteresis) {
   nn::Net net(plain_desc());
-  auto sites = train::make_search_sites("poly", kBand);
+  auto sites = train::make_search_sites("poly", kBand, "element", "may-return");
   sites->attach(net, torch::kCPU);
   const int64_t all = net->desc().totals().relus;
   const size_t n = site_count(net->desc());
@@ -81,6 +81,61 @@ TEST(SearchSites, PolynomialIndicatorHasHysteresis) {
   set_scores(*snl, site_count(other->desc()), kThreshold - kBand / 2);
   EXPECT_EQ(snl->live(kThreshold), 0);
   EXPECT_THROW(train::make_search_sites("cube", kBand), std::invalid_argument);
+  EXPECT_THROW(train::make_search_sites("poly", kBand, "element", "sometimes"), std::invalid_argument);
+}
+
+// --removed stay (the default): an element the indicator replaced stays a
+// polynomial whatever its score does next, and a snapshot ranks every live
+// element above every replaced one, so it keeps what the search kept.
+TEST(SearchSites, ReplacedElementsStayReplacedAndRankBelowLiveOnes) {
+  nn::Net net(plain_desc());
+  auto sites = train::make_search_sites("poly", kBand);
+  sites->attach(net, torch::kCPU);
+  const int64_t all = net->desc().totals().relus;
+  const size_t n = site_count(net->desc());
+  const auto params = sites->parameters();
+  const int64_t first = params[0].numel();  // the first site's elements
+  {
+    torch::NoGradGuard ng;
+    params[0].fill_(kThreshold - 2 * kBand);  // replaced
+  }
+  sites->before_step(kThreshold);
+  EXPECT_EQ(sites->live(kThreshold), all - first);
+  {
+    torch::NoGradGuard ng;
+    params[0].fill_(5);  // their scores rise far past the band, above every live element's
+    for (size_t i = 1; i < n; ++i) params[i].fill_(0.5);
+  }
+  sites->before_step(kThreshold);
+  EXPECT_EQ(sites->live(kThreshold), all - first);  // still replaced
+  arch::Network desc = plain_desc();
+  train::apply_masks(desc, train::keep_largest(desc, sites->scores(), all - first, sites->dropped()));
+  EXPECT_EQ(desc.totals().relus, all - first);
+  int64_t polys_in_first = 0;
+  for (const arch::Layer* l : desc.layers())
+    if (l->op == arch::Op::ReLU && l->live) {
+      polys_in_first = l->polys();  // the first live site in forward order
+      break;
+    }
+  EXPECT_EQ(polys_in_first, first);
+  EXPECT_EQ(desc.totals().polys, first);
+  // AutoReP's loop (may-return): the same rise makes them ReLUs again.
+  nn::Net other(plain_desc());
+  auto loop = train::make_search_sites("poly", kBand, "element", "may-return");
+  loop->attach(other, torch::kCPU);
+  const auto q = loop->parameters();
+  {
+    torch::NoGradGuard ng;
+    q[0].fill_(kThreshold - 2 * kBand);
+  }
+  loop->before_step(kThreshold);
+  EXPECT_EQ(loop->live(kThreshold), all - first);
+  {
+    torch::NoGradGuard ng;
+    q[0].fill_(5);
+  }
+  loop->before_step(kThreshold);
+  EXPECT_EQ(loop->live(kThreshold), all);
 }
 
 // The search's activation with every indicator at 0 is the all-polynomial
