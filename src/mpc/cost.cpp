@@ -38,6 +38,7 @@ ExpectedCost expected_cost(const Program& program) {
     c.server_key_bytes = arch::count_add(c.server_key_bytes, static_cast<int64_t>(b), "key bytes");
   for (const uint64_t b : step_key_bytes(program, Party::Client))
     c.client_key_bytes = arch::count_add(c.client_key_bytes, static_cast<int64_t>(b), "key bytes");
+  bool opened_before = false;  // the last step opened this one's shares with its own
   for (const Step& s : program.steps) {
     StepCost sc{s.name, kind_name(s), 0, 0, 0};
     switch (s.kind) {
@@ -62,7 +63,7 @@ ExpectedCost expected_cost(const Program& program) {
         const Gate& g = gate_of(s);
         sc.elements = s.live_count;
         sc.bytes = arch::count_mul(16 * g.words_sent_per_element(), sc.elements, "online bytes");
-        sc.rounds = g.rounds();
+        sc.rounds = opened_before ? 0 : g.rounds();
         add_gate(c, s, sc);
         break;
       }
@@ -76,6 +77,7 @@ ExpectedCost expected_cost(const Program& program) {
     c.online_bytes = arch::count_add(c.online_bytes, sc.bytes, "online bytes");  // checked: huge inputs
     c.rounds += sc.rounds;
     c.steps.push_back(sc);
+    opened_before = s.kind == StepKind::Gate && s.opens_with_next;
   }
   c.framing_bytes = c.messages * static_cast<int64_t>(kFrameHeaderBytes);
   return c;

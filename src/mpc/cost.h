@@ -6,7 +6,9 @@
 //   rounds = 1 + #linear layers + sum over gate steps rounds_g
 //
 // with R_k a step's live elements and w_g, rounds_g its gate's words per
-// element and rounds (gate.h; the ReLU and the polynomial gate: 1 and 1).
+// element and rounds (gate.h; the ReLU and the polynomial gate: 1 and 1),
+// but 0 for a gate step whose shares the step before opened with its own
+// (Step::opens_with_next: a site's polynomial elements beside its ReLUs).
 //
 // Framing (24 bytes per message, one message per party and round) comes on
 // top and is reported apart; so are the handshake and the setup (W^, and

@@ -79,10 +79,20 @@ class Gate {
 
   // Party p: from x^ = x + r_in of the step's live elements, returns
   // y^ = g(x) + r_out of each, opened. `open` sends this party's shares and
-  // returns their sum with the peer's (one round per call).
+  // returns their sum with the peer's (one round per call). By default the
+  // opening of shares(): a gate of more rounds overrides it.
   using Open = std::function<std::vector<u64>(const std::vector<u64>& shares)>;
   virtual std::vector<u64> evaluate(Party p, const GateData& data, const uint8_t* keys,
-                                    const std::vector<u64>& x_hat, const Open& open, int threads) const = 0;
+                                    const std::vector<u64>& x_hat, const Open& open, int threads) const {
+    return open(shares(p, data, keys, x_hat, threads));
+  }
+  // A gate that opens once (both gates here): this party's shares of
+  // y^ = g(x) + r_out, computed locally, that evaluate opens. The parties
+  // open the shares of two such gate steps of one site in one message
+  // (Step::opens_with_next). Others: std::logic_error.
+  virtual bool opens_once() const { return false; }
+  virtual std::vector<u64> shares(Party p, const GateData& data, const uint8_t* keys, const std::vector<u64>& x_hat,
+                                  int threads) const;
 
   // Plaintext references on the step's live elements (the rest pass through),
   // given the step's parameters (quantised, or as the model holds them): the

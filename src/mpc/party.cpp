@@ -45,7 +45,9 @@ LayerRecord traffic_record(const Traffic& d) {
 
 // --- handshake -----------------------------------------------------------------
 
-constexpr char kHelloMagic[8] = {'D', 'R', 'H', 'E', 'L', 'L', 'O', '1'};
+// The magic's last byte is the online protocol's version: 2 since a site's
+// ReLU and polynomial shares travel in one message (Step::opens_with_next).
+constexpr char kHelloMagic[8] = {'D', 'R', 'H', 'E', 'L', 'L', 'O', '2'};
 
 struct Hello {
   uint32_t key_version = 0;  // the key file's format version
@@ -71,8 +73,11 @@ std::vector<uint8_t> encode(const Hello& h) {
 }
 
 Hello decode_hello(const std::vector<uint8_t>& b) {
-  if (b.size() != 88 || std::memcmp(b.data(), kHelloMagic, 8) != 0)
+  if (b.size() != 88 || std::memcmp(b.data(), kHelloMagic, 7) != 0)
     throw std::runtime_error("handshake refused: the peer's hello is not a deepreduce private-inference hello");
+  if (b[7] != uint8_t(kHelloMagic[7]))
+    throw std::runtime_error(std::string("handshake refused: the peer speaks online protocol version ") + char(b[7]) +
+                             ", this party " + kHelloMagic[7] + ": run both parties from the same deepreduce release");
   Hello h;
   std::memcpy(&h.key_version, b.data() + 8, 4);
   h.party = static_cast<Party>(b[12]);
@@ -246,7 +251,7 @@ class Engine {
           for (size_t k = 0; k < w[size_t(s.out)].size(); ++k) w[size_t(s.out)][k] += w[size_t(s.in2)][k];
           break;
         case StepKind::SumPool: w[size_t(s.out)] = channel_sums(s.geom, w[size_t(s.in)].data()); break;
-        case StepKind::Gate: w[size_t(s.out)] = gate(t, s, w[size_t(s.in)]); break;
+        case StepKind::Gate: w[size_t(s.out)] = gate(t, i, w[size_t(s.in)]); break;
         case StepKind::Output:
           if (role_ == Party::Client)
             for (size_t k = 0; k < output_mask_.size(); ++k)
@@ -255,6 +260,21 @@ class Engine {
       }
       LayerRecord r = traffic_record(t.traffic() - before);
       r.compute_s = since(t0) - r.wait_s;
+      // A pair of gate steps opened in one message: each step's record
+      // shows its own payload, the message's framing and round the first's.
+      r.bytes_sent += carried_payload_;
+      r.bytes_received += carried_payload_;
+      r.compute_s += carried_compute_s_;
+      carried_payload_ = 0;
+      carried_compute_s_ = 0;
+      if (s.kind == StepKind::Gate && s.opens_with_next) {
+        const Step& next = program_.steps[i + 1];
+        carried_payload_ = uint64_t(8 * gate_of(next).words_sent_per_element() * next.live_count);
+        r.bytes_sent -= carried_payload_;
+        r.bytes_received -= carried_payload_;
+        carried_compute_s_ = next_compute_s_;
+        r.compute_s -= carried_compute_s_;
+      }
       r.live_relus = live_relus(s);
       r.name = records_[i].name;
       r.kind = records_[i].kind;
@@ -298,24 +318,62 @@ class Engine {
     return exchange(t, MsgType::LinearShare, z);
   }
 
-  std::vector<u64> gate(Transport& t, const Step& s, const std::vector<u64>& x_hat) {
-    std::vector<u64> xs(s.live.size());
-    for (size_t j = 0; j < xs.size(); ++j) xs[j] = x_hat[size_t(s.live[j])];
-    const uint8_t* keys = block_.data() + layout_.gates[size_t(s.gate_index)];
-    const GateData data{&s, 0, gate_words_[size_t(s.gate_index)].data(), f_};
-    const std::vector<u64> open = gate_of(s).evaluate(
-        role_, data, keys, xs, [&](const std::vector<u64>& shares) { return exchange(t, MsgType::GateShare, shares); },
-        threads_);
+  // Gate step `i`: its gate on its live elements, opened in its own
+  // exchange, or (opens_with_next) in one exchange with the next step's,
+  // whose opened values then wait for it in opened_next_.
+  std::vector<u64> gate(Transport& t, size_t i, const std::vector<u64>& x_hat) {
+    const Step& s = program_.steps[i];
     std::vector<u64> out = x_hat;  // a linearised element keeps its input and its mask
-    for (size_t j = 0; j < xs.size(); ++j) out[size_t(s.live[j])] = open[j];
+    auto place = [&](const std::vector<u64>& opened) {
+      for (size_t j = 0; j < opened.size(); ++j) out[size_t(s.live[j])] = opened[j];
+    };
+    if (next_opened_) {  // the step before opened this one's shares with its own
+      next_opened_ = false;
+      place(opened_next_);
+      return out;
+    }
+    const std::vector<u64> xs = live_values(s, x_hat);
+    if (!s.opens_with_next) {
+      place(gate_of(s).evaluate(
+          role_, gate_data(s), gate_keys(s), xs,
+          [&](const std::vector<u64>& shares) { return exchange(t, MsgType::GateShare, shares); }, threads_));
+      return out;
+    }
+    // The next step's elements are untouched by this one: its input is x_hat.
+    const Step& next = program_.steps[i + 1];
+    std::vector<u64> shares = gate_of(s).shares(role_, gate_data(s), gate_keys(s), xs, threads_);
+    const auto t0 = Clock::now();
+    const std::vector<u64> theirs =
+        gate_of(next).shares(role_, gate_data(next), gate_keys(next), live_values(next, x_hat), threads_);
+    next_compute_s_ = since(t0);
+    shares.insert(shares.end(), theirs.begin(), theirs.end());
+    std::vector<u64> opened = exchange(t, MsgType::GateShare, shares);
+    opened_next_.assign(opened.begin() + std::ptrdiff_t(xs.size()), opened.end());
+    next_opened_ = true;
+    opened.resize(xs.size());
+    place(opened);
     return out;
   }
+  static std::vector<u64> live_values(const Step& s, const std::vector<u64>& wire) {
+    std::vector<u64> xs(s.live.size());
+    for (size_t j = 0; j < xs.size(); ++j) xs[j] = wire[size_t(s.live[j])];
+    return xs;
+  }
+  const uint8_t* gate_keys(const Step& s) const { return block_.data() + layout_.gates[size_t(s.gate_index)]; }
+  GateData gate_data(const Step& s) const { return GateData{&s, 0, gate_words_[size_t(s.gate_index)].data(), f_}; }
 
   Party role_;
   Program program_;
   int f_, threads_;
   BlockLayout layout_;
   std::vector<LayerRecord> records_;
+  // A pair of gate steps opened in one message (Step::opens_with_next): the
+  // second's opened values, and its payload and compute time, which its
+  // record shows.
+  std::vector<u64> opened_next_;
+  bool next_opened_ = false;
+  uint64_t carried_payload_ = 0;
+  double next_compute_s_ = 0, carried_compute_s_ = 0;  // the second's shares' time, computed in the first
   std::vector<std::vector<u64>> w_, bias_, w_hat_;
   // Per gate step: what its gate evaluates with (the server's quantised
   // parameters, the client's setup words) and what the server sends at setup.

@@ -1,6 +1,7 @@
 #include "mpc/program.h"
 
 #include "arch/relu_site.h"
+#include "mpc/gate.h"
 
 namespace dr::mpc {
 
@@ -181,6 +182,8 @@ class Compiler {
     const int64_t polys = kind == arch::ReluKind::Plain ? 0 : l.mask->polys;
     if (relus > 0) cur = gate_step(l, GateKind::Relu, arch::SiteOp::Relu, relus, kind == arch::ReluKind::Plain, cur);
     if (polys > 0) cur = gate_step(l, GateKind::Poly, arch::SiteOp::Poly, polys, false, cur);
+    if (relus > 0 && polys > 0 && gate_of(GateKind::Relu).opens_once() && gate_of(GateKind::Poly).opens_once())
+      program_.steps[program_.steps.size() - 2].opens_with_next = true;
     return cur;
   }
 

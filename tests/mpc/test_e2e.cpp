@@ -242,13 +242,16 @@ TEST(ThreeProcesses, PolynomialSitesRunPrivately) {
     EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
   }
   expect_parties_measured(c, want);
-  // per step: layer1.0.relu is a ReLU step and a polynomial step, 8 bytes per element each way
+  // per step: layer1.0.relu is a ReLU step and a polynomial step, 8 bytes per element each way,
+  // opened in one message: one round (and its framing) for both
   std::vector<std::string> site;
   for (const json& l : c["server"]["layers"])
     if (l["name"] == "layer1.0.relu") {
       site.push_back(l["kind"]);
       EXPECT_EQ(l["bytes_sent"].get<int64_t>(), 8 * (l["kind"] == "relu" ? 171 : 170));
       EXPECT_EQ(l["live_relus"].get<int64_t>(), l["kind"] == "relu" ? 171 : 0);
+      EXPECT_EQ(l["rounds"].get<int64_t>(), l["kind"] == "relu" ? 1 : 0) << l.dump();  // per image
+      EXPECT_EQ(l["framing_sent"].get<int64_t>(), l["kind"] == "relu" ? 24 : 0) << l.dump();
     }
   EXPECT_EQ(site, (std::vector<std::string>{"relu", "poly"}));
   // setup: the hello, the normalisation, every W^ and every a^, b^

@@ -225,6 +225,9 @@ TEST(Program, PolynomialSiteIsAReluStepThenAPolyStep) {
                                              "relu layer4.0.relu"}));
   const Step &relu1 = p.gate_step(1), &poly1 = p.gate_step(2), &poly2 = p.gate_step(3), &poly3 = p.gate_step(5);
   EXPECT_EQ(poly1.in, relu1.out);  // one wire through the site
+  EXPECT_TRUE(relu1.opens_with_next);  // and one message for both steps' shares
+  EXPECT_TRUE(p.gate_step(4).opens_with_next);
+  for (int g : {0, 2, 3, 5, 6}) EXPECT_FALSE(p.gate_step(g).opens_with_next) << g;
   EXPECT_EQ(p.gate_step(4).out, poly3.in);
   EXPECT_EQ(relu1.param, "");
   EXPECT_EQ(poly1.gate, GateKind::Poly);
@@ -250,7 +253,8 @@ TEST(Program, PolynomialSiteIsAReluStepThenAPolyStep) {
 
 // The cost formula counts the polynomial gate like any other: a round and 16
 // bytes per element online, 40 key bytes per element and party, 16 * C setup
-// bytes a step; the ReLU figures stay the ReLUs'.
+// bytes a step; the ReLU figures stay the ReLUs'. A site with both opens
+// them in one message: its polynomial step adds no round.
 TEST(Program, PolynomialGateCostsItsOwnFigures) {
   const arch::Network net = poly_net();
   const Program p = compile_program(net);
@@ -264,14 +268,24 @@ TEST(Program, PolynomialGateCostsItsOwnFigures) {
   EXPECT_EQ(c.live_relus, net.totals().relus);
   EXPECT_EQ(poly.gate, "poly");
   EXPECT_EQ(poly.steps, 3);
-  EXPECT_EQ(poly.rounds, 3);
+  int64_t alone = 0;  // polynomial steps of a site without ReLU elements
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    const Step& s = p.steps[i];
+    if (s.kind != StepKind::Gate || s.gate != GateKind::Poly) continue;
+    const bool beside_relus = i > 0 && p.steps[i - 1].kind == StepKind::Gate && p.steps[i - 1].name == s.name;
+    EXPECT_EQ(beside_relus, p.steps[i - 1].opens_with_next) << s.name;
+    EXPECT_EQ(c.steps[i].rounds, beside_relus ? 0 : 1) << s.name;
+    alone += !beside_relus;
+  }
+  EXPECT_EQ(alone, 1);  // poly_net: two sites mix ReLUs and polynomials, one polynomials and identities
+  EXPECT_EQ(poly.rounds, alone);
   EXPECT_EQ(poly.elements, net.totals().polys);
   EXPECT_EQ(poly.bytes, 16 * net.totals().polys);
   EXPECT_EQ(poly.key_bytes, 40 * net.totals().polys);
   EXPECT_EQ(poly.setup_bytes, 16 * (8 + 16 + 32));
   EXPECT_EQ(relu.key_bytes, int64_t(gate_of(GateKind::Relu).key_bytes()) * net.totals().relus);
   EXPECT_EQ(relu.setup_bytes, 0);
-  EXPECT_EQ(c.rounds, 1 + int64_t(p.linear_steps.size()) + 4 + 3);
+  EXPECT_EQ(c.rounds, 1 + int64_t(p.linear_steps.size()) + 4 + alone);
   EXPECT_EQ(c.online_bytes, 8 * 64 + c.linear_bytes + 16 * (net.totals().relus + net.totals().polys));
   const auto j = to_json(c)["gates"][1];
   EXPECT_EQ(j["gate"], "poly");

@@ -95,14 +95,15 @@ class ReluGate final : public Gate {
     relu_gen(r_in, r_out, n, rng, key0, key1);
   }
 
-  std::vector<u64> evaluate(Party p, const GateData&, const uint8_t* keys, const std::vector<u64>& x_hat,
-                            const Open& open, int threads) const override {
+  bool opens_once() const override { return true; }
+  std::vector<u64> shares(Party p, const GateData&, const uint8_t* keys, const std::vector<u64>& x_hat,
+                          int threads) const override {
     const size_t kb = relu_key_bytes();
     std::vector<u64> share(x_hat.size());
     parallel_for(int64_t(x_hat.size()), threads, [&](int64_t lo, int64_t hi) {
       relu_eval(static_cast<int>(p), keys + size_t(lo) * kb, x_hat.data() + lo, size_t(hi - lo), share.data() + lo);
     });
-    return open(share);
+    return share;
   }
 
   void fixed_reference(const Step& s, const std::vector<int64_t>&, std::vector<int64_t>& wire, int) const override {
