@@ -3,11 +3,17 @@
 # Fashion-MNIST, measured with `deepreduce pi run` (dealer, server, client as
 # three processes on 127.0.0.1, one thread each): latency, online bytes,
 # rounds and key size per image, and the ratio to the all-ReLU network.
+# Then VGG16 and the appendix's VGG16 steps (Tables 10 and 11: cull S4,S5;
+# cull S1,S4,S5 + thin), with their max pooling, at width VGG_ALPHA (default
+# 0.25: full width needs about 0.6 GB of key per party and image) on
+# synthetic 3x32x32 images (VGG16 needs 32x32; CIFAR cannot be downloaded
+# here), VGG_COUNT images each (default 2).
 # The networks are trained briefly first (the timing does not depend on the
 # weights; agreement is reported on them). Run alone on an idle machine.
-#   bench/pi_networks.sh [BUILD_DIR]       COUNT=10 LIMIT=5000 OUT=runs/bench-pi
-# Needs about 2.1 KB of disk per live ReLU per party and image for the keys
-# (resnet18:alpha=0.25, COUNT=10: about 4.5 GB in the temporary directory).
+#   bench/pi_networks.sh [BUILD_DIR]       COUNT=10 LIMIT=5000 OUT=runs/bench-pi VGG_ALPHA=0.25 VGG_COUNT=2
+# Needs about 2.1 KB of disk per live ReLU (or max-pooling comparison) per
+# party and image for the keys (resnet18:alpha=0.25, COUNT=10: about 4.5 GB
+# in the temporary directory).
 set -euo pipefail
 BUILD_DIR=${1:-build}
 BIN=$BUILD_DIR/deepreduce
@@ -25,30 +31,48 @@ specs=(
   resnet18:alpha=0.25:rho=0.5:cull=S1:thin
   resnet18:alpha=0.125:rho=0.5:cull=S1:thin
 )
-for spec in "${specs[@]}"; do
+VGG_ALPHA=${VGG_ALPHA:-0.25}
+VGG_COUNT=${VGG_COUNT:-2}
+VGG_DATA=synthetic:3x32x32:10:512
+vgg=(
+  vgg16:alpha=$VGG_ALPHA
+  vgg16:alpha=$VGG_ALPHA:cull=S4,S5
+  vgg16:alpha=$VGG_ALPHA:cull=S1,S4,S5:thin
+)
+measure() {  # spec data count [train flags...]
+  local spec=$1 data=$2 count=$3 name run
+  shift 3
   name=$(echo "$spec" | sed 's/:/_/g; s/=/-/g; s/,/+/g')
   run=$OUT/$name
-  [[ -f $run/result.json ]] || "$BIN" train --model "$spec" --data fashion-mnist --limit "$LIMIT" --epochs 1 \
-    --out "$run" >&2
-  [[ -f $OUT/$name.pi.json ]] || "$BIN" pi run "$run" --data fashion-mnist --count "$COUNT" --format json --quiet \
+  [[ -f $run/result.json ]] || "$BIN" train --model "$spec" --data "$data" "$@" --epochs 1 --out "$run" >&2
+  [[ -f $OUT/$name.pi.json ]] || "$BIN" pi run "$run" --data "$data" --count "$count" --format json --quiet \
     > "$OUT/$name.pi.json"
-done
-"$PY" - "$OUT" "${specs[@]}" <<'PY' | tee "$OUT/summary.md"
+}
+for spec in "${specs[@]}"; do measure "$spec" fashion-mnist "$COUNT" --limit "$LIMIT"; done
+for spec in "${vgg[@]}"; do measure "$spec" "$VGG_DATA" "$VGG_COUNT"; done
+summary() {  # title spec...
+"$PY" - "$OUT" "$@" <<'PY'
 import json, sys
-out, specs = sys.argv[1], sys.argv[2:]
+out, title, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
 rows = [json.load(open(f"{out}/{s.replace(':', '_').replace('=', '-').replace(',', '+')}.pi.json")) for s in specs]
 p = rows[0]["provenance"]
-print(f"deepreduce {p['deepreduce']} (commit {p.get('commit')}), {p['cpu']}, {p['cores']} cores; "
+print(f"{title}: deepreduce {p['deepreduce']} (commit {p.get('commit')}), {p['cpu']}, {p['cores']} cores; "
       f"{rows[0]['images']} images per network; {rows[0]['trust_model']}.\n")
-print("| network | live ReLUs | latency s | x vs all-ReLU | online MB | ReLU MB | rounds | key MB per party | LAN s | WAN s | agreement |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| network | live ReLUs | max-pool comparisons | latency s | x vs first | online MB | ReLU MB | rounds | key MB per party | LAN s | WAN s | agreement |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 base = rows[0]
 for r in rows:
     n = r["images"]
     relu_mb = sum(l["bytes"] for l in r["layers"] if l["kind"] == "relu") / 1e6
-    print(f"| `{r['spec']}` | {r['relus']:,} | {r['seconds_per_image']:.3f} | "
+    print(f"| `{r['spec']}` | {r['relus']:,} | {r.get('max_comparisons', 0):,} | {r['seconds_per_image']:.3f} | "
           f"{base['seconds_per_image'] / r['seconds_per_image']:.1f}x | {r['online_bytes'] / n / 1e6:.2f} | {relu_mb:.2f} | "
           f"{r['rounds']} | {r['key_bytes_per_image']['server'] / 1e6:.0f} | "
           f"{r['modelled']['lan']['seconds_per_image']:.3f} | {r['modelled']['wan']['seconds_per_image']:.2f} | "
           f"{r['agreement']:.2f} |")
+print()
 PY
+}
+{
+  summary "ResNet18/4 on Fashion-MNIST" "${specs[@]}"
+  summary "VGG16 (alpha $VGG_ALPHA) on synthetic 3x32x32" "${vgg[@]}"
+} | tee "$OUT/summary.md"

@@ -95,6 +95,8 @@ void deal_one(const Dealing& d, Prg& rng, std::vector<uint8_t>& server, std::vec
         break;
       case StepKind::SumPool: r[s.out] = channel_sums(s.geom, r[s.in].data()); break;
       case StepKind::Gate: deal_gate(d, s, r[s.in], rng, r[s.out], server, client); break;
+      case StepKind::PairDiff: r[s.out] = pair_diff(s, r[s.in]); break;
+      case StepKind::PairMax: r[s.out] = pair_max(s, r[s.in], r[s.in2]); break;
       case StepKind::Output:
         put_words(client, d.client_layout.output_mask, r[s.in].data(), r[s.in].size());
         break;

@@ -11,6 +11,7 @@ const Gate& gate_of(GateKind kind) {
   switch (kind) {  // the registry: one line per gate
     case GateKind::Relu: return relu_gate();
     case GateKind::Poly: return poly_gate();
+    case GateKind::Max: return max_gate();
   }
   throw std::logic_error("gate_of: unknown gate kind " + std::to_string(int(kind)));
 }

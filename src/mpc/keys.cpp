@@ -141,7 +141,9 @@ std::vector<uint64_t> step_key_bytes(const Program& program, Party party) {
       case StepKind::Gate: b = uint64_t(s.live_count) * gate_of(s).key_bytes(); break;
       case StepKind::Output: b = client ? 8 * uint64_t(program.wire_numel[size_t(program.output_wire)]) : 0; break;
       case StepKind::Add:
-      case StepKind::SumPool: break;
+      case StepKind::SumPool:
+      case StepKind::PairDiff:
+      case StepKind::PairMax: break;
     }
     out.push_back(b);
   }

@@ -252,6 +252,8 @@ class Engine {
           break;
         case StepKind::SumPool: w[size_t(s.out)] = channel_sums(s.geom, w[size_t(s.in)].data()); break;
         case StepKind::Gate: w[size_t(s.out)] = gate(t, i, w[size_t(s.in)]); break;
+        case StepKind::PairDiff: w[size_t(s.out)] = pair_diff(s, w[size_t(s.in)]); break;
+        case StepKind::PairMax: w[size_t(s.out)] = pair_max(s, w[size_t(s.in)], w[size_t(s.in2)]); break;
         case StepKind::Output:
           if (role_ == Party::Client)
             for (size_t k = 0; k < output_mask_.size(); ++k)

@@ -12,6 +12,8 @@ const char* step_kind_name(StepKind k) {
     case StepKind::Add: return "add";
     case StepKind::SumPool: return "sumpool";
     case StepKind::Gate: return "gate";
+    case StepKind::PairDiff: return "pairdiff";
+    case StepKind::PairMax: return "pairmax";
     case StepKind::Output: return "output";
   }
   return "?";
@@ -122,10 +124,7 @@ class Compiler {
           throw UnsupportedError(where(l) + ": a BatchNorm with no convolution right before it cannot be folded; "
                                  "the private runtime folds every BatchNorm into the conv before it");
         case arch::Op::ReLU: cur = relu(l, cur); break;
-        case arch::Op::MaxPool:
-          throw UnsupportedError(where(l) + ": max pooling is not supported by the private runtime "
-                                 "(supported: conv, depthwise/grouped conv, BatchNorm after a conv, ReLU, "
-                                 "residual add, global average pool, flatten, FC; e.g. resnet*, mobilenetv1/v2)");
+        case arch::Op::MaxPool: cur = maxpool(l, cur); break;
         case arch::Op::GlobalAvgPool: {
           Step s = make_step(StepKind::SumPool, l.name, cur, -1, new_wire(l.out.c));
           s.geom.cin = s.geom.cout = l.in.c;
@@ -185,6 +184,54 @@ class Compiler {
     if (relus > 0 && polys > 0 && gate_of(GateKind::Relu).opens_once() && gate_of(GateKind::Poly).opens_once())
       program_.steps[program_.steps.size() - 2].opens_with_next = true;
     return cur;
+  }
+
+  // Max pooling, 2x2 with stride 2 (what the zoo builds: VGG16), as two
+  // levels of pairwise maxima: the window's rows are the first level's
+  // pairs, their maxima the second's.
+  int maxpool(const arch::Layer& l, int cur) {
+    if (l.kernel != 2 || l.stride != 2 || l.padding != 0)
+      throw UnsupportedError(where(l) + ": the private runtime runs 2x2 max pooling with stride 2 and no padding, not " +
+                             std::to_string(l.kernel) + "x" + std::to_string(l.kernel) + " with stride " +
+                             std::to_string(l.stride) + " and padding " + std::to_string(l.padding));
+    const int64_t C = l.out.c, oh = l.out.h, ow = l.out.w, H = l.in.h, W = l.in.w, O = C * oh * ow;
+    std::vector<int64_t> a, b, a2, b2;
+    if (detail_ == ProgramDetail::Indices) {
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t y = 0; y < oh; ++y)
+          for (int64_t x = 0; x < ow; ++x) {
+            const int64_t top = (c * H + 2 * y) * W + 2 * x, bottom = top + W;
+            a.insert(a.end(), {top, bottom});
+            b.insert(b.end(), {top + 1, bottom + 1});
+          }
+      for (int64_t o = 0; o < O; ++o) a2.push_back(2 * o), b2.push_back(2 * o + 1);
+    }
+    cur = pairwise_max(l, cur, std::move(a), std::move(b), 2 * O);
+    return pairwise_max(l, cur, std::move(a2), std::move(b2), O);
+  }
+
+  // out[p] = max(in[first[p]], in[second[p]]) = in[second[p]] + relu(in[first[p]] - in[second[p]]).
+  int pairwise_max(const arch::Layer& l, int cur, std::vector<int64_t> first, std::vector<int64_t> second, int64_t n) {
+    Step diff = make_step(StepKind::PairDiff, l.name, cur, -1, new_wire(n));
+    diff.live_count = n;
+    diff.first = std::move(first);
+    diff.second = second;
+    const int diff_wire = diff.out;
+    add_step(std::move(diff));
+    Step gate = make_step(StepKind::Gate, l.name, diff_wire, -1, new_wire(n));
+    gate.gate = GateKind::Max;
+    gate.live_count = n;
+    if (detail_ == ProgramDetail::Indices) {
+      gate.live.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) gate.live[static_cast<size_t>(i)] = i;
+    }
+    const int relu_wire = gate.out;
+    add_step(std::move(gate));
+    Step max = make_step(StepKind::PairMax, l.name, cur, relu_wire, new_wire(n));
+    max.live_count = n;
+    max.second = std::move(second);
+    add_step(std::move(max));
+    return program_.steps.back().out;
   }
 
   // One gate step on the `count` elements of site `l` whose op is `op` (all

@@ -17,6 +17,14 @@
 //            message (Step::opens_with_next): a polynomial adds no round to
 //            a site that has ReLUs. A removed ReLU, a site of identities
 //            only and flatten are no step at all
+//   PairDiff out[p] = in[first[p]] - in[second[p]]: local, masks subtract
+//   PairMax  out[p] = in[second[p]] + in2[p]: local, masks add
+//            A max pooling (2x2, stride 2) is two levels of pairwise maxima,
+//            max(a, b) = b + relu(a - b): per level a PairDiff, a gate step
+//            of the max gate (the ReLU gate under the name "maxpool") on
+//            every difference, and a PairMax; two rounds, three comparisons
+//            an output (the masked a^ - b^ is a masked a - b, so a
+//            difference costs no message)
 //   Output   the client unmasks the last wire
 #include <stdexcept>
 #include <string>
@@ -26,16 +34,17 @@
 
 namespace dr::mpc {
 
-// A layer the private runtime cannot run (max pooling, a BatchNorm with no
+// A layer the private runtime cannot run (a max pooling other than 2x2 stride 2, a BatchNorm with no
 // convolution before it, ...). The message names the layer.
 struct UnsupportedError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class StepKind { Input, Linear, Add, SumPool, Gate, Output };
-const char* step_kind_name(StepKind k);  // "input", "linear", "add", "sumpool", "gate", "output"
+enum class StepKind { Input, Linear, Add, SumPool, Gate, PairDiff, PairMax, Output };
+// "input", "linear", "add", "sumpool", "gate", "pairdiff", "pairmax", "output"
+const char* step_kind_name(StepKind k);
 // Which gate a gate step runs (gate_of in gate.h: the gate itself).
-enum class GateKind : uint8_t { Relu, Poly };
+enum class GateKind : uint8_t { Relu, Poly, Max };
 
 // Geometry of a convolution; an FC is a 1x1 convolution over a 1x1 image of
 // `cin` channels (fc = true).
@@ -78,7 +87,25 @@ struct Step {
   std::string param;
   int64_t channels = 0, plane = 0;
   int64_t channel_of(int64_t element) const { return element / plane; }
+  // PairDiff and PairMax (ProgramDetail::Indices): each output's input
+  // elements; live_count holds their number in either detail.
+  std::vector<int64_t> first, second;
 };
+
+// The local maps of PairDiff and PairMax steps, over any ring or field:
+// masked wires (u64), their masks, and the plaintext references.
+template <class T>
+std::vector<T> pair_diff(const Step& s, const std::vector<T>& in) {
+  std::vector<T> out(s.first.size());
+  for (size_t p = 0; p < out.size(); ++p) out[p] = in[size_t(s.first[p])] - in[size_t(s.second[p])];
+  return out;
+}
+template <class T>
+std::vector<T> pair_max(const Step& s, const std::vector<T>& in, const std::vector<T>& relu_of_diff) {
+  std::vector<T> out(s.second.size());
+  for (size_t p = 0; p < out.size(); ++p) out[p] = in[size_t(s.second[p])] + relu_of_diff[p];
+  return out;
+}
 
 struct Program {
   arch::Shape input;

@@ -1,6 +1,7 @@
 #include "mpc/reference.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "arch/relu_site.h"
@@ -110,6 +111,18 @@ std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& mod
         w[s.out] = w[s.in];
         gate_of(s).fixed_reference(s, params_of(model.gates, s), w[s.out], model.frac_bits);
         break;
+      case StepKind::PairDiff:
+      case StepKind::PairMax: {
+        const bool diff = s.kind == StepKind::PairDiff;
+        w[s.out].resize(static_cast<size_t>(s.live_count));
+        for (size_t p = 0; p < w[s.out].size(); ++p) {
+          const int64_t b = w[s.in][size_t(s.second[p])];
+          const __int128 v = diff ? __int128(w[s.in][size_t(s.first[p])]) - b : __int128(b) + w[s.in2][p];
+          check_fixed_range(v, s, p, diff ? "difference" : "maximum");
+          w[s.out][p] = static_cast<int64_t>(v);
+        }
+        break;
+      }
       case StepKind::Output: logits = w[s.in]; break;
     }
   }
@@ -140,6 +153,8 @@ std::vector<double> folded_forward(const Program& program, const std::vector<Fol
         w[s.out] = w[s.in];
         gate_of(s).real_reference(s, params_of(gates, s), w[s.out]);
         break;
+      case StepKind::PairDiff: w[s.out] = pair_diff(s, w[s.in]); break;
+      case StepKind::PairMax: w[s.out] = pair_max(s, w[s.in], w[s.in2]); break;
       case StepKind::Output: logits = w[s.in]; break;
     }
   }
@@ -203,9 +218,21 @@ std::vector<double> float_layer(const arch::Layer& l, const FloatModel& m, const
       return y;
     }
     case arch::Op::Flatten: return x;
-    case arch::Op::MaxPool: break;
+    case arch::Op::MaxPool: {  // k x k windows with stride s, no padding (the builder's 2x2 / 2)
+      const int64_t k = l.kernel, st = l.stride, H = l.in.h, W = l.in.w, oh = l.out.h, ow = l.out.w;
+      std::vector<double> y(static_cast<size_t>(l.out.numel()));
+      for (int64_t c = 0; c < l.out.c; ++c)
+        for (int64_t i = 0; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j) {
+            double m = -std::numeric_limits<double>::infinity();
+            for (int64_t di = 0; di < k; ++di)
+              for (int64_t dj = 0; dj < k; ++dj) m = std::max(m, x[size_t((c * H + i * st + di) * W + j * st + dj)]);
+            y[size_t((c * oh + i) * ow + j)] = m;
+          }
+      return y;
+    }
   }
-  throw UnsupportedError(what + ": max pooling is not supported by the private runtime");
+  throw std::logic_error(what + ": unknown layer");
 }
 
 std::vector<double> float_list(const std::vector<arch::Layer>& layers, const FloatModel& m, std::vector<double> x) {

@@ -47,8 +47,7 @@ std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& mod
 std::vector<double> folded_forward(const Program& program, const std::vector<FoldedLinear>& model,
                                    const std::vector<double>& x, const std::vector<std::vector<double>>& gates = {});
 
-// Throws UnsupportedError for max pooling; a site's polynomial elements read
-// "<site>.poly".
+// A site's polynomial elements read "<site>.poly".
 std::vector<double> float_forward(const arch::Network& net, const FloatModel& model, const std::vector<double>& x);
 
 // Fixed point (scale f) to double.

@@ -102,6 +102,7 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"model_hash", r.model_hash},
       {"relus", r.expected.live_relus},
       {"polys", gate_elements(r.expected, "poly")},
+      {"max_comparisons", gate_elements(r.expected, "maxpool")},
       {"images", n},
       {"accuracy", labelled ? json(static_cast<double>(correct) / labelled) : json()},
       {"agreement", json()},
@@ -200,6 +201,10 @@ std::string summary_table(const json& s) {
                     (s.value("polys", int64_t(0)) > 0
                          ? ", " + report::thousands(s["polys"].get<int64_t>()) + " polynomial elements"
                          : std::string()) +
+                    (s.value("max_comparisons", int64_t(0)) > 0
+                         ? ", " + report::thousands(s["max_comparisons"].get<int64_t>()) +
+                               " max-pooling comparisons (each a ReLU gate)"
+                         : std::string()) +
                     ", Z_2^64 with " +
                     std::to_string(s["frac_bits"].get<int>()) + " fractional bits\n";
   out += "Trust model: " + s["trust_model"].get<std::string>() + ".\n" + accuracy_line(s);
@@ -226,7 +231,8 @@ std::string summary_table(const json& s) {
            std::to_string(s["images"].get<int64_t>()) + " images";
   out += "\nestimates:  `deepreduce cost` per image (not measured; other protocols, " +
          std::to_string(s["estimates"]["ring_bits"].get<int>()) + "-bit ring: ReLU traffic plus the sharing of every linear layer's input" +
-         (s.value("polys", int64_t(0)) > 0 ? " and a Beaver multiplication per polynomial element" : "") + "): " +
+         (s.value("polys", int64_t(0)) > 0 ? " and a Beaver multiplication per polynomial element" : "") +
+         (s.value("max_comparisons", int64_t(0)) > 0 ? "; max pooling's comparisons not included" : "") + "): " +
          estimates + "\n\n";
   return out + layers_table(s["layers"]).render(report::Format::Table);
 }

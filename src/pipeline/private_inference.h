@@ -25,7 +25,7 @@ mpc::Architecture run_architecture(const std::string& run);
 // input normalisation the run was trained with.
 mpc::FloatModel run_float_model(const std::string& run);
 // Refuses (std::invalid_argument, prefixed with `option`) a network the
-// private runtime cannot run (max pooling).
+// private runtime cannot run.
 void check_private_runtime(const arch::Network& net, const std::string& option);
 
 // Refuses (std::invalid_argument) a key directory, pi deal's --out (`option`

@@ -37,7 +37,7 @@ struct Row {
   pi::NetworkCost cost;
   nlohmann::json measured;  // deepreduce pi run's summary (--measure-pi), else null
   // deepreduce's runtime: exact bytes and rounds, modelled latency; none for
-  // a network it cannot run (max pooling).
+  // a network it cannot run.
   std::optional<pi::PrivateCost> runtime;
 };
 

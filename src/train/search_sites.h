@@ -7,8 +7,8 @@
 //   polynomial (AutoReP-style, Peng et al., ICCV 2023): a score s per element,
 //     from 1, and an indicator h in {0, 1} with hysteresis (h falls to 0 when
 //     s < threshold - band, rises to 1 when s > threshold + band, else keeps
-//     its value; with --removed stay, the default, h never rises again once
-//     it fell), y = h * relu(x) + (1 - h) * p_c(x) with per-channel
+//     its value; with --removed stay, h never rises again once it fell),
+//     y = h * relu(x) + (1 - h) * p_c(x) with per-channel
 //     p_c(x) = a_c x^2 + b_c x + c_c; the gradient reaches s straight through
 //     (dy/ds = relu(x) - p_c(x)) and the coefficients through (1 - h).
 //     h = 1 counts as a live ReLU. The coefficients start from each channel's
@@ -103,6 +103,6 @@ class ReluQuadraticFit {
 // loop: its indicator rises again when its score passes the band's top).
 std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band,
                                                const std::string& granularity = "element",
-                                               const std::string& removed = "stay");
+                                               const std::string& removed = "may-return");
 
 }  // namespace dr::train

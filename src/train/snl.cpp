@@ -121,10 +121,10 @@ std::vector<SearchSetting> make_search_table() {
   granularity.choices = {"element", "channel"};
   granularity.recorded_always = false;
   SearchSetting removed{"removed", "removed",
-                        "poly: stay (an element once replaced by the quadratic stays so) or may-return (AutoReP's "
-                        "loop: a ReLU again when its score passes the band's top)",
+                        "poly: may-return (AutoReP's loop: a replaced element is a ReLU again when its score passes "
+                        "the band's top) or stay (once replaced by the quadratic, replaced)",
                         &O::removed};
-  removed.choices = {"stay", "may-return"};
+  removed.choices = {"may-return", "stay"};
   removed.recorded_always = false;
   table.push_back(replace);
   table.push_back(granularity);
@@ -184,8 +184,6 @@ SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
     for_own_settings([&](const SearchSetting& s, auto m) {
       if (s.recorded_always || j.contains(s.key)) j.at(s.key).get_to(o.*m);
     });
-    // A polynomial search recorded before --removed let replaced elements return.
-    if (o.replace == "poly" && !j.contains("removed")) o.removed = "may-return";
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("bad SNL search config: ") + e.what());
   }

@@ -43,10 +43,10 @@ struct SnlOptions {
   // (AutoReP-style: a per-channel quadratic, an indicator with hysteresis).
   std::string replace = "identity";
   double hysteresis = 0.002;     // poly: the indicator's band around the threshold
-  // poly: "stay" (an element once replaced stays replaced) or "may-return"
-  // (AutoReP's loop: it becomes a ReLU again when its score passes the band's
-  // top; searches recorded before the option did so).
-  std::string removed = "stay";
+  // poly: "may-return" (AutoReP's loop: a replaced element becomes a ReLU
+  // again when its score passes the band's top) or "stay" (once replaced,
+  // replaced: no flip-back, but the search stalls; docs/experiments.md).
+  std::string removed = "may-return";
   // "element" (a mask or score per element) or "channel" (per channel: the
   // snapshots keep whole channels, at most the budget's ReLUs).
   std::string granularity = "element";

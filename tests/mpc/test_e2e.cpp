@@ -260,6 +260,51 @@ TEST(ThreeProcesses, PolynomialSitesRunPrivately) {
   EXPECT_EQ(want.gates[1].setup_bytes, 16 * (8 + 16 + 32));
 }
 
+// VGG16 (every pooling 2x2 max pooling; S1 and S2 culled to keep the keys
+// small, their pools still run): the dealer, server and client agree with
+// the plaintext fixed-point reference and the float model, each pooling is
+// two levels of comparisons (two rounds, three comparisons per output) that
+// the reports count apart from the network's ReLUs, and the measured bytes
+// and rounds are the formula's.
+TEST(ThreeProcesses, MaxPoolingRunsPrivately) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = tiny_net("vgg16:alpha=0.0625:cull=S1,S2", {1, 32, 32}, 4);
+  const FloatModel model = random_float_model(net, 7);
+  const PairRun r = deal_and_run(net, model, dir.path, 3);
+  if (HasFailure()) return;
+  const Program program = compile_program(net);
+  const ExpectedCost want = expected_cost(program);
+  int64_t pool_outputs = 0, pools = 0;
+  for (const arch::Layer* l : net.layers())
+    if (l->op == arch::Op::MaxPool) pool_outputs += l->out.numel(), ++pools;
+  EXPECT_EQ(pools, 5);
+  ASSERT_EQ(want.gates.size(), 2u);
+  EXPECT_EQ(want.live_relus, net.totals().relus);  // the comparisons are not ReLUs
+  const GateTotal& max = want.gates[0].gate == "maxpool" ? want.gates[0] : want.gates[1];
+  EXPECT_EQ(max.gate, "maxpool");
+  EXPECT_EQ(max.elements, 3 * pool_outputs);
+  EXPECT_EQ(max.steps, 2 * pools);
+  EXPECT_EQ(max.rounds, 2 * pools);
+  EXPECT_EQ(max.bytes, 16 * 3 * pool_outputs);
+  const json& c = r.client["report"];
+  ASSERT_EQ(c["images"].size(), 3u);
+  for (const json& img : c["images"]) {
+    const uint64_t seed = 100 + img["index"].get<uint64_t>();
+    const auto ref = reference_logits(net, model, 12, seed);
+    const auto real = float_forward(net, model, normalise(net.input, model, random_image(net.input, seed)));
+    EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref));
+    EXPECT_EQ(argmax(real), argmax(ref));
+    const auto logits = img["logits"].get<std::vector<double>>();
+    for (size_t k = 0; k < ref.size(); ++k) {
+      EXPECT_NEAR(logits[k] * 4096.0, double(ref[k]), logit_tolerance(ref));
+      EXPECT_NEAR(logits[k], real[k], 0.02 * std::max(1.0, std::fabs(real[k])));
+    }
+    EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes);
+    EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
+  }
+  expect_parties_measured(c, want);
+}
+
 TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {
   ScratchDir dir("mpc-e2e");
   const arch::Network net = tiny_net();

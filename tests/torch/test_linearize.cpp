@@ -303,12 +303,14 @@ TEST(LinearizeCli, PolynomialReplacementKeepsTheRestAsQuadratics) {
     const auto py = test::run_command("/usr/bin/python3 -c \"import torch; w = torch.load('" + run +
                                       "/weights.pt'); k = [n for n in w if n.endswith('.poly')]; "
                                       "print(len(k), all(w[n].shape[0] == 3 for n in k))\"");
-    if (py.rc == 0) EXPECT_TRUE(test::contains(py.out, "True")) << py.out;
+    if (py.rc == 0) {
+      EXPECT_TRUE(test::contains(py.out, "True")) << py.out;
+    }
   }
   const auto results = json::parse(read_file(d / "l/results.json"));
   EXPECT_EQ(results["method"], "poly");
   EXPECT_EQ(results["search"]["replace"], "poly");
-  EXPECT_EQ(results["search"]["removed"], "stay");  // the default: a replaced element stays replaced
+  EXPECT_EQ(results["search"]["removed"], "may-return");  // the default: AutoReP's loop
   json old = json::parse(read_file(d / "l/search/config.json"));
   old.erase("removed");  // a polynomial search recorded before --removed let them return
   EXPECT_EQ(dr::train::SnlOptions::from_json(old).removed, "may-return");

@@ -101,12 +101,26 @@ TEST(PiCli, BadInputsAreRefusedClearly) {
   const auto r = cli("pi serve " + (d / "b") + " --keys " + (d / "k/server.key"));
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(test::contains(r.out, "were dealt for resnet6:alpha=0.125 ")) << r.out;
-  // A network with max pooling cannot run privately: said before dealing.
-  ASSERT_EQ(cli("train --model vgg16:alpha=0.0625 --data synthetic:3x32x32:4:32 --epochs 1 --batch 16 --threads 1 "
-                "--workers 0 --out " + (d / "v")).rc, 0);
-  const auto v = cli("pi run " + (d / "v") + " --data synthetic:3x32x32:4:32 --count 1");
-  EXPECT_EQ(v.rc, 2) << v.out;
-  EXPECT_TRUE(test::contains(v.out, "not supported by the private runtime")) << v.out;
+}
+
+// VGG16's max pooling runs privately (pairwise comparisons on ReLU gates),
+// counted apart from the ReLUs.
+TEST(PiCli, MaxPoolingNetworksRunPrivately) {
+  const test::ScratchDir d("pi-vgg");
+  const test::EnvGuard state("DEEPREDUCE_STATE_DIR", (d / "state").c_str());
+  ASSERT_EQ(cli("train --model vgg16:alpha=0.0625:cull=S1 --data synthetic:3x32x32:4:32 --epochs 1 --batch 16 "
+                "--threads 1 --workers 0 --out " + (d / "v")).rc, 0);
+  const auto v = cli("pi run " + (d / "v") + " --data synthetic:3x32x32:4:32 --count 2 --format json");
+  ASSERT_EQ(v.rc, 0) << v.out;
+  const auto s = json::parse(v.out.substr(v.out.find('{')));
+  const auto count = json::parse(cli("count " + (d / "v") + " --format json").out);
+  EXPECT_EQ(s["relus"], count["relus"]);  // the comparisons are not ReLUs
+  // 3 comparisons per pooled output: 4x16x16, 8x8x8, 16x4x4, 32x2x2, 32x1x1.
+  EXPECT_EQ(s["max_comparisons"].get<int64_t>(), 3 * (1024 + 512 + 256 + 128 + 32));
+  EXPECT_EQ(s["agreement"].get<double>(), 1.0);
+  EXPECT_EQ(s["rounds"], s["expected"]["rounds"]);
+  const auto text = cli("pi run " + (d / "v") + " --data synthetic:3x32x32:4:32 --count 1");
+  EXPECT_TRUE(test::contains(text.out, "5,856 max-pooling comparisons")) << text.out;
 }
 
 TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {

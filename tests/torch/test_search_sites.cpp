@@ -61,7 +61,7 @@ TEST(ReluQuadraticFit, IsTheLeastSquaresFitPerChannel) {
 
 TEST(SearchSites, PolynomialIndicatorHasHysteresis) {
   nn::Net net(plain_desc());
-  auto sites = train::make_search_sites("poly", kBand, "element", "may-return");
+  auto sites = train::make_search_sites("poly", kBand);  // the default: may-return
   sites->attach(net, torch::kCPU);
   const int64_t all = net->desc().totals().relus;
   const size_t n = site_count(net->desc());
@@ -84,12 +84,12 @@ TEST(SearchSites, PolynomialIndicatorHasHysteresis) {
   EXPECT_THROW(train::make_search_sites("poly", kBand, "element", "sometimes"), std::invalid_argument);
 }
 
-// --removed stay (the default): an element the indicator replaced stays a
+// --removed stay: an element the indicator replaced stays a
 // polynomial whatever its score does next, and a snapshot ranks every live
 // element above every replaced one, so it keeps what the search kept.
 TEST(SearchSites, ReplacedElementsStayReplacedAndRankBelowLiveOnes) {
   nn::Net net(plain_desc());
-  auto sites = train::make_search_sites("poly", kBand);
+  auto sites = train::make_search_sites("poly", kBand, "element", "stay");
   sites->attach(net, torch::kCPU);
   const int64_t all = net->desc().totals().relus;
   const size_t n = site_count(net->desc());

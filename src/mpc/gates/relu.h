@@ -29,5 +29,9 @@ void relu_eval(int b, const uint8_t* keys, const u64* x_hat, size_t n, u64* shar
 
 // The gate (gate.h) over the functions above: one round, one word per element each way.
 const Gate& relu_gate();
+// The same gate on the pairwise differences of a max pooling (program.h:
+// max(a, b) = b + relu(a - b)), named "maxpool": its comparisons are not the
+// network's ReLUs in any report, but cost what a ReLU costs.
+const Gate& max_gate();
 
 }  // namespace dr::mpc
