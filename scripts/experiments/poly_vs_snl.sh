@@ -12,11 +12,14 @@
 #             PI_IMAGES_LARGE for the others (a ReLU's key is 2 KB per party and image: the
 #             teacher's 108K ReLUs would need 45 GB of keys for 200 images)
 # Finished runs are reused, so a killed script continues where it stopped.
-#   scripts/experiments/poly_vs_snl.sh     SEEDS="0" EPOCHS=12 LIMIT=10000 OUT=runs/snl-experiment PI_IMAGES=200
+#   scripts/experiments/poly_vs_snl.sh     SEEDS="0" EPOCHS=12 LIMIT=10000 OUT=runs/snl-experiment PI_IMAGES=200 POLY_CLIP=1
 set -euo pipefail
 source "$(dirname "$0")/snl_settings.sh"
 # SNL's LASSO (5e-4) makes the polynomial search collapse here (docs/experiments.md): 1e-4.
 POLY_LASSO=${POLY_LASSO:-1e-4}
+# The polynomial networks' fine-tunes clip the gradient norm (--clip-grad): without
+# it the 54K snapshot's fine-tune fell to chance in its first epoch (docs/experiments.md).
+POLY_CLIP=${POLY_CLIP:-1}
 PI_IMAGES=${PI_IMAGES:-200}
 PI_IMAGES_LARGE=${PI_IMAGES_LARGE:-20}
 PI_SMALL=${PI_SMALL:-7000}
@@ -32,8 +35,9 @@ for seed in $SEEDS; do
   for replace in identity poly; do
     sub=$([[ $replace == poly ]] && echo poly || echo snl)
     lasso=$([[ $replace == poly ]] && echo "$POLY_LASSO" || echo "$LASSO")
+    clip=$([[ $replace == poly ]] && echo "$POLY_CLIP" || echo 0)
     "$BIN" linearize --teacher "$t" $DATA --budget "$BUDGETS" --epochs-per-point "$EPOCHS" --search-lr "$SEARCH_LR" \
-      --lasso "$lasso" --replace "$replace" --seed "$seed" --out "$d/$sub" >&2
+      --lasso "$lasso" --replace "$replace" --clip-grad "$clip" --seed "$seed" --out "$d/$sub" >&2
   done
 done
 

@@ -45,6 +45,7 @@ struct TrainConfig {
   double wd = 5e-4;
   std::string schedule = "step";  // step: lr x0.1 at 50% and 75% of training; cosine
   double warmup = 0;              // epochs (fractional) of linear warm-up from 0 to the schedule's lr
+  double clip_grad = 0;           // the gradients' global L2 norm is clipped to this before each step (0: off)
   uint64_t seed = 0;
   int threads = 0;                // 0: every core
   std::string device = "auto";    // cpu, cuda, auto
@@ -100,15 +101,11 @@ struct TrainConfig {
 // "" when the two settings objects are equal, else the first difference in
 // key order: "lr: 0.1 in <a_name>, 0.05 in <b_name>". A key of
 // `b_missing_means` that b (at any depth) lacks reads as that value there:
-// for settings recorded before the key existed (kSettingsAddedLater). Two
+// for settings recorded before the key existed (settings_before_they_existed). Two
 // strings naming the same existing file or directory (a relative and an
 // absolute path to one teacher) are equal.
 std::string first_difference(const nlohmann::json& a, const std::string& a_name, const nlohmann::json& b,
                              const std::string& b_name, const nlohmann::json& b_missing_means = {});
-
-// The result settings added after checkpoints began recording theirs, with
-// the value every run made before had.
-inline const nlohmann::json kSettingsAddedLater = {{"precision", "fp32"}};
 
 // Learning rate at a point of training, `epoch` counted from 0 and possibly
 // fractional (epoch 3.5 = half-way through the fourth). The schedule follows

@@ -128,7 +128,10 @@ void TrainingEngine::backward(const torch::Tensor& loss, int64_t n_local, int64_
     p_.precision->for_backward(loss).backward();
   }
   // fp16: a step whose gradients overflowed is skipped (and the scale lowered).
-  if (p_.precision->unscale(stepped)) p_.optimizer->step();
+  if (!p_.precision->unscale(stepped)) return;
+  // After unscaling and averaging: the norm of the gradient the step takes.
+  if (p_.clip_grad > 0) torch::nn::utils::clip_grad_norm_(stepped, p_.clip_grad);
+  p_.optimizer->step();
 }
 
 // Every ~2 s and at the epoch's end (rank 0): the epoch so far, read from

@@ -82,6 +82,7 @@ struct EngineParts {
   torch::Device device = torch::kCPU;
   int64_t batch = 0, train_images = 0;  // the global batch and the split's size (data-parallel weighting)
   double kd_T = 0, kd_lambda = 0;      // the training's (TrainConfig), used with a teacher
+  double clip_grad = 0;                // TrainConfig::clip_grad: over every tensor the optimiser steps
 };
 
 class TrainingEngine {

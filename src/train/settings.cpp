@@ -50,6 +50,11 @@ void optimisation_rows(std::vector<Setting>& t) {
       throw std::invalid_argument("--momentum 0 needs --no-nesterov (Nesterov momentum needs a momentum in (0, 1))");
   }));
   t.push_back(S("wd", &C::wd, S::Sgd, "--wd", "Weight decay").checked(number("--wd", &C::wd, 0, 1)));
+  t.push_back(S("clip_grad", &C::clip_grad, S::Training, "--clip-grad",
+                "Clip the global L2 norm of the gradients to this before each step, as torch's clip_grad_norm_ "
+                "(0: off)")
+                  .before_it_existed(0.0)
+                  .checked(number("--clip-grad", &C::clip_grad, 0, 1e6)));
   t.push_back(S("schedule", &C::schedule, S::Sgd, "--schedule",
                 "Learning-rate schedule: step (x0.1 at 50% and 75% of the epochs) or cosine")
                   .checked(one_of("--schedule", &C::schedule, {"step", "cosine"})));
@@ -171,6 +176,13 @@ Setting& Setting::integer_in(int64_t lo, int64_t hi) {
 const std::vector<Setting>& train_settings() {
   static const std::vector<Setting> table = make_table();
   return table;
+}
+
+nlohmann::json settings_before_they_existed() {
+  nlohmann::json j = nlohmann::json::object();
+  for (const Setting& s : train_settings())
+    if (!s.before.is_null()) j[s.key] = s.before;
+  return j;
 }
 
 const char* group_name(Setting::Group g) {

@@ -56,6 +56,10 @@ struct Setting {
 };
 
 const std::vector<Setting>& train_settings();
+// Every setting newer than some runs, with the value the runs made before it
+// had (Setting::before): what a checkpoint or config.json without the key
+// compares as (first_difference's b_missing_means).
+nlohmann::json settings_before_they_existed();
 const char* group_name(Setting::Group g);  // "Training", "Augmentation", ... (help headings)
 
 }  // namespace dr::train

@@ -433,7 +433,7 @@ void Search::setup() {
   loader_ = train_batches(cfg_, split_.train, dev_, dist_ ? dist_->rank() : 0, dist_ ? dist_->world() : 1);
   engine_ = std::make_unique<TrainingEngine>(
       EngineParts{net_, &teacher_, opt_.get(), loader_.get(), precision_.get(), dist_, cores_.get(), dev_,
-                  cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda},
+                  cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda, cfg_.clip_grad},
       static_cast<TrainingHooks&>(*this));
   if (!rank0_) return;
   std::cerr << (o_.replace == "poly" ? "polynomial-replacement search (AutoReP-style) from " : "SNL search from ")

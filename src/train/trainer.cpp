@@ -119,7 +119,7 @@ void Run::setup(bool resuming) {
   loader_ = train_batches(cfg_, split_.train, dev_, dist_ ? dist_->rank() : 0, dist_ ? dist_->world() : 1);
   engine_ = std::make_unique<TrainingEngine>(
       EngineParts{net_, teacher_ ? &*teacher_ : nullptr, opt_.get(), loader_.get(), precision_.get(), dist_,
-                  cores_.get(), dev_, cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda},
+                  cores_.get(), dev_, cfg_.batch, split_.train.size(), cfg_.kd_T, cfg_.kd_lambda, cfg_.clip_grad},
       static_cast<TrainingHooks&>(*this));
   const arch::Totals totals = net_->desc().totals();
   if (rank0_)

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "train/config.h"
+#include "train/settings.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 #include "util/hash.h"
@@ -247,7 +248,7 @@ Checkpoint load_checkpoint(const std::string& path, nn::Net& net, torch::optim::
     throw std::runtime_error("checkpoint '" + path + "' is corrupt: its checksum does not match its content");
   if (!settings.empty() && !meta.settings.empty()) {
     const std::string diff = first_difference(nlohmann::json::parse(settings), "config.json",
-                                              nlohmann::json::parse(meta.settings), path, kSettingsAddedLater);
+                                              nlohmann::json::parse(meta.settings), path, settings_before_they_existed());
     if (!diff.empty())
       throw std::runtime_error("checkpoint '" + path + "' was made with other settings than its run's config.json (" +
                                diff + "); restore config.json or start a new run");

@@ -10,6 +10,7 @@
 
 #include "test_util.h"
 #include "train/precision.h"
+#include "train/settings.h"
 #include "train/trainer.h"
 #include "train/weights.h"
 #include "util/fs.h"
@@ -152,14 +153,21 @@ TEST(Precision, OlderConfigsAndCheckpointsRanInFp32) {
   nlohmann::json before = now, search_before = search_now;
   before.erase("precision");
   search_before["train"].erase("precision");
-  EXPECT_EQ(train::first_difference(now, "config.json", before, "checkpoint.pt", train::kSettingsAddedLater), "");
+  EXPECT_EQ(train::first_difference(now, "config.json", before, "checkpoint.pt", train::settings_before_they_existed()), "");
   EXPECT_EQ(train::first_difference(search_now, "config.json", search_before, "checkpoint.pt",
-                                    train::kSettingsAddedLater),
+                                    train::settings_before_they_existed()),
             "");
   EXPECT_NE(train::first_difference(now, "config.json", before, "checkpoint.pt"), "");
+  // Every setting newer than some runs, --clip-grad too: a checkpoint
+  // without it resumes under a config.json with its old value, 0 (off).
+  nlohmann::json unclipped = now;
+  unclipped.erase("clip_grad");
+  EXPECT_EQ(train::first_difference(now, "config.json", unclipped, "checkpoint.pt",
+                                    train::settings_before_they_existed()),
+            "");
   nlohmann::json bf16 = now;
   bf16["precision"] = "bf16";
-  EXPECT_EQ(train::first_difference(bf16, "config.json", before, "checkpoint.pt", train::kSettingsAddedLater),
+  EXPECT_EQ(train::first_difference(bf16, "config.json", before, "checkpoint.pt", train::settings_before_they_existed()),
             "precision: \"bf16\" in config.json, \"fp32\" in checkpoint.pt");
 }
 
