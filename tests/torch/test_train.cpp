@@ -169,6 +169,26 @@ TEST(TrainCli, RunDirectoryKdAndEval) {
   EXPECT_NE(r.out.find("ReLUs"), std::string::npos) << r.out;
 }
 
+// --clip-grad bounds the step: clipped to a norm of 1e-9 (no weight decay)
+// the network the run above teaches in 3 epochs does not move, where 1000 is
+// as if unclipped; config.json records it.
+TEST(TrainCli, ClipGradBoundsEachStep) {
+  const test::ScratchDir scratch("clip");
+  const std::string& d = scratch.path;
+  for (const char* clip : {"1e-9", "1000"}) {
+    const auto r = cli("train " + kModel + " " + kData + " --epochs 3 --lr 0.05 --wd 0 --clip-grad " + clip +
+                       " --out " + d + "/" + clip);
+    ASSERT_EQ(r.rc, 0) << r.out;
+  }
+  const auto still = metrics(d + "/1e-9"), free = metrics(d + "/1000");
+  for (const auto& e : still) EXPECT_NEAR(e["train_loss"].get<double>(), still[0]["train_loss"].get<double>(), 0.05);
+  EXPECT_LT(free.back()["train_loss"].get<double>(), still.back()["train_loss"].get<double>() - 0.2);
+  EXPECT_GT(free.back()["test_acc"].get<double>(), 0.5);
+  const auto cfg = nlohmann::json::parse(util::read_file(d + "/1e-9/config.json"));
+  EXPECT_DOUBLE_EQ(cfg["clip_grad"].get<double>(), 1e-9);
+  EXPECT_NE(cli("train " + kModel + " " + kData + " --epochs 1 --clip-grad -1 --out " + d + "/bad").rc, 0);
+}
+
 TEST(TrainCli, ResumeAfterKillLosesNoEpoch) {
   const test::ScratchDir scratch("resume");
   const std::string& d = scratch.path;
