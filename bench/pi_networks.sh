@@ -11,6 +11,7 @@
 # The networks are trained briefly first (the timing does not depend on the
 # weights; agreement is reported on them). Run alone on an idle machine.
 #   bench/pi_networks.sh [BUILD_DIR]       COUNT=10 LIMIT=5000 OUT=runs/bench-pi VGG_ALPHA=0.25 VGG_COUNT=2
+#   FAMILIES="resnet vgg" (the default) or either alone
 # Needs about 2.1 KB of disk per live ReLU (or max-pooling comparison) per
 # party and image for the keys (resnet18:alpha=0.25, COUNT=10: about 4.5 GB
 # in the temporary directory).
@@ -48,8 +49,9 @@ measure() {  # spec data count [train flags...]
   [[ -f $OUT/$name.pi.json ]] || "$BIN" pi run "$run" --data "$data" --count "$count" --format json --quiet \
     > "$OUT/$name.pi.json"
 }
-for spec in "${specs[@]}"; do measure "$spec" fashion-mnist "$COUNT" --limit "$LIMIT"; done
-for spec in "${vgg[@]}"; do measure "$spec" "$VGG_DATA" "$VGG_COUNT"; done
+FAMILIES=${FAMILIES:-resnet vgg}
+[[ $FAMILIES == *resnet* ]] && for spec in "${specs[@]}"; do measure "$spec" fashion-mnist "$COUNT" --limit "$LIMIT"; done
+[[ $FAMILIES == *vgg* ]] && for spec in "${vgg[@]}"; do measure "$spec" "$VGG_DATA" "$VGG_COUNT"; done
 summary() {  # title spec...
 "$PY" - "$OUT" "$@" <<'PY'
 import json, sys
@@ -73,6 +75,7 @@ print()
 PY
 }
 {
-  summary "ResNet18/4 on Fashion-MNIST" "${specs[@]}"
-  summary "VGG16 (alpha $VGG_ALPHA) on synthetic 3x32x32" "${vgg[@]}"
+  [[ $FAMILIES == *resnet* ]] && summary "ResNet18/4 on Fashion-MNIST" "${specs[@]}"
+  [[ $FAMILIES == *vgg* ]] && summary "VGG16 (alpha $VGG_ALPHA) on synthetic 3x32x32" "${vgg[@]}"
+  true
 } | tee "$OUT/summary.md"
