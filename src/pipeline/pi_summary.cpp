@@ -177,6 +177,21 @@ std::string accuracy_line(const json& s) {
   if (!s["accuracy"].is_null()) line += "accuracy " + report::fixed(s["accuracy"].get<double>(), 4);
   if (!s["agreement"].is_null()) {
     line += "; agreement with the plaintext float model " + report::fixed(s["agreement"].get<double>(), 4);
+    // Disagreements the fixed-point reference shares: near-ties of the float
+    // model inside the quantisation's error, not protocol errors.
+    std::string ties;
+    int64_t n = 0, tied = 0;
+    for (const json& d : s.value("float_disagreements", json::array())) {
+      ++n;
+      if (d["private"] != d["fixed_reference"]) continue;
+      ++tied;
+      ties += (ties.empty() ? "" : ", ") + report::fixed(d["float_margin"].get<double>(), 4);
+    }
+    if (n > 0)
+      line += " (of " + std::to_string(n) + (n == 1 ? " disagreement, " : " disagreements, ") + std::to_string(tied) +
+              (tied == 1 ? " is a near-tie" : " are near-ties") + " of the float model that the fixed-point reference " +
+              "shares" + (tied > 0 ? ", float margins " + ties : std::string()) +
+              (n > tied ? "; " + std::to_string(n - tied) + " not explained by quantisation" : std::string()) + ")";
     if (s.contains("reference"))
       line += ", with the fixed-point reference " + report::fixed(s["reference"]["agreement"].get<double>(), 4) +
               " (" + std::to_string(s["reference"]["failures"].get<int64_t>()) + " truncation failures, largest logit "

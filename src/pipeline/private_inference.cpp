@@ -34,20 +34,21 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-// The float model's predictions for the images, as the run was trained.
-std::vector<int64_t> float_argmax(const std::string& run, const std::vector<mpc::ClientImage>& images) {
+// The float model's logits for the images, as the run was trained.
+std::vector<std::vector<double>> float_logits(const std::string& run, const std::vector<mpc::ClientImage>& images) {
   const train::RunResult r = train::require_finished(run);
   nn::Net net(train::run_network(run));
   train::load_into(net, train::load_run_weights(run), true, "'" + run + "/weights.pt'");
   net->eval();
   torch::NoGradGuard ng;
   const arch::Shape s = net->desc().input;
-  std::vector<int64_t> out;
+  std::vector<std::vector<double>> out;
   for (const auto& im : images) {
     auto x = torch::from_blob(const_cast<float*>(im.pixels.data()), {1, s.c, s.h, s.w}, torch::kFloat).clone();
     for (int64_t c = 0; c < s.c; ++c)
       x[0][c].sub_(r.mean.empty() ? 0.0 : r.mean[c]).div_(r.std.empty() ? 1.0 : r.std[c]);
-    out.push_back(net->forward(x).argmax(1).item<int64_t>());
+    const torch::Tensor y = net->forward(x).to(torch::kDouble).contiguous();
+    out.emplace_back(y.data_ptr<double>(), y.data_ptr<double>() + y.numel());
   }
   return out;
 }
@@ -160,16 +161,29 @@ void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& pro
                    const std::vector<mpc::ClientImage>& images) {
   const mpc::FloatModel model = run_float_model(o.run);
   const mpc::QuantModel q = mpc::quantise(program, model, o.frac_bits);
-  const std::vector<int64_t> plain = float_argmax(o.run, images);
+  const std::vector<std::vector<double>> plain = float_logits(o.run, images);
   mpc::Agreement ref;
   int64_t equal = 0;
+  json disagreements = json::array();
   for (size_t i = 0; i < images.size(); ++i) {
     const json& p = summary["predictions"][i];
-    ref.add(p["logits_fixed"].get<std::vector<int64_t>>(), mpc::fixed_reference(program, q, model, images[i].pixels),
-            o.frac_bits);
-    equal += p["argmax"].get<int64_t>() == plain[i];
+    const std::vector<int64_t> fixed = mpc::fixed_reference(program, q, model, images[i].pixels);
+    ref.add(p["logits_fixed"].get<std::vector<int64_t>>(), fixed, o.frac_bits);
+    const int64_t mine = p["argmax"].get<int64_t>(), theirs = mpc::argmax(plain[i]);
+    if (mine == theirs) {
+      ++equal;
+      continue;
+    }
+    // A disagreement the fixed-point reference shares is the quantisation's,
+    // not the protocol's: the float model's top two are then within its error.
+    disagreements.push_back({{"index", p.value("index", int64_t(i))},
+                             {"private", mine},
+                             {"float", theirs},
+                             {"fixed_reference", mpc::argmax(fixed)},
+                             {"float_margin", plain[i][size_t(theirs)] - plain[i][size_t(mine)]}});
   }
   summary["agreement"] = static_cast<double>(equal) / static_cast<double>(images.size());
+  summary["float_disagreements"] = disagreements;
   summary["reference"] = mpc::to_json(ref);
   summary["reference"]["agreement"] = static_cast<double>(ref.argmax_equal) / static_cast<double>(ref.images);
 }

@@ -10,6 +10,7 @@
 
 #include "arch/spec.h"
 #include "pi/private_cost.h"
+#include "pipeline/private_inference.h"
 #include "test_paths.h"
 #include "test_util.h"
 #include "util/fs.h"
@@ -121,6 +122,21 @@ TEST(PiCli, MaxPoolingNetworksRunPrivately) {
   EXPECT_EQ(s["rounds"], s["expected"]["rounds"]);
   const auto text = cli("pi run " + (d / "v") + " --data synthetic:3x32x32:4:32 --count 1");
   EXPECT_TRUE(test::contains(text.out, "5,856 max-pooling comparisons")) << text.out;
+  // A private argmax that differs from the float model's but equals the
+  // fixed-point reference's is named a near-tie, with the float margin.
+  EXPECT_EQ(s["float_disagreements"].size(), 0u);
+  json tied = s;
+  tied["agreement"] = 0.5;
+  tied["float_disagreements"] = json::array(
+      {{{"index", 1}, {"private", 2}, {"float", 0}, {"fixed_reference", 2}, {"float_margin", 0.0024}}});
+  EXPECT_TRUE(test::contains(dr::pipeline::summary_table(tied),
+                             "(of 1 disagreement, 1 is a near-tie of the float model that the fixed-point reference "
+                             "shares, float margins 0.0024)"))
+      << dr::pipeline::summary_table(tied);
+  tied["float_disagreements"][0]["fixed_reference"] = 0;
+  EXPECT_TRUE(test::contains(dr::pipeline::summary_table(tied), "0 are near-ties of the float model that the "
+                             "fixed-point reference shares; 1 not explained by quantisation)"))
+      << dr::pipeline::summary_table(tied);
 }
 
 TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {
