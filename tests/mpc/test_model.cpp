@@ -115,9 +115,16 @@ TEST(Program, CountsDetailCostsExactlyWithoutIndices) {
   EXPECT_EQ(expected_cost(deep).live_relus, deep.totals().relus);
 }
 
-TEST(Program, RefusesMaxPoolAndLoneBatchNorm) {
-  const auto vgg = arch::build_network("vgg16:alpha=0.125", arch::InputSpec{{3, 32, 32}, 10});
-  expect_error([&] { compile_program(vgg); }, "not supported by the private runtime");
+// VGG16's 2x2 max pooling compiles (both details alike); another pooling,
+// and a BatchNorm without its conv, are refused naming the layer.
+TEST(Program, RefusesOtherMaxPoolsAndLoneBatchNorm) {
+  arch::Network vgg = arch::build_network("vgg16:alpha=0.125", arch::InputSpec{{3, 32, 32}, 10});
+  const Program p = compile_program(vgg), counts = compile_program(vgg, ProgramDetail::Counts);
+  ASSERT_EQ(p.steps.size(), counts.steps.size());
+  for (size_t i = 0; i < p.steps.size(); ++i) EXPECT_EQ(p.steps[i].live_count, counts.steps[i].live_count) << i;
+  for (arch::Layer* l : vgg.mutable_layers())
+    if (l->op == arch::Op::MaxPool) l->kernel = 3;
+  expect_error([&] { compile_program(vgg); }, "runs 2x2 max pooling with stride 2 and no padding, not 3x3");
   expect_error([&] { compile_program(vgg); }, "stage1.pool");
   arch::Network net = tiny();
   net.blocks[0].body.erase(net.blocks[0].body.begin());  // stem: bn, relu without the conv
