@@ -121,6 +121,13 @@ class Gate {
 const Gate& gate_of(GateKind kind);
 inline const Gate& gate_of(const Step& s) { return gate_of(s.gate); }
 
+// Whether a site's polynomial elements open with its ReLU elements in one
+// message (both gates open once): what the program compiler marks
+// (Step::opens_with_next) and what a cost plan of mixed sites assumes.
+inline bool polys_open_with_relus() {
+  return gate_of(GateKind::Relu).opens_once() && gate_of(GateKind::Poly).opens_once();
+}
+
 // What records and cost tables call a step: its gate's name for a gate step,
 // step_kind_name otherwise.
 const char* kind_name(const Step& s);

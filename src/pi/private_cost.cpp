@@ -120,10 +120,9 @@ SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const T
   c.per_relu_key = static_cast<double>(relu_key - drop_key);
   // The plan's rounds: every site keeps a ReLU; a polynomial search's sites
   // also keep polynomial elements, a second gate step each, whose shares
-  // open with the ReLUs' when both gates open once (mpc::Step::opens_with_next).
-  const mpc::Gate &relu_gate = mpc::gate_of(mpc::GateKind::Relu), &poly_gate = mpc::gate_of(mpc::GateKind::Poly);
-  const bool poly_opens_with_relus = relu_gate.opens_once() && poly_gate.opens_once();
-  z.rounds = e.rounds + (poly && !poly_opens_with_relus ? sites * poly_gate.rounds() : 0);
+  // open with the ReLUs' (mpc::polys_open_with_relus) or take rounds of their own.
+  const bool own_rounds = poly && !mpc::polys_open_with_relus();
+  z.rounds = e.rounds + (own_rounds ? sites * mpc::gate_of(mpc::GateKind::Poly).rounds() : 0);
   z.compute_s = compute_of(model, 0, z.polys, z.macs, z.rounds);
   c.per_relu_bytes = 16.0 * static_cast<double>(relu_words - drop_words);
   c.per_relu_compute = model.per_relu_s - (poly ? model.per_poly_s : 0.0);

@@ -97,13 +97,18 @@ std::vector<SearchSetting> make_search_table() {
        kMaxEpochs},
       {"threshold", "threshold", "A mask value above this counts as a live ReLU", &O::threshold, 0, 1, true, true},
   };
+  // A row newer than the first searches (flag = key) choosing among `choices`.
+  auto newer_choice = [](const char* key, const char* help, std::string O::*member, std::vector<std::string> choices) {
+    SearchSetting row{key, key, help, member};
+    row.choices = std::move(choices);
+    row.recorded_always = false;
+    return row;
+  };
   // What a removed ReLU becomes: rows newer than the first searches.
-  SearchSetting replace{"replace", "replace",
-                        "What a removed ReLU becomes: identity (SNL) or poly (a trained per-channel quadratic "
-                        "a*x^2 + b*x + c, AutoReP-style)",
-                        &O::replace};
-  replace.choices = {"identity", "poly"};
-  replace.recorded_always = false;
+  SearchSetting replace = newer_choice("replace",
+                                       "What a removed ReLU becomes: identity (SNL) or poly (a trained per-channel "
+                                       "quadratic a*x^2 + b*x + c, AutoReP-style)",
+                                       &O::replace, {"identity", "poly"});
   replace.per_method = true;
   SearchSetting band{"hysteresis", "hysteresis",
                      "poly: the indicator's band around --threshold (an element's choice flips only past it)",
@@ -114,18 +119,16 @@ std::vector<SearchSetting> make_search_table() {
                       "times the last epoch's (at most 3 times; 0: off)",
                       &O::loss_spike, 0, 1000};
   spike.recorded_always = false;
-  SearchSetting granularity{"granularity", "granularity",
-                            "element (a mask per ReLU element) or channel (per channel: whole channels kept, at most "
-                            "the budget's ReLUs)",
-                            &O::granularity};
-  granularity.choices = {"element", "channel"};
-  granularity.recorded_always = false;
-  SearchSetting removed{"removed", "removed",
-                        "poly: may-return (AutoReP's loop: a replaced element is a ReLU again when its score passes "
-                        "the band's top) or stay (once replaced by the quadratic, replaced)",
-                        &O::removed};
-  removed.choices = {"may-return", "stay"};
-  removed.recorded_always = false;
+  const SearchSetting granularity =
+      newer_choice("granularity",
+                   "element (a mask per ReLU element) or channel (per channel: whole channels kept, at most the "
+                   "budget's ReLUs)",
+                   &O::granularity, {"element", "channel"});
+  const SearchSetting removed =
+      newer_choice("removed",
+                   "poly: may-return (AutoReP's loop: a replaced element is a ReLU again when its score passes the "
+                   "band's top) or stay (once replaced by the quadratic, replaced)",
+                   &O::removed, {"may-return", "stay"});
   table.push_back(replace);
   table.push_back(granularity);
   table.push_back(band);

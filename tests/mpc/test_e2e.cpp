@@ -179,6 +179,29 @@ void expect_parties_measured(const json& c, const ExpectedCost& want) {
   }
 }
 
+// Every image's private logits equal the fixed-point reference's (argmax and
+// values, to the reference's tolerance) and are close to the float model's,
+// with the formula's bytes and rounds; both parties measured the formula.
+void expect_images_match_references(const arch::Network& net, const FloatModel& model, const json& c,
+                                    const ExpectedCost& want, size_t images) {
+  ASSERT_EQ(c["images"].size(), images);
+  for (const json& img : c["images"]) {
+    const uint64_t seed = 100 + img["index"].get<uint64_t>();
+    const auto ref = reference_logits(net, model, 12, seed);
+    const auto real = float_forward(net, model, normalise(net.input, model, random_image(net.input, seed)));
+    EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref));
+    EXPECT_EQ(argmax(real), argmax(ref));
+    const auto logits = img["logits"].get<std::vector<double>>();
+    for (size_t k = 0; k < ref.size(); ++k) {
+      EXPECT_NEAR(logits[k] * 4096.0, double(ref[k]), logit_tolerance(ref));
+      EXPECT_NEAR(logits[k], real[k], 0.02 * std::max(1.0, std::fabs(real[k])));
+    }
+    EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes);
+    EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
+  }
+  expect_parties_measured(c, want);
+}
+
 }  // namespace
 
 TEST(ThreeProcesses, MeasuredCostIsTheFormulaAndArgmaxTheReference) {
@@ -226,22 +249,7 @@ TEST(ThreeProcesses, PolynomialSitesRunPrivately) {
   const ExpectedCost want = expected_cost(program);
   ASSERT_EQ(want.gates.size(), 2u);
   const json& c = r.client["report"];
-  ASSERT_EQ(c["images"].size(), 3u);
-  for (const json& img : c["images"]) {
-    const uint64_t seed = 100 + img["index"].get<uint64_t>();
-    const auto ref = reference_logits(net, model, 12, seed);
-    const auto real = float_forward(net, model, normalise(net.input, model, random_image(net.input, seed)));
-    EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref));
-    EXPECT_EQ(argmax(real), argmax(ref));
-    const auto logits = img["logits"].get<std::vector<double>>();
-    for (size_t k = 0; k < ref.size(); ++k) {
-      EXPECT_NEAR(logits[k] * 4096.0, double(ref[k]), logit_tolerance(ref));
-      EXPECT_NEAR(logits[k], real[k], 0.02 * std::max(1.0, std::fabs(real[k])));
-    }
-    EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes);
-    EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
-  }
-  expect_parties_measured(c, want);
+  expect_images_match_references(net, model, c, want, 3);
   // per step: layer1.0.relu is a ReLU step and a polynomial step, 8 bytes per element each way,
   // opened in one message: one round (and its framing) for both
   std::vector<std::string> site;
@@ -287,22 +295,7 @@ TEST(ThreeProcesses, MaxPoolingRunsPrivately) {
   EXPECT_EQ(max.rounds, 2 * pools);
   EXPECT_EQ(max.bytes, 16 * 3 * pool_outputs);
   const json& c = r.client["report"];
-  ASSERT_EQ(c["images"].size(), 3u);
-  for (const json& img : c["images"]) {
-    const uint64_t seed = 100 + img["index"].get<uint64_t>();
-    const auto ref = reference_logits(net, model, 12, seed);
-    const auto real = float_forward(net, model, normalise(net.input, model, random_image(net.input, seed)));
-    EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref));
-    EXPECT_EQ(argmax(real), argmax(ref));
-    const auto logits = img["logits"].get<std::vector<double>>();
-    for (size_t k = 0; k < ref.size(); ++k) {
-      EXPECT_NEAR(logits[k] * 4096.0, double(ref[k]), logit_tolerance(ref));
-      EXPECT_NEAR(logits[k], real[k], 0.02 * std::max(1.0, std::fabs(real[k])));
-    }
-    EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes);
-    EXPECT_EQ(img["rounds"].get<int64_t>(), want.rounds);
-  }
-  expect_parties_measured(c, want);
+  expect_images_match_references(net, model, c, want, 3);
 }
 
 TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {
