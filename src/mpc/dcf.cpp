@@ -30,41 +30,13 @@
 #include <stdexcept>
 #include <string>
 
-#include "mpc/aes.h"
-
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "dcf.cpp reads key bytes and AES blocks as little-endian words"
-#endif
+#include "mpc/fss_block.h"
 
 namespace dr::mpc {
 
 namespace {
 
-// ---------------------------------------------------------------------------
-// 128-bit blocks and the key layout
-// ---------------------------------------------------------------------------
-
-struct Block {
-  u64 lo, hi;  // bytes 0..7 and 8..15 of the AES block, little-endian
-};
-static_assert(sizeof(Block) == 16, "Block must be one AES block");
-
-inline Block operator^(Block a, Block b) { return {a.lo ^ b.lo, a.hi ^ b.hi}; }
-inline Block load_block(const uint8_t* p) {
-  Block b;
-  std::memcpy(&b, p, 16);
-  return b;
-}
-inline u64 load_u64(const uint8_t* p) {
-  u64 v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-inline void store_u64(uint8_t* p, u64 v) { std::memcpy(p, &v, 8); }
-inline void store_block(uint8_t* p, Block b) { std::memcpy(p, &b, 16); }
-
-constexpr u64 kSeedMask = ~u64(3);  // seeds keep bits 2..127
-constexpr u64 kFinalSide = 2;       // tweak "side" of the leaf conversion
+using namespace fss;
 
 // (-1)^neg * v with neg an all-zeros or all-ones mask.
 inline u64 cneg(u64 v, u64 neg) { return (v ^ neg) - neg; }
@@ -77,14 +49,6 @@ void check_in_domain(const char* what, int n, u64 v) {
 
 // Word k of the value blocks starting at v (block k/2, low or high half).
 inline u64 value_word(const Block* v, int k) { return (k & 1) ? v[k >> 1].hi : v[k >> 1].lo; }
-
-// AES_k on m blocks with this thread's fixed-key context; the MMO feed-forward
-// (xor of the input) is left to the caller, fused into the loop that reads
-// the output.
-inline void aes_fixed(const Block* in, Block* out, size_t m) {
-  fss_fixed_key_aes().encrypt_blocks(reinterpret_cast<const uint8_t*>(in),
-                                     reinterpret_cast<uint8_t*>(out), m);
-}
 
 // Elements per chunk. Evaluation: 64 elements = 128 AES blocks per EVP call
 // for the ReLU's DCF, enough for AES-NI's 8-block pipeline to run full, and
@@ -100,13 +64,6 @@ constexpr size_t kGenChunk = 512;
 // widths (1 and 2, the ReLU's) unroll; W = 0 reads the width at run time.
 template <int W>
 inline int width_of(const DcfLayout& L) { return W ? W : L.width; }
-
-// out[i] = H(in[i]) = AES_k(in[i]) xor in[i] for m blocks (the dealer's
-// form; the evaluator fuses the xor into its update loop).
-void mmo_hash(const Block* in, Block* out, size_t m) {
-  aes_fixed(in, out, m);
-  for (size_t i = 0; i < m; ++i) out[i] = out[i] ^ in[i];
-}
 
 // ---------------------------------------------------------------------------
 // Evaluation (one party), chunk by chunk, level by level
