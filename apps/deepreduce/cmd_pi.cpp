@@ -106,7 +106,7 @@ mpc::Architecture key_architecture(const std::string& key) {
 
 void deal_command(CLI::App& pi) {
   struct Opts {
-    std::string run, out, format = "table";
+    std::string run, out, format = "table", relu_gate = "dcf";
     int64_t count = 1;
     int frac_bits = mpc::kDefaultFracBits, threads = 1;
   };
@@ -118,13 +118,16 @@ void deal_command(CLI::App& pi) {
   cmd->add_option("--count", o->count, "Inferences the keys are for (each key block is used once)")->capture_default_str();
   cmd->add_option("--frac-bits", o->frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
   cmd->add_option("--threads", o->threads, "Dealer threads")->capture_default_str();
+  cmd->add_option("--relu-gate", o->relu_gate, relu_gate_option_help())->capture_default_str();
   cmd->add_option("--format", o->format, "Output: table or json")->capture_default_str();
   cmd->callback([o] {
     if (o->count < 1) throw UsageError("--count must be >= 1");
+    const mpc::ReluGateChoice gate = parse_relu_gate_option(o->relu_gate);
     check_table_or_json(o->format);
     if (o->threads < 1 || o->threads > 256) throw UsageError("--threads must be in 1..256");
     pipeline::check_key_dir(o->out, "--out");
-    const mpc::Architecture arch = pipeline::run_architecture(o->run);
+    mpc::Architecture arch = pipeline::run_architecture(o->run);
+    arch.relu_gate = gate;
     const DealSignals signals;
     mpc::DealReport r;
     try {
@@ -138,7 +141,7 @@ void deal_command(CLI::App& pi) {
       return;
     }
     std::cout << "dealt " << r.count << " inferences of " << o->run << " (" << report::thousands(r.live_relus)
-              << " live ReLUs, f = " << r.frac_bits << ") in " << report::fixed(r.seconds, 2) << " s\n  "
+              << " live ReLUs, f = " << r.frac_bits << ", ReLU gate " << mpc::relu_gate_name(gate) << ") in " << report::fixed(r.seconds, 2) << " s\n  "
               << r.server_path << ": " << report::bytes(double(r.server_file_bytes)) << "\n  " << r.client_path << ": "
               << report::bytes(double(r.client_file_bytes)) << "\nTrust model: " << pipeline::kTrustModel << ".\n";
   });
@@ -160,7 +163,9 @@ void serve_command(CLI::App& pi) {
   o->flags.add(cmd);
   cmd->callback([o] {
     o->flags.check();
-    const mpc::Architecture a = pipeline::run_architecture(o->run), k = key_architecture(o->keys);
+    mpc::Architecture a = pipeline::run_architecture(o->run);
+    const mpc::Architecture k = key_architecture(o->keys);
+    a.relu_gate = k.relu_gate;  // the dealer's choice of comparison; the weights do not depend on it
     if (mpc::serialize_architecture(a) != mpc::serialize_architecture(k))
       throw UsageError("keys '" + o->keys + "' were dealt for " + k.spec + " on " + k.input.str() + ", not for run '" +
                        o->run + "' (" + a.spec + " on " + a.input.str() + ")");
@@ -223,6 +228,7 @@ void run_command(CLI::App& pi) {
   struct Opts {
     pipeline::PiRunOptions run;
     PartyFlags flags;
+    std::string relu_gate = "dcf";
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = pi.add_subcommand("run", "Dealer, server and client as three processes on 127.0.0.1: run COUNT images "
@@ -232,9 +238,11 @@ void run_command(CLI::App& pi) {
   cmd->add_option("--count", o->run.count, "Images")->capture_default_str();
   cmd->add_option("--frac-bits", o->run.frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
   cmd->add_option("--keys", o->run.keys, "Key directory (default: a temporary one, removed afterwards)");
+  cmd->add_option("--relu-gate", o->relu_gate, relu_gate_option_help())->capture_default_str();
   o->flags.add(cmd);
   cmd->callback([o] {
     o->flags.check();
+    o->run.relu_gate = parse_relu_gate_option(o->relu_gate);
     o->run.threads = o->flags.threads;
     o->run.timeout_s = o->flags.timeout;
     o->run.quiet = o->flags.quiet;

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "arch/spec.h"
+#include "mpc/program.h"
 #include <functional>
 #include <memory>
 
@@ -38,6 +39,10 @@ void add_provenance_command(CLI::App& app);  // for scripts: the provenance reco
 std::string data_option_help();
 std::string input_preset_help();
 std::string protocol_option_help();
+// --relu-gate of cost, pi deal and pi run: its help, and its value read
+// (UsageError naming the value and what is accepted).
+std::string relu_gate_option_help();
+mpc::ReluGateChoice parse_relu_gate_option(const std::string& text);
 
 // A check for an integer option, made on the text typed: a whole decimal
 // number in lo..hi, else "must be in lo..hi (got 'TEXT')" (exit 2).

@@ -18,6 +18,21 @@ std::string input_preset_help() {
   return "Input preset: " + util::join(arch::dataset_names()) + " (default: the family's own, see `deepreduce models`)";
 }
 
+std::string relu_gate_option_help() {
+  return "How the private runtime compares (ReLUs, max pooling): dcf (one round, 2,080 key bytes per ReLU and "
+         "party), dcf:N (one round on the low N bits, 32 N + 32 bytes) or dpf:N (two rounds on the low N bits, "
+         "16 (N - 6) + 33 bytes); the N-bit gates are exact for inputs within +-2^(N-1), N in 8..64 (pi run "
+         "reports the inputs outside, and the largest one)";
+}
+
+mpc::ReluGateChoice parse_relu_gate_option(const std::string& text) {
+  try {
+    return mpc::parse_relu_gate(text);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--relu-gate: ") + e.what());
+  }
+}
+
 std::string protocol_option_help() {
   try {
     std::vector<std::string> ids;

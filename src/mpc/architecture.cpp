@@ -138,6 +138,10 @@ arch::Network build_network(const Architecture& a) {
   return net;
 }
 
+Program compile_program(const Architecture& a, ProgramDetail detail) {
+  return compile_program(build_network(a), detail, a.relu_gate);
+}
+
 std::string serialize_architecture(const Architecture& a) {
   const bool ops = any_polynomial(a);
   json masks = json::object();
@@ -151,12 +155,13 @@ std::string serialize_architecture(const Architecture& a) {
     }
     masks[name] = std::move(j);
   }
-  const json j = {{"format", "deepreduce-mpc-architecture"},
-                  {"version", ops ? kOpsVersion : kBitsVersion},
-                  {"spec", a.spec},
-                  {"input", {a.input.c, a.input.h, a.input.w}},
-                  {"classes", a.classes},
-                  {"masks", masks}};
+  json j = {{"format", "deepreduce-mpc-architecture"},
+            {"version", ops ? kOpsVersion : kBitsVersion},
+            {"spec", a.spec},
+            {"input", {a.input.c, a.input.h, a.input.w}},
+            {"classes", a.classes},
+            {"masks", masks}};
+  if (a.relu_gate != ReluGateChoice{}) j["relu_gate"] = relu_gate_name(a.relu_gate);
   return j.dump();  // nlohmann's object is a sorted map: canonical
 }
 
@@ -175,8 +180,15 @@ Architecture parse_architecture(const std::string& text) {
     a.input = {in.at(0).get<int64_t>(), in.at(1).get<int64_t>(), in.at(2).get<int64_t>()};
     a.classes = j.at("classes").get<int64_t>();
     for (const auto& [name, m] : j.at("masks").items()) a.masks[name] = parse_mask(m, version, name);
+    if (j.contains("relu_gate")) {
+      a.relu_gate = parse_relu_gate(j.at("relu_gate").get<std::string>());
+      if (a.relu_gate == ReluGateChoice{})
+        throw std::runtime_error("architecture record names the default ReLU gate (canonical records leave it out)");
+    }
     return a;
   } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("architecture record is malformed: ") + e.what());
+  } catch (const std::invalid_argument& e) {
     throw std::runtime_error(std::string("architecture record is malformed: ") + e.what());
   }
 }

@@ -1,8 +1,8 @@
 #pragma once
 // What the dealer sees of a model: the spec string, the input shape, the
-// number of classes and the pixel-level ReLU masks (by layer name: each
-// element's op, ReLU, identity or polynomial). No
-// weights. Its canonical serialisation goes into both key files, and its
+// number of classes, the pixel-level ReLU masks (by layer name: each
+// element's op, ReLU, identity or polynomial) and the ReLU gate the keys are
+// dealt for (program.h: ReluGateChoice). No weights. Its canonical serialisation goes into both key files, and its
 // SHA-256 together with the ring size l = 64 and the fractional bits f is the
 // "model hash" that the two parties compare in the handshake.
 #include <array>
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "arch/network.h"
+#include "mpc/program.h"
 #include "util/hash.h"
 
 namespace dr::mpc {
@@ -30,6 +31,7 @@ struct Architecture {
   arch::Shape input;
   int64_t classes = 0;
   std::map<std::string, arch::ReluMask> masks;  // ReLU layer name -> its mask
+  ReluGateChoice relu_gate;                      // how the private runtime compares
 };
 
 // Spec, input, classes and the masks of the network's live ReLU sites.
@@ -40,8 +42,12 @@ Architecture architecture_of(const arch::Network& net);
 // an entry that is no op, or counts (live, polys) its entries do not hold.
 arch::Network build_network(const Architecture& a);
 
+// The program of an architecture: its network with its ReLU gate.
+Program compile_program(const Architecture& a, ProgramDetail detail = ProgramDetail::Indices);
+
 // Canonical text (compact JSON, sorted keys, masks as hex strings): equal
-// architectures give equal bytes. Version 1 (masks as "keep" bits, as every
+// architectures give equal bytes. "relu_gate" ("dpf:N") only when it is not
+// the default, so that every earlier architecture keeps its bytes. Version 1 (masks as "keep" bits, as every
 // earlier build wrote) when no mask has a polynomial element, so such
 // architectures keep their bytes and model hashes; version 2 (masks as
 // "ops", two bits per entry, and "polys") otherwise.

@@ -62,7 +62,7 @@ ExpectedCost expected_cost(const Program& program) {
       case StepKind::Gate: {  // the gate's words per live element, each way
         const Gate& g = gate_of(s);
         sc.elements = s.live_count;
-        sc.bytes = arch::count_mul(16 * g.words_sent_per_element(), sc.elements, "online bytes");
+        sc.bytes = arch::count_mul(16, g.words_sent(sc.elements), "online bytes");
         sc.rounds = opened_before ? 0 : g.rounds();
         add_gate(c, s, sc);
         break;
@@ -84,7 +84,7 @@ ExpectedCost expected_cost(const Program& program) {
 }
 
 ExpectedCost expected_cost(const Architecture& arch) {
-  return expected_cost(compile_program(build_network(arch), ProgramDetail::Counts));
+  return expected_cost(compile_program(arch, ProgramDetail::Counts));
 }
 
 ExpectedCost expected_cost(const arch::Network& net) { return expected_cost(compile_program(net, ProgramDetail::Counts)); }

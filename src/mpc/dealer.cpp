@@ -146,7 +146,7 @@ std::string size_text(uint64_t n) {
 uint64_t deal_bytes(const Architecture& arch, int frac_bits, uint64_t count) {
   check_frac_bits(frac_bits);
   Prg rng;
-  return both_files(key_headers(arch, compile_program(build_network(arch)), frac_bits, count, rng));
+  return both_files(key_headers(arch, compile_program(arch), frac_bits, count, rng));
 }
 
 void check_free_space(const std::string& dir, uint64_t need, const std::string& hint) {
@@ -168,7 +168,7 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   if (o.count < 1) throw std::invalid_argument("deal: count must be at least 1 inference");
   if (o.out_dir.empty()) throw std::invalid_argument("deal: no output directory given");
   const arch::Network net = build_network(arch);
-  const Program program = compile_program(net);
+  const Program program = compile_program(net, ProgramDetail::Indices, arch.relu_gate);
   const BlockLayout sl = block_layout(program, Party::Server), cl = block_layout(program, Party::Client);
   Prg rng;  // seeded from the OS
   const auto [hs, hc] = key_headers(arch, program, o.frac_bits, o.count, rng);

@@ -49,9 +49,13 @@ class Gate {
   virtual size_t key_bytes() const = 0;
   // Online: the exchanges of one step (0 for a step without live elements is
   // never asked: such a step does not exist), and the words each party sends
-  // per live element over all of them.
+  // over all of them for a step of `elements` live elements.
   virtual int rounds() const = 0;
-  virtual int64_t words_sent_per_element() const = 0;
+  virtual int64_t words_sent(int64_t elements) const = 0;
+  // The inputs the gate computes exactly: within +-2^(input_bits() - 1) (64:
+  // all of Z_2^64). The plaintext references count the inputs outside it
+  // (out_of_range), as a truncation failure is counted, never silently.
+  virtual int input_bits() const { return 64; }
   // The oldest key file format (keys.h) that can hold this gate's keys.
   virtual uint32_t key_format_version() const { return 1; }
 
@@ -118,15 +122,26 @@ class Gate {
   void real_reference(const Step& s, std::vector<double>& wire) const { real_reference(s, {}, wire); }
 };
 
-const Gate& gate_of(GateKind kind);
-inline const Gate& gate_of(const Step& s) { return gate_of(s.gate); }
+// The gate of a kind, a ReLU and max gate with the comparison `relu_gate`
+// (the default: the one-round DCF gate), and the gate a step runs.
+const Gate& gate_of(GateKind kind, ReluGateChoice relu_gate = {});
+inline const Gate& gate_of(const Step& s) { return gate_of(s.gate, s.comparison); }
 
 // Whether a site's polynomial elements open with its ReLU elements in one
 // message (both gates open once): what the program compiler marks
 // (Step::opens_with_next) and what a cost plan of mixed sites assumes.
-inline bool polys_open_with_relus() {
-  return gate_of(GateKind::Relu).opens_once() && gate_of(GateKind::Poly).opens_once();
+inline bool polys_open_with_relus(ReluGateChoice relu_gate = {}) {
+  return gate_of(GateKind::Relu, relu_gate).opens_once() && gate_of(GateKind::Poly).opens_once();
 }
+
+// How many of a gate step's live inputs (fixed point, as the plaintext
+// reference holds them) lie outside what its gate computes exactly
+// (Gate::input_bits), and the largest |input| among them all.
+struct GateInputRange {
+  int64_t out_of_range = 0;
+  uint64_t largest = 0;
+};
+GateInputRange gate_input_range(const Step& s, const std::vector<int64_t>& wire);
 
 // What records and cost tables call a step: its gate's name for a gate step,
 // step_kind_name otherwise.

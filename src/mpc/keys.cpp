@@ -311,7 +311,7 @@ KeyFile::KeyFile(const std::string& path) : path_(path) {
   Program program;
   try {
     a = parse_architecture(header_.architecture);
-    program = compile_program(build_network(a));
+    program = compile_program(a);
   } catch (const std::exception& e) {
     fail(std::string("its architecture cannot be used: ") + e.what());
   }

@@ -16,8 +16,10 @@
 //     position or another file fails too)
 // V is the oldest version that holds the key set (key_format_version): 1
 // without polynomial gates (the layout of every earlier build, byte for
-// byte), 2 with them (session words, the polynomial gate's keys). A file
-// whose V is not what its architecture needs is refused.
+// byte), 2 with them (session words, the polynomial gate's keys), 3 with the
+// two-round ReLU gate (`--relu-gate dpf:N`, gates/relu_dpf.h; the header's
+// architecture names it). A file whose V is not what its architecture needs
+// is refused.
 //
 // Blocks have a fixed size, so a party seeks to the one it needs and never
 // reads more than one block at a time (a key set for many inferences can be
@@ -42,7 +44,7 @@
 
 namespace dr::mpc {
 
-constexpr uint32_t kOldestKeyFormatVersion = 1, kKeyFormatVersion = 2;  // what this build reads
+constexpr uint32_t kOldestKeyFormatVersion = 1, kKeyFormatVersion = 3;  // what this build reads
 
 enum class Party : uint8_t { Server = 0, Client = 1 };
 const char* party_name(Party p);  // "server", "client"

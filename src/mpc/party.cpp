@@ -271,7 +271,7 @@ class Engine {
       carried_compute_s_ = 0;
       if (s.kind == StepKind::Gate && s.opens_with_next) {
         const Step& next = program_.steps[i + 1];
-        carried_payload_ = uint64_t(8 * gate_of(next).words_sent_per_element() * next.live_count);
+        carried_payload_ = uint64_t(8 * gate_of(next).words_sent(next.live_count));
         r.bytes_sent -= carried_payload_;
         r.bytes_received -= carried_payload_;
         carried_compute_s_ = next_compute_s_;
@@ -397,7 +397,7 @@ struct KeySide {
       throw std::invalid_argument("key file '" + path + "' holds " + party_name(keys.header().party) +
                                   " keys; the " + party_name(want) + " needs " + party_name(want) + ".key");
     arch = parse_architecture(keys.header().architecture);
-    program = compile_program(build_network(arch));
+    program = compile_program(arch);
   }
   Hello hello(uint64_t requested) const {
     Hello h;

@@ -1,5 +1,7 @@
 #include "mpc/program.h"
 
+#include <charconv>
+
 #include "arch/relu_site.h"
 #include "mpc/gate.h"
 
@@ -17,6 +19,31 @@ const char* step_kind_name(StepKind k) {
     case StepKind::Output: return "output";
   }
   return "?";
+}
+
+std::string relu_gate_name(const ReluGateChoice& c) {
+  const bool dcf = c.kind == ReluGateChoice::Kind::Dcf;
+  if (dcf && c.bits == 64) return "dcf";
+  return (dcf ? "dcf:" : "dpf:") + std::to_string(c.bits);
+}
+
+ReluGateChoice parse_relu_gate(const std::string& text) {
+  ReluGateChoice c;
+  if (text == "dcf") return c;
+  const bool dcf = text.rfind("dcf:", 0) == 0, dpf = text.rfind("dpf:", 0) == 0;
+  const std::string digits = dcf || dpf ? text.substr(4) : "";
+  int bits = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), bits);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || bits < ReluGateChoice::kMinBits ||
+      bits > ReluGateChoice::kMaxBits)
+    throw std::invalid_argument("ReLU gate '" + text + "': accepted dcf (one round, a DCF on all 64 bits), dcf:N "
+                                "(one round, a DCF on the low N bits) or dpf:N (two rounds, a DPF on the low N "
+                                "bits); the N-bit gates are exact for inputs within +-2^(N-1), N in " +
+                                std::to_string(ReluGateChoice::kMinBits) + ".." +
+                                std::to_string(ReluGateChoice::kMaxBits));
+  c.kind = dcf ? ReluGateChoice::Kind::Dcf : ReluGateChoice::Kind::Dpf;
+  c.bits = bits;
+  return c;
 }
 
 ConvGeom conv_geom(const arch::Layer& l) {
@@ -52,7 +79,8 @@ Step make_step(StepKind kind, const std::string& name, int in, int in2, int out)
 
 class Compiler {
  public:
-  Compiler(const arch::Network& net, ProgramDetail detail) : net_(net), detail_(detail) {
+  Compiler(const arch::Network& net, ProgramDetail detail, ReluGateChoice relu_gate) : net_(net), detail_(detail) {
+    program_.relu_gate = relu_gate;
     program_.input = net.input;
     program_.classes = net.classes;
     program_.input_wire = new_wire(net.input.numel());
@@ -181,7 +209,7 @@ class Compiler {
     const int64_t polys = kind == arch::ReluKind::Plain ? 0 : l.mask->polys;
     if (relus > 0) cur = gate_step(l, GateKind::Relu, arch::SiteOp::Relu, relus, kind == arch::ReluKind::Plain, cur);
     if (polys > 0) cur = gate_step(l, GateKind::Poly, arch::SiteOp::Poly, polys, false, cur);
-    if (relus > 0 && polys > 0 && polys_open_with_relus())
+    if (relus > 0 && polys > 0 && polys_open_with_relus(program_.relu_gate))
       program_.steps[program_.steps.size() - 2].opens_with_next = true;
     return cur;
   }
@@ -220,6 +248,7 @@ class Compiler {
     add_step(std::move(diff));
     Step gate = make_step(StepKind::Gate, l.name, diff_wire, -1, new_wire(n));
     gate.gate = GateKind::Max;
+    gate.comparison = program_.relu_gate;
     gate.live_count = n;
     if (detail_ == ProgramDetail::Indices) {
       gate.live.resize(static_cast<size_t>(n));
@@ -239,6 +268,7 @@ class Compiler {
   int gate_step(const arch::Layer& l, GateKind gate, arch::SiteOp op, int64_t count, bool every, int cur) {
     Step s = make_step(StepKind::Gate, l.name, cur, -1, -1);
     s.gate = gate;
+    if (gate == GateKind::Relu) s.comparison = program_.relu_gate;
     const int64_t n = l.out.numel();
     s.live_count = count;
     if (detail_ == ProgramDetail::Indices) {
@@ -266,6 +296,8 @@ class Compiler {
 
 }  // namespace
 
-Program compile_program(const arch::Network& net, ProgramDetail detail) { return Compiler(net, detail).run(); }
+Program compile_program(const arch::Network& net, ProgramDetail detail, ReluGateChoice relu_gate) {
+  return Compiler(net, detail, relu_gate).run();
+}
 
 }  // namespace dr::mpc

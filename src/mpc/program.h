@@ -46,6 +46,25 @@ const char* step_kind_name(StepKind k);
 // Which gate a gate step runs (gate_of in gate.h: the gate itself).
 enum class GateKind : uint8_t { Relu, Poly, Max };
 
+// How the runtime compares, in its ReLU gate and in max pooling's
+// comparisons, a choice of the user (`--relu-gate`) fixed when the keys are
+// dealt: the one-round gate on a DCF (gates/relu.h) over all 64 bits (the
+// default) or over the low `bits` bits of its input, or the two-round gate
+// on a DPF over the low `bits` bits (gates/relu_dpf.h). A gate on fewer
+// than 64 bits is exact for inputs within +-2^(bits-1), with smaller keys.
+// Written "dcf" (= dcf:64), "dcf:BITS" and "dpf:BITS".
+struct ReluGateChoice {
+  enum class Kind : uint8_t { Dcf, Dpf };
+  static constexpr int kMinBits = 8, kMaxBits = 64;
+  Kind kind = Kind::Dcf;
+  int bits = 64;  // the inputs the gate compares exactly lie within +-2^(bits-1)
+  bool operator==(const ReluGateChoice& o) const { return kind == o.kind && bits == o.bits; }
+  bool operator!=(const ReluGateChoice& o) const { return !(*this == o); }
+};
+std::string relu_gate_name(const ReluGateChoice& c);
+// Inverse of relu_gate_name; std::invalid_argument naming `text` and what is accepted.
+ReluGateChoice parse_relu_gate(const std::string& text);
+
 // Geometry of a convolution; an FC is a 1x1 convolution over a 1x1 image of
 // `cin` channels (fc = true).
 struct ConvGeom {
@@ -73,6 +92,7 @@ struct Step {
   // Gate: which gate, how many elements are live, and (a program compiled with
   // ProgramDetail::Indices) their CHW indices, ascending.
   GateKind gate = GateKind::Relu;
+  ReluGateChoice comparison;  // a ReLU or max gate step: which construction compares
   int64_t live_count = 0;
   std::vector<int64_t> live;
   int gate_index = -1;        // position among the gate steps
@@ -109,6 +129,7 @@ std::vector<T> pair_max(const Step& s, const std::vector<T>& in, const std::vect
 
 struct Program {
   arch::Shape input;
+  ReluGateChoice relu_gate;  // every ReLU and max gate step's comparison
   int64_t classes = 0;
   std::vector<int64_t> wire_numel;  // elements of each wire
   std::vector<Step> steps;
@@ -129,6 +150,8 @@ enum class ProgramDetail { Indices, Counts };
 
 // Throws UnsupportedError naming the layer for what the runtime cannot do.
 // Both details give the same steps, wires and live_count.
-Program compile_program(const arch::Network& net, ProgramDetail detail = ProgramDetail::Indices);
+// `relu_gate`: the comparison of every ReLU and max gate step.
+Program compile_program(const arch::Network& net, ProgramDetail detail = ProgramDetail::Indices,
+                        ReluGateChoice relu_gate = {});
 
 }  // namespace dr::mpc

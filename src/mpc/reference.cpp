@@ -74,7 +74,7 @@ std::vector<int64_t> quantise_input(const std::vector<double>& x, int frac_bits)
 }
 
 std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& model, const std::vector<int64_t>& x,
-                                   FixedTrace* trace) {
+                                   FixedTrace* trace, GateInputRange* comparisons) {
   if (static_cast<int64_t>(x.size()) != program.input_numel())
     throw std::invalid_argument("fixed_forward: input has " + std::to_string(x.size()) + " values, the program takes " +
                                 std::to_string(program.input_numel()));
@@ -108,6 +108,11 @@ std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& mod
         break;
       }
       case StepKind::Gate:
+        if (comparisons && s.gate != GateKind::Poly) {
+          const GateInputRange r = gate_input_range(s, w[s.in]);
+          comparisons->out_of_range += r.out_of_range;
+          comparisons->largest = std::max(comparisons->largest, r.largest);
+        }
         w[s.out] = w[s.in];
         gate_of(s).fixed_reference(s, params_of(model.gates, s), w[s.out], model.frac_bits);
         break;
@@ -256,8 +261,9 @@ std::vector<double> float_forward(const arch::Network& net, const FloatModel& mo
 }
 
 std::vector<int64_t> fixed_reference(const Program& program, const QuantModel& model, const FloatModel& norm,
-                                     const std::vector<float>& pixels) {
-  return fixed_forward(program, model, quantise_input(normalise(program.input, norm, pixels), model.frac_bits));
+                                     const std::vector<float>& pixels, GateInputRange* comparisons) {
+  return fixed_forward(program, model, quantise_input(normalise(program.input, norm, pixels), model.frac_bits),
+                       nullptr, comparisons);
 }
 
 void Agreement::add(const std::vector<int64_t>& priv, const std::vector<int64_t>& ref, int frac_bits) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "arch/network.h"
+#include "mpc/gate.h"
 #include "mpc/model.h"
 #include "mpc/program.h"
 
@@ -38,9 +39,12 @@ struct FixedTrace {
 };
 
 // Logits at scale f. Throws FixedPointOverflow naming the step and element.
-// A gate step with parameters reads model.gates.
+// A gate step with parameters reads model.gates. `comparisons` (if given)
+// gathers the inputs of the ReLU and max gate steps: how many lie outside
+// what their gate computes exactly (the two-round gate's width, whose sign
+// the reference then reads as the protocol does) and the largest |input|.
 std::vector<int64_t> fixed_forward(const Program& program, const QuantModel& model, const std::vector<int64_t>& x,
-                                   FixedTrace* trace = nullptr);
+                                   FixedTrace* trace = nullptr, GateInputRange* comparisons = nullptr);
 
 // `gates`: each gate step's parameters (gate_params; may be empty when no
 // gate step has any).
@@ -56,7 +60,7 @@ std::vector<double> to_double(const std::vector<int64_t>& v, int frac_bits);
 // The plaintext fixed-point logits of a raw image (pixels in [0, 1], CHW):
 // normalised with the model's mean/std and quantised exactly as the client does.
 std::vector<int64_t> fixed_reference(const Program& program, const QuantModel& model, const FloatModel& norm,
-                                     const std::vector<float>& pixels);
+                                     const std::vector<float>& pixels, GateInputRange* comparisons = nullptr);
 
 // How private logits agree with the fixed-point reference over a run.
 // Truncation rounds each linear output up by at most one unit (unbiased), so

@@ -79,8 +79,8 @@ const mpc::GateTotal* gate_total(const mpc::ExpectedCost& e, const char* gate) {
 
 }  // namespace
 
-PrivateCost private_cost(const arch::Network& net, const TimeModel& model) {
-  const mpc::ExpectedCost e = mpc::expected_cost(net);
+PrivateCost private_cost(const arch::Network& net, const TimeModel& model, mpc::ReluGateChoice relu_gate) {
+  const mpc::ExpectedCost e = mpc::expected_cost(mpc::compile_program(net, mpc::ProgramDetail::Counts, relu_gate));
   PrivateCost c;
   c.relus = e.live_relus;
   const mpc::GateTotal* poly = gate_total(e, "poly");
@@ -99,10 +99,11 @@ SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const T
   const mpc::ExpectedCost e = mpc::expected_cost(start);
   const mpc::GateTotal* relu = gate_total(e, "relu");
   const int64_t n = relu ? relu->elements : 0, sites = relu ? relu->steps : 0;
-  // One element's words each way: every party sends them (mpc/cost.h).
-  const int64_t relu_words = mpc::gate_of(mpc::GateKind::Relu).words_sent_per_element();
+  // One element's words each way: every party sends them (mpc/cost.h). The
+  // plan prices the default ReLU gate and the polynomial gate, one word each.
+  const int64_t relu_words = mpc::gate_of(mpc::GateKind::Relu).words_sent(1);
   const bool poly = dropped == arch::SiteOp::Poly;
-  const int64_t drop_words = poly ? mpc::gate_of(mpc::GateKind::Poly).words_sent_per_element() : 0;
+  const int64_t drop_words = poly ? mpc::gate_of(mpc::GateKind::Poly).words_sent(1) : 0;
   SearchCost c;
   c.relus = n;
   PrivateCost& z = c.at_zero;

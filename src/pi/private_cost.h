@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "arch/network.h"
+#include "mpc/program.h"
 
 namespace dr::pi {
 
@@ -57,7 +58,10 @@ struct PrivateCost {
   double seconds(const Link& l) const;                                       // modelled latency on `l`
 };
 // Throws mpc::UnsupportedError (std::runtime_error) for what the runtime cannot run.
-PrivateCost private_cost(const arch::Network& net, const TimeModel& model);
+// `relu_gate`: the comparison the keys would be dealt for; its bytes, rounds
+// and keys are exact, its compute modelled with the model's per-ReLU time
+// (measured on the one-round gate).
+PrivateCost private_cost(const arch::Network& net, const TimeModel& model, mpc::ReluGateChoice relu_gate = {});
 
 // A budget in what users pay, per image: milliseconds of modelled latency on
 // a link, megabytes (1e6 bytes) of online traffic, or megabytes of key the

@@ -28,7 +28,7 @@ json modelled(const pi::Link& l, double latency_s, int64_t rounds, double up, do
 // (what the dealer wrote for that step), the rest is measured.
 json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
   const double n = std::max<double>(1, static_cast<double>(r.images.size()));
-  const mpc::Program program = mpc::compile_program(mpc::build_network(a), mpc::ProgramDetail::Counts);
+  const mpc::Program program = mpc::compile_program(a, mpc::ProgramDetail::Counts);
   const auto server_keys = mpc::step_key_bytes(program, mpc::Party::Server);
   const auto client_keys = mpc::step_key_bytes(program, mpc::Party::Client);
   const auto keys_of = [](const std::vector<uint64_t>& k, size_t i) { return i < k.size() ? k[i] : uint64_t(0); };
@@ -103,6 +103,7 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"relus", r.expected.live_relus},
       {"polys", gate_elements(r.expected, "poly")},
       {"max_comparisons", gate_elements(r.expected, "maxpool")},
+      {"relu_gate", mpc::relu_gate_name(a.relu_gate)},
       {"images", n},
       {"accuracy", labelled ? json(static_cast<double>(correct) / labelled) : json()},
       {"agreement", json()},
@@ -200,6 +201,19 @@ std::string accuracy_line(const json& s) {
   return line.empty() ? "" : line + "\n";
 }
 
+// The comparisons' inputs in the fixed-point reference: the largest, the
+// narrowest dpf gate that holds it, and those outside the gate run.
+std::string comparison_line(const json& s) {
+  if (!s.contains("comparison_inputs")) return "";
+  const json& c = s["comparison_inputs"];
+  const int64_t outside = c["out_of_range"].get<int64_t>();
+  return "comparisons: largest input |x| " + report::fixed(c["largest"].get<double>(), 3) + " (the narrowest gate " +
+         "that holds it: dpf:" + std::to_string(c["bits_needed"].get<int>()) + "); " + report::thousands(outside) +
+         " input" + (outside == 1 ? "" : "s") + " outside what " + c["relu_gate"].get<std::string>() +
+         " compares exactly" + (outside > 0 ? " (their sign read from the low bits, as the reference does)" : "") +
+         "\n";
+}
+
 }  // namespace
 
 std::string summary_table(const json& s) {
@@ -221,8 +235,9 @@ std::string summary_table(const json& s) {
                                " max-pooling comparisons (each a ReLU gate)"
                          : std::string()) +
                     ", Z_2^64 with " +
-                    std::to_string(s["frac_bits"].get<int>()) + " fractional bits\n";
-  out += "Trust model: " + s["trust_model"].get<std::string>() + ".\n" + accuracy_line(s);
+                    std::to_string(s["frac_bits"].get<int>()) + " fractional bits, ReLU gate " +
+                    s.value("relu_gate", std::string("dcf")) + "\n";
+  out += "Trust model: " + s["trust_model"].get<std::string>() + ".\n" + accuracy_line(s) + comparison_line(s);
   out += "per image:  online " + secs(s["seconds_per_image"].get<double>()) + " (loopback), " +
          mb(s["online_bytes"].get<double>() / std::max<double>(1, s["images"].get<double>())) + " (client->server " +
          mb(s["client_to_server_bytes_per_image"].get<double>()) + ", server->client " +
@@ -233,6 +248,15 @@ std::string summary_table(const json& s) {
          secs(per_image("preprocessing_s_per_image", "server")) + " server; keys " +
          mb(per_image("key_bytes_per_image", "server")) + " server, " + mb(per_image("key_bytes_per_image", "client")) +
          " client\n";
+  if (s.contains("bill_per_image")) {
+    const json& b = s["bill_per_image"];
+    out += "whole bill: dealer " + secs(b["dealer_s"].get<double>()) + " + preprocessing " +
+           secs(std::max(b["preprocessing_s"]["client"].get<double>(), b["preprocessing_s"]["server"].get<double>())) +
+           " (the slower party) = offline " + secs(b["offline_s"].get<double>()) + ", online " +
+           secs(b["online_s"].get<double>()) + (b["offline_per_online"].is_null() ? std::string() :
+                " (offline " + report::fixed(b["offline_per_online"].get<double>(), 1) + "x online)") +
+           "; keys shipped " + mb(b["key_bytes"].get<double>()) + " per image\n";
+  }
   out += std::string("modelled:   ") + pi::kLan.text + " " + secs(s["modelled"]["lan"]["seconds_per_image"].get<double>()) +
          ", " + pi::kWan.text + " " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) +
          " per image\n";

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -156,6 +158,40 @@ json parse_output(const std::string& text, const std::string& what) {
   }
 }
 
+// What a user pays per image in all, offline and online: the dealer's time
+// and the key it ships to both parties, each party's preprocessing (reading
+// and checking its key block, the input-independent linear work), the
+// online latency; offline = dealer + the slower party's preprocessing.
+json whole_bill(const json& summary, const json& deal) {
+  const double images = std::max(1.0, summary["images"].get<double>());
+  const double dealer = deal["seconds"].get<double>() / images;
+  const double prep_client = summary["preprocessing_s_per_image"]["client"].get<double>(),
+               prep_server = summary["preprocessing_s_per_image"]["server"].get<double>();
+  const double online = summary["seconds_per_image"].get<double>();
+  const double offline = dealer + std::max(prep_client, prep_server);
+  return {{"dealer_s", dealer},
+          {"key_bytes", summary["key_bytes_per_image"]["server"].get<double>() +
+                            summary["key_bytes_per_image"]["client"].get<double>()},
+          {"preprocessing_s", {{"client", prep_client}, {"server", prep_server}}},
+          {"online_s", online},
+          {"offline_s", offline},
+          {"offline_per_online", online > 0 ? json(offline / online) : json()}};
+}
+
+// What the ReLU and max gates' inputs were over the run, in the fixed-point
+// reference: the largest |input| (fixed point and real), the smallest
+// dpf:N gate that holds it, and how many inputs lay outside the gate's
+// range (their sign read from the low N bits, as the protocol does).
+json comparison_inputs(const mpc::GateInputRange& r, const mpc::ReluGateChoice& gate, int frac_bits) {
+  int needed = 1;  // |x| < 2^(needed - 1) for x >= 0; x = -2^(needed-1) fits too
+  while (needed < 64 && r.largest >= (uint64_t(1) << (needed - 1))) ++needed;
+  return {{"relu_gate", mpc::relu_gate_name(gate)},
+          {"out_of_range", r.out_of_range},
+          {"largest_fixed", r.largest},
+          {"largest", static_cast<double>(r.largest) / std::ldexp(1.0, frac_bits)},
+          {"bits_needed", std::max(needed, mpc::ReluGateChoice::kMinBits)}};
+}
+
 // Private logits against the float model and the fixed-point reference.
 void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& program,
                    const std::vector<mpc::ClientImage>& images) {
@@ -163,11 +199,12 @@ void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& pro
   const mpc::QuantModel q = mpc::quantise(program, model, o.frac_bits);
   const std::vector<std::vector<double>> plain = float_logits(o.run, images);
   mpc::Agreement ref;
+  mpc::GateInputRange comparisons;
   int64_t equal = 0;
   json disagreements = json::array();
   for (size_t i = 0; i < images.size(); ++i) {
     const json& p = summary["predictions"][i];
-    const std::vector<int64_t> fixed = mpc::fixed_reference(program, q, model, images[i].pixels);
+    const std::vector<int64_t> fixed = mpc::fixed_reference(program, q, model, images[i].pixels, &comparisons);
     ref.add(p["logits_fixed"].get<std::vector<int64_t>>(), fixed, o.frac_bits);
     const int64_t mine = p["argmax"].get<int64_t>(), theirs = mpc::argmax(plain[i]);
     if (mine == theirs) {
@@ -185,6 +222,7 @@ void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& pro
   summary["agreement"] = static_cast<double>(equal) / static_cast<double>(images.size());
   summary["float_disagreements"] = disagreements;
   summary["reference"] = mpc::to_json(ref);
+  summary["comparison_inputs"] = comparison_inputs(comparisons, program.relu_gate, o.frac_bits);
   summary["reference"]["agreement"] = static_cast<double>(ref.argmax_equal) / static_cast<double>(ref.images);
 }
 
@@ -194,9 +232,10 @@ json run_private_inference(const PiRunOptions& o) {
   if (o.threads < 1 || o.threads > 256) throw std::invalid_argument("--threads must be in 1..256");
   if (!(o.timeout_s > 0 && o.timeout_s <= 86400)) throw std::invalid_argument("--timeout must be in (0, 86400] s");
   mpc::check_frac_bits(o.frac_bits);
-  const mpc::Architecture arch = run_architecture(o.run);
+  mpc::Architecture arch = run_architecture(o.run);
+  arch.relu_gate = o.relu_gate;
   check_private_runtime(mpc::build_network(arch), "pi run " + o.run);
-  const mpc::Program program = mpc::compile_program(mpc::build_network(arch));
+  const mpc::Program program = mpc::compile_program(arch);
   run_float_model(o.run);  // the weights fit the network
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
   if (!o.keys.empty()) check_key_dir(o.keys, "--keys");
@@ -214,7 +253,8 @@ json run_private_inference(const PiRunOptions& o) {
   Children children;
   std::string out;
   util::Child dealer = util::spawn({bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
-                                    "--threads", t, "--format", "json"}, true);
+                                    "--threads", t, "--relu-gate", mpc::relu_gate_name(o.relu_gate), "--format", "json"},
+                                   true);
   children.live = {&dealer};
   finish(dealer, &out, "the dealer");
   const json deal = parse_output(out, "the dealer");
@@ -238,6 +278,7 @@ json run_private_inference(const PiRunOptions& o) {
   finish(server, &out, "the server");
   add_agreement(summary, o, program, images);
   summary["dealer"] = deal;
+  summary["bill_per_image"] = whole_bill(summary, deal);
   summary["processes"] = "dealer, server and client: three processes on 127.0.0.1";
   return summary;
 }

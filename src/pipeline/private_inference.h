@@ -54,6 +54,7 @@ struct PiRunOptions {
   std::string run, data;
   int64_t count = 10;
   int frac_bits = mpc::kDefaultFracBits;
+  mpc::ReluGateChoice relu_gate;  // what the keys are dealt for (pi deal --relu-gate)
   int threads = 1;        // per party
   double timeout_s = 60;  // every wait of a party for the other
   std::string keys;       // key directory; "" = a temporary one, removed afterwards

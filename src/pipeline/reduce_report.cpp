@@ -64,7 +64,9 @@ nlohmann::json measure_pi(const ReportInput& in, const std::string& run, const s
   const std::string file = path_join(path_join(o.out, "pi"), key + ".json");
   if (util::file_exists(file)) {
     const auto j = nlohmann::json::parse(util::read_file(file));
-    if (j.value("images", int64_t(0)) == o.measure_pi && j.value("run", "") == run) return j;
+    // A measurement of an older build, without the whole bill, is taken again.
+    if (j.value("images", int64_t(0)) == o.measure_pi && j.value("run", "") == run && j.contains("bill_per_image"))
+      return j;
   }
   std::cerr << "[pi] private inference of " << spec << " on " << o.measure_pi << " images\n";
   PiRunOptions pr;
@@ -113,6 +115,7 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
   if (measured)
     for (report::Column c : {report::Column{"pi_mb", "measured MB", true}, {"pi_s", "measured s", true},
                              {"pi_lan_s", "LAN s", true}, {"pi_wan_s", "WAN s", true},
+                             {"pi_offline_s", "offline s", true}, {"pi_key_mb", "key MB", true},
                              {"pi_agree", "agreement", true}})
       cols.push_back(c);
   for (const auto& c : pi::cost_columns(protocols)) cols.push_back(c);
@@ -131,6 +134,8 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
       cells.push_back(m["seconds_per_image"]);
       cells.push_back(m["modelled"]["lan"]["seconds_per_image"]);
       cells.push_back(m["modelled"]["wan"]["seconds_per_image"]);
+      cells.push_back(m["bill_per_image"]["offline_s"]);  // dealer + the slower party's preprocessing
+      cells.push_back(m["bill_per_image"]["key_bytes"].get<double>() / 1e6);  // both parties
       cells.push_back(m["agreement"]);
     }
     for (auto& c : pi::cost_cells(r.cost)) cells.push_back(c);
@@ -144,8 +149,9 @@ report::Table steps_table(const std::vector<Row>& rows, const std::set<size_t>& 
   });
   pi::set_cost_display(t, protocols);
   if (measured) {
-    t.set_display("pi_mb", [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 2); });
-    for (const char* k : {"pi_s", "pi_lan_s", "pi_wan_s", "pi_agree"})
+    for (const char* k : {"pi_mb", "pi_key_mb"})
+      t.set_display(k, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 2); });
+    for (const char* k : {"pi_s", "pi_lan_s", "pi_wan_s", "pi_offline_s", "pi_agree"})
       t.set_display(k, [](const nlohmann::json& v) { return report::fixed(v.get<double>(), 3); });
   }
   return t;

@@ -105,8 +105,9 @@ void expect_error(F&& f, const std::string& needle) {
 }
 
 // The plaintext fixed-point logits of image `seed`.
-inline std::vector<int64_t> reference_logits(const arch::Network& net, const FloatModel& m, int f, uint64_t seed) {
-  const Program program = compile_program(net);
+inline std::vector<int64_t> reference_logits(const arch::Network& net, const FloatModel& m, int f, uint64_t seed,
+                                             ReluGateChoice relu_gate = {}) {
+  const Program program = compile_program(net, ProgramDetail::Indices, relu_gate);
   return fixed_forward(program, quantise(program, m, f), quantise_input(normalise(net.input, m, random_image(net.input, seed)), f));
 }
 
@@ -118,12 +119,15 @@ inline double logit_tolerance(const std::vector<int64_t>& ref) {
   return std::max(64.0, 0.005 * top);
 }
 
-inline DealReport deal_keys(const arch::Network& net, const std::string& dir, uint64_t count, int f = 12) {
+inline DealReport deal_keys(const arch::Network& net, const std::string& dir, uint64_t count, int f = 12,
+                            ReluGateChoice relu_gate = {}) {
   DealOptions o;
   o.out_dir = dir;
   o.count = count;
   o.frac_bits = f;
-  return deal(architecture_of(net), o);
+  Architecture a = architecture_of(net);
+  a.relu_gate = relu_gate;
+  return deal(a, o);
 }
 
 // Client options whose image i is random_image(input, 100 + i), label i.

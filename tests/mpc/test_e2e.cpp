@@ -65,8 +65,8 @@ json outcome(const std::string& path) {
 }
 std::string error_of(const json& j) { return j.value("ok", false) ? "" : j.value("error", std::string()); }
 
-void deal_in_child(const arch::Network& net, const std::string& dir, uint64_t count) {
-  const pid_t pid = spawn(dir + "/dealer.json", [&] { return to_json(deal_keys(net, dir, count)); });
+void deal_in_child(const arch::Network& net, const std::string& dir, uint64_t count, ReluGateChoice relu_gate = {}) {
+  const pid_t pid = spawn(dir + "/dealer.json", [&] { return to_json(deal_keys(net, dir, count, 12, relu_gate)); });
   ASSERT_EQ(wait_child(pid, 60), 0) << outcome(dir + "/dealer.json").dump();
 }
 
@@ -160,8 +160,9 @@ namespace {
 
 // The dealer (a child process) deals `images` inferences of `net`, then the
 // server and the client run them; both must end without an error.
-PairRun deal_and_run(const arch::Network& net, const FloatModel& model, const std::string& dir, uint64_t images) {
-  deal_in_child(net, dir, images);
+PairRun deal_and_run(const arch::Network& net, const FloatModel& model, const std::string& dir, uint64_t images,
+                     ReluGateChoice relu_gate = {}) {
+  deal_in_child(net, dir, images, relu_gate);
   PairRun r = run_pair(model, net.input, spec_for(dir, dir));
   EXPECT_EQ(error_of(r.client), "");
   EXPECT_EQ(error_of(r.server), "");
@@ -183,11 +184,11 @@ void expect_parties_measured(const json& c, const ExpectedCost& want) {
 // values, to the reference's tolerance) and are close to the float model's,
 // with the formula's bytes and rounds; both parties measured the formula.
 void expect_images_match_references(const arch::Network& net, const FloatModel& model, const json& c,
-                                    const ExpectedCost& want, size_t images) {
+                                    const ExpectedCost& want, size_t images, ReluGateChoice relu_gate = {}) {
   ASSERT_EQ(c["images"].size(), images);
   for (const json& img : c["images"]) {
     const uint64_t seed = 100 + img["index"].get<uint64_t>();
-    const auto ref = reference_logits(net, model, 12, seed);
+    const auto ref = reference_logits(net, model, 12, seed, relu_gate);
     const auto real = float_forward(net, model, normalise(net.input, model, random_image(net.input, seed)));
     EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref));
     EXPECT_EQ(argmax(real), argmax(ref));
@@ -296,6 +297,47 @@ TEST(ThreeProcesses, MaxPoolingRunsPrivately) {
   EXPECT_EQ(max.bytes, 16 * 3 * pool_outputs);
   const json& c = r.client["report"];
   expect_images_match_references(net, model, c, want, 3);
+}
+
+// The reduced-width ReLU gates (`--relu-gate dpf:32`, two rounds, and
+// `dcf:24`, one round) for the network's ReLUs and max pooling's
+// comparisons: the parties agree with the references in the formula's bytes
+// and rounds, with keys under a quarter (dpf:32) and under half (dcf:24) of
+// the one-round 64-bit gate's; keys of one gate and keys of another do not
+// run together.
+TEST(ThreeProcesses, ReducedWidthReluGatesRunPrivately) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = tiny_net("vgg16:alpha=0.0625:cull=S1,S2", {1, 32, 32}, 4);
+  const FloatModel model = random_float_model(net, 7);
+  const ExpectedCost full = expected_cost(compile_program(net));
+  for (const std::string name : {"dpf:32", "dcf:24"}) {
+    const ReluGateChoice gate = parse_relu_gate(name);
+    const std::string keys = dir / name.substr(0, 3);
+    util::make_dirs(keys);
+    const PairRun r = deal_and_run(net, model, keys, 3, gate);
+    if (HasFailure()) return;
+    const Program program = compile_program(net, ProgramDetail::Indices, gate);
+    const ExpectedCost want = expected_cost(program);
+    const int rounds = gate.kind == ReluGateChoice::Kind::Dpf ? 2 : 1;
+    for (const GateTotal& g : want.gates) EXPECT_EQ(g.rounds, rounds * g.steps) << name << " " << g.gate;
+    EXPECT_EQ(want.rounds, full.rounds + (rounds - 1) * int64_t(program.gate_steps.size())) << name;
+    const int64_t gate_keys = want.server_key_bytes - int64_t(global_bytes(program, Party::Server));
+    EXPECT_LT((rounds == 2 ? 4 : 2) * gate_keys, full.server_key_bytes) << name;
+    expect_images_match_references(net, model, r.client["report"], want, 3, gate);
+    EXPECT_EQ(KeyFile(keys + "/server.key").header().version, 3u) << name;
+  }
+  // Fresh keys of each gate: the server's dealt for dpf:32, the client's for the default.
+  util::make_dirs(dir / "fresh-dpf");
+  util::make_dirs(dir / "fresh-full");
+  deal_in_child(net, dir / "fresh-dpf", 1, parse_relu_gate("dpf:32"));
+  deal_in_child(net, dir / "fresh-full", 1);
+  RunSpec s = spec_for(dir / "fresh-dpf", dir.path);
+  s.client_key = dir / "fresh-full/client.key";
+  const PairRun mixed = run_pair(model, net.input, s);
+  for (const json* party : {&mixed.client, &mixed.server}) {
+    EXPECT_TRUE(contains(error_of(*party), "handshake refused")) << error_of(*party);
+    EXPECT_TRUE(contains(error_of(*party), "format")) << error_of(*party);  // key format 3 against 1
+  }
 }
 
 TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {

@@ -26,6 +26,7 @@
 #include "mpc/gate.h"
 #include "mpc/gates/poly.h"
 #include "mpc/gates/relu.h"
+#include "mpc/gates/relu_dpf.h"
 #include "mpc/reference.h"
 #include "test_util.h"
 
@@ -153,6 +154,181 @@ TEST(Relu, RejectsBadParty) {
 }
 
 // ---------------------------------------------------------------------------
+// The two-round ReLU gate on a reduced width (gates/relu_dpf.h)
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// Both parties through both rounds: round 1's masked bits opened, round 2's
+// shares summed; the bits each party sent are returned in `sent`.
+std::vector<u64> relu_dpf_open(int bits, const std::vector<u64>& x, const std::vector<u64>& r_in,
+                               const std::vector<u64>& r_out, uint8_t tag, std::vector<u64>* sent = nullptr) {
+  const size_t n = x.size(), kb = relu_dpf_key_bytes(bits);
+  std::vector<uint8_t> k0(n * kb), k1(n * kb);
+  Prg rng = seeded(tag);
+  relu_dpf_gen(bits, r_in.data(), r_out.data(), n, rng, k0.data(), k1.data());
+  std::vector<u64> x_hat(n);
+  for (size_t i = 0; i < n; ++i) x_hat[i] = x[i] + r_in[i];
+  const std::vector<u64> w0 = relu_dpf_round1(0, bits, k0.data(), x_hat.data(), n),
+                         w1 = relu_dpf_round1(1, bits, k1.data(), x_hat.data(), n);
+  if (sent) *sent = w1;
+  std::vector<u64> d_hat(w0.size());
+  for (size_t i = 0; i < d_hat.size(); ++i) d_hat[i] = (w0[i] + w1[i]) & 0x5555555555555555ull;
+  std::vector<u64> s0(n), s1(n);
+  relu_dpf_round2(0, bits, k0.data(), x_hat.data(), d_hat, n, s0.data());
+  relu_dpf_round2(1, bits, k1.data(), x_hat.data(), d_hat, n, s1.data());
+  for (size_t i = 0; i < n; ++i) s0[i] += s1[i];
+  return s0;
+}
+
+// What the gates compute at width `bits`: x when the sign of its low bits says >= 0.
+u64 relu_at_width(u64 x, int bits) { return relu_positive(int64_t(x), bits) ? x : 0; }
+
+// The one-round gate on `bits` bits, both parties' shares summed.
+std::vector<u64> relu_dcf_open(int bits, const std::vector<u64>& x, const std::vector<u64>& r_in,
+                               const std::vector<u64>& r_out, uint8_t tag) {
+  const size_t n = x.size(), kb = relu_key_bytes(bits);
+  std::vector<uint8_t> k0(n * kb), k1(n * kb);
+  Prg rng = seeded(tag);
+  relu_gen(r_in.data(), r_out.data(), n, rng, k0.data(), k1.data(), bits);
+  std::vector<u64> x_hat(n), s0(n), s1(n);
+  for (size_t i = 0; i < n; ++i) x_hat[i] = x[i] + r_in[i];
+  relu_eval(0, k0.data(), x_hat.data(), n, s0.data(), bits);
+  relu_eval(1, k1.data(), x_hat.data(), n, s1.data(), bits);
+  for (size_t i = 0; i < n; ++i) s0[i] += s1[i];
+  return s0;
+}
+
+// Both reduced-width gates: the one-round DCF gate and the two-round DPF gate.
+std::vector<u64> narrow_open(bool dpf, int bits, const std::vector<u64>& x, const std::vector<u64>& r_in,
+                             const std::vector<u64>& r_out, uint8_t tag) {
+  return dpf ? relu_dpf_open(bits, x, r_in, r_out, tag) : relu_dcf_open(bits, x, r_in, r_out, tag);
+}
+
+}  // namespace
+
+TEST(ReluDpf, KeyBytesBeatLlamasTwoRoundGateAtThirtyTwoBits) {
+  EXPECT_EQ(relu_dpf_key_bytes(32), 449u);  // LLAMA's two-round DPF gate at 32 bits: 473 (issue 20)
+  EXPECT_EQ(relu_dpf_key_bytes(8), 16u * 2 + 33);
+  EXPECT_EQ(relu_dpf_key_bytes(64), 16u * 58 + 33);
+  EXPECT_THROW(relu_dpf_key_bytes(7), std::invalid_argument);
+  EXPECT_THROW(relu_dpf_key_bytes(65), std::invalid_argument);
+  const Gate& g = gate_of(GateKind::Relu, parse_relu_gate("dpf:32"));
+  EXPECT_STREQ(g.name(), "relu");
+  EXPECT_EQ(g.rounds(), 2);
+  EXPECT_EQ(g.input_bits(), 32);
+  EXPECT_EQ(g.words_sent(64), 64 + 2);  // 32 masked bits a word in round 1
+  EXPECT_EQ(g.key_format_version(), 3u);
+  EXPECT_STREQ(gate_of(GateKind::Max, parse_relu_gate("dpf:32")).name(), "maxpool");
+}
+
+TEST(ReluDcf, ReducedWidthKeyBytes) {
+  EXPECT_EQ(relu_key_bytes(24), 800u);  // LLAMA's one-round gate at 32 bits: 813 (issue 20)
+  EXPECT_EQ(relu_key_bytes(32), 1056u);
+  EXPECT_EQ(relu_key_bytes(64), 2080u);
+  EXPECT_THROW(relu_key_bytes(7), std::invalid_argument);
+  const Gate& g = gate_of(GateKind::Relu, parse_relu_gate("dcf:24"));
+  EXPECT_EQ(g.rounds(), 1);
+  EXPECT_EQ(g.input_bits(), 24);
+  EXPECT_EQ(g.key_format_version(), 3u);
+  EXPECT_EQ(gate_of(GateKind::Relu).key_format_version(), 1u);
+  EXPECT_EQ(relu_gate_name(parse_relu_gate("dcf:64")), "dcf");
+  EXPECT_EQ(relu_gate_name(parse_relu_gate("dcf:24")), "dcf:24");
+}
+
+// Every input of the 8-bit range and beyond it, with every third mask's low
+// byte, through both reduced-width gates.
+TEST(ReluDpf, ExhaustiveAtEightBits) {
+  std::mt19937_64 rnd(11);
+  std::vector<u64> x, r_in, r_out;
+  for (int64_t v = -300; v < 300; ++v)
+    for (int r = 0; r < 256; r += 3) {
+      x.push_back(u64(v));
+      r_in.push_back((rnd() & ~u64(255)) | u64(r));
+      r_out.push_back(rnd());
+    }
+  for (bool dpf : {true, false}) {
+    const std::vector<u64> got = narrow_open(dpf, 8, x, r_in, r_out, 12);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const int64_t v = int64_t(x[i]);
+      ASSERT_EQ(got[i] - r_out[i], relu_at_width(x[i], 8)) << (dpf ? "dpf" : "dcf") << " x=" << v;
+      if (v >= -128 && v < 128) {
+        ASSERT_EQ(got[i] - r_out[i], u64(std::max<int64_t>(v, 0))) << "x=" << v;
+      }
+    }
+  }
+}
+
+// Random inputs at the real widths, in range (exact ReLU) and out of range
+// (the sign of the low bits, as the reference computes and counts it), with
+// masks and inputs near the boundaries of the low bits; both reduced-width
+// gates (at 64 bits the one-round gate is the default one).
+TEST(ReluDpf, RandomInputsAtRealWidthsInAndOutOfRange) {
+  std::mt19937_64 rnd(13);
+  for (const auto& [dpf, bits] : {std::pair{true, 24}, {true, 32}, {true, 40}, {true, 64}, {false, 24}, {false, 32}}) {
+    const size_t n = 20000;
+    const u64 half = u64(1) << (bits - 1);
+    std::vector<u64> x(n), r_in(n), r_out(n);
+    for (size_t i = 0; i < n; ++i) {
+      r_in[i] = rnd();
+      r_out[i] = rnd();
+      switch (i % 4) {
+        case 0: x[i] = bits == 64 ? rnd() : (rnd() % (2 * half)) - half; break;  // in range
+        case 1: x[i] = u64(int64_t(rnd()) >> (rnd() % 64)); break;                // any magnitude
+        case 2: x[i] = half - 2 + rnd() % 4; if (rnd() & 1) x[i] = u64(0) - x[i]; break;  // at the edge
+        default: x[i] = (r_in[i] & (half - 1)) - r_in[i] + (rnd() % 5) - 2;       // low bits of x^ near r's
+      }
+    }
+    const std::vector<u64> got = narrow_open(dpf, bits, x, r_in, r_out, uint8_t(bits));
+    int64_t outside = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t v = int64_t(x[i]);
+      const bool in_range = bits == 64 || (v >= -int64_t(half) && v < int64_t(half));
+      outside += !in_range;
+      ASSERT_EQ(got[i] - r_out[i], relu_at_width(x[i], bits)) << "bits=" << bits << " x=" << v;
+      if (in_range) {
+        ASSERT_EQ(got[i] - r_out[i], u64(std::max<int64_t>(v, 0))) << "bits=" << bits << " x=" << v;
+      }
+    }
+    if (bits < 64) {
+      EXPECT_GT(outside, 0) << bits;  // the out-of-range case was exercised
+    }
+  }
+}
+
+// One party's key, its round-1 bits and its round-2 shares look uniform for
+// the most structured masks and a fixed input.
+TEST(ReluDpf, OnePartyViewLooksUniform) {
+  const int bits = 32;
+  const size_t count = 4096, kb = relu_dpf_key_bytes(bits);
+  for (u64 r : {u64(0), u64(1) << 31}) {
+    std::vector<u64> r_in(count, r), r_out(count, 0), x_hat(count, r + 5);
+    std::vector<uint8_t> k0(count * kb), k1(count * kb);
+    Prg rng = seeded(uint8_t(90 + (r >> 31)));
+    relu_dpf_gen(bits, r_in.data(), r_out.data(), count, rng, k0.data(), k1.data());
+    for (int party = 0; party < 2; ++party) {
+      const auto& k = party ? k1 : k0;
+      const std::string who = "party " + std::to_string(party) + ", r_in " + std::to_string(r);
+      std::vector<int> c = bit_counts(k.data(), count, kb, kb);
+      c.resize(8 * (kb - 1) + 1);  // the last byte holds one bit
+      expect_balanced(c, count, who + " key");
+      const std::vector<u64> w = relu_dpf_round1(party, bits, k.data(), x_hat.data(), count);
+      std::vector<int> even;
+      const std::vector<int> wc = bit_counts(reinterpret_cast<const uint8_t*>(w.data()), w.size(), 8, 8);
+      for (size_t b = 0; b < wc.size(); b += 2) even.push_back(wc[b]);
+      expect_balanced(even, w.size(), who + " round-1 bits");
+    }
+  }
+}
+
+TEST(ReluDpf, RejectsBadPartyAndShortOpenings) {
+  std::vector<uint8_t> k(relu_dpf_key_bytes(16));
+  u64 x = 0, out = 0;
+  EXPECT_THROW(relu_dpf_round1(2, 16, k.data(), &x, 1), std::runtime_error);
+  EXPECT_THROW(relu_dpf_round2(0, 16, k.data(), &x, {}, 1, &out), std::runtime_error);
+}
+
+// ---------------------------------------------------------------------------
 // Threads: each thread has its own AES context
 // ---------------------------------------------------------------------------
 
@@ -185,7 +361,21 @@ TEST(Fss, EvaluationFromSeveralThreads) {
 
 namespace {
 
-const GateKind kEveryGate[] = {GateKind::Relu};
+// Every gate without parameters, with each comparison: the one-round DCF
+// gate, the two-round DPF gate at a width the test's inputs fit (32), at one
+// most of them do not (16: the reference reads their sign as the protocol
+// does), and max pooling's comparisons on it; the one-round gate on 24 and
+// 16 bits.
+struct GateCase {
+  GateKind kind;
+  ReluGateChoice comparison;
+};
+const GateCase kEveryGate[] = {{GateKind::Relu, {}},
+                               {GateKind::Relu, parse_relu_gate("dpf:32")},
+                               {GateKind::Relu, parse_relu_gate("dpf:16")},
+                               {GateKind::Max, parse_relu_gate("dpf:24")},
+                               {GateKind::Relu, parse_relu_gate("dcf:24")},
+                               {GateKind::Max, parse_relu_gate("dcf:16")}};
 
 // Plays `open` for both parties on two threads: each call deposits this
 // party's shares of one round and returns their sum with the peer's.
@@ -217,7 +407,7 @@ TEST(Gates, RegistryDescribesEachGate) {
   EXPECT_STREQ(relu.name(), "relu");
   EXPECT_EQ(relu.key_bytes(), relu_key_bytes());
   EXPECT_EQ(relu.rounds(), 1);
-  EXPECT_EQ(relu.words_sent_per_element(), 1);
+  EXPECT_EQ(relu.words_sent(7), 7);
   Step s;
   s.kind = StepKind::Gate;
   EXPECT_STREQ(kind_name(s), "relu");
@@ -231,11 +421,12 @@ TEST(Gates, RegistryDescribesEachGate) {
 TEST(Gates, EvaluationMatchesTheFixedPointReference) {
   const int f = 12;
   std::mt19937_64 rnd(5);
-  for (GateKind kind : kEveryGate) {
-    const Gate& gate = gate_of(kind);
+  for (const auto [kind, comparison] : kEveryGate) {
+    const Gate& gate = gate_of(kind, comparison);
     Step s;
     s.kind = StepKind::Gate;
     s.gate = kind;
+    s.comparison = comparison;
     const size_t wire = 600;
     for (size_t i = 0; i < wire; i += 1 + rnd() % 3) s.live.push_back(int64_t(i));
     s.live_count = int64_t(s.live.size());
@@ -270,10 +461,15 @@ TEST(Gates, EvaluationMatchesTheFixedPointReference) {
     EXPECT_EQ(got[0], got[1]) << gate.name();
     EXPECT_EQ(paired.rounds(0), size_t(gate.rounds())) << gate.name();
     ASSERT_EQ(got[0].size(), n);
+    const int64_t outside = gate_input_range(s, x).out_of_range;
+    EXPECT_EQ(outside > 0, comparison.bits < 24) << relu_gate_name(comparison);
     for (size_t j = 0; j < n; ++j) {
       const size_t i = size_t(s.live[j]);
       ASSERT_EQ(got[0][j] - r_out[j], u64(ref[i])) << gate.name() << " element " << i << " x = " << x[i];
-      EXPECT_NEAR(real[i], double(ref[i]), 1.0) << gate.name() << " element " << i;
+      const int64_t limit = int64_t(1) << (comparison.bits - 1);
+      if (comparison.bits == 64 || (x[i] >= -limit && x[i] < limit)) {
+        EXPECT_NEAR(real[i], double(ref[i]), 1.0) << gate.name() << " element " << i;
+      }
     }
     for (size_t i = 0; i < wire; ++i) {  // off the live elements the references pass x through
       if (!std::binary_search(s.live.begin(), s.live.end(), int64_t(i))) {
@@ -398,7 +594,7 @@ TEST(Poly, DescribesItself) {
   EXPECT_EQ(poly.key_bytes(), poly_key_bytes());
   EXPECT_EQ(poly_key_bytes(), 40u);  // u, v, alpha*u_c, K, r_out: five words
   EXPECT_EQ(poly.rounds(), 1);
-  EXPECT_EQ(poly.words_sent_per_element(), 1);
+  EXPECT_EQ(poly.words_sent(7), 7);
   EXPECT_EQ(poly.key_format_version(), 2u);
   EXPECT_EQ(poly.param_count(s), 15);   // a, b, c per channel
   EXPECT_EQ(poly.session_words(s), 10);  // alpha, beta per channel

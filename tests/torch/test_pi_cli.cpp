@@ -139,6 +139,57 @@ TEST(PiCli, MaxPoolingNetworksRunPrivately) {
       << dr::pipeline::summary_table(tied);
 }
 
+// `--relu-gate dpf:N` and `dcf:N`: the reduced-width gates from the command
+// line. In range (N = 24) the two-round gate agrees as the one-round 64-bit
+// gate does with a quarter of its key and two rounds per ReLU layer, the
+// one-round one with under half its key in its rounds; at N = 8 most inputs are outside, which the run
+// counts and says (the reference reads their sign as the protocol does, but
+// a truncation's one unit now flips signs at every multiple of 2^7, so even
+// the fixed-point agreement is no longer exact). cost shows the gate's figures; a
+// width out of range is refused naming what is accepted.
+TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
+  const test::ScratchDir d("pi-dpf");
+  const test::EnvGuard state("DEEPREDUCE_STATE_DIR", (d / "state").c_str());
+  const std::string data = "synthetic:1x12x12:4:64";
+  ASSERT_EQ(cli("train --model resnet6:alpha=0.125 --data " + data + " --epochs 1 --batch 16 --threads 1 "
+                "--workers 0 --out " + (d / "a")).rc, 0);
+  const std::string run = "pi run " + (d / "a") + " --data " + data + " --count 3 --format json --quiet";
+  const json dcf = json_of(run), dpf = json_of(run + " --relu-gate dpf:24"), narrow = json_of(run + " --relu-gate dpf:8"),
+             one_round = json_of(run + " --relu-gate dcf:24");
+  EXPECT_EQ(one_round["relu_gate"], "dcf:24");
+  EXPECT_EQ(one_round["rounds"], dcf["rounds"]);
+  EXPECT_EQ(one_round["reference"]["argmax_equal"], 3);
+  EXPECT_LT(2 * one_round["key_bytes_per_image"]["client"].get<int64_t>(),
+            dcf["key_bytes_per_image"]["client"].get<int64_t>());
+  EXPECT_EQ(dcf["relu_gate"], "dcf");
+  EXPECT_EQ(dpf["relu_gate"], "dpf:24");
+  EXPECT_EQ(dpf["reference"]["argmax_equal"], 3);
+  EXPECT_EQ(dpf["rounds"], dpf["expected"]["rounds"]);
+  const int64_t relu_layers = 5;  // resnet6: the stem's and two per block
+  EXPECT_EQ(dpf["rounds"].get<int64_t>(), dcf["rounds"].get<int64_t>() + relu_layers);
+  EXPECT_LT(4 * dpf["key_bytes_per_image"]["client"].get<int64_t>(), dcf["key_bytes_per_image"]["client"].get<int64_t>());
+  EXPECT_EQ(dpf["comparison_inputs"]["out_of_range"], 0);
+  EXPECT_LE(dpf["comparison_inputs"]["bits_needed"].get<int>(), 24);
+  EXPECT_GT(narrow["comparison_inputs"]["out_of_range"].get<int64_t>(), 0);
+  const auto text = cli("pi run " + (d / "a") + " --data " + data + " --count 1 --quiet --relu-gate dpf:8");
+  EXPECT_TRUE(test::contains(text.out, "ReLU gate dpf:8")) << text.out;
+  EXPECT_TRUE(test::contains(text.out, "outside what dpf:8 compares exactly (their sign read from the low bits"))
+      << text.out;
+  EXPECT_TRUE(test::contains(text.out, "whole bill: dealer ")) << text.out;
+  for (const char* k : {"dealer_s", "offline_s", "online_s", "key_bytes"})
+    EXPECT_GT(dpf["bill_per_image"][k].get<double>(), 0) << k;
+  EXPECT_EQ(dpf["bill_per_image"]["key_bytes"].get<int64_t>(),
+            dpf["key_bytes_per_image"]["server"].get<int64_t>() + dpf["key_bytes_per_image"]["client"].get<int64_t>());
+  const auto cost = cli("cost resnet18:alpha=0.25 --dataset cifar100 --protocol sci --relu-gate dpf:32");
+  EXPECT_EQ(cost.rc, 0) << cost.out;
+  EXPECT_TRUE(test::contains(cost.out, "with the ReLU gate dpf:32")) << cost.out;
+  for (const std::string bad : {"dpf:99", "dpf:", "dcf:7", "spline"}) {
+    const auto r = cli("pi deal " + (d / "a") + " --out " + (d / "k") + " --relu-gate " + bad);
+    EXPECT_EQ(r.rc, 2) << bad << "\n" << r.out;
+    EXPECT_TRUE(test::contains(r.out, "--relu-gate: ReLU gate '" + bad + "': accepted dcf")) << r.out;
+  }
+}
+
 TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {
   const test::ScratchDir d("pi-reduce");
   const test::EnvGuard state("DEEPREDUCE_STATE_DIR", (d / "state").c_str());

@@ -100,7 +100,7 @@ class PolyGate final : public Gate {
   const char* name() const override { return "poly"; }
   size_t key_bytes() const override { return poly_key_bytes(); }
   int rounds() const override { return 1; }
-  int64_t words_sent_per_element() const override { return 1; }
+  int64_t words_sent(int64_t elements) const override { return elements; }
   uint32_t key_format_version() const override { return 2; }
 
   int64_t param_count(const Step& s) const override { return kRows * s.channels; }

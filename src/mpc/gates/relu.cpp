@@ -3,7 +3,11 @@
 #include "mpc/gates/relu.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "mpc/dcf.h"
@@ -13,45 +17,55 @@ namespace dr::mpc {
 
 namespace {
 
-constexpr int kReluBits = 63, kReluWidth = 2;
-constexpr u64 kLow63 = (u64(1) << 63) - 1;
+constexpr int kReluWidth = 2;
 // Elements per call: the dealer's buffers stay small; the evaluator hands the
 // DCF this many elements, which it splits into its own chunks.
 constexpr size_t kGenChunk = 512, kEvalChunk = 4096;
 
-const DcfLayout& relu_dcf() {
-  static const DcfLayout L = dcf_layout(kReluBits, kReluWidth);  // immutable after init
-  return L;
+// The DCF of the gate on `bits`-bit inputs: its low bits - 1 bits, every
+// width's made once (immutable after init).
+const DcfLayout& relu_dcf(int bits) {
+  static const std::array<DcfLayout, ReluGateChoice::kMaxBits + 1> layouts = [] {
+    std::array<DcfLayout, ReluGateChoice::kMaxBits + 1> a{};
+    for (int b = ReluGateChoice::kMinBits; b <= ReluGateChoice::kMaxBits; ++b)
+      a[size_t(b)] = dcf_layout(b - 1, kReluWidth);
+    return a;
+  }();
+  if (bits < ReluGateChoice::kMinBits || bits > ReluGateChoice::kMaxBits)
+    throw std::invalid_argument("ReLU gate: width " + std::to_string(bits) + " outside " +
+                                std::to_string(ReluGateChoice::kMinBits) + ".." +
+                                std::to_string(ReluGateChoice::kMaxBits));
+  return layouts[size_t(bits)];
 }
-// Where the shares start in an element's key: read once, not per word on
-// the evaluation's hot path.
-const size_t kSharesAt = relu_dcf().key_bytes;
 
-// One element's key for one party, a typed view over its bytes: the DCF key,
-// then this party's shares of four words (Byte: uint8_t to write, const
-// uint8_t to read).
+inline u64 low_mask(int bits) { return bits >= 64 ? ~u64(0) : (u64(1) << bits) - 1; }
+
+// One element's key for one party, a typed view over its bytes: the DCF key
+// (shares_at bytes: read once per call, not per word on the evaluation's hot
+// path), then this party's shares of four words (Byte: uint8_t to write,
+// const uint8_t to read).
 template <class Byte>
 struct ReluKey {
   enum Word { kS = 0, kSR = 1, kRin = 2, kRout = 3, kWords = 4 };  // s, s * r_in, r_in, r_out
   Byte* at;
-  Byte* dcf() const { return at; }
+  size_t shares_at;
   u64 share(Word w) const {
     u64 v;
-    std::memcpy(&v, at + kSharesAt + 8 * w, 8);
+    std::memcpy(&v, at + shares_at + 8 * w, 8);
     return v;
   }
-  void set_share(Word w, u64 v) const { std::memcpy(at + kSharesAt + 8 * w, &v, 8); }
+  void set_share(Word w, u64 v) const { std::memcpy(at + shares_at + 8 * w, &v, 8); }
 };
 using KeyIn = ReluKey<const uint8_t>;
 using KeyOut = ReluKey<uint8_t>;
 
 // The dealer's part for one chunk of m elements: DCF keys, then the shares.
-void relu_gen_chunk(const u64* r_in, const u64* r_out, size_t m, Prg& rng, uint8_t* key0, uint8_t* key1) {
-  const size_t kb = relu_key_bytes();
+void relu_gen_chunk(int bits, const u64* r_in, const u64* r_out, size_t m, Prg& rng, uint8_t* key0, uint8_t* key1) {
+  const size_t kb = relu_key_bytes(bits), shares_at = relu_dcf(bits).key_bytes;
   std::vector<u64> alpha(m), beta(2 * m), value(KeyOut::kWords * m), rnd(KeyOut::kWords * m);
   for (size_t e = 0; e < m; ++e) {
-    const u64 r = r_in[e], s = 1 ^ (r >> 63), sigma = 1 - 2 * s;  // sigma = +1 or -1
-    alpha[e] = r & kLow63;
+    const u64 r = r_in[e], s = 1 ^ ((r >> (bits - 1)) & 1), sigma = 1 - 2 * s;  // sigma = +1 or -1
+    alpha[e] = r & low_mask(bits - 1);
     beta[2 * e] = sigma;
     beta[2 * e + 1] = sigma * r;
     u64* v = &value[KeyOut::kWords * e];
@@ -60,10 +74,10 @@ void relu_gen_chunk(const u64* r_in, const u64* r_out, size_t m, Prg& rng, uint8
     v[KeyOut::kRin] = r;
     v[KeyOut::kRout] = r_out[e];
   }
-  dcf_gen_strided(relu_dcf(), alpha.data(), beta.data(), m, rng, key0, key1, kb);
+  dcf_gen_strided(relu_dcf(bits), alpha.data(), beta.data(), m, rng, key0, key1, kb);
   rng.fill(rnd.data(), rnd.size());
   for (size_t e = 0; e < m; ++e) {
-    const KeyOut k0{key0 + e * kb}, k1{key1 + e * kb};
+    const KeyOut k0{key0 + e * kb, shares_at}, k1{key1 + e * kb, shares_at};
     for (int j = 0; j < KeyOut::kWords; ++j) {
       const auto w = static_cast<KeyOut::Word>(j);
       const u64 a = rnd[KeyOut::kWords * e + j], v = value[KeyOut::kWords * e + j];
@@ -73,92 +87,90 @@ void relu_gen_chunk(const u64* r_in, const u64* r_out, size_t m, Prg& rng, uint8
   }
 }
 
-// Party b's output share for one element from its two DCF output words and its key.
-inline u64 relu_combine(int b, u64 y, const u64 dcf[2], const KeyIn& k) {
+// Party b's output share for one element from its two DCF output words and
+// its key; y_top is bit bits-1 of y.
+inline u64 relu_combine(int b, u64 y, u64 y_top, const u64 dcf[2], const KeyIn& k) {
   const u64 p = dcf[0] + k.share(KeyIn::kS);   // share of d = s xor c
   const u64 q = dcf[1] + k.share(KeyIn::kSR);  // share of d * r
   const u64 rout = k.share(KeyIn::kRout);
-  if ((y >> 63) == 0) return y * p - q + rout;                  // sign = d: d*y - d*r
+  if (y_top == 0) return y * p - q + rout;                      // sign = d: d*y - d*r
   const u64 y_once = b == 0 ? y : 0;                            // sign = 1 - d:
   return y_once - k.share(KeyIn::kRin) - y * p + q + rout;      // y - r - d*y + d*r
 }
 
-class ReluGate : public Gate {
+class ReluGate : public ReluGateBase {
  public:
-  const char* name() const override { return "relu"; }
-  size_t key_bytes() const override { return relu_key_bytes(); }
+  using ReluGateBase::ReluGateBase;
+  size_t key_bytes() const override { return relu_key_bytes(bits_); }
   int rounds() const override { return 1; }
-  int64_t words_sent_per_element() const override { return 1; }
+  int64_t words_sent(int64_t elements) const override { return elements; }
+  uint32_t key_format_version() const override { return bits_ == 64 ? 1 : 3; }
 
   void deal(const GateData&, const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0,
             uint8_t* key1) const override {
-    relu_gen(r_in, r_out, n, rng, key0, key1);
+    relu_gen(r_in, r_out, n, rng, key0, key1, bits_);
   }
 
   bool opens_once() const override { return true; }
   std::vector<u64> shares(Party p, const GateData&, const uint8_t* keys, const std::vector<u64>& x_hat,
                           int threads) const override {
-    const size_t kb = relu_key_bytes();
+    const size_t kb = key_bytes();
     std::vector<u64> share(x_hat.size());
     parallel_for(int64_t(x_hat.size()), threads, [&](int64_t lo, int64_t hi) {
-      relu_eval(static_cast<int>(p), keys + size_t(lo) * kb, x_hat.data() + lo, size_t(hi - lo), share.data() + lo);
+      relu_eval(static_cast<int>(p), keys + size_t(lo) * kb, x_hat.data() + lo, size_t(hi - lo), share.data() + lo,
+                bits_);
     });
     return share;
   }
-
-  void fixed_reference(const Step& s, const std::vector<int64_t>&, std::vector<int64_t>& wire, int) const override {
-    for (int64_t i : s.live) wire[size_t(i)] = std::max<int64_t>(wire[size_t(i)], 0);
-  }
-  void real_reference(const Step& s, const std::vector<double>&, std::vector<double>& wire) const override {
-    for (int64_t i : s.live) wire[size_t(i)] = std::max(wire[size_t(i)], 0.0);
-  }
 };
+
+const GateWidths<ReluGate>& gate_table(int bits) {
+  relu_dcf(bits);  // refuses a width out of range
+  static const GateWidths<ReluGate> table;
+  return table;
+}
 
 }  // namespace
 
-size_t relu_key_bytes() { return relu_dcf().key_bytes + 8 * KeyIn::kWords; }
+size_t relu_key_bytes(int bits) { return relu_dcf(bits).key_bytes + 8 * KeyIn::kWords; }
 
-void relu_gen(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1) {
-  const size_t kb = relu_key_bytes();
+void relu_gen(const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1, int bits) {
+  const size_t kb = relu_key_bytes(bits);
   for (size_t c0 = 0; c0 < n; c0 += kGenChunk) {
     const size_t m = std::min(kGenChunk, n - c0);
-    relu_gen_chunk(r_in + c0, r_out + c0, m, rng, key0 + c0 * kb, key1 + c0 * kb);
+    relu_gen_chunk(bits, r_in + c0, r_out + c0, m, rng, key0 + c0 * kb, key1 + c0 * kb);
   }
 }
 
-void relu_eval(int b, const uint8_t* keys, const u64* x_hat, size_t n, u64* share_out) {
+void relu_eval(int b, const uint8_t* keys, const u64* x_hat, size_t n, u64* share_out, int bits) {
   check_party("relu_eval", b);
-  const DcfLayout& L = relu_dcf();
-  const size_t kb = relu_key_bytes();
+  const DcfLayout& L = relu_dcf(bits);
+  const size_t kb = relu_key_bytes(bits), shares_at = L.key_bytes;
+  const u64 low = low_mask(bits - 1);
   std::vector<u64> ylow(std::min(n, kEvalChunk)), dcf(2 * std::min(n, kEvalChunk));
   for (size_t c0 = 0; c0 < n; c0 += kEvalChunk) {
     const size_t m = std::min(kEvalChunk, n - c0);
-    for (size_t e = 0; e < m; ++e) ylow[e] = x_hat[c0 + e] & kLow63;
+    for (size_t e = 0; e < m; ++e) ylow[e] = x_hat[c0 + e] & low;
     dcf_eval_strided(b, L, keys + c0 * kb, kb, ylow.data(), m, dcf.data());
-    for (size_t e = 0; e < m; ++e)
-      share_out[c0 + e] = relu_combine(b, x_hat[c0 + e], &dcf[2 * e], KeyIn{keys + (c0 + e) * kb});
+    for (size_t e = 0; e < m; ++e) {
+      const u64 y = x_hat[c0 + e];
+      const KeyIn k{keys + (c0 + e) * kb, shares_at};
+      share_out[c0 + e] = relu_combine(b, y, (y >> (bits - 1)) & 1, &dcf[2 * e], k);
+    }
   }
 }
 
-const Gate& relu_gate() {
-  static const ReluGate gate;
-  return gate;
+void ReluGateBase::fixed_reference(const Step& s, const std::vector<int64_t>&, std::vector<int64_t>& wire,
+                                   int) const {
+  for (int64_t i : s.live)
+    if (!relu_positive(wire[size_t(i)], bits_)) wire[size_t(i)] = 0;
 }
 
-namespace {
-
-// The ReLU gate on the differences of max pooling's pairs, under its own
-// name: reports count these comparisons apart from the network's ReLUs.
-class MaxGate final : public ReluGate {
- public:
-  const char* name() const override { return "maxpool"; }
-};
-
-}  // namespace
-
-const Gate& max_gate() {
-  static const MaxGate gate;
-  return gate;
+void ReluGateBase::real_reference(const Step& s, const std::vector<double>&, std::vector<double>& wire) const {
+  for (int64_t i : s.live) wire[size_t(i)] = std::max(wire[size_t(i)], 0.0);
 }
+
+const Gate& relu_gate(int bits) { return *gate_table(bits).relu[size_t(bits)]; }
+const Gate& max_gate(int bits) { return *gate_table(bits).max[size_t(bits)]; }
 
 }  // namespace dr::mpc

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole bill of a private prediction, per image, with each ReLU gate side
+# by side in one run (issue 20, part 3): the dealer's time and the key it
+# ships to both parties, each party's preprocessing, the online latency, and
+# the ratio of offline to online, measured by `deepreduce pi run` (dealer,
+# server and client as three processes on 127.0.0.1, one thread each) on
+# resnet6:alpha=0.25 (36,544 ReLUs) trained one epoch on Fashion-MNIST.
+# The first gate's run also reports the largest ReLU input and the narrowest
+# reduced-width gate that holds it; each reduced-width run reports how many
+# inputs fell outside its range. Run alone on an idle machine.
+#   bench/pi_bill.sh [BUILD_DIR]     COUNT=20 LIMIT=5000 OUT=runs/bench-bill GATES="dcf dcf:24 dpf:24 dpf:32"
+# Needs about 2.1 KB of disk per ReLU per party and image for the dcf keys
+# (COUNT=20: about 3 GB in the temporary directory).
+set -euo pipefail
+BUILD_DIR=${1:-build}
+BIN=$BUILD_DIR/deepreduce
+COUNT=${COUNT:-20}
+LIMIT=${LIMIT:-5000}
+OUT=${OUT:-runs/bench-bill}
+GATES=${GATES:-dcf dcf:24 dpf:24 dpf:32}
+SPEC=${SPEC:-resnet6:alpha=0.25}
+PY=${PY:-python3}
+[[ -x $BIN ]] || { echo "bench/pi_bill.sh: $BIN is missing: run 'make build'" >&2; exit 1; }
+mkdir -p "$OUT"
+run=$OUT/$(echo "$SPEC" | sed 's/:/_/g; s/=/-/g; s/,/+/g')
+[[ -f $run/result.json ]] || "$BIN" train --model "$SPEC" --data fashion-mnist --limit "$LIMIT" --epochs 1 --out "$run" >&2
+for gate in $GATES; do
+  "$BIN" pi run "$run" --data fashion-mnist --count "$COUNT" --relu-gate "$gate" --format json --quiet \
+    > "$OUT/${gate/:/-}.pi.json"
+done
+"$PY" - "$OUT" $GATES <<'PY' | tee "$OUT/summary.md"
+import json, sys
+out, gates = sys.argv[1], sys.argv[2:]
+rows = [json.load(open(f"{out}/{g.replace(':', '-')}.pi.json")) for g in gates]
+p, first = rows[0]["provenance"], rows[0]
+print(f"Whole bill per image of `{first['spec']}` ({first['relus']:,} ReLUs) on Fashion-MNIST: deepreduce "
+      f"{p['deepreduce']} (commit {p.get('commit')}{', modified' if p.get('dirty') else ''}), {p['cpu']}, "
+      f"{p['cores']} cores, {p.get('started', '')}; {first['images']} images per gate, one thread per party; "
+      f"{first['trust_model']}.")
+c = first["comparison_inputs"]
+print(f"Largest ReLU input over the images: {c['largest']:.3f} (fixed point {c['largest_fixed']:,}): the narrowest "
+      f"reduced-width gate that holds it is {c['bits_needed']} bits.\n")
+print("| ReLU gate | rounds | dealer s | keys MB (both parties) | preprocessing s (client / server) | offline s | "
+      "online s | offline / online | offline + online | vs first | WAN s (modelled) | inputs out of range | "
+      "agreement (float / fixed) |")
+print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+total0 = first["bill_per_image"]["offline_s"] + first["bill_per_image"]["online_s"]
+for r in rows:
+    b = r["bill_per_image"]
+    total = b["offline_s"] + b["online_s"]
+    print(f"| {r['relu_gate']} | {r['rounds']} | {b['dealer_s']:.3f} | {b['key_bytes'] / 1e6:.1f} | "
+          f"{b['preprocessing_s']['client']:.3f} / {b['preprocessing_s']['server']:.3f} | {b['offline_s']:.3f} | "
+          f"{b['online_s']:.3f} | {b['offline_per_online']:.1f}x | {total:.3f} | {total0 / total:.1f}x lower | "
+          f"{r['modelled']['wan']['seconds_per_image']:.2f} | {r['comparison_inputs']['out_of_range']:,} | "
+          f"{r['agreement']:.2f} / {r['reference']['agreement']:.2f} |")
+PY
