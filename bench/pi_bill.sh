@@ -4,11 +4,14 @@
 # ships to both parties, each party's preprocessing, the online latency, and
 # the ratio of offline to online, measured by `deepreduce pi run` (dealer,
 # server and client as three processes on 127.0.0.1, one thread each) on
-# resnet6:alpha=0.25 (36,544 ReLUs) trained one epoch on Fashion-MNIST.
+# resnet6:alpha=0.25 (36,544 ReLUs) trained one epoch on Fashion-MNIST (or
+# SPEC on DATA: a full-width resnet18 on synthetic 3x32x32 images, CIFAR
+# not being downloadable here, with SPEC=resnet18 DATA=synthetic:3x32x32:10:256).
 # The first gate's run also reports the largest ReLU input and the narrowest
 # reduced-width gate that holds it; each reduced-width run reports how many
 # inputs fell outside its range. Run alone on an idle machine.
 #   bench/pi_bill.sh [BUILD_DIR]     COUNT=20 LIMIT=5000 OUT=runs/bench-bill GATES="dcf dcf:24 dpf:24 dpf:32"
+#                                    SPEC=resnet6:alpha=0.25 DATA=fashion-mnist
 # Needs about 2.1 KB of disk per ReLU per party and image for the dcf keys
 # (COUNT=20: about 3 GB in the temporary directory).
 set -euo pipefail
@@ -19,21 +22,22 @@ LIMIT=${LIMIT:-5000}
 OUT=${OUT:-runs/bench-bill}
 GATES=${GATES:-dcf dcf:24 dpf:24 dpf:32}
 SPEC=${SPEC:-resnet6:alpha=0.25}
+DATA=${DATA:-fashion-mnist}
 PY=${PY:-python3}
 [[ -x $BIN ]] || { echo "bench/pi_bill.sh: $BIN is missing: run 'make build'" >&2; exit 1; }
 mkdir -p "$OUT"
 run=$OUT/$(echo "$SPEC" | sed 's/:/_/g; s/=/-/g; s/,/+/g')
-[[ -f $run/result.json ]] || "$BIN" train --model "$SPEC" --data fashion-mnist --limit "$LIMIT" --epochs 1 --out "$run" >&2
+[[ -f $run/result.json ]] || "$BIN" train --model "$SPEC" --data "$DATA" --limit "$LIMIT" --epochs 1 --out "$run" >&2
 for gate in $GATES; do
-  "$BIN" pi run "$run" --data fashion-mnist --count "$COUNT" --relu-gate "$gate" --format json --quiet \
+  "$BIN" pi run "$run" --data "$DATA" --count "$COUNT" --relu-gate "$gate" --format json --quiet \
     > "$OUT/${gate/:/-}.pi.json"
 done
-"$PY" - "$OUT" $GATES <<'PY' | tee "$OUT/summary.md"
+"$PY" - "$OUT" "$DATA" $GATES <<'PY' | tee "$OUT/summary.md"
 import json, sys
-out, gates = sys.argv[1], sys.argv[2:]
+out, data, gates = sys.argv[1], sys.argv[2], sys.argv[3:]
 rows = [json.load(open(f"{out}/{g.replace(':', '-')}.pi.json")) for g in gates]
 p, first = rows[0]["provenance"], rows[0]
-print(f"Whole bill per image of `{first['spec']}` ({first['relus']:,} ReLUs) on Fashion-MNIST: deepreduce "
+print(f"Whole bill per image of `{first['spec']}` ({first['relus']:,} ReLUs) on {data}: deepreduce "
       f"{p['deepreduce']} (commit {p.get('commit')}{', modified' if p.get('dirty') else ''}), {p['cpu']}, "
       f"{p['cores']} cores, {p.get('started', '')}; {first['images']} images per gate, one thread per party; "
       f"{first['trust_model']}.")
