@@ -90,9 +90,10 @@ class Gate {
                                     const std::vector<u64>& x_hat, const Open& open, int threads) const {
     return open(shares(p, data, keys, x_hat, threads));
   }
-  // A gate that opens once (both gates here): this party's shares of
-  // y^ = g(x) + r_out, computed locally, that evaluate opens. The parties
-  // open the shares of two such gate steps of one site in one message
+  // A gate that opens once (the one-round ReLU gate, the polynomial gate):
+  // this party's shares of y^ = g(x) + r_out, computed locally, that
+  // evaluate opens. The parties send the shares of such a gate step in the
+  // first message of the step before it on the same site
   // (Step::opens_with_next). Others: std::logic_error.
   virtual bool opens_once() const { return false; }
   virtual std::vector<u64> shares(Party p, const GateData& data, const uint8_t* keys, const std::vector<u64>& x_hat,
@@ -127,12 +128,11 @@ class Gate {
 const Gate& gate_of(GateKind kind, ReluGateChoice relu_gate = {});
 inline const Gate& gate_of(const Step& s) { return gate_of(s.gate, s.comparison); }
 
-// Whether a site's polynomial elements open with its ReLU elements in one
-// message (both gates open once): what the program compiler marks
+// Whether a site's polynomial elements open with its ReLU elements (the
+// polynomial gate opens once: its shares travel in the ReLU step's first
+// message, whichever ReLU gate): what the program compiler marks
 // (Step::opens_with_next) and what a cost plan of mixed sites assumes.
-inline bool polys_open_with_relus(ReluGateChoice relu_gate = {}) {
-  return gate_of(GateKind::Relu, relu_gate).opens_once() && gate_of(GateKind::Poly).opens_once();
-}
+inline bool polys_open_with_relus() { return gate_of(GateKind::Poly).opens_once(); }
 
 // How many of a gate step's live inputs (fixed point, as the plaintext
 // reference holds them) lie outside what its gate computes exactly

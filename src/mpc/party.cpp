@@ -46,7 +46,7 @@ LayerRecord traffic_record(const Traffic& d) {
 // --- handshake -----------------------------------------------------------------
 
 // The magic's last byte is the online protocol's version: 2 since a site's
-// ReLU and polynomial shares travel in one message (Step::opens_with_next).
+// polynomial shares travel in the ReLU step's first message (Step::opens_with_next).
 constexpr char kHelloMagic[8] = {'D', 'R', 'H', 'E', 'L', 'L', 'O', '2'};
 
 struct Hello {
@@ -321,8 +321,8 @@ class Engine {
   }
 
   // Gate step `i`: its gate on its live elements, opened in its own
-  // exchange, or (opens_with_next) in one exchange with the next step's,
-  // whose opened values then wait for it in opened_next_.
+  // exchanges, or (opens_with_next) with the next step's shares in its
+  // first exchange, whose opened values then wait for it in opened_next_.
   std::vector<u64> gate(Transport& t, size_t i, const std::vector<u64>& x_hat) {
     const Step& s = program_.steps[i];
     std::vector<u64> out = x_hat;  // a linearised element keeps its input and its mask
@@ -334,26 +334,26 @@ class Engine {
       place(opened_next_);
       return out;
     }
-    const std::vector<u64> xs = live_values(s, x_hat);
-    if (!s.opens_with_next) {
-      place(gate_of(s).evaluate(
-          role_, gate_data(s), gate_keys(s), xs,
-          [&](const std::vector<u64>& shares) { return exchange(t, MsgType::GateShare, shares); }, threads_));
-      return out;
-    }
     // The next step's elements are untouched by this one: its input is x_hat.
-    const Step& next = program_.steps[i + 1];
-    std::vector<u64> shares = gate_of(s).shares(role_, gate_data(s), gate_keys(s), xs, threads_);
-    const auto t0 = Clock::now();
-    const std::vector<u64> theirs =
-        gate_of(next).shares(role_, gate_data(next), gate_keys(next), live_values(next, x_hat), threads_);
-    next_compute_s_ = since(t0);
-    shares.insert(shares.end(), theirs.begin(), theirs.end());
-    std::vector<u64> opened = exchange(t, MsgType::GateShare, shares);
-    opened_next_.assign(opened.begin() + std::ptrdiff_t(xs.size()), opened.end());
-    next_opened_ = true;
-    opened.resize(xs.size());
-    place(opened);
+    std::vector<u64> riders;
+    if (s.opens_with_next) {
+      const Step& next = program_.steps[i + 1];
+      const auto t0 = Clock::now();
+      riders = gate_of(next).shares(role_, gate_data(next), gate_keys(next), live_values(next, x_hat), threads_);
+      next_compute_s_ = since(t0);
+    }
+    auto open = [&](const std::vector<u64>& shares) {
+      if (riders.empty()) return exchange(t, MsgType::GateShare, shares);
+      std::vector<u64> both = shares;  // the first exchange carries the next step's shares after this one's
+      both.insert(both.end(), riders.begin(), riders.end());
+      std::vector<u64> opened = exchange(t, MsgType::GateShare, both);
+      opened_next_.assign(opened.begin() + std::ptrdiff_t(shares.size()), opened.end());
+      next_opened_ = true;
+      riders.clear();
+      opened.resize(shares.size());
+      return opened;
+    };
+    place(gate_of(s).evaluate(role_, gate_data(s), gate_keys(s), live_values(s, x_hat), open, threads_));
     return out;
   }
   static std::vector<u64> live_values(const Step& s, const std::vector<u64>& wire) {

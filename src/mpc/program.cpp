@@ -209,7 +209,7 @@ class Compiler {
     const int64_t polys = kind == arch::ReluKind::Plain ? 0 : l.mask->polys;
     if (relus > 0) cur = gate_step(l, GateKind::Relu, arch::SiteOp::Relu, relus, kind == arch::ReluKind::Plain, cur);
     if (polys > 0) cur = gate_step(l, GateKind::Poly, arch::SiteOp::Poly, polys, false, cur);
-    if (relus > 0 && polys > 0 && polys_open_with_relus(program_.relu_gate))
+    if (relus > 0 && polys > 0 && polys_open_with_relus())
       program_.steps[program_.steps.size() - 2].opens_with_next = true;
     return cur;
   }

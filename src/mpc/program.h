@@ -13,9 +13,9 @@
 //            ReLU gate on a site's ReLU elements, then the polynomial gate on
 //            its polynomial elements (one step each, on the same wire; an
 //            identity element passes through both); its rounds are the
-//            gate's, but the two steps of one site open their shares in one
-//            message (Step::opens_with_next): a polynomial adds no round to
-//            a site that has ReLUs. A removed ReLU, a site of identities
+//            gate's, but the polynomial step's shares travel in the ReLU
+//            step's first message (Step::opens_with_next): a polynomial adds
+//            no round to a site that has ReLUs. A removed ReLU, a site of identities
 //            only and flatten are no step at all
 //   PairDiff out[p] = in[first[p]] - in[second[p]]: local, masks subtract
 //   PairMax  out[p] = in[second[p]] + in2[p]: local, masks add
@@ -96,9 +96,9 @@ struct Step {
   int64_t live_count = 0;
   std::vector<int64_t> live;
   int gate_index = -1;        // position among the gate steps
-  // The next step is a gate step of the same site, and both gates open once
-  // (Gate::opens_once): the parties send both steps' shares in one message
-  // at this step, so the pair takes one round. The next step's input
+  // The next step is a gate step of the same site whose gate opens once
+  // (Gate::opens_once): the parties send its shares with this step's in this
+  // step's first message, so it adds no round. The next step's input
   // elements are this step's (it changes none of them).
   bool opens_with_next = false;
   // A gate with parameters per channel of its site (the polynomial gate):

@@ -326,6 +326,27 @@ TEST(ThreeProcesses, ReducedWidthReluGatesRunPrivately) {
     expect_images_match_references(net, model, r.client["report"], want, 3, gate);
     EXPECT_EQ(KeyFile(keys + "/server.key").header().version, 3u) << name;
   }
+  // Polynomial sites with the two-round gate: the polynomial shares travel in
+  // the ReLU step's first message, so a site still takes the ReLU gate's rounds.
+  const arch::Network mixed_net = poly_net();
+  const FloatModel mixed_model = random_float_model(mixed_net, 5);
+  const ReluGateChoice dpf = parse_relu_gate("dpf:32");
+  util::make_dirs(dir / "poly");
+  const PairRun p = deal_and_run(mixed_net, mixed_model, dir / "poly", 3, dpf);
+  if (HasFailure()) return;
+  const Program mixed_program = compile_program(mixed_net, ProgramDetail::Indices, dpf);
+  const ExpectedCost mixed_want = expected_cost(mixed_program);
+  for (const Step& st : mixed_program.steps)
+    if (st.kind == StepKind::Gate && st.gate == GateKind::Relu) {  // the sites with both ops
+      EXPECT_EQ(st.opens_with_next, st.name == "layer1.0.relu" || st.name == "layer3.0.relu") << st.name;
+    }
+  EXPECT_EQ(mixed_want.rounds, expected_cost(compile_program(mixed_net)).rounds +
+                                   int64_t(std::count_if(mixed_program.steps.begin(), mixed_program.steps.end(),
+                                                         [](const Step& st) {
+                                                           return st.kind == StepKind::Gate && st.gate == GateKind::Relu;
+                                                         })));
+  expect_images_match_references(mixed_net, mixed_model, p.client["report"], mixed_want, 3, dpf);
+
   // Fresh keys of each gate: the server's dealt for dpf:32, the client's for the default.
   util::make_dirs(dir / "fresh-dpf");
   util::make_dirs(dir / "fresh-full");
@@ -348,8 +369,10 @@ TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {
     KeyFile k(dir / "client.key");
     const uint64_t at = k.file_bytes() - 2 * (k.header().block_bytes + 32) + 77;  // inside block 0
     std::fstream f(dir / "client.key", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(std::streamoff(at));
+    const char was = char(f.get());
     f.seekp(std::streamoff(at));
-    f.put('\x5a');
+    f.put(char(was ^ 0x5a));  // a changed byte (a constant would already be there once in 256 deals)
   }
   RunSpec s = spec_for(dir.path, dir.path);
   s.images = 1;
