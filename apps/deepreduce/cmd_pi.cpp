@@ -7,10 +7,12 @@
 #include <utility>
 
 #include "commands.h"
+#include "mpc/cost.h"
 #include "mpc/dealer.h"
 #include "mpc/keys.h"
 #include "pipeline/private_inference.h"
 #include "report/format.h"
+#include "report/table.h"
 #include "util/strings.h"
 
 namespace dr::cli {
@@ -238,17 +240,80 @@ void run_command(CLI::App& pi) {
   cmd->add_option("--count", o->run.count, "Images")->capture_default_str();
   cmd->add_option("--frac-bits", o->run.frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
   cmd->add_option("--keys", o->run.keys, "Key directory (default: a temporary one, removed afterwards)");
-  cmd->add_option("--relu-gate", o->relu_gate, relu_gate_option_help())->capture_default_str();
+  cmd->add_option("--relu-gate", o->relu_gate,
+                  relu_gate_option_help() + "; or dcf:auto / dpf:auto: N from the training images (--calibrate)")
+      ->capture_default_str();
+  cmd->add_option("--calibrate", o->run.calibration_images,
+                  "With --relu-gate dcf:auto or dpf:auto: the training images of --data the width is chosen from")
+      ->capture_default_str();
+  cmd->add_option("--margin-bits", o->run.margin_bits,
+                  "With --relu-gate dcf:auto or dpf:auto: bits of headroom above the largest input seen")
+      ->capture_default_str();
   o->flags.add(cmd);
   cmd->callback([o] {
     o->flags.check();
-    o->run.relu_gate = parse_relu_gate_option(o->relu_gate);
+    if (pipeline::is_auto_relu_gate(o->relu_gate))
+      o->run.auto_gate = o->relu_gate;
+    else
+      o->run.relu_gate = parse_relu_gate_option(o->relu_gate);
     o->run.threads = o->flags.threads;
     o->run.timeout_s = o->flags.timeout;
     o->run.quiet = o->flags.quiet;
     o->run.state_dir = o->flags.state_dir;
     const nlohmann::json s = pipeline::run_private_inference(o->run);
     std::cout << (o->flags.format == "json" ? s.dump(2) + "\n" : pipeline::summary_table(s));
+  });
+}
+
+// `pi calibrate`: the ReLU inputs over training images, and what each gate
+// would cost at the width they call for.
+void calibrate_command(CLI::App& pi) {
+  struct Opts {
+    std::string run, data, format = "table";
+    int64_t count = pipeline::kDefaultCalibrationImages;
+    int frac_bits = mpc::kDefaultFracBits, margin_bits = pipeline::kDefaultMarginBits;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = pi.add_subcommand("calibrate", "Choose the width of a reduced-width ReLU gate (--relu-gate dcf:N, dpf:N) "
+                                             "from RUN's ReLU inputs over training images, in the clear");
+  cmd->add_option("RUN", o->run, "Finished run directory")->required();
+  cmd->add_option("--data", o->data, data_option_help() + "; its first COUNT training images")->required();
+  cmd->add_option("--count", o->count, "Training images")->capture_default_str();
+  cmd->add_option("--margin-bits", o->margin_bits, "Bits of headroom above the largest input seen")->capture_default_str();
+  cmd->add_option("--frac-bits", o->frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
+  cmd->add_option("--format", o->format, "Output: table or json")->capture_default_str();
+  cmd->callback([o] {
+    check_table_or_json(o->format);
+    const pipeline::Calibration c =
+        pipeline::calibrate_relu_width(o->run, o->data, o->count, o->frac_bits, o->margin_bits);
+    mpc::Architecture arch = pipeline::run_architecture(o->run);
+    nlohmann::json gates = nlohmann::json::array();
+    for (const std::string g : {"dcf", "dcf:auto", "dpf:auto"}) {
+      arch.relu_gate = pipeline::calibrated_relu_gate(g, c);
+      const mpc::ExpectedCost e = mpc::expected_cost(arch);
+      gates.push_back({{"relu_gate", mpc::relu_gate_name(arch.relu_gate)},
+                       {"rounds", e.rounds},
+                       {"online_bytes", e.online_bytes},
+                       {"key_bytes", {{"server", e.server_key_bytes}, {"client", e.client_key_bytes}}}});
+    }
+    nlohmann::json j = pipeline::to_json(c);
+    j["gates"] = gates;
+    if (o->format == "json") {
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    std::cout << "largest ReLU input over the first " << c.images << " training images of " << c.data << ": "
+              << report::fixed(c.largest, 3) << " (" << report::thousands(int64_t(c.largest_fixed)) << " at f = "
+              << c.frac_bits << "): " << c.bits_needed << " bits hold it; with " << c.margin_bits
+              << " bits of margin: N = " << c.bits << "\n";
+    report::Table t({{"gate", "ReLU gate"}, {"rounds", "rounds", true}, {"mb", "online MB", true},
+                     {"key", "key MB per image (server / client)", true}});
+    for (const auto& g : gates)
+      t.add_row({g["relu_gate"], g["rounds"], report::fixed(g["online_bytes"].get<double>() / 1e6, 2),
+                 report::fixed(g["key_bytes"]["server"].get<double>() / 1e6, 1) + " / " +
+                     report::fixed(g["key_bytes"]["client"].get<double>() / 1e6, 1)});
+    std::cout << t.render(report::Format::Table)
+              << "A test set is not what a deployment sees: pi run counts the inputs outside the chosen range.\n";
   });
 }
 
@@ -262,6 +327,7 @@ void add_pi_commands(CLI::App& app) {
   serve_command(*pi);
   client_command(*pi);
   run_command(*pi);
+  calibrate_command(*pi);
 }
 
 }  // namespace dr::cli

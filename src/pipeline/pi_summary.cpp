@@ -205,9 +205,17 @@ std::string accuracy_line(const json& s) {
 // narrowest dpf gate that holds it, and those outside the gate run.
 std::string comparison_line(const json& s) {
   if (!s.contains("comparison_inputs")) return "";
+  std::string out;
+  if (s.contains("calibration")) {
+    const json& k = s["calibration"];
+    out = "calibration: largest ReLU input " + report::fixed(k["largest"].get<double>(), 3) + " over the first " +
+          std::to_string(k["images"].get<int64_t>()) + " training images: " +
+          std::to_string(k["bits_needed"].get<int>()) + " bits hold it, " + std::to_string(k["margin_bits"].get<int>()) +
+          " bits of margin: " + s.value("relu_gate", std::string("dcf")) + "\n";
+  }
   const json& c = s["comparison_inputs"];
   const int64_t outside = c["out_of_range"].get<int64_t>();
-  return "comparisons: largest input |x| " + report::fixed(c["largest"].get<double>(), 3) + " (the narrowest gate " +
+  return out + "comparisons: largest input |x| " + report::fixed(c["largest"].get<double>(), 3) + " (the narrowest gate " +
          "that holds it: dpf:" + std::to_string(c["bits_needed"].get<int>()) + "); " + report::thousands(outside) +
          " input" + (outside == 1 ? "" : "s") + " outside what " + c["relu_gate"].get<std::string>() +
          " compares exactly" + (outside > 0 ? " (their sign read from the low bits, as the reference does)" : "") +

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 
 #include "arch/spec.h"
@@ -91,17 +92,18 @@ void check_key_dir(const std::string& dir, const std::string& option) {
   }
 }
 
-std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t count, const arch::Shape& input) {
+std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t count, const arch::Shape& input,
+                                            bool train) {
   if (count < 1) throw std::invalid_argument("--count must be >= 1 (got " + std::to_string(count) + ")");
   const arch::DataSource src = arch::parse_source(data);
   if (!(src.input.shape == input))
     throw std::invalid_argument("--data " + data + " gives " + src.input.shape.str() + " images; the network takes " +
                                 input.str());
   const data::DataSplit split = data::load_dataset(data, count);
-  const data::Dataset& test = split.test;
+  const data::Dataset& test = train ? split.train : split.test;
   if (test.size() < count)
-    throw std::invalid_argument("--data " + data + " has " + std::to_string(test.size()) + " test images, fewer than --count " +
-                                std::to_string(count));
+    throw std::invalid_argument("--data " + data + " has " + std::to_string(test.size()) + (train ? " training" : " test") +
+                                " images, fewer than " + (train ? "--calibrate " : "--count ") + std::to_string(count));
   const torch::Tensor px = test.images.slice(0, 0, count).to(torch::kFloat).div(255.0).contiguous();
   std::vector<mpc::ClientImage> out(static_cast<size_t>(count));
   const int64_t per = px.numel() / count;
@@ -110,6 +112,56 @@ std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t cou
     out[i].label = test.labels[i].item<int64_t>();
   }
   return out;
+}
+
+namespace {
+
+// The narrowest gate width N whose range holds |x| <= largest (|x| <
+// 2^(N-1)), at least the narrowest gate there is.
+int bits_needed(uint64_t largest) {
+  int needed = 1;
+  while (needed < 64 && largest >= (uint64_t(1) << (needed - 1))) ++needed;
+  return std::max(needed, mpc::ReluGateChoice::kMinBits);
+}
+
+}  // namespace
+
+Calibration calibrate_relu_width(const std::string& run, const std::string& data, int64_t count, int frac_bits,
+                                 int margin_bits) {
+  if (count < 1) throw std::invalid_argument("--calibrate must be >= 1 image (got " + std::to_string(count) + ")");
+  if (margin_bits < 0 || margin_bits > 32)
+    throw std::invalid_argument("--margin-bits must be in 0..32 (got " + std::to_string(margin_bits) + ")");
+  mpc::check_frac_bits(frac_bits);
+  const mpc::Architecture arch = run_architecture(run);
+  const mpc::Program program = mpc::compile_program(arch);  // the 64-bit gate: exact references
+  const mpc::FloatModel model = run_float_model(run);
+  const mpc::QuantModel q = mpc::quantise(program, model, frac_bits);
+  Calibration c;
+  c.data = data;
+  c.images = count;
+  c.frac_bits = frac_bits;
+  c.margin_bits = margin_bits;
+  mpc::GateInputRange range;
+  for (const mpc::ClientImage& image : client_images(data, count, arch.input, true))
+    mpc::fixed_reference(program, q, model, image.pixels, &range);
+  c.largest_fixed = range.largest;
+  c.largest = static_cast<double>(range.largest) / std::ldexp(1.0, frac_bits);
+  c.bits_needed = bits_needed(range.largest);
+  c.bits = std::min(mpc::ReluGateChoice::kMaxBits, c.bits_needed + margin_bits);
+  return c;
+}
+
+json to_json(const Calibration& c) {
+  return {{"data", c.data}, {"split", "train"}, {"images", c.images}, {"frac_bits", c.frac_bits},
+          {"largest_fixed", c.largest_fixed}, {"largest", c.largest}, {"bits_needed", c.bits_needed},
+          {"margin_bits", c.margin_bits}, {"bits", c.bits}};
+}
+
+bool is_auto_relu_gate(const std::string& text) { return text == "dcf:auto" || text == "dpf:auto"; }
+
+mpc::ReluGateChoice calibrated_relu_gate(const std::string& text, const Calibration& c) {
+  if (!is_auto_relu_gate(text)) return mpc::parse_relu_gate(text);
+  return mpc::parse_relu_gate(text.substr(0, 4) + std::to_string(c.bits));
 }
 
 namespace {
@@ -183,13 +235,11 @@ json whole_bill(const json& summary, const json& deal) {
 // dpf:N gate that holds it, and how many inputs lay outside the gate's
 // range (their sign read from the low N bits, as the protocol does).
 json comparison_inputs(const mpc::GateInputRange& r, const mpc::ReluGateChoice& gate, int frac_bits) {
-  int needed = 1;  // |x| < 2^(needed - 1) for x >= 0; x = -2^(needed-1) fits too
-  while (needed < 64 && r.largest >= (uint64_t(1) << (needed - 1))) ++needed;
   return {{"relu_gate", mpc::relu_gate_name(gate)},
           {"out_of_range", r.out_of_range},
           {"largest_fixed", r.largest},
           {"largest", static_cast<double>(r.largest) / std::ldexp(1.0, frac_bits)},
-          {"bits_needed", std::max(needed, mpc::ReluGateChoice::kMinBits)}};
+          {"bits_needed", bits_needed(r.largest)}};
 }
 
 // Private logits against the float model and the fixed-point reference.
@@ -233,8 +283,14 @@ json run_private_inference(const PiRunOptions& o) {
   if (!(o.timeout_s > 0 && o.timeout_s <= 86400)) throw std::invalid_argument("--timeout must be in (0, 86400] s");
   mpc::check_frac_bits(o.frac_bits);
   mpc::Architecture arch = run_architecture(o.run);
-  arch.relu_gate = o.relu_gate;
   check_private_runtime(mpc::build_network(arch), "pi run " + o.run);
+  std::optional<Calibration> calibration;
+  if (!o.auto_gate.empty()) {
+    calibration = calibrate_relu_width(o.run, o.data, o.calibration_images, o.frac_bits, o.margin_bits);
+    arch.relu_gate = calibrated_relu_gate(o.auto_gate, *calibration);
+  } else {
+    arch.relu_gate = o.relu_gate;
+  }
   const mpc::Program program = mpc::compile_program(arch);
   run_float_model(o.run);  // the weights fit the network
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
@@ -253,7 +309,8 @@ json run_private_inference(const PiRunOptions& o) {
   Children children;
   std::string out;
   util::Child dealer = util::spawn({bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
-                                    "--threads", t, "--relu-gate", mpc::relu_gate_name(o.relu_gate), "--format", "json"},
+                                    "--threads", t, "--relu-gate", mpc::relu_gate_name(arch.relu_gate), "--format",
+                                    "json"},
                                    true);
   children.live = {&dealer};
   finish(dealer, &out, "the dealer");
@@ -279,6 +336,7 @@ json run_private_inference(const PiRunOptions& o) {
   add_agreement(summary, o, program, images);
   summary["dealer"] = deal;
   summary["bill_per_image"] = whole_bill(summary, deal);
+  if (calibration) summary["calibration"] = to_json(*calibration);
   summary["processes"] = "dealer, server and client: three processes on 127.0.0.1";
   return summary;
 }

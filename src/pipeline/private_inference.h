@@ -36,7 +36,32 @@ void check_key_dir(const std::string& dir, const std::string& option);
 // The first `count` test images of `data` as the client holds them (raw
 // pixels in [0, 1], CHW, with labels). Throws std::invalid_argument when the
 // data's images are not `input` or it has fewer than `count` test images.
-std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t count, const arch::Shape& input);
+// `train`: the first `count` training images instead (calibration).
+std::vector<mpc::ClientImage> client_images(const std::string& data, int64_t count, const arch::Shape& input,
+                                            bool train = false);
+
+// Choosing the width of a reduced-width ReLU gate from data: the ReLU (and
+// max-pooling) inputs of the run's fixed-point reference over the first
+// `count` training images of `data`, the largest, the narrowest width that
+// holds it, and the width chosen with `margin_bits` of headroom (each bit
+// doubles the largest input the gate takes exactly).
+struct Calibration {
+  std::string data;
+  int64_t images = 0;
+  int frac_bits = mpc::kDefaultFracBits, margin_bits = 0;
+  uint64_t largest_fixed = 0;
+  double largest = 0;
+  int bits_needed = 0, bits = 0;  // bits = min(64, bits_needed + margin_bits)
+};
+constexpr int kDefaultMarginBits = 4;
+constexpr int64_t kDefaultCalibrationImages = 256;
+Calibration calibrate_relu_width(const std::string& run, const std::string& data, int64_t count, int frac_bits,
+                                 int margin_bits);
+nlohmann::json to_json(const Calibration& c);
+// "dcf:auto" / "dpf:auto" with that gate at the calibrated width; any other
+// text as mpc::parse_relu_gate reads it (std::invalid_argument otherwise).
+bool is_auto_relu_gate(const std::string& text);
+mpc::ReluGateChoice calibrated_relu_gate(const std::string& text, const Calibration& c);
 
 // A session as one JSON object, the client's view of both parties: relus
 // (live ReLUs), images, accuracy, agreement (null here; run_private_inference
@@ -55,6 +80,12 @@ struct PiRunOptions {
   int64_t count = 10;
   int frac_bits = mpc::kDefaultFracBits;
   mpc::ReluGateChoice relu_gate;  // what the keys are dealt for (pi deal --relu-gate)
+  // "dcf:auto" / "dpf:auto": that gate at the width calibrate_relu_width
+  // chooses from the first calibration_images training images of `data`
+  // (relu_gate is then ignored); "" = relu_gate as given.
+  std::string auto_gate;
+  int64_t calibration_images = kDefaultCalibrationImages;
+  int margin_bits = kDefaultMarginBits;
   int threads = 1;        // per party
   double timeout_s = 60;  // every wait of a party for the other
   std::string keys;       // key directory; "" = a temporary one, removed afterwards

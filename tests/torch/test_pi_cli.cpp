@@ -180,6 +180,17 @@ TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
     EXPECT_GT(dpf["bill_per_image"][k].get<double>(), 0) << k;
   EXPECT_EQ(dpf["bill_per_image"]["key_bytes"].get<int64_t>(),
             dpf["key_bytes_per_image"]["server"].get<int64_t>() + dpf["key_bytes_per_image"]["client"].get<int64_t>());
+  // The width from training images: pi calibrate, and pi run's dpf:auto.
+  const json cal = json_of("pi calibrate " + (d / "a") + " --data " + data + " --count 32 --format json");
+  EXPECT_EQ(cal["images"], 32);
+  EXPECT_EQ(cal["split"], "train");
+  EXPECT_EQ(cal["bits"].get<int>(), cal["bits_needed"].get<int>() + 4);
+  ASSERT_EQ(cal["gates"].size(), 3u);
+  EXPECT_EQ(cal["gates"][2]["relu_gate"], "dpf:" + std::to_string(cal["bits"].get<int>()));
+  const json automatic = json_of(run + " --relu-gate dpf:auto --calibrate 32 --margin-bits 6");
+  EXPECT_EQ(automatic["relu_gate"], "dpf:" + std::to_string(cal["bits_needed"].get<int>() + 6));
+  EXPECT_EQ(automatic["calibration"]["bits_needed"], cal["bits_needed"]);
+  EXPECT_EQ(automatic["reference"]["argmax_equal"], 3);
   const auto cost = cli("cost resnet18:alpha=0.25 --dataset cifar100 --protocol sci --relu-gate dpf:32");
   EXPECT_EQ(cost.rc, 0) << cost.out;
   EXPECT_TRUE(test::contains(cost.out, "with the ReLU gate dpf:32")) << cost.out;
@@ -188,6 +199,9 @@ TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
     EXPECT_EQ(r.rc, 2) << bad << "\n" << r.out;
     EXPECT_TRUE(test::contains(r.out, "--relu-gate: ReLU gate '" + bad + "': accepted dcf")) << r.out;
   }
+  const auto margin = cli("pi calibrate " + (d / "a") + " --data " + data + " --margin-bits 40");
+  EXPECT_EQ(margin.rc, 2) << margin.out;
+  EXPECT_TRUE(test::contains(margin.out, "--margin-bits must be in 0..32")) << margin.out;
 }
 
 TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {
