@@ -111,6 +111,10 @@ void add_reduce_command(CLI::App& app) {
                       std::to_string(pipeline::kMaxMeasurePi) + ", and the test images --data and --limit give)")
       ->check(integer_in(0, pipeline::kMaxMeasurePi))
       ->capture_default_str();
+  cmd->add_option("--measure-pi-gate", s->o.measure_pi_gate,
+                  "With --measure-pi: the ReLU gate of those runs (pi run --relu-gate: " + relu_gate_option_help() +
+                      "; or dcf:auto / dpf:auto)")
+      ->capture_default_str();
   cmd->add_option("--method", s->methods,
                   "Methods on the frontier: deepreduce (cull, thin, reshape), snl (pixel masks learned from the "
                   "teacher), combined (pixel masks learned from DeepReDuce's cull-1 + thin network), poly (removed "

@@ -10,8 +10,8 @@
 #include "pi/cost.h"
 #include "pipeline/criticality.h"
 #include "pipeline/jobs.h"
-#include "pipeline/method.h"
 #include "pipeline/private_inference.h"
+#include "pipeline/method.h"
 #include "pipeline/reduce_report.h"
 #include "report/format.h"
 #include "report/table.h"
@@ -69,6 +69,13 @@ void check_measure_pi(const ReduceOptions& o) {
     throw std::invalid_argument("--measure-pi " + std::to_string(o.measure_pi) + " is more than the " +
                                 std::to_string(o.train.limit) + " test images --limit keeps (accepted: 0.." +
                                 std::to_string(o.train.limit) + ")");
+  if (!is_auto_relu_gate(o.measure_pi_gate)) {
+    try {
+      mpc::parse_relu_gate(o.measure_pi_gate);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("--measure-pi-gate: ") + e.what() + "; or dcf:auto, dpf:auto");
+    }
+  }
 }
 
 // Checks every setting and builds the plan; reads no data file.

@@ -51,6 +51,9 @@ struct ReduceOptions {
   // (deepreduce pi run; 0 = estimates only). Measured columns in the report
   // and a second plot, accuracy against measured latency.
   int64_t measure_pi = 0;
+  // The ReLU gate those runs deal keys for (pi run --relu-gate, with
+  // dcf:auto and dpf:auto).
+  std::string measure_pi_gate = "dcf";
   // The methods on the frontier (docs/method.md): "deepreduce" (cull, thin,
   // reshape), "snl" (pixel masks learned from the teacher), "combined" (pixel
   // masks learned from DeepReDuce's network that culls the least critical

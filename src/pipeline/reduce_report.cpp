@@ -61,6 +61,8 @@ nlohmann::json measure_pi(const ReportInput& in, const std::string& run, const s
   const ReduceOptions& o = in.options;
   std::string key = run_name(spec);
   std::replace(key.begin(), key.end(), ' ', '_');
+  if (o.measure_pi_gate != "dcf") key += "_" + o.measure_pi_gate;  // the default gate keeps the older file names
+  std::replace(key.begin(), key.end(), ':', '-');
   const std::string file = path_join(path_join(o.out, "pi"), key + ".json");
   if (util::file_exists(file)) {
     const auto j = nlohmann::json::parse(util::read_file(file));
@@ -74,6 +76,10 @@ nlohmann::json measure_pi(const ReportInput& in, const std::string& run, const s
   pr.data = o.train.data;
   pr.count = o.measure_pi;
   pr.quiet = true;
+  if (is_auto_relu_gate(o.measure_pi_gate))
+    pr.auto_gate = o.measure_pi_gate;
+  else
+    pr.relu_gate = mpc::parse_relu_gate(o.measure_pi_gate);
   nlohmann::json j = run_private_inference(pr);
   j["run"] = run;
   util::write_file_atomic(file, j.dump(2) + "\n");

@@ -224,6 +224,17 @@ TEST(PiCli, ReduceMeasuresTheFrontierPrivately) {
                          "--threads 1 --workers 0 --order S1,S2,S3,S4 --budget 1K --measure-pi 2 --out " + (d / "r"));
   ASSERT_EQ(again.rc, 0) << again.out;
   EXPECT_FALSE(test::contains(again.out, "[pi] private inference")) << again.out;
+  // Another ReLU gate measures again, into files of its own; the report has the offline bill.
+  const std::string base = "reduce --model resnet6:alpha=0.125 --data synthetic:1x12x12:4:64 --epochs 1 --batch 16 "
+                           "--threads 1 --workers 0 --order S1,S2,S3,S4 --budget 1K --measure-pi 2 --out " + (d / "r");
+  const auto dpf = cli(base + " --measure-pi-gate dpf:24");
+  ASSERT_EQ(dpf.rc, 0) << dpf.out;
+  EXPECT_TRUE(test::contains(dpf.out, "[pi] private inference")) << dpf.out;
+  EXPECT_TRUE(fs::exists(d / "r/pi/baseline_resnet6_alpha-0.125_dpf-24.json"));
+  EXPECT_TRUE(test::contains(dr::util::read_file(d / "r/report.md"), "offline s"));
+  const auto bad = cli(base + " --measure-pi-gate dpf:3");
+  EXPECT_EQ(bad.rc, 2) << bad.out;
+  EXPECT_TRUE(test::contains(bad.out, "--measure-pi-gate: ReLU gate 'dpf:3'")) << bad.out;
 }
 
 // Budgets in what users pay: reduce plans DeepReDuce's networks and SNL's ReLU
