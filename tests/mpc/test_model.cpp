@@ -46,6 +46,28 @@ TEST(Architecture, HashChangesWithSpecMaskAndFracBits) {
   EXPECT_NE(masked, model_hash(a, 12));
 }
 
+// The ReLU gate is part of the architecture: written only when it is not
+// the default (so every earlier record keeps its bytes), read back, in the
+// model hash, and a record naming an unknown gate or the default one is refused.
+TEST(Architecture, ReluGateRoundTripsAndChangesTheHash) {
+  Architecture a = architecture_of(tiny());
+  const std::string plain = serialize_architecture(a);
+  EXPECT_EQ(plain.find("relu_gate"), std::string::npos);
+  a.relu_gate = parse_relu_gate("dpf:24");
+  const std::string text = serialize_architecture(a);
+  EXPECT_NE(text.find("\"relu_gate\":\"dpf:24\""), std::string::npos) << text;
+  const Architecture b = parse_architecture(text);
+  EXPECT_EQ(b.relu_gate, a.relu_gate);
+  EXPECT_NE(model_hash(b, 12), model_hash(parse_architecture(plain), 12));
+  EXPECT_EQ(compile_program(b).relu_gate, a.relu_gate);
+  std::string bad = text;
+  bad.replace(bad.find("dpf:24"), 6, "dpf:99");
+  expect_error([&] { parse_architecture(bad); }, "malformed: ReLU gate 'dpf:99': accepted dcf");
+  bad = text;
+  bad.replace(bad.find("\"dpf:24\""), 8, "\"dcf\"");
+  expect_error([&] { parse_architecture(bad); }, "names the default ReLU gate");
+}
+
 TEST(Architecture, BadMasksAndFracBitsRefused) {
   Architecture a = architecture_of(tiny());
   a.masks["layer9.relu"] = arch::ReluMask{{1}, false, 1};
