@@ -124,6 +124,9 @@ void deal_command(CLI::App& pi) {
   cmd->add_option("--format", o->format, "Output: table or json")->capture_default_str();
   cmd->callback([o] {
     if (o->count < 1) throw UsageError("--count must be >= 1");
+    if (pipeline::is_auto_relu_gate(o->relu_gate))
+      throw UsageError("--relu-gate " + o->relu_gate + ": the dealer sees no data to choose N from; choose it with "
+                       "`deepreduce pi calibrate RUN --data D` (pi run --relu-gate " + o->relu_gate + " does both)");
     const mpc::ReluGateChoice gate = parse_relu_gate_option(o->relu_gate);
     check_table_or_json(o->format);
     if (o->threads < 1 || o->threads > 256) throw UsageError("--threads must be in 1..256");

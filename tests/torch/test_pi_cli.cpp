@@ -199,6 +199,9 @@ TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
     EXPECT_EQ(r.rc, 2) << bad << "\n" << r.out;
     EXPECT_TRUE(test::contains(r.out, "--relu-gate: ReLU gate '" + bad + "': accepted dcf")) << r.out;
   }
+  const auto deal_auto = cli("pi deal " + (d / "a") + " --out " + (d / "k") + " --relu-gate dpf:auto");
+  EXPECT_EQ(deal_auto.rc, 2) << deal_auto.out;
+  EXPECT_TRUE(test::contains(deal_auto.out, "the dealer sees no data to choose N from")) << deal_auto.out;
   const auto margin = cli("pi calibrate " + (d / "a") + " --data " + data + " --margin-bits 40");
   EXPECT_EQ(margin.rc, 2) << margin.out;
   EXPECT_TRUE(test::contains(margin.out, "--margin-bits must be in 0..32")) << margin.out;
