@@ -112,7 +112,7 @@ GateFigures measure(const ReluGateChoice& choice, size_t count, int runs) {
     for (int b = 0; b < 2; ++b)
       ev[b] = median_seconds(runs, [&] { w[b] = relu_dpf_round1(b, bits, (b ? k1 : k0).data(), x_hat.data(), count); });
     std::vector<u64> d_hat(w[0].size());
-    for (size_t i = 0; i < d_hat.size(); ++i) d_hat[i] = (w[0][i] + w[1][i]) & 0x5555555555555555ull;
+    for (size_t i = 0; i < d_hat.size(); ++i) d_hat[i] = w[0][i] + w[1][i];
     for (int b = 0; b < 2; ++b)
       ev[b] += median_seconds(runs, [&] {
         relu_dpf_round2(b, bits, (b ? k1 : k0).data(), x_hat.data(), d_hat, count, (b ? s1 : s0).data());

@@ -173,7 +173,7 @@ std::vector<u64> relu_dpf_open(int bits, const std::vector<u64>& x, const std::v
                          w1 = relu_dpf_round1(1, bits, k1.data(), x_hat.data(), n);
   if (sent) *sent = w1;
   std::vector<u64> d_hat(w0.size());
-  for (size_t i = 0; i < d_hat.size(); ++i) d_hat[i] = (w0[i] + w1[i]) & 0x5555555555555555ull;
+  for (size_t i = 0; i < d_hat.size(); ++i) d_hat[i] = w0[i] + w1[i];
   std::vector<u64> s0(n), s1(n);
   relu_dpf_round2(0, bits, k0.data(), x_hat.data(), d_hat, n, s0.data());
   relu_dpf_round2(1, bits, k1.data(), x_hat.data(), d_hat, n, s1.data());

@@ -22,39 +22,20 @@ constexpr int kReluWidth = 2;
 // DCF this many elements, which it splits into its own chunks.
 constexpr size_t kGenChunk = 512, kEvalChunk = 4096;
 
-// The DCF of the gate on `bits`-bit inputs: its low bits - 1 bits, every
-// width's made once (immutable after init).
+// The DCF of the gate on `bits`-bit inputs: on their low bits - 1 bits,
+// every width's made once (immutable after init).
 const DcfLayout& relu_dcf(int bits) {
-  static const std::array<DcfLayout, ReluGateChoice::kMaxBits + 1> layouts = [] {
-    std::array<DcfLayout, ReluGateChoice::kMaxBits + 1> a{};
-    for (int b = ReluGateChoice::kMinBits; b <= ReluGateChoice::kMaxBits; ++b)
-      a[size_t(b)] = dcf_layout(b - 1, kReluWidth);
-    return a;
-  }();
-  if (bits < ReluGateChoice::kMinBits || bits > ReluGateChoice::kMaxBits)
-    throw std::invalid_argument("ReLU gate: width " + std::to_string(bits) + " outside " +
-                                std::to_string(ReluGateChoice::kMinBits) + ".." +
-                                std::to_string(ReluGateChoice::kMaxBits));
+  static const auto layouts = per_width<DcfLayout>([](int b) { return dcf_layout(b - 1, kReluWidth); });
+  check_relu_width("ReLU gate", bits);
   return layouts[size_t(bits)];
 }
 
-inline u64 low_mask(int bits) { return bits >= 64 ? ~u64(0) : (u64(1) << bits) - 1; }
-
-// One element's key for one party, a typed view over its bytes: the DCF key
-// (shares_at bytes: read once per call, not per word on the evaluation's hot
-// path), then this party's shares of four words (Byte: uint8_t to write,
-// const uint8_t to read).
+// One element's key for one party: the DCF key (offset = its bytes: read
+// once per call, not per word on the evaluation's hot path), then this
+// party's shares of four words.
 template <class Byte>
-struct ReluKey {
+struct ReluKey : ShareWords<Byte> {
   enum Word { kS = 0, kSR = 1, kRin = 2, kRout = 3, kWords = 4 };  // s, s * r_in, r_in, r_out
-  Byte* at;
-  size_t shares_at;
-  u64 share(Word w) const {
-    u64 v;
-    std::memcpy(&v, at + shares_at + 8 * w, 8);
-    return v;
-  }
-  void set_share(Word w, u64 v) const { std::memcpy(at + shares_at + 8 * w, &v, 8); }
 };
 using KeyIn = ReluKey<const uint8_t>;
 using KeyOut = ReluKey<uint8_t>;
@@ -65,7 +46,7 @@ void relu_gen_chunk(int bits, const u64* r_in, const u64* r_out, size_t m, Prg& 
   std::vector<u64> alpha(m), beta(2 * m), value(KeyOut::kWords * m), rnd(KeyOut::kWords * m);
   for (size_t e = 0; e < m; ++e) {
     const u64 r = r_in[e], s = 1 ^ ((r >> (bits - 1)) & 1), sigma = 1 - 2 * s;  // sigma = +1 or -1
-    alpha[e] = r & low_mask(bits - 1);
+    alpha[e] = low_bits(r, bits - 1);
     beta[2 * e] = sigma;
     beta[2 * e + 1] = sigma * r;
     u64* v = &value[KeyOut::kWords * e];
@@ -77,7 +58,7 @@ void relu_gen_chunk(int bits, const u64* r_in, const u64* r_out, size_t m, Prg& 
   dcf_gen_strided(relu_dcf(bits), alpha.data(), beta.data(), m, rng, key0, key1, kb);
   rng.fill(rnd.data(), rnd.size());
   for (size_t e = 0; e < m; ++e) {
-    const KeyOut k0{key0 + e * kb, shares_at}, k1{key1 + e * kb, shares_at};
+    const KeyOut k0{{key0 + e * kb, shares_at}}, k1{{key1 + e * kb, shares_at}};
     for (int j = 0; j < KeyOut::kWords; ++j) {
       const auto w = static_cast<KeyOut::Word>(j);
       const u64 a = rnd[KeyOut::kWords * e + j], v = value[KeyOut::kWords * e + j];
@@ -124,8 +105,7 @@ class ReluGate : public ReluGateBase {
   }
 };
 
-const GateWidths<ReluGate>& gate_table(int bits) {
-  relu_dcf(bits);  // refuses a width out of range
+const GateWidths<ReluGate>& gates() {
   static const GateWidths<ReluGate> table;
   return table;
 }
@@ -146,15 +126,14 @@ void relu_eval(int b, const uint8_t* keys, const u64* x_hat, size_t n, u64* shar
   check_party("relu_eval", b);
   const DcfLayout& L = relu_dcf(bits);
   const size_t kb = relu_key_bytes(bits), shares_at = L.key_bytes;
-  const u64 low = low_mask(bits - 1);
   std::vector<u64> ylow(std::min(n, kEvalChunk)), dcf(2 * std::min(n, kEvalChunk));
   for (size_t c0 = 0; c0 < n; c0 += kEvalChunk) {
     const size_t m = std::min(kEvalChunk, n - c0);
-    for (size_t e = 0; e < m; ++e) ylow[e] = x_hat[c0 + e] & low;
+    for (size_t e = 0; e < m; ++e) ylow[e] = low_bits(x_hat[c0 + e], bits - 1);
     dcf_eval_strided(b, L, keys + c0 * kb, kb, ylow.data(), m, dcf.data());
     for (size_t e = 0; e < m; ++e) {
       const u64 y = x_hat[c0 + e];
-      const KeyIn k{keys + (c0 + e) * kb, shares_at};
+      const KeyIn k{{keys + (c0 + e) * kb, shares_at}};
       share_out[c0 + e] = relu_combine(b, y, (y >> (bits - 1)) & 1, &dcf[2 * e], k);
     }
   }
@@ -170,7 +149,14 @@ void ReluGateBase::real_reference(const Step& s, const std::vector<double>&, std
   for (int64_t i : s.live) wire[size_t(i)] = std::max(wire[size_t(i)], 0.0);
 }
 
-const Gate& relu_gate(int bits) { return *gate_table(bits).relu[size_t(bits)]; }
-const Gate& max_gate(int bits) { return *gate_table(bits).max[size_t(bits)]; }
+void check_relu_width(const char* gate, int bits) {
+  if (bits < ReluGateChoice::kMinBits || bits > ReluGateChoice::kMaxBits)
+    throw std::invalid_argument(std::string(gate) + ": width " + std::to_string(bits) + " outside " +
+                                std::to_string(ReluGateChoice::kMinBits) + ".." +
+                                std::to_string(ReluGateChoice::kMaxBits));
+}
+
+const Gate& relu_gate(int bits) { return gates().relu(bits); }
+const Gate& max_gate(int bits) { return gates().max(bits); }
 
 }  // namespace dr::mpc

@@ -17,6 +17,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -41,10 +42,38 @@ inline bool relu_positive(int64_t x, int bits) {
   return bits >= 64 ? x >= 0 : ((uint64_t(x) >> (bits - 1)) & 1) == 0;
 }
 
-// What both ReLU gates (this one and relu_dpf.h's) share: a width, a name
-// ("relu", or "maxpool" on max pooling's differences: reports count those
-// comparisons apart from the network's ReLUs) and the references, which
-// read the sign of the low bits as the protocol does.
+// What both ReLU gates (this one and relu_dpf.h's) share.
+//
+// Their widths: refuses (std::invalid_argument naming `gate`) bits outside
+// ReluGateChoice::kMinBits..kMaxBits; v's low `bits` bits (all of v at 64);
+// one T per width, made once by make(bits).
+void check_relu_width(const char* gate, int bits);
+inline u64 low_bits(u64 v, int bits) { return bits >= 64 ? v : v & ((u64(1) << bits) - 1); }
+template <class T, class Make>
+std::array<T, ReluGateChoice::kMaxBits + 1> per_width(Make make) {
+  std::array<T, ReluGateChoice::kMaxBits + 1> a{};
+  for (int b = ReluGateChoice::kMinBits; b <= ReluGateChoice::kMaxBits; ++b) a[size_t(b)] = make(b);
+  return a;
+}
+
+// An element's key: its FSS key (`offset` bytes), then this party's additive
+// shares, 8 bytes each, little-endian (Byte: uint8_t to write, const uint8_t
+// to read). Each gate names its words.
+template <class Byte>
+struct ShareWords {
+  Byte* at;
+  size_t offset;
+  u64 share(int w) const {
+    u64 v;
+    std::memcpy(&v, at + offset + 8 * size_t(w), 8);
+    return v;
+  }
+  void set_share(int w, u64 v) const { std::memcpy(at + offset + 8 * size_t(w), &v, 8); }
+};
+
+// A width, a name ("relu", or "maxpool" on max pooling's differences:
+// reports count those comparisons apart from the network's ReLUs) and the
+// references, which read the sign of the low bits as the protocol does.
 class ReluGateBase : public Gate {
  public:
   ReluGateBase(int bits, const char* name) : bits_(bits), name_(name) {}
@@ -60,16 +89,22 @@ class ReluGateBase : public Gate {
 };
 
 // Every width's gate of one construction G (a ReluGateBase made from a
-// width and a name), both names, made once (thread-safe static init).
+// width and a name), under both names, made once (thread-safe static init).
 template <class G>
-struct GateWidths {
-  std::array<std::unique_ptr<G>, ReluGateChoice::kMaxBits + 1> relu, max;
-  GateWidths() {
-    for (int b = ReluGateChoice::kMinBits; b <= ReluGateChoice::kMaxBits; ++b) {
-      relu[size_t(b)] = std::make_unique<G>(b, "relu");
-      max[size_t(b)] = std::make_unique<G>(b, "maxpool");
-    }
+class GateWidths {
+ public:
+  const Gate& relu(int bits) const { return *relu_[checked(bits)]; }
+  const Gate& max(int bits) const { return *max_[checked(bits)]; }
+
+ private:
+  static size_t checked(int bits) {
+    check_relu_width("ReLU gate", bits);
+    return size_t(bits);
   }
+  std::array<std::unique_ptr<G>, ReluGateChoice::kMaxBits + 1> relu_ =
+      per_width<std::unique_ptr<G>>([](int b) { return std::make_unique<G>(b, "relu"); });
+  std::array<std::unique_ptr<G>, ReluGateChoice::kMaxBits + 1> max_ =
+      per_width<std::unique_ptr<G>>([](int b) { return std::make_unique<G>(b, "maxpool"); });
 };
 
 // The gate (gate.h) over the functions above: one round, one word per

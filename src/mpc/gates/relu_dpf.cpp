@@ -22,34 +22,18 @@ constexpr size_t kChunk = 4096;  // elements per call of the DPF (it splits them
 constexpr int kBitsPerWord = 32;  // masked bits opened per word, at the even positions
 
 const DpfLayout& layout_of(int bits) {
-  static const std::array<DpfLayout, ReluGateChoice::kMaxBits + 1> layouts = [] {
-    std::array<DpfLayout, ReluGateChoice::kMaxBits + 1> a{};
-    for (int b = ReluGateChoice::kMinBits; b <= ReluGateChoice::kMaxBits; ++b) a[size_t(b)] = dpf_layout(b - 1);
-    return a;
-  }();
-  if (bits < ReluGateChoice::kMinBits || bits > ReluGateChoice::kMaxBits)
-    throw std::invalid_argument("two-round ReLU gate: width " + std::to_string(bits) + " outside " +
-                                std::to_string(ReluGateChoice::kMinBits) + ".." +
-                                std::to_string(ReluGateChoice::kMaxBits));
+  static const auto layouts = per_width<DpfLayout>([](int b) { return dpf_layout(b - 1); });
+  check_relu_width("two-round ReLU gate", bits);
   return layouts[size_t(bits)];
 }
 
-inline u64 low_bits(u64 v, int bits) { return bits >= 64 ? v : v & ((u64(1) << bits) - 1); }
-
-// One element's key for one party: the DPF key, four share words, the bit.
+// One element's key for one party: the DPF key (offset = its bytes), four
+// share words, then the party's bit share.
 template <class Byte>
-struct Key {
+struct Key : ShareWords<Byte> {
   enum Word { kM = 0, kMR = 1, kRin = 2, kRout = 3, kWords = 4 };  // m, m * r, r, r_out
-  Byte* at;
-  size_t dpf_bytes;
-  u64 share(Word w) const {
-    u64 v;
-    std::memcpy(&v, at + dpf_bytes + 8 * w, 8);
-    return v;
-  }
-  void set_share(Word w, u64 v) const { std::memcpy(at + dpf_bytes + 8 * w, &v, 8); }
-  uint8_t bit() const { return at[dpf_bytes + 8 * kWords] & 1; }
-  void set_bit(uint8_t b) const { at[dpf_bytes + 8 * kWords] = b; }
+  uint8_t bit() const { return this->at[this->offset + 8 * kWords] & 1; }
+  void set_bit(uint8_t b) const { this->at[this->offset + 8 * kWords] = b; }
 };
 
 }  // namespace
@@ -69,7 +53,7 @@ void relu_dpf_gen(int bits, const u64* r_in, const u64* r_out, size_t n, Prg& rn
     for (size_t e = 0; e < m; ++e) {
       const u64 r = r_in[c0 + e], mbit = rnd[5 * e + 4] & 1, rho = (r >> low) & 1;
       const u64 value[Key<uint8_t>::kWords] = {mbit, mbit * r, r, r_out[c0 + e]};
-      const Key<uint8_t> k0{key0 + (c0 + e) * kb, L.key_bytes}, k1{key1 + (c0 + e) * kb, L.key_bytes};
+      const Key<uint8_t> k0{{key0 + (c0 + e) * kb, L.key_bytes}}, k1{{key1 + (c0 + e) * kb, L.key_bytes}};
       for (int j = 0; j < Key<uint8_t>::kWords; ++j) {
         const auto w = static_cast<Key<uint8_t>::Word>(j);
         k0.set_share(w, rnd[5 * e + size_t(j)]);
@@ -96,7 +80,7 @@ std::vector<u64> relu_dpf_round1(int b, int bits, const uint8_t* keys, const u64
     for (size_t e = 0; e < m; ++e) {
       const size_t i = c0 + e;
       const u64 top = (x_hat[i] >> low) & 1;  // z_(N-1)
-      u64 bit = borrow[e] ^ Key<const uint8_t>{keys + i * kb, L.key_bytes}.bit();
+      u64 bit = borrow[e] ^ Key<const uint8_t>{{keys + i * kb, L.key_bytes}}.bit();
       if (b == 0) bit ^= 1 ^ top;
       words[i / kBitsPerWord] |= bit << (2 * (i % kBitsPerWord));
     }
@@ -112,7 +96,7 @@ void relu_dpf_round2(int b, int bits, const uint8_t* keys, const u64* x_hat, con
     throw std::runtime_error("relu_dpf_round2: " + std::to_string(d_hat.size()) + " opened words for " +
                              std::to_string(n) + " elements");
   for (size_t i = 0; i < n; ++i) {
-    const Key<const uint8_t> k{keys + i * kb, dpf_bytes};
+    const Key<const uint8_t> k{{keys + i * kb, dpf_bytes}};
     const u64 x = x_hat[i], m = k.share(k.kM), mr = k.share(k.kMR), rout = k.share(k.kRout);
     const bool flipped = (d_hat[i / kBitsPerWord] >> (2 * (i % kBitsPerWord))) & 1;
     // d = m: m x^ - m r.  d = 1 - m: x^ - r - m x^ + m r.
@@ -147,8 +131,7 @@ class ReluDpfGate : public ReluGateBase {
       const std::vector<u64> part = relu_dpf_round1(b, bits_, keys + first * kb, x_hat.data() + first, last - first);
       std::copy(part.begin(), part.end(), mine.begin() + lo);
     });
-    std::vector<u64> d_hat = open(mine);
-    for (u64& w : d_hat) w &= 0x5555555555555555ull;  // the xor of the parties' bits; odd bits hold carries
+    const std::vector<u64> d_hat = open(mine);  // round 2 reads its even bits only (the odd ones hold carries)
     std::vector<u64> share(n);
     parallel_for(words, threads, [&](int64_t lo, int64_t hi) {
       const size_t first = size_t(lo) * kBitsPerWord, last = std::min(n, size_t(hi) * kBitsPerWord);
@@ -157,18 +140,16 @@ class ReluDpfGate : public ReluGateBase {
     });
     return open(share);
   }
-
 };
 
-const GateWidths<ReluDpfGate>& gate_table(int bits) {
-  layout_of(bits);  // refuses a width out of range
+const GateWidths<ReluDpfGate>& gates() {
   static const GateWidths<ReluDpfGate> table;
   return table;
 }
 
 }  // namespace
 
-const Gate& relu_dpf_gate(int bits) { return *gate_table(bits).relu[size_t(bits)]; }
-const Gate& max_dpf_gate(int bits) { return *gate_table(bits).max[size_t(bits)]; }
+const Gate& relu_dpf_gate(int bits) { return gates().relu(bits); }
+const Gate& max_dpf_gate(int bits) { return gates().max(bits); }
 
 }  // namespace dr::mpc

@@ -43,7 +43,9 @@ size_t relu_dpf_key_bytes(int bits);
 void relu_dpf_gen(int bits, const u64* r_in, const u64* r_out, size_t n, Prg& rng, uint8_t* key0, uint8_t* key1);
 // Party b, round 1: its word-packed share of the masked bits d^ (32 per word).
 std::vector<u64> relu_dpf_round1(int b, int bits, const uint8_t* keys, const u64* x_hat, size_t n);
-// Party b, round 2: its share of y^ = relu(x) + r_out from the opened d^ words.
+// Party b, round 2: its share of y^ = relu(x) + r_out from the opened d^
+// words, the sum of both parties' round-1 words (element k's bit is bit 2k
+// of its word; the odd bits, which hold the carries, are not read).
 void relu_dpf_round2(int b, int bits, const uint8_t* keys, const u64* x_hat, const std::vector<u64>& d_hat,
                      size_t n, u64* share_out);
 
