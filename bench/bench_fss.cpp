@@ -26,6 +26,7 @@
 #include "mpc/gates/relu_dpf.h"
 #include "mpc/program.h"
 #include "util/provenance.h"
+#include "util/strings.h"
 
 using namespace dr::mpc;
 
@@ -133,12 +134,8 @@ int main(int argc, char** argv) try {
   if (count == 0 || runs < 1)
     throw std::runtime_error("usage: deepreduce_bench_fss [count >= 1] [runs >= 1] [gates: dcf,dpf:N,...]");
   std::vector<GateFigures> figures;
-  size_t from = 0;
-  while (from <= gates.size()) {
-    const size_t comma = std::min(gates.find(',', from), gates.size());
-    figures.push_back(measure(parse_relu_gate(gates.substr(from, comma - from)), count, runs));
-    from = comma + 1;
-  }
+  for (const std::string& gate : dr::util::split(gates, ','))
+    figures.push_back(measure(parse_relu_gate(gate), count, runs));
   const double aes_ns = aes_ns_per_block(runs);
 
   std::printf("deepreduce %s; %s\n", dr::util::version_string().c_str(), dr::util::provenance().dump().c_str());

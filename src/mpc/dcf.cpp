@@ -41,12 +41,6 @@ using namespace fss;
 // (-1)^neg * v with neg an all-zeros or all-ones mask.
 inline u64 cneg(u64 v, u64 neg) { return (v ^ neg) - neg; }
 
-void check_in_domain(const char* what, int n, u64 v) {
-  if (n < 64 && (v >> n) != 0)
-    throw std::runtime_error(std::string("DCF: ") + what + " = " + std::to_string(v) +
-                             " does not fit the " + std::to_string(n) + "-bit domain");
-}
-
 // Word k of the value blocks starting at v (block k/2, low or high half).
 inline u64 value_word(const Block* v, int k) { return (k & 1) ? v[k >> 1].hi : v[k >> 1].lo; }
 
@@ -289,7 +283,7 @@ void check_party(const char* who, int b) {
 void dcf_eval_strided(int b, const DcfLayout& L, const uint8_t* keys, size_t stride, const u64* x,
                       size_t count, u64* out) {
   check_party("dcf_eval", b);
-  for (size_t e = 0; e < count; ++e) check_in_domain("input x", L.n, x[e]);
+  for (size_t e = 0; e < count; ++e) check_in_domain("DCF", "input x", L.n, x[e]);
   switch (L.width) {
     case 1: return eval_chunks<1>(b, L, keys, stride, x, count, out);
     case 2: return eval_chunks<2>(b, L, keys, stride, x, count, out);
@@ -299,7 +293,7 @@ void dcf_eval_strided(int b, const DcfLayout& L, const uint8_t* keys, size_t str
 
 void dcf_gen_strided(const DcfLayout& L, const u64* alpha, const u64* beta, size_t count, Prg& rng,
                      uint8_t* key0, uint8_t* key1, size_t stride) {
-  for (size_t e = 0; e < count; ++e) check_in_domain("alpha", L.n, alpha[e]);
+  for (size_t e = 0; e < count; ++e) check_in_domain("DCF", "alpha", L.n, alpha[e]);
   switch (L.width) {
     case 1: return gen_chunks<1>(L, alpha, beta, count, rng, key0, key1, stride);
     case 2: return gen_chunks<2>(L, alpha, beta, count, rng, key0, key1, stride);

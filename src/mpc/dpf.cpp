@@ -24,12 +24,6 @@ constexpr size_t kEvalChunk = 64, kGenChunk = 512;
 
 inline Block side_tweak(u64 side) { return Block{0, side + 1}; }
 
-void check_in_domain(const char* what, int n, u64 v) {
-  if ((v >> n) != 0)
-    throw std::runtime_error(std::string("DPF: ") + what + " = " + std::to_string(v) + " does not fit the " +
-                             std::to_string(n) + "-bit domain");
-}
-
 // The unit block with bit j set (j < 128), and the bits above j.
 inline Block unit(u64 j) { return j < 64 ? Block{u64(1) << j, 0} : Block{0, u64(1) << (j - 64)}; }
 inline Block above(u64 j) {
@@ -150,7 +144,7 @@ DpfLayout dpf_layout(int n) {
 
 void dpf_lt_gen(const DpfLayout& L, const u64* alpha, size_t count, Prg& rng, uint8_t* key0, uint8_t* key1,
                 size_t stride) {
-  for (size_t e = 0; e < count; ++e) check_in_domain("alpha", L.n, alpha[e]);
+  for (size_t e = 0; e < count; ++e) check_in_domain("DPF", "alpha", L.n, alpha[e]);
   for (size_t c0 = 0; c0 < count; c0 += kGenChunk)
     gen_chunk(L, alpha + c0, std::min(kGenChunk, count - c0), rng, key0 + c0 * stride, key1 + c0 * stride, stride);
 }
@@ -158,7 +152,7 @@ void dpf_lt_gen(const DpfLayout& L, const u64* alpha, size_t count, Prg& rng, ui
 void dpf_lt_eval(int b, const DpfLayout& L, const uint8_t* keys, size_t stride, const u64* x, size_t count,
                  uint8_t* bit) {
   check_party("dpf_lt_eval", b);
-  for (size_t e = 0; e < count; ++e) check_in_domain("input x", L.n, x[e]);
+  for (size_t e = 0; e < count; ++e) check_in_domain("DPF", "input x", L.n, x[e]);
   const size_t chunk = std::min(count, kEvalChunk);
   std::vector<Block> seed(chunk), in(2 * chunk), out(2 * chunk);
   std::vector<uint8_t> t(chunk);

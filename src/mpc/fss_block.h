@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "mpc/aes.h"
 
@@ -42,6 +44,14 @@ inline void store_block(uint8_t* p, Block b) { std::memcpy(p, &b, 16); }
 constexpr u64 kSeedMask = ~u64(3);
 // The tweak "side" of a leaf's conversion (children use sides 0 and 1).
 constexpr u64 kFinalSide = 2;
+
+// Refuses (std::runtime_error, prefixed with the primitive's name, "DCF" or
+// "DPF") a value `what` that does not fit the n-bit domain.
+inline void check_in_domain(const char* fss, const char* what, int n, u64 v) {
+  if (n < 64 && (v >> n) != 0)
+    throw std::runtime_error(std::string(fss) + ": " + what + " = " + std::to_string(v) + " does not fit the " +
+                             std::to_string(n) + "-bit domain");
+}
 
 // AES_k on m blocks with this thread's fixed-key context; the MMO feed-forward
 // (xor of the input) is left to the caller, fused into the loop that reads
