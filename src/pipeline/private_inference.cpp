@@ -161,7 +161,10 @@ bool is_auto_relu_gate(const std::string& text) { return text == "dcf:auto" || t
 
 mpc::ReluGateChoice calibrated_relu_gate(const std::string& text, const Calibration& c) {
   if (!is_auto_relu_gate(text)) return mpc::parse_relu_gate(text);
-  return mpc::parse_relu_gate(text.substr(0, 4) + std::to_string(c.bits));
+  mpc::ReluGateChoice gate;
+  gate.kind = text == "dpf:auto" ? mpc::ReluGateChoice::Kind::Dpf : mpc::ReluGateChoice::Kind::Dcf;
+  gate.bits = c.bits;  // in kMinBits..kMaxBits by calibrate_relu_width
+  return gate;
 }
 
 namespace {
