@@ -101,9 +101,13 @@ std::pair<std::string, int> parse_host_port(const std::string& s) {
   return {host, port};
 }
 
-// The architecture a key file was dealt for.
-mpc::Architecture key_architecture(const std::string& key) {
-  return mpc::parse_architecture(mpc::KeyFile(key).header().architecture);
+// A party's key file, opened once (a named pipe from `pi deal --stream`
+// cannot be opened twice), and the architecture it was dealt for.
+std::shared_ptr<mpc::KeyFile> open_keys(const std::string& path, double timeout_s) {
+  return std::make_shared<mpc::KeyFile>(path, timeout_s);
+}
+mpc::Architecture key_architecture(const mpc::KeyFile& keys) {
+  return mpc::parse_architecture(keys.header().architecture);
 }
 
 void deal_command(CLI::App& pi) {
@@ -111,6 +115,8 @@ void deal_command(CLI::App& pi) {
     std::string run, out, format = "table", relu_gate = "dcf";
     int64_t count = 1;
     int frac_bits = mpc::kDefaultFracBits, threads = 1;
+    bool stream = false;
+    double timeout = 60;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = pi.add_subcommand("deal", "Dealer: write server.key and client.key for COUNT inferences of RUN's architecture "
@@ -122,21 +128,35 @@ void deal_command(CLI::App& pi) {
   cmd->add_option("--threads", o->threads, "Dealer threads")->capture_default_str();
   cmd->add_option("--relu-gate", o->relu_gate, relu_gate_option_help())->capture_default_str();
   cmd->add_option("--format", o->format, "Output: table or json")->capture_default_str();
+  cmd->add_flag("--stream", o->stream,
+                "Write into the named pipes OUT/server.key and OUT/client.key (mkfifo) as pi serve and pi client "
+                "read them: no key touches the disk");
+  cmd->add_option("--timeout", o->timeout, "--stream: seconds to wait for a party to read before failing")
+      ->capture_default_str();
   cmd->callback([o] {
     if (o->count < 1) throw UsageError("--count must be >= 1");
+    if (!(o->timeout > 0 && o->timeout <= 86400)) throw UsageError("--timeout must be in (0, 86400] seconds");
     if (pipeline::is_auto_relu_gate(o->relu_gate))
       throw UsageError("--relu-gate " + o->relu_gate + ": the dealer sees no data to choose N from; choose it with "
                        "`deepreduce pi calibrate RUN --data D` (pi run --relu-gate " + o->relu_gate + " does both)");
     const mpc::ReluGateChoice gate = parse_relu_gate_option(o->relu_gate);
     check_table_or_json(o->format);
     if (o->threads < 1 || o->threads > 256) throw UsageError("--threads must be in 1..256");
-    pipeline::check_key_dir(o->out, "--out");
+    if (!o->stream) pipeline::check_key_dir(o->out, "--out");
     mpc::Architecture arch = pipeline::run_architecture(o->run);
     arch.relu_gate = gate;
     const DealSignals signals;
     mpc::DealReport r;
     try {
-      r = mpc::deal(arch, {o->frac_bits, uint64_t(o->count), o->out, o->threads, &DealSignals::caught});
+      mpc::DealOptions d;
+      d.frac_bits = o->frac_bits;
+      d.count = uint64_t(o->count);
+      d.out_dir = o->out;
+      d.threads = o->threads;
+      d.interrupted = &DealSignals::caught;
+      d.stream = o->stream;
+      d.stream_timeout_s = o->timeout;
+      r = mpc::deal(arch, d);
     } catch (const mpc::DealInterrupted& e) {
       std::cerr << "pi deal: " << e.what() << "\n";
       DealSignals::die();
@@ -146,9 +166,12 @@ void deal_command(CLI::App& pi) {
       return;
     }
     std::cout << "dealt " << r.count << " inferences of " << o->run << " (" << report::thousands(r.live_relus)
-              << " live ReLUs, f = " << r.frac_bits << ", ReLU gate " << mpc::relu_gate_name(gate) << ") in " << report::fixed(r.seconds, 2) << " s\n  "
-              << r.server_path << ": " << report::bytes(double(r.server_file_bytes)) << "\n  " << r.client_path << ": "
-              << report::bytes(double(r.client_file_bytes)) << "\nTrust model: " << pipeline::kTrustModel << ".\n";
+              << " live ReLUs, f = " << r.frac_bits << ", ReLU gate " << mpc::relu_gate_name(gate) << ") in " << report::fixed(r.seconds, 2) << " s"
+              << (r.streamed ? " (" + report::fixed(r.stream_wait_s, 2) + " s of it waiting for the parties to read)" : "")
+              << "\n  " << r.server_path << ": " << report::bytes(double(r.server_file_bytes))
+              << (r.streamed ? " streamed" : "") << "\n  " << r.client_path << ": "
+              << report::bytes(double(r.client_file_bytes)) << (r.streamed ? " streamed" : "")
+              << "\nTrust model: " << pipeline::kTrustModel << ".\n";
   });
 }
 
@@ -169,13 +192,15 @@ void serve_command(CLI::App& pi) {
   cmd->callback([o] {
     o->flags.check();
     mpc::Architecture a = pipeline::run_architecture(o->run);
-    const mpc::Architecture k = key_architecture(o->keys);
+    const auto keys = open_keys(o->keys, o->flags.timeout);
+    const mpc::Architecture k = key_architecture(*keys);
     a.relu_gate = k.relu_gate;  // the dealer's choice of comparison; the weights do not depend on it
     if (mpc::serialize_architecture(a) != mpc::serialize_architecture(k))
       throw UsageError("keys '" + o->keys + "' were dealt for " + k.spec + " on " + k.input.str() + ", not for run '" +
                        o->run + "' (" + a.spec + " on " + a.input.str() + ")");
     mpc::ServerOptions so;
     so.key_path = o->keys;
+    so.keys = keys;
     so.bind_address = o->bind;
     so.port = o->port;
     so.timeout_s = o->flags.timeout;
@@ -208,10 +233,12 @@ void client_command(CLI::App& pi) {
   cmd->callback([o] {
     o->flags.check();
     const auto [host, port] = parse_host_port(o->connect);
-    const mpc::Architecture a = key_architecture(o->keys);
+    const auto keys = open_keys(o->keys, o->flags.timeout);
+    const mpc::Architecture a = key_architecture(*keys);
     const auto images = pipeline::client_images(o->data, o->count, a.input);
     mpc::ClientOptions co;
     co.key_path = o->keys;
+    co.keys = keys;
     co.host = host;
     co.port = port;
     co.count = o->count;

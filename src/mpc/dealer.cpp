@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "mpc/gate.h"
+#include "mpc/key_stream.h"
 #include "mpc/keys.h"
 #include "mpc/linear.h"
 #include "mpc/protocol.h"
@@ -172,13 +173,21 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   const BlockLayout sl = block_layout(program, Party::Server), cl = block_layout(program, Party::Client);
   Prg rng;  // seeded from the OS
   const auto [hs, hc] = key_headers(arch, program, o.frac_bits, o.count, rng);
-  util::remove_stale_temporaries(o.out_dir);  // what a kill -9 of an earlier deal left
-  check_free_space(o.out_dir, both_files({hs, hc}), "deal fewer inferences (--count) or write them to a larger disk");
-
   DealReport rep;
   rep.server_path = util::path_join(o.out_dir, "server.key");
   rep.client_path = util::path_join(o.out_dir, "client.key");
-  KeyWriter ws(rep.server_path, hs), wc(rep.client_path, hc);  // their destructors remove unfinished files
+  if (o.stream) {
+    for (const auto& p : {rep.server_path, rep.client_path})
+      if (!is_named_pipe(p))
+        throw std::invalid_argument("deal --stream: '" + p + "' is not a named pipe (make it with mkfifo, and start " +
+                                    "the party that reads it)");
+  } else {
+    util::remove_stale_temporaries(o.out_dir);  // what a kill -9 of an earlier deal left
+    check_free_space(o.out_dir, both_files({hs, hc}), "deal fewer inferences (--count) or write them to a larger disk");
+  }
+  // The server's pipe opens first: its reader starts first (pi run). The
+  // destructors remove unfinished files.
+  KeyWriter ws(rep.server_path, hs, o.stream_timeout_s), wc(rep.client_path, hc, o.stream_timeout_s);
 
   // The server's global section: a weight mask per linear layer, then each
   // gate step's session words, all uniform.
@@ -221,6 +230,8 @@ DealReport deal(const Architecture& arch, const DealOptions& o) {
   rep.server_global_bytes = hs.global_bytes;
   rep.live_relus = net.totals().relus;
   rep.poly_elements = net.totals().polys;
+  rep.streamed = o.stream;
+  rep.stream_wait_s = ws.stream_wait_s() + wc.stream_wait_s();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }
@@ -233,6 +244,8 @@ nlohmann::json to_json(const DealReport& r) {
           {"model_hash", r.model_hash},
           {"live_relus", r.live_relus},
           {"poly_elements", r.poly_elements},
+          {"streamed", r.streamed},
+          {"stream_wait_s", r.stream_wait_s},
           {"server", {{"path", r.server_path}, {"file_bytes", r.server_file_bytes},
                       {"bytes_per_inference", r.server_block_bytes}, {"global_bytes", r.server_global_bytes}}},
           {"client", {{"path", r.client_path}, {"file_bytes", r.client_file_bytes},

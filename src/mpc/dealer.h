@@ -17,6 +17,11 @@ struct DealOptions {
   uint64_t count = 1;    // inferences
   std::string out_dir;   // created if missing
   int threads = 1;       // linear products A*r and gate key generation
+  // Stream: out_dir's server.key and client.key are named pipes (mkfifo)
+  // that the parties read as the dealer writes (key_stream.h); nothing goes
+  // to disk, and each write waits at most stream_timeout_s for its reader.
+  bool stream = false;
+  double stream_timeout_s = 60;
   // Asked before each block: true stops the deal (DealInterrupted) with no
   // key file written (the CLI's SIGINT/SIGTERM).
   std::function<bool()> interrupted;
@@ -37,6 +42,8 @@ struct DealReport {
   uint64_t server_global_bytes = 0;                         // weight masks, once per key set
   int64_t live_relus = 0;                                   // per inference
   int64_t poly_elements = 0;                                // per inference
+  bool streamed = false;
+  double stream_wait_s = 0;  // streamed: the part of `seconds` spent waiting for the parties to read
 };
 
 // The exact bytes deal() writes for `count` inferences: both key files

@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "mpc/gate.h"
+#include "mpc/key_stream.h"
 #include "util/fs.h"
 
 namespace dr::mpc {
@@ -192,12 +193,16 @@ std::vector<ClientLinearShares> derive_client_shares(const Program& program, con
 
 // --- writer ------------------------------------------------------------------
 
-KeyWriter::KeyWriter(const std::string& path, const KeyHeader& header)
+KeyWriter::KeyWriter(const std::string& path, const KeyHeader& header, double stream_timeout_s)
     : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())), header_(header) {
-  util::make_dirs(std::filesystem::path(path).parent_path().string());
-  // 0600: a key file is a party's secret.
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd_ < 0) throw std::runtime_error("cannot write key file '" + tmp_ + "': " + std::strerror(errno));
+  if (is_named_pipe(path)) {
+    pipe_ = std::make_unique<PipeWriter>(path, stream_timeout_s, "key stream '" + path + "'");
+  } else {
+    util::make_dirs(std::filesystem::path(path).parent_path().string());
+    // 0600: a key file is a party's secret.
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw std::runtime_error("cannot write key file '" + tmp_ + "': " + std::strerror(errno));
+  }
   const std::string body = encode_body(header_);
   const std::string head = encode_prefix(header_.version, static_cast<uint32_t>(body.size())) + body;
   const Hash sum = sha256(head.data(), head.size());
@@ -207,10 +212,17 @@ KeyWriter::KeyWriter(const std::string& path, const KeyHeader& header)
 
 KeyWriter::~KeyWriter() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) std::remove(tmp_.c_str());
+  if (!committed_ && !pipe_) std::remove(tmp_.c_str());
 }
 
+double KeyWriter::stream_wait_s() const { return pipe_ ? pipe_->wait_s() : 0.0; }
+
 void KeyWriter::write(const uint8_t* data, size_t n) {
+  if (pipe_) {
+    pipe_->write(data, n);
+    written_ += n;
+    return;
+  }
   while (n > 0) {
     const ssize_t w = ::write(fd_, data, n);
     if (w < 0 && errno == EINTR) continue;
@@ -246,6 +258,11 @@ void KeyWriter::commit() {
   if (!global_done_ || blocks_ != header_.count)
     throw std::logic_error("KeyWriter: commit after " + std::to_string(blocks_) + " of " +
                            std::to_string(header_.count) + " blocks");
+  if (pipe_) {
+    pipe_->close();
+    committed_ = true;
+    return;
+  }
   if (::fsync(fd_) != 0 || ::close(fd_) != 0) {
     fd_ = -1;
     throw std::runtime_error("cannot write key file '" + tmp_ + "': " + std::strerror(errno));
@@ -262,15 +279,31 @@ void KeyFile::fail(const std::string& what) const {
   throw std::runtime_error("key file '" + path_ + "': " + what);
 }
 
-KeyFile::KeyFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) fail(std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0) fail(std::string("cannot stat: ") + std::strerror(errno));
-  file_bytes_ = static_cast<uint64_t>(st.st_size);
+void KeyFile::fetch(uint8_t* out, size_t n, uint64_t offset) const {
+  if (!pipe_) return pread_all(fd_, out, n, offset, path_);
+  if (offset < pipe_->position())
+    fail("a key stream is read once and in order: byte " + std::to_string(offset) + " has passed (at byte " +
+         std::to_string(pipe_->position()) + ")");
+  pipe_->skip(offset - pipe_->position());
+  pipe_->read(out, n);
+}
+
+double KeyFile::stream_wait_s() const { return pipe_ ? pipe_->wait_s() : 0.0; }
+
+KeyFile::KeyFile(const std::string& path, double stream_timeout_s) : path_(path) {
+  if (is_named_pipe(path)) {
+    pipe_ = std::make_unique<PipeReader>(path, stream_timeout_s, "key stream '" + path + "'");
+    file_bytes_ = ~uint64_t(0);  // what the header promises, once read
+  } else {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) fail(std::string("cannot open: ") + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) fail(std::string("cannot stat: ") + std::strerror(errno));
+    file_bytes_ = static_cast<uint64_t>(st.st_size);
+  }
   if (file_bytes_ < kPrefix) fail("too short to be a key file (" + std::to_string(file_bytes_) + " bytes)");
   uint8_t prefix[kPrefix];
-  pread_all(fd_, prefix, kPrefix, 0, path_);
+  fetch(prefix, kPrefix, 0);
   if (std::memcmp(prefix, kMagic, sizeof kMagic) != 0) fail("not a deepreduce key file (bad magic)");
   Cursor pc{prefix, kPrefix, sizeof kMagic};
   const auto version = static_cast<uint32_t>(pc.le(4));
@@ -284,7 +317,8 @@ KeyFile::KeyFile(const std::string& path) : path_(path) {
     fail("truncated or corrupted header (header length " + std::to_string(body_len) + ", file " +
          std::to_string(file_bytes_) + " bytes)");
   std::vector<uint8_t> head(kPrefix + body_len + kSum);
-  pread_all(fd_, head.data(), head.size(), 0, path_);
+  std::memcpy(head.data(), prefix, kPrefix);
+  fetch(head.data() + kPrefix, head.size() - kPrefix, kPrefix);
   const Hash head_sum = sha256(head.data(), kPrefix + body_len);
   if (std::memcmp(head_sum.data(), head.data() + kPrefix + body_len, kSum) != 0)
     fail("header checksum fails: the file is corrupted");
@@ -328,6 +362,7 @@ KeyFile::KeyFile(const std::string& path) : path_(path) {
   global_offset_ = head.size();
   blocks_offset_ = global_offset_ + header_.global_bytes + kSum;
   const uint64_t expect = key_file_bytes(header_);  // UINT64_MAX (never a file's size) on overflow
+  if (pipe_ && expect != ~uint64_t(0)) file_bytes_ = expect;
   if (file_bytes_ != expect)
     fail((file_bytes_ < expect ? "truncated: " : "has trailing bytes: ") + std::to_string(file_bytes_) +
          " bytes, its header promises " + std::to_string(expect) + " (" + std::to_string(header_.count) +
@@ -340,7 +375,7 @@ KeyFile::~KeyFile() {
 
 std::vector<uint8_t> KeyFile::read_global() const {
   std::vector<uint8_t> data(header_.global_bytes + kSum);
-  pread_all(fd_, data.data(), data.size(), global_offset_, path_);
+  fetch(data.data(), data.size(), global_offset_);
   const Hash sum = section_sum(header_, kGlobalIndex, data.data(), header_.global_bytes);
   if (std::memcmp(sum.data(), data.data() + header_.global_bytes, kSum) != 0)
     fail("checksum of the global section (weight masks) fails: the file is corrupted");
@@ -353,7 +388,7 @@ std::vector<uint8_t> KeyFile::read_block(uint64_t index) const {
     fail("has " + std::to_string(header_.count) + " inferences; inference " + std::to_string(index) +
          " does not exist");
   std::vector<uint8_t> data(header_.block_bytes + kSum);
-  pread_all(fd_, data.data(), data.size(), blocks_offset_ + index * (header_.block_bytes + kSum), path_);
+  fetch(data.data(), data.size(), blocks_offset_ + index * (header_.block_bytes + kSum));
   const Hash sum = section_sum(header_, index, data.data(), header_.block_bytes);
   if (std::memcmp(sum.data(), data.data() + header_.block_bytes, kSum) != 0)
     fail("checksum of inference block " + std::to_string(index) + " fails: the file is corrupted");

@@ -23,7 +23,8 @@
 //
 // Blocks have a fixed size, so a party seeks to the one it needs and never
 // reads more than one block at a time (a key set for many inferences can be
-// gigabytes).
+// gigabytes). A key file may also be a named pipe (key_stream.h) that the
+// dealer writes as the party reads: the same bytes, read once and in order.
 //
 // Block contents (u64 arrays, wire by wire in program order, see BlockLayout):
 //   server: per linear layer u_s [in], k_s [out], m_s [out]; per gate step
@@ -36,6 +37,7 @@
 // records it as used on this machine before the block is read.
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,6 +45,9 @@
 #include "mpc/program.h"
 
 namespace dr::mpc {
+
+class PipeReader;
+class PipeWriter;
 
 constexpr uint32_t kOldestKeyFormatVersion = 1, kKeyFormatVersion = 3;  // what this build reads
 
@@ -95,21 +100,26 @@ struct ClientLinearShares {
 };
 std::vector<ClientLinearShares> derive_client_shares(const Program& program, const Seed& seed);
 
-// Writes one key file through "<path>.tmp.<pid>" and rename(2) in commit().
+// Writes one key file through "<path>.tmp.<pid>" and rename(2) in commit(),
+// or, when `path` is a named pipe, straight into it as its reader takes the
+// bytes (waiting at most `stream_timeout_s` at a time for the reader).
 class KeyWriter {
  public:
-  KeyWriter(const std::string& path, const KeyHeader& header);
+  KeyWriter(const std::string& path, const KeyHeader& header, double stream_timeout_s = 60);
   ~KeyWriter();  // removes the temporary file unless committed
   KeyWriter(const KeyWriter&) = delete;
   KeyWriter& operator=(const KeyWriter&) = delete;
   void write_global(const uint8_t* data, size_t n);
   void write_block(const uint8_t* data, size_t n);
-  void commit();  // checks that every block was written, fsyncs, renames
+  void commit();  // checks that every block was written, fsyncs, renames (a pipe: closes it)
   uint64_t bytes() const { return written_; }
+  // A pipe: the seconds spent waiting for its reader (0 for a file).
+  double stream_wait_s() const;
 
  private:
   void write(const uint8_t* data, size_t n);
   std::string path_, tmp_;
+  std::unique_ptr<PipeWriter> pipe_;
   KeyHeader header_;
   int fd_ = -1;
   uint64_t blocks_ = 0, written_ = 0;
@@ -118,10 +128,13 @@ class KeyWriter {
 
 // Reads a key file. The constructor checks magic, version, header checksum,
 // the model hash against the architecture, and the file size; any failure is
-// a std::runtime_error naming the file and what is wrong.
+// a std::runtime_error naming the file and what is wrong. A named pipe is
+// read once, in order (a block before the last one read is refused; a later
+// one skips those between), waiting at most `stream_timeout_s` at a time for
+// the dealer, and its size is what its header promises.
 class KeyFile {
  public:
-  explicit KeyFile(const std::string& path);
+  explicit KeyFile(const std::string& path, double stream_timeout_s = 60);
   ~KeyFile();
   KeyFile(const KeyFile&) = delete;
   KeyFile& operator=(const KeyFile&) = delete;
@@ -129,6 +142,9 @@ class KeyFile {
   const KeyHeader& header() const { return header_; }
   const std::string& path() const { return path_; }
   uint64_t file_bytes() const { return file_bytes_; }
+  bool streamed() const { return pipe_ != nullptr; }
+  // A pipe: the seconds spent waiting for the dealer's bytes (0 for a file).
+  double stream_wait_s() const;
 
   std::vector<uint8_t> read_global() const;  // checksum verified
   // Checksum verified; no bookkeeping: a party takes its blocks through KeyLedger::take.
@@ -136,9 +152,11 @@ class KeyFile {
 
  private:
   void fail(const std::string& what) const;
+  void fetch(uint8_t* out, size_t n, uint64_t offset) const;  // pread, or the pipe's next bytes
   std::string path_;
   KeyHeader header_;
   int fd_ = -1;
+  std::unique_ptr<PipeReader> pipe_;
   uint64_t file_bytes_ = 0, global_offset_ = 0, blocks_offset_ = 0;
 };
 

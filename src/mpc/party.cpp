@@ -388,16 +388,27 @@ class Engine {
 
 // What both parties read from their key file before talking.
 struct KeySide {
-  KeyFile keys;
+  std::shared_ptr<KeyFile> file;
+  KeyFile& keys;
   KeyLedger ledger;
   Program program;
   Architecture arch;
-  KeySide(const std::string& path, Party want, const std::string& state_dir) : keys(path), ledger(keys, state_dir) {
+  KeySide(const std::shared_ptr<KeyFile>& opened, const std::string& path, Party want, const std::string& state_dir,
+          double timeout_s)
+      : file(opened ? opened : std::make_shared<KeyFile>(path, timeout_s)), keys(*file), ledger(keys, state_dir) {
     if (keys.header().party != want)
-      throw std::invalid_argument("key file '" + path + "' holds " + party_name(keys.header().party) +
+      throw std::invalid_argument("key file '" + keys.path() + "' holds " + party_name(keys.header().party) +
                                   " keys; the " + party_name(want) + " needs " + party_name(want) + ".key");
     arch = parse_architecture(keys.header().architecture);
     program = compile_program(arch);
+  }
+  // Takes block `index` (KeyLedger::take); a streamed key file's wait for
+  // the dealer is added to *waited.
+  std::vector<uint8_t> take(uint64_t index, double* waited) {
+    const double before = keys.stream_wait_s();
+    std::vector<uint8_t> block = ledger.take(index);
+    *waited += keys.stream_wait_s() - before;
+    return block;
   }
   Hello hello(uint64_t requested) const {
     Hello h;
@@ -431,6 +442,7 @@ void finish_report(PartyReport& rep, const Engine& e, const KeySide& side) {
   rep.key_file_bytes = side.keys.file_bytes();
   rep.key_bytes_per_inference = side.keys.header().block_bytes + 32;
   rep.peak_rss_bytes = peak_rss_bytes();
+  rep.key_streamed = side.keys.streamed();
 }
 
 // The session's traffic outside the online steps: handshake, W^, the
@@ -461,7 +473,7 @@ auto reporting_errors(Transport& t, const char* party, F&& body) -> decltype(bod
 
 ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOptions& o) {
   return reporting_errors(t, "server", [&] {
-    KeySide side(o.key_path, Party::Server, o.state_dir);
+    KeySide side(o.keys, o.key_path, Party::Server, o.state_dir, o.timeout_s);
     const int f = side.keys.header().frac_bits;
     Engine e(Party::Server, side.program, f, o.threads);
     e.set_weights(quantise(side.program, model, f), side.keys.read_global());
@@ -478,8 +490,10 @@ ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOp
     t.send(MsgType::Setup, e.setup_payload(model.mean, model.std));
     for (uint64_t i = 0; i < requested; ++i) {
       const auto t0 = Clock::now();
-      e.preprocess(side.ledger.take(pr.first_inference + i));
-      pr.preprocessing_s += since(t0);
+      double waited = 0;
+      e.preprocess(side.take(pr.first_inference + i, &waited));
+      pr.preprocessing_s += since(t0) - waited;
+      pr.key_wait_s += waited;
       t.send(MsgType::Ready, {});
       const auto t1 = Clock::now();
       e.online(t, nullptr);
@@ -498,14 +512,16 @@ ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOp
 namespace {
 
 ImageResult client_image(Transport& t, Engine& e, KeySide& side, const ClientOptions& o, int64_t i,
-                         uint64_t key_index) {
+                         uint64_t key_index, double* key_wait_s) {
   ImageResult r;
   r.index = i;
   r.key_index = key_index;
   const int f = side.keys.header().frac_bits;
   const auto t0 = Clock::now();
-  e.preprocess(side.ledger.take(key_index));
-  r.preprocessing_s = since(t0);
+  double waited = 0;
+  e.preprocess(side.take(key_index, &waited));
+  r.preprocessing_s = since(t0) - waited;
+  *key_wait_s += waited;
   const ClientImage img = o.image(i);
   r.label = img.label;
   const std::vector<int64_t> x = quantise_input(normalise(side.program.input, e.mean(), e.stdev(), img.pixels), f);
@@ -529,7 +545,7 @@ ClientReport client_session(Transport& t, const ClientOptions& o) {
   if (o.count < 1) throw std::invalid_argument("client: count must be at least 1 image");
   if (!o.image) throw std::invalid_argument("client: no image callback given");
   return reporting_errors(t, "client", [&] {
-    KeySide side(o.key_path, Party::Client, o.state_dir);
+    KeySide side(o.keys, o.key_path, Party::Client, o.state_dir, o.timeout_s);
     Engine e(Party::Client, side.program, side.keys.header().frac_bits, o.threads);
     ClientReport rep;
     rep.model_hash = hex(side.keys.header().model_hash);
@@ -544,7 +560,7 @@ ClientReport client_session(Transport& t, const ClientOptions& o) {
     pr.first_inference = handshake(t, side, side.hello(uint64_t(o.count)), nullptr);
     e.read_setup(t.recv(MsgType::Setup));
     for (int64_t i = 0; i < o.count; ++i) {
-      rep.images.push_back(client_image(t, e, side, o, i, pr.first_inference + uint64_t(i)));
+      rep.images.push_back(client_image(t, e, side, o, i, pr.first_inference + uint64_t(i), &pr.key_wait_s));
       pr.preprocessing_s += rep.images.back().preprocessing_s;
       pr.online_s += rep.images.back().online_s;
       ++pr.inferences;

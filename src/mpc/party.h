@@ -18,9 +18,11 @@
 // At the end the server sends its per-layer records to the client.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "mpc/keys.h"
 #include "mpc/model.h"
 #include "mpc/report.h"
 #include "mpc/transport.h"
@@ -29,6 +31,7 @@ namespace dr::mpc {
 
 struct ServerOptions {
   std::string key_path;                  // server.key
+  std::shared_ptr<KeyFile> keys;         // it opened already (a named pipe opens once), else key_path is opened
   std::string bind_address = "127.0.0.1";  // "0.0.0.0": every interface
   int port = 0;                          // 0: any free port, reported through on_listening
   double timeout_s = 60;                 // every wait for the client during the session
@@ -45,6 +48,7 @@ struct ClientImage {
 
 struct ClientOptions {
   std::string key_path;  // client.key
+  std::shared_ptr<KeyFile> keys;  // it opened already (a named pipe opens once), else key_path is opened
   std::string host = "127.0.0.1";
   int port = 0;
   int64_t count = 1;     // images to run

@@ -43,7 +43,9 @@ json to_json(const PartyReport& r) {
           {"per_image", {{"online", to_json(r.online, r.inferences)},
                          {"online_s", r.online_s / d},
                          {"preprocessing_s", r.preprocessing_s / d},
+                         {"key_wait_s", r.key_wait_s / d},
                          {"key_bytes", r.key_bytes_per_inference}}},
+          {"key_streamed", r.key_streamed},
           {"layers", layers},
           {"setup", to_json(r.setup, 1)},
           {"key_file_bytes", r.key_file_bytes},
@@ -100,7 +102,7 @@ json party_records(const PartyReport& r) {
           {"layers", layers}, {"online", raw(r.online)}, {"preprocessing_s", r.preprocessing_s},
           {"online_s", r.online_s}, {"setup", raw(r.setup)}, {"key_file_bytes", r.key_file_bytes},
           {"key_bytes_per_inference", r.key_bytes_per_inference}, {"peak_rss_bytes", r.peak_rss_bytes},
-          {"threads", r.threads}};
+          {"threads", r.threads}, {"key_streamed", r.key_streamed}, {"key_wait_s", r.key_wait_s}};
 }
 
 PartyReport party_from_records(const json& j) {
@@ -117,6 +119,8 @@ PartyReport party_from_records(const json& j) {
   r.key_bytes_per_inference = j.at("key_bytes_per_inference").get<uint64_t>();
   r.peak_rss_bytes = j.at("peak_rss_bytes").get<int64_t>();
   r.threads = j.at("threads").get<int>();
+  r.key_streamed = j.at("key_streamed").get<bool>();
+  r.key_wait_s = j.at("key_wait_s").get<double>();
   return r;
 }
 

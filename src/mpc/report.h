@@ -29,7 +29,9 @@ struct PartyReport {
   uint64_t first_inference = 0;     // index of the first key block used
   std::vector<LayerRecord> layers;  // program steps in order, summed over inferences
   LayerRecord online;               // sum of the layers
-  double preprocessing_s = 0;       // input-independent work, summed over inferences
+  double preprocessing_s = 0;       // input-independent work, summed over inferences (without key_wait_s)
+  bool key_streamed = false;        // the key file is a pipe the dealer writes during the session
+  double key_wait_s = 0;            // streamed: the time spent waiting for the dealer's key blocks, summed
   double online_s = 0;              // wall time of the online phase, summed (the server's
                                     // includes waiting for the client's input)
   LayerRecord setup;                // handshake and W^ (once per session)

@@ -263,7 +263,10 @@ std::string summary_table(const json& s) {
            " (the slower party) = offline " + secs(b["offline_s"].get<double>()) + ", online " +
            secs(b["online_s"].get<double>()) + (b["offline_per_online"].is_null() ? std::string() :
                 " (offline " + report::fixed(b["offline_per_online"].get<double>(), 1) + "x online)") +
-           "; keys shipped " + mb(b["key_bytes"].get<double>()) + " per image\n";
+           "; keys shipped " + mb(b["key_bytes"].get<double>()) + " per image" +
+           (b.value("keys_streamed", false) ? " (streamed to the parties, none on disk)" : " (key files on disk)") +
+           (b.contains("elapsed_s") ? "; the run took " + secs(b["elapsed_s"].get<double>()) + " per image in all" : "") +
+           "\n";
   }
   out += std::string("modelled:   ") + pi::kLan.text + " " + secs(s["modelled"]["lan"]["seconds_per_image"].get<double>()) +
          ", " + pi::kWan.text + " " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) +
@@ -273,9 +276,12 @@ std::string summary_table(const json& s) {
                                             : " (W^, once), peak memory ") +
          mb(per_image("peak_memory_bytes", "server")) + " server, " + mb(per_image("peak_memory_bytes", "client")) +
          " client";
-  if (s.contains("dealer"))
+  if (s.contains("dealer")) {
     out += ", dealer " + secs(s["dealer"]["seconds"].get<double>()) + " for " +
            std::to_string(s["images"].get<int64_t>()) + " images";
+    if (s["dealer"].value("streamed", false))
+      out += " (" + secs(s["dealer"]["stream_wait_s"].get<double>()) + " of it waiting for the parties to read)";
+  }
   out += "\nestimates:  `deepreduce cost` per image (not measured; other protocols, " +
          std::to_string(s["estimates"]["ring_bits"].get<int>()) + "-bit ring: ReLU traffic plus the sharing of every linear layer's input" +
          (s.value("polys", int64_t(0)) > 0 ? " and a Beaver multiplication per polynomial element" : "") +

@@ -1,10 +1,14 @@
 #include "pipeline/private_inference.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -219,7 +223,8 @@ json parse_output(const std::string& text, const std::string& what) {
 // online latency; offline = dealer + the slower party's preprocessing.
 json whole_bill(const json& summary, const json& deal) {
   const double images = std::max(1.0, summary["images"].get<double>());
-  const double dealer = deal["seconds"].get<double>() / images;
+  // A streaming dealer's seconds include waiting for the parties to read.
+  const double dealer = (deal["seconds"].get<double>() - deal.value("stream_wait_s", 0.0)) / images;
   const double prep_client = summary["preprocessing_s_per_image"]["client"].get<double>(),
                prep_server = summary["preprocessing_s_per_image"]["server"].get<double>();
   const double online = summary["seconds_per_image"].get<double>();
@@ -230,6 +235,8 @@ json whole_bill(const json& summary, const json& deal) {
           {"preprocessing_s", {{"client", prep_client}, {"server", prep_server}}},
           {"online_s", online},
           {"offline_s", offline},
+          {"keys_streamed", deal.value("streamed", false)},
+          {"elapsed_s", summary["elapsed_s"].get<double>() / images},
           {"offline_per_online", online > 0 ? json(offline / online) : json()}};
 }
 
@@ -299,8 +306,19 @@ json run_private_inference(const PiRunOptions& o) {
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
   if (!o.keys.empty()) check_key_dir(o.keys, "--keys");
   const KeyDir keys(o.keys);
-  mpc::check_free_space(keys.path, mpc::deal_bytes(arch, o.frac_bits, uint64_t(o.count)),
-                        "give --keys DIR on a larger disk or a smaller --count");
+  // Without --keys the dealer streams each party's keys through a named pipe
+  // as the party reads them: nothing goes to disk, and the dealer works
+  // while the parties do. With --keys the key files are written first and stay.
+  const bool stream = keys.temporary;
+  if (stream) {
+    for (const char* name : {"server.key", "client.key"})
+      if (::mkfifo(util::path_join(keys.path, name).c_str(), 0600) != 0)
+        throw std::runtime_error("cannot make the key pipe " + util::path_join(keys.path, name) + ": " +
+                                 std::strerror(errno));
+  } else {
+    mpc::check_free_space(keys.path, mpc::deal_bytes(arch, o.frac_bits, uint64_t(o.count)),
+                          "give --keys DIR on a larger disk or a smaller --count, or leave --keys out to stream the keys");
+  }
   const std::string bin = o.binary.empty() ? util::self_executable() : o.binary;
   const std::string n = std::to_string(o.count), f = std::to_string(o.frac_bits), t = std::to_string(o.threads),
                     timeout = report::fixed(o.timeout_s, 1);
@@ -309,20 +327,25 @@ json run_private_inference(const PiRunOptions& o) {
   // ledger there: entries for them would pile up in the user's state directory.
   const std::string state = keys.temporary && o.state_dir.empty() ? util::path_join(keys.path, "state") : o.state_dir;
   if (!state.empty()) party_flags.insert(party_flags.end(), {"--state-dir", state});
+  const auto started = std::chrono::steady_clock::now();
   Children children;
   std::string out;
-  util::Child dealer = util::spawn({bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
-                                    "--threads", t, "--relu-gate", mpc::relu_gate_name(arch.relu_gate), "--format",
-                                    "json"},
-                                   true);
+  std::vector<std::string> deal_args = {bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
+                                        "--threads", t, "--relu-gate", mpc::relu_gate_name(arch.relu_gate),
+                                        "--format", "json"};
+  if (stream) deal_args.insert(deal_args.end(), {"--stream", "--timeout", timeout});
+  util::Child dealer = util::spawn(deal_args, true);
   children.live = {&dealer};
-  finish(dealer, &out, "the dealer");
-  const json deal = parse_output(out, "the dealer");
+  json deal;
+  if (!stream) {
+    finish(dealer, &out, "the dealer");
+    deal = parse_output(out, "the dealer");
+  }
   std::vector<std::string> serve = {bin, "pi", "serve", o.run, "--keys", keys.path + "/server.key", "--port", "0",
                                     "--timeout", timeout, "--threads", t, "--format", "json"};
   serve.insert(serve.end(), party_flags.begin(), party_flags.end());
   util::Child server = util::spawn(serve, true);
-  children.live = {&server};
+  children.live = {&dealer, &server};
   const std::string listening = util::read_line(server.out, o.timeout_s, "the server's port");
   const auto colon = listening.rfind(':');
   if (listening.rfind("listening on ", 0) != 0 || colon == std::string::npos)
@@ -332,10 +355,16 @@ json run_private_inference(const PiRunOptions& o) {
                                      "--timeout", timeout, "--threads", t, "--format", "json"};
   client.insert(client.end(), party_flags.begin(), party_flags.end());
   util::Child client_proc = util::spawn(client, true);
-  children.live = {&server, &client_proc};
+  children.live = {&dealer, &server, &client_proc};
   finish(client_proc, &out, "the client");
   json summary = parse_output(out, "the client");
   finish(server, &out, "the server");
+  if (stream) {
+    finish(dealer, &out, "the dealer");
+    deal = parse_output(out, "the dealer");
+  }
+  children.live.clear();
+  summary["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   add_agreement(summary, o, program, images);
   summary["dealer"] = deal;
   summary["bill_per_image"] = whole_bill(summary, deal);

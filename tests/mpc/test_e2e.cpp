@@ -2,6 +2,7 @@
 // server and a client run the session over TCP. The parent collects each
 // child's outcome from a file and never waits without a deadline.
 #include <poll.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <functional>
 
 #include "mpc/cost.h"
+#include "mpc/dealer.h"
 #include "mpc/keys.h"
 #include "mpc_test_util.h"
 #include "util/fs.h"
@@ -359,6 +361,44 @@ TEST(ThreeProcesses, ReducedWidthReluGatesRunPrivately) {
     EXPECT_TRUE(contains(error_of(*party), "handshake refused")) << error_of(*party);
     EXPECT_TRUE(contains(error_of(*party), "format")) << error_of(*party);  // key format 3 against 1
   }
+}
+
+// Keys streamed (pi deal --stream, what pi run does without --keys): the
+// dealer, a process of its own, writes each party's key file into a named
+// pipe while the server and the client run; the private logits are the
+// references', the measured cost the formula's, every key byte passed
+// through the pipes and none was written to disk.
+TEST(ThreeProcesses, StreamedKeysRunWithoutTouchingTheDisk) {
+  ScratchDir dir("mpc-e2e");
+  const arch::Network net = masked_net();
+  const FloatModel model = random_float_model(net, 5);
+  const std::string keys = dir / "keys";
+  util::make_dirs(keys);
+  for (const char* name : {"server.key", "client.key"}) ASSERT_EQ(::mkfifo((keys + "/" + name).c_str(), 0600), 0);
+  const pid_t dealer = spawn(dir / "dealer.json", [&] {
+    DealOptions o;
+    o.out_dir = keys;
+    o.count = 3;
+    o.stream = true;
+    o.stream_timeout_s = 20;
+    return to_json(deal(architecture_of(net), o));
+  });
+  const PairRun r = run_pair(model, net.input, spec_for(keys, dir.path));
+  EXPECT_EQ(wait_child(dealer, 60), 0);
+  EXPECT_EQ(error_of(r.client), "");
+  EXPECT_EQ(error_of(r.server), "");
+  if (HasFailure()) return;
+  const json d = outcome(dir / "dealer.json")["report"];
+  EXPECT_TRUE(d["streamed"].get<bool>());
+  const json& c = r.client["report"];
+  expect_images_match_references(net, model, c, expected_cost(compile_program(net)), 3);
+  for (const char* party : {"client", "server"}) {
+    EXPECT_TRUE(c[party]["key_streamed"].get<bool>()) << party;
+    EXPECT_GE(c[party]["per_image"]["key_wait_s"].get<double>(), 0.0) << party;
+    EXPECT_EQ(c[party]["key_file_bytes"], d[party]["file_bytes"]) << party;
+  }
+  for (const auto& e : std::filesystem::directory_iterator(keys))
+    EXPECT_TRUE(std::filesystem::is_fifo(e.path())) << e.path();
 }
 
 TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {

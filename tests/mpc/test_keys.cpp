@@ -1,17 +1,21 @@
-// Key files: what the dealer writes, and every way a key file is refused
+// Key files: what the dealer writes (into files or, streamed, into named
+// pipes), and every way a key file is refused
 // (corrupted, truncated, foreign, the wrong party); the ledger of used blocks
 // (a block used before, under any name or path); the dealer's checks (space,
 // interruption, stale temporaries).
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "mpc/gates/poly.h"
 #include "mpc/gates/relu.h"
+#include "mpc/key_stream.h"
 #include "mpc/keys.h"
 #include "mpc/ledger.h"
 #include "mpc_test_util.h"
@@ -396,4 +400,127 @@ TEST(Deal, StaleTemporariesOfAKilledDealAreRemoved) {
   util::write_file_atomic(stale, "half a key file");
   deal_keys(tiny_net(), dir.path, 1);
   EXPECT_FALSE(std::filesystem::exists(stale));
+}
+
+// --- key streams: key files as named pipes (pi deal --stream) ------------------
+
+namespace {
+
+void make_pipes(const std::string& dir) {
+  for (const char* name : {"server.key", "client.key"})
+    ASSERT_EQ(::mkfifo((dir + "/" + name).c_str(), 0600), 0) << name;
+}
+
+DealOptions stream_options(const std::string& dir, uint64_t count, double timeout_s = 10) {
+  DealOptions o;
+  o.out_dir = dir;
+  o.count = count;
+  o.stream = true;
+  o.stream_timeout_s = timeout_s;
+  return o;
+}
+
+}  // namespace
+
+// The dealer writes both parties' pipes as they read: every block's checksum
+// holds, the sizes are the header's, a block is read once and in order (one
+// already passed is refused; a later one skips those between), and nothing
+// but the pipes is left in the directory.
+TEST(KeyStream, PartiesReadTheDealersKeysBlockByBlock) {
+  ScratchDir dir("mpc-stream");
+  make_pipes(dir.path);
+  const arch::Network net = tiny_net();
+  DealReport rep;
+  std::string dealer_error, server_error, client_error;
+  std::thread dealer([&] {
+    try {
+      rep = deal(architecture_of(net), stream_options(dir.path, 3));
+    } catch (const std::exception& e) {
+      dealer_error = e.what();
+    }
+  });
+  uint64_t server_bytes = 0, client_bytes = 0;
+  std::thread server([&] {
+    try {
+      KeyFile k(dir / "server.key", 10);
+      EXPECT_TRUE(k.streamed());
+      EXPECT_EQ(k.read_global().size(), k.header().global_bytes);
+      EXPECT_EQ(k.read_block(0).size(), k.header().block_bytes);
+      expect_error([&] { k.read_block(0); }, "a key stream is read once and in order");
+      EXPECT_EQ(k.read_block(2).size(), k.header().block_bytes);  // skips block 1
+      server_bytes = k.file_bytes();
+    } catch (const std::exception& e) {
+      server_error = e.what();
+    }
+  });
+  std::thread client([&] {
+    try {
+      KeyFile k(dir / "client.key", 10);
+      for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(k.read_block(i).size(), k.header().block_bytes);
+      client_bytes = k.file_bytes();
+    } catch (const std::exception& e) {
+      client_error = e.what();
+    }
+  });
+  dealer.join();
+  server.join();
+  client.join();
+  EXPECT_EQ(dealer_error, "");
+  EXPECT_EQ(server_error, "");
+  EXPECT_EQ(client_error, "");
+  EXPECT_TRUE(rep.streamed);
+  EXPECT_EQ(rep.server_file_bytes, server_bytes);
+  EXPECT_EQ(rep.client_file_bytes, client_bytes);
+  EXPECT_GE(rep.stream_wait_s, 0.0);
+  int entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path)) {
+    ++entries;
+    EXPECT_TRUE(is_named_pipe(e.path().string())) << e.path();
+  }
+  EXPECT_EQ(entries, 2);
+}
+
+// A dealer that stops midway, a dealer that never comes, a party that never
+// comes, and a stream into something that is not a pipe: each a clear error
+// within the timeout, naming the pipe.
+TEST(KeyStream, AStoppedOrMissingPeerIsANamedErrorWithinTheTimeout) {
+  ScratchDir dir("mpc-stream");
+  make_pipes(dir.path);
+  const arch::Network net = tiny_net();
+  std::string dealer_error;
+  std::thread dealer([&] {
+    DealOptions o = stream_options(dir.path, 5);
+    int asked = 0;
+    o.interrupted = [&] { return ++asked > 1; };  // stops after block 0
+    try {
+      deal(architecture_of(net), o);
+    } catch (const std::exception& e) {
+      dealer_error = e.what();
+    }
+  });
+  std::thread client([&] {
+    try {
+      KeyFile k(dir / "client.key", 10);
+      k.read_block(0);
+    } catch (...) {
+    }
+  });
+  {
+    KeyFile k(dir / "server.key", 10);
+    k.read_global();
+    k.read_block(0);
+    expect_error([&] { k.read_block(1); }, "the dealer closed its key stream after");
+  }
+  dealer.join();
+  client.join();
+  EXPECT_TRUE(contains(dealer_error, "deal interrupted after 1 of 5")) << dealer_error;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_error([&] { KeyFile k(dir / "server.key", 0.2); }, "no key bytes from the dealer for 0.2 s");
+  expect_error([&] { deal(architecture_of(net), stream_options(dir.path, 1, 0.2)); },
+               "no party opened it to read within 0.2 s");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+
+  ScratchDir plain("mpc-stream");
+  expect_error([&] { deal(architecture_of(net), stream_options(plain.path, 1)); }, "is not a named pipe");
 }

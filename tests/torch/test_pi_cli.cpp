@@ -67,6 +67,8 @@ TEST(PiCli, TrainedFashionMnistNetworkRunsPrivately) {
   EXPECT_EQ(s["key_bytes"]["server"].get<int64_t>(), 100 * s["key_bytes_per_image"]["server"].get<int64_t>());
   EXPECT_GT(s["seconds_per_image"].get<double>(), 0);
   EXPECT_TRUE(test::contains(s["trust_model"].get<std::string>(), "non-colluding dealer"));
+  EXPECT_FALSE(s["bill_per_image"]["keys_streamed"].get<bool>());  // --keys: key files, kept
+  EXPECT_TRUE(fs::is_regular_file(d / "keys/server.key"));
   // The keys were used: a second session on the same key directory is refused.
   const auto again = cli("pi serve " + run + " --keys " + (d / "keys/server.key") + " --timeout 3");
   EXPECT_NE(again.rc, 0);
@@ -178,6 +180,8 @@ TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
   EXPECT_TRUE(test::contains(text.out, "whole bill: dealer ")) << text.out;
   for (const char* k : {"dealer_s", "offline_s", "online_s", "key_bytes"})
     EXPECT_GT(dpf["bill_per_image"][k].get<double>(), 0) << k;
+  EXPECT_TRUE(dpf["bill_per_image"]["keys_streamed"].get<bool>());  // no --keys: streamed, none on disk
+  EXPECT_TRUE(test::contains(text.out, "(streamed to the parties, none on disk)")) << text.out;
   EXPECT_EQ(dpf["bill_per_image"]["key_bytes"].get<int64_t>(),
             dpf["key_bytes_per_image"]["server"].get<int64_t>() + dpf["key_bytes_per_image"]["client"].get<int64_t>());
   // The width from training images: pi calibrate, and pi run's dpf:auto.
