@@ -101,6 +101,16 @@ std::pair<std::string, int> parse_host_port(const std::string& s) {
   return {host, port};
 }
 
+void check_batch(int64_t batch) {
+  if (batch < 1 || uint64_t(batch) > mpc::kMaxBatch)
+    throw UsageError("--batch must be in 1.." + std::to_string(mpc::kMaxBatch));
+}
+
+std::string batch_option_help() {
+  return "Images per batch (1.." + std::to_string(mpc::kMaxBatch) + "): each message carries the batch's shares, so a "
+         "batch takes one image's rounds; each party holds the batch's key blocks at once";
+}
+
 // A party's key file, opened once (a named pipe from `pi deal --stream`
 // cannot be opened twice), and the architecture it was dealt for.
 std::shared_ptr<mpc::KeyFile> open_keys(const std::string& path, double timeout_s) {
@@ -220,7 +230,7 @@ void serve_command(CLI::App& pi) {
 void client_command(CLI::App& pi) {
   struct Opts {
     std::string keys, connect, data;
-    int64_t count = 1;
+    int64_t count = 1, batch = 1;
     PartyFlags flags;
   };
   auto o = std::make_shared<Opts>();
@@ -229,9 +239,11 @@ void client_command(CLI::App& pi) {
   cmd->add_option("--connect", o->connect, "The server, HOST:PORT")->required();
   cmd->add_option("--data", o->data, data_option_help() + "; its first COUNT test images")->required();
   cmd->add_option("--count", o->count, "Images")->capture_default_str();
+  cmd->add_option("--batch", o->batch, batch_option_help())->capture_default_str();
   o->flags.add(cmd);
   cmd->callback([o] {
     o->flags.check();
+    check_batch(o->batch);
     const auto [host, port] = parse_host_port(o->connect);
     const auto keys = open_keys(o->keys, o->flags.timeout);
     const mpc::Architecture a = key_architecture(*keys);
@@ -242,6 +254,7 @@ void client_command(CLI::App& pi) {
     co.host = host;
     co.port = port;
     co.count = o->count;
+    co.batch = o->batch;
     co.timeout_s = o->flags.timeout;
     co.threads = o->flags.threads;
     co.state_dir = o->flags.state_dir;
@@ -268,6 +281,7 @@ void run_command(CLI::App& pi) {
   cmd->add_option("RUN", o->run.run, "Finished run directory")->required();
   cmd->add_option("--data", o->run.data, data_option_help() + "; its first COUNT test images")->required();
   cmd->add_option("--count", o->run.count, "Images")->capture_default_str();
+  cmd->add_option("--batch", o->run.batch, batch_option_help())->capture_default_str();
   cmd->add_option("--frac-bits", o->run.frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
   cmd->add_option("--keys", o->run.keys, "Key directory (default: a temporary one, removed afterwards)");
   cmd->add_option("--relu-gate", o->relu_gate,
@@ -282,6 +296,7 @@ void run_command(CLI::App& pi) {
   o->flags.add(cmd);
   cmd->callback([o] {
     o->flags.check();
+    check_batch(o->run.batch);
     if (pipeline::is_auto_relu_gate(o->relu_gate))
       o->run.auto_gate = o->relu_gate;
     else

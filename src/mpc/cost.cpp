@@ -1,6 +1,7 @@
 #include "mpc/cost.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "mpc/gate.h"
 #include "mpc/keys.h"
@@ -32,7 +33,8 @@ void add_gate(ExpectedCost& c, const Step& s, const StepCost& sc) {
 
 }  // namespace
 
-ExpectedCost expected_cost(const Program& program) {
+ExpectedCost expected_cost(const Program& program, int64_t batch) {
+  if (batch < 1) throw std::invalid_argument("expected_cost: a batch of " + std::to_string(batch) + " images");
   ExpectedCost c;
   for (const uint64_t b : step_key_bytes(program, Party::Server))
     c.server_key_bytes = arch::count_add(c.server_key_bytes, static_cast<int64_t>(b), "key bytes");
@@ -43,7 +45,7 @@ ExpectedCost expected_cost(const Program& program) {
     StepCost sc{s.name, kind_name(s), 0, 0, 0};
     switch (s.kind) {
       case StepKind::Input:  // one message, client -> server
-        sc.elements = program.input_numel();
+        sc.elements = arch::count_mul(batch, program.input_numel(), "input elements");
         sc.bytes = arch::count_mul(8, sc.elements, "online bytes");
         sc.rounds = 1;
         c.input_elements = sc.elements;
@@ -52,7 +54,7 @@ ExpectedCost expected_cost(const Program& program) {
         c.messages += 1;
         break;
       case StepKind::Linear:  // 8 bytes per output element each way
-        sc.elements = s.geom.out_numel();
+        sc.elements = arch::count_mul(batch, s.geom.out_numel(), "linear outputs");
         sc.bytes = arch::count_mul(16, sc.elements, "online bytes");
         sc.rounds = 1;
         c.linear_layers += 1;
@@ -61,7 +63,7 @@ ExpectedCost expected_cost(const Program& program) {
         break;
       case StepKind::Gate: {  // the gate's words per live element, each way
         const Gate& g = gate_of(s);
-        sc.elements = s.live_count;
+        sc.elements = arch::count_mul(batch, s.live_count, "gate elements");
         sc.bytes = arch::count_mul(16, g.words_sent(sc.elements), "online bytes");
         sc.rounds = opened_before ? 0 : g.rounds();
         add_gate(c, s, sc);

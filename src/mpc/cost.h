@@ -57,8 +57,12 @@ struct ExpectedCost {
   std::vector<StepCost> steps;               // every program step, in order
 };
 
-// From a program of either detail (only Step::live_count is read).
-ExpectedCost expected_cost(const Program& program);
+// From a program of either detail (only Step::live_count is read). `batch`:
+// one batch of that many images run together (the parties' --batch: each
+// message carries every image's shares, so the rounds are one image's and
+// the bytes about `batch` times; a gate that packs bits packs the batch's
+// together); the key bytes stay per image.
+ExpectedCost expected_cost(const Program& program, int64_t batch = 1);
 // From a network or an architecture: compiled with ProgramDetail::Counts, so any
 // network the description accepts is costed without one index per ReLU
 // element. Throws UnsupportedError for what the runtime cannot run.

@@ -33,7 +33,10 @@ namespace dr::mpc {
 // A gate step's own data for one call of deal or evaluate.
 struct GateData {
   const Step* step = nullptr;  // the step (which channel each element lies in)
-  size_t first = 0;            // the call's first element among the step's live elements
+  size_t first = 0;            // the call's first element among the step's live elements; an
+                               // evaluation's elements may be a batch's, several images' live
+                               // elements one image after another: element e is then live
+                               // element (first + e) mod live_count
   const u64* words = nullptr;  // dealer: the step's session words; server: its quantised
                                // parameters; client: the setup words the server sent
   int frac_bits = 0;           // evaluation: the fixed point's f

@@ -46,8 +46,10 @@ LayerRecord traffic_record(const Traffic& d) {
 // --- handshake -----------------------------------------------------------------
 
 // The magic's last byte is the online protocol's version: 2 since a site's
-// polynomial shares travel in the ReLU step's first message (Step::opens_with_next).
-constexpr char kHelloMagic[8] = {'D', 'R', 'H', 'E', 'L', 'L', 'O', '2'};
+// polynomial shares travel in the ReLU step's first message
+// (Step::opens_with_next), 3 since the client names a batch size.
+constexpr char kHelloMagic[8] = {'D', 'R', 'H', 'E', 'L', 'L', 'O', '3'};
+constexpr size_t kHelloBytes = 96;
 
 struct Hello {
   uint32_t key_version = 0;  // the key file's format version
@@ -56,10 +58,11 @@ struct Hello {
   Nonce nonce{};
   Hash hash{};
   uint64_t count = 0, next_unused = 0, requested = 0;
+  uint64_t batch = 1;  // client: inferences per batch (the server's hello: 0)
 };
 
 std::vector<uint8_t> encode(const Hello& h) {
-  std::vector<uint8_t> b(8 + 4 + 4 + 16 + 32 + 24);
+  std::vector<uint8_t> b(kHelloBytes);
   std::memcpy(b.data(), kHelloMagic, 8);
   std::memcpy(b.data() + 8, &h.key_version, 4);
   b[12] = static_cast<uint8_t>(h.party);
@@ -67,17 +70,20 @@ std::vector<uint8_t> encode(const Hello& h) {
   b[14] = static_cast<uint8_t>(h.f);
   std::memcpy(b.data() + 16, h.nonce.data(), 16);
   std::memcpy(b.data() + 32, h.hash.data(), 32);
-  const uint64_t tail[3] = {h.count, h.next_unused, h.requested};
-  std::memcpy(b.data() + 64, tail, 24);
+  const uint64_t tail[4] = {h.count, h.next_unused, h.requested, h.batch};
+  std::memcpy(b.data() + 64, tail, 32);
   return b;
 }
 
 Hello decode_hello(const std::vector<uint8_t>& b) {
-  if (b.size() != 88 || std::memcmp(b.data(), kHelloMagic, 7) != 0)
+  if (b.size() < 8 || std::memcmp(b.data(), kHelloMagic, 7) != 0)
     throw std::runtime_error("handshake refused: the peer's hello is not a deepreduce private-inference hello");
   if (b[7] != uint8_t(kHelloMagic[7]))
     throw std::runtime_error(std::string("handshake refused: the peer speaks online protocol version ") + char(b[7]) +
                              ", this party " + kHelloMagic[7] + ": run both parties from the same deepreduce release");
+  if (b.size() != kHelloBytes)
+    throw std::runtime_error("handshake refused: the peer's hello has " + std::to_string(b.size()) + " bytes, not " +
+                             std::to_string(kHelloBytes));
   Hello h;
   std::memcpy(&h.key_version, b.data() + 8, 4);
   h.party = static_cast<Party>(b[12]);
@@ -85,9 +91,9 @@ Hello decode_hello(const std::vector<uint8_t>& b) {
   h.f = b[14];
   std::memcpy(h.nonce.data(), b.data() + 16, 16);
   std::memcpy(h.hash.data(), b.data() + 32, 32);
-  uint64_t tail[3];
-  std::memcpy(tail, b.data() + 64, 24);
-  h.count = tail[0], h.next_unused = tail[1], h.requested = tail[2];
+  uint64_t tail[4];
+  std::memcpy(tail, b.data() + 64, 32);
+  h.count = tail[0], h.next_unused = tail[1], h.requested = tail[2], h.batch = tail[3];
   return h;
 }
 
@@ -113,6 +119,10 @@ uint64_t check_hello(const Hello& me, const Hello& peer, const std::string& key_
            "): use a server.key and client.key written together");
   const uint64_t start = std::max(me.next_unused, peer.next_unused);
   const uint64_t requested = me.party == Party::Client ? me.requested : peer.requested;
+  const uint64_t batch = me.party == Party::Client ? me.batch : peer.batch;
+  if (me.party == Party::Server && (batch < 1 || batch > kMaxBatch))
+    refuse("the client asks for batches of " + std::to_string(batch) + " inferences; accepted: 1 to " +
+           std::to_string(kMaxBatch));
   const uint64_t left = me.count - std::min(start, me.count);
   if (requested > left) {
     const std::string used =
@@ -206,39 +216,58 @@ class Engine {
   const std::vector<double>& mean() const { return mean_; }
   const std::vector<double>& stdev() const { return std_; }
 
-  // The input-independent part of one inference.
-  void preprocess(std::vector<uint8_t> block) {
-    block_ = std::move(block);
-    pre_.clear();
-    m_.clear();
+  // A batch of `lanes` inferences run together (--batch): every wire holds
+  // the lanes' values one image after another, and each message carries
+  // every lane's shares, so a batch takes one image's rounds.
+  void begin_batch(int lanes) {
+    lanes_.assign(size_t(lanes), Lane{});
+    if (lanes == 1) return;  // one lane reads its gate keys from its block
+    gate_keys_.resize(program_.gate_steps.size());
+    for (size_t g = 0; g < gate_keys_.size(); ++g) gate_keys_[g].resize(size_t(lanes) * gate_key_bytes(g));
+  }
+
+  // The input-independent part of inference `lane` of the batch, from its
+  // key block. A batch of several copies each gate step's keys next to the
+  // other lanes' (what a gate evaluates in one call) and lets the block go.
+  void preprocess(int lane, std::vector<uint8_t> block) {
+    Lane& L = lanes_[size_t(lane)];
     if (role_ == Party::Server) {
       for (size_t j = 0; j < program_.linear_steps.size(); ++j) {
         const ConvGeom& g = program_.linear(int(j)).geom;
         const auto& part = layout_.linear[j];
-        const auto u = to_words(block_, part.u, size_t(g.in_numel()));
-        const auto k = to_words(block_, part.k, size_t(g.out_numel()));
-        pre_.push_back(linear_pre_server(g, w_hat_[j].data(), u.data(), k.data(), bias_[j].data(), threads_));
-        m_.push_back(to_words(block_, part.m, size_t(g.out_numel())));
+        const auto u = to_words(block, part.u, size_t(g.in_numel()));
+        const auto k = to_words(block, part.k, size_t(g.out_numel()));
+        L.pre.push_back(linear_pre_server(g, w_hat_[j].data(), u.data(), k.data(), bias_[j].data(), threads_));
+        L.m.push_back(to_words(block, part.m, size_t(g.out_numel())));
       }
+    } else {
+      Seed seed;
+      std::memcpy(seed.data(), block.data() + layout_.seed, seed.size());
+      auto shares = derive_client_shares(program_, seed);
+      for (size_t j = 0; j < shares.size(); ++j) {
+        const ConvGeom& g = program_.linear(int(j)).geom;
+        L.pre.push_back(linear_pre_client(g, w_hat_[j].data(), shares[j].u.data(), shares[j].k.data(), threads_));
+        L.m.push_back(std::move(shares[j].m));
+      }
+      L.input_mask = to_words(block, layout_.input_mask, size_t(program_.input_numel()));
+      L.output_mask = to_words(block, layout_.output_mask, size_t(program_.wire_numel[size_t(program_.output_wire)]));
+    }
+    if (lanes_.size() == 1) {
+      block_ = std::move(block);
       return;
     }
-    Seed seed;
-    std::memcpy(seed.data(), block_.data() + layout_.seed, seed.size());
-    auto shares = derive_client_shares(program_, seed);
-    for (size_t j = 0; j < shares.size(); ++j) {
-      const ConvGeom& g = program_.linear(int(j)).geom;
-      pre_.push_back(linear_pre_client(g, w_hat_[j].data(), shares[j].u.data(), shares[j].k.data(), threads_));
-      m_.push_back(std::move(shares[j].m));
+    for (size_t g = 0; g < gate_keys_.size(); ++g) {
+      const size_t bytes = gate_key_bytes(g);
+      if (bytes) std::memcpy(gate_keys_[g].data() + size_t(lane) * bytes, block.data() + layout_.gates[g], bytes);
     }
-    input_mask_ = to_words(block_, layout_.input_mask, size_t(program_.input_numel()));
-    output_mask_ = to_words(block_, layout_.output_mask, size_t(program_.wire_numel[size_t(program_.output_wire)]));
   }
 
-  // The online protocol of one inference. Client: `x` is the quantised input;
-  // returns the logits (scale f). Server: x is null; returns nothing.
-  std::vector<int64_t> online(Transport& t, const std::vector<int64_t>* x) {
+  // The online protocol of the batch. Client: `x` holds each lane's
+  // quantised input; returns each lane's logits (scale f). Server: x is
+  // null; returns nothing.
+  std::vector<std::vector<int64_t>> online(Transport& t, const std::vector<std::vector<int64_t>>* x) {
     std::vector<std::vector<u64>> w(program_.wire_numel.size());
-    std::vector<int64_t> logits;
+    std::vector<std::vector<int64_t>> logits(lanes_.size());
     for (size_t i = 0; i < program_.steps.size(); ++i) {
       const Step& s = program_.steps[i];
       const Traffic before = t.traffic();
@@ -250,14 +279,33 @@ class Engine {
           w[size_t(s.out)] = w[size_t(s.in)];
           for (size_t k = 0; k < w[size_t(s.out)].size(); ++k) w[size_t(s.out)][k] += w[size_t(s.in2)][k];
           break;
-        case StepKind::SumPool: w[size_t(s.out)] = channel_sums(s.geom, w[size_t(s.in)].data()); break;
+        case StepKind::SumPool:
+          w[size_t(s.out)] = per_lane(w[size_t(s.in)], [&](size_t, const std::vector<u64>& in) {
+            return channel_sums(s.geom, in.data());
+          });
+          break;
         case StepKind::Gate: w[size_t(s.out)] = gate(t, i, w[size_t(s.in)]); break;
-        case StepKind::PairDiff: w[size_t(s.out)] = pair_diff(s, w[size_t(s.in)]); break;
-        case StepKind::PairMax: w[size_t(s.out)] = pair_max(s, w[size_t(s.in)], w[size_t(s.in2)]); break;
+        case StepKind::PairDiff:
+          w[size_t(s.out)] = per_lane(w[size_t(s.in)], [&](size_t, const std::vector<u64>& in) {
+            return pair_diff(s, in);
+          });
+          break;
+        case StepKind::PairMax: {
+          const std::vector<u64>& relu = w[size_t(s.in2)];
+          const size_t pairs = relu.size() / lanes_.size();
+          w[size_t(s.out)] = per_lane(w[size_t(s.in)], [&](size_t l, const std::vector<u64>& in) {
+            return pair_max(s, in, std::vector<u64>(relu.begin() + std::ptrdiff_t(l * pairs),
+                                                    relu.begin() + std::ptrdiff_t((l + 1) * pairs)));
+          });
+          break;
+        }
         case StepKind::Output:
-          if (role_ == Party::Client)
-            for (size_t k = 0; k < output_mask_.size(); ++k)
-              logits.push_back(static_cast<int64_t>(w[size_t(s.in)][k] - output_mask_[k]));
+          if (role_ == Party::Client) {
+            const size_t k = lanes_[0].output_mask.size();
+            for (size_t l = 0; l < lanes_.size(); ++l)
+              for (size_t c = 0; c < k; ++c)
+                logits[l].push_back(static_cast<int64_t>(w[size_t(s.in)][l * k + c] - lanes_[l].output_mask[c]));
+          }
           break;
       }
       LayerRecord r = traffic_record(t.traffic() - before);
@@ -271,13 +319,13 @@ class Engine {
       carried_compute_s_ = 0;
       if (s.kind == StepKind::Gate && s.opens_with_next) {
         const Step& next = program_.steps[i + 1];
-        carried_payload_ = uint64_t(8 * gate_of(next).words_sent(next.live_count));
+        carried_payload_ = uint64_t(8 * gate_of(next).words_sent(int64_t(lanes_.size()) * next.live_count));
         r.bytes_sent -= carried_payload_;
         r.bytes_received -= carried_payload_;
         carried_compute_s_ = next_compute_s_;
         r.compute_s -= carried_compute_s_;
       }
-      r.live_relus = live_relus(s);
+      r.live_relus = live_relus(s) * int64_t(lanes_.size());
       r.name = records_[i].name;
       r.kind = records_[i].kind;
       records_[i] += r;
@@ -286,19 +334,47 @@ class Engine {
   }
 
  private:
+  // Per inference of the batch: its input-independent linear shares and
+  // masks (pre, m per linear layer; the client's input and output masks).
+  struct Lane {
+    std::vector<std::vector<u64>> pre, m;
+    std::vector<u64> input_mask, output_mask;
+  };
+
   // Words the server sends at setup for gate step `gate_index`.
   size_t setup_words(int gate_index) const {
     const Step& s = program_.gate_step(gate_index);
     return size_t(gate_of(s).setup_words(s));
   }
+  size_t gate_key_bytes(size_t gate_index) const {
+    const Step& s = program_.gate_step(int(gate_index));
+    return size_t(s.live_count) * gate_of(s).key_bytes();
+  }
 
-  std::vector<u64> input(Transport& t, const std::vector<int64_t>* x) {
-    const size_t n = size_t(program_.input_numel());
+  // A local step applied to each lane's part of its input wire: f(lane,
+  // part); the lanes' outputs one after another. One lane: no copies.
+  template <class F>
+  std::vector<u64> per_lane(const std::vector<u64>& in, F f) const {
+    if (lanes_.size() == 1) return f(0, in);
+    const size_t n = in.size() / lanes_.size();
+    std::vector<u64> out;
+    for (size_t l = 0; l < lanes_.size(); ++l) {
+      const std::vector<u64> part = f(l, std::vector<u64>(in.begin() + std::ptrdiff_t(l * n),
+                                                          in.begin() + std::ptrdiff_t((l + 1) * n)));
+      out.insert(out.end(), part.begin(), part.end());
+    }
+    return out;
+  }
+
+  std::vector<u64> input(Transport& t, const std::vector<std::vector<int64_t>>* x) {
+    const size_t n = size_t(program_.input_numel()), all = n * lanes_.size();
     t.count_round();
-    if (role_ == Party::Server) return to_words(t.recv(MsgType::Input, 8 * n), 0, n);
-    std::vector<u64> xh(n);
-    for (size_t i = 0; i < n; ++i) xh[i] = static_cast<u64>((*x)[i]) + input_mask_[i];  // x^ = x + r0
-    t.send(MsgType::Input, to_bytes(xh.data(), n));
+    if (role_ == Party::Server) return to_words(t.recv(MsgType::Input, 8 * all), 0, all);
+    std::vector<u64> xh(all);
+    for (size_t l = 0; l < lanes_.size(); ++l)
+      for (size_t i = 0; i < n; ++i)
+        xh[l * n + i] = static_cast<u64>((*x)[l][i]) + lanes_[l].input_mask[i];  // x^ = x + r0
+    t.send(MsgType::Input, to_bytes(xh.data(), all));
     return xh;
   }
 
@@ -313,21 +389,28 @@ class Engine {
 
   std::vector<u64> linear(Transport& t, const Step& s, const std::vector<u64>& x_hat) {
     const auto j = size_t(s.linear_index);
-    std::vector<u64> z = std::move(pre_[j]);
-    if (role_ == Party::Server) linear_online_server(s.geom, w_[j].data(), x_hat.data(), z, threads_);
-    truncate_shares(role_, z, f_);
-    for (size_t i = 0; i < z.size(); ++i) z[i] += m_[j][i];
+    const size_t in_n = size_t(s.geom.in_numel()), out_n = size_t(s.geom.out_numel());
+    std::vector<u64> z(lanes_.size() * out_n);
+    for (size_t l = 0; l < lanes_.size(); ++l) {
+      std::vector<u64> zl = std::move(lanes_[l].pre[j]);
+      if (role_ == Party::Server) linear_online_server(s.geom, w_[j].data(), x_hat.data() + l * in_n, zl, threads_);
+      truncate_shares(role_, zl, f_);
+      for (size_t i = 0; i < out_n; ++i) z[l * out_n + i] = zl[i] + lanes_[l].m[j][i];
+    }
     return exchange(t, MsgType::LinearShare, z);
   }
 
-  // Gate step `i`: its gate on its live elements, opened in its own
-  // exchanges, or (opens_with_next) with the next step's shares in its
-  // first exchange, whose opened values then wait for it in opened_next_.
+  // Gate step `i`: its gate on its live elements (every lane's, in one
+  // call), opened in its own exchanges, or (opens_with_next) with the next
+  // step's shares in its first exchange, whose opened values then wait for
+  // it in opened_next_.
   std::vector<u64> gate(Transport& t, size_t i, const std::vector<u64>& x_hat) {
     const Step& s = program_.steps[i];
     std::vector<u64> out = x_hat;  // a linearised element keeps its input and its mask
+    const size_t numel = x_hat.size() / lanes_.size(), live = s.live.size();
     auto place = [&](const std::vector<u64>& opened) {
-      for (size_t j = 0; j < opened.size(); ++j) out[size_t(s.live[j])] = opened[j];
+      for (size_t l = 0; l < lanes_.size(); ++l)
+        for (size_t j = 0; j < live; ++j) out[l * numel + size_t(s.live[j])] = opened[l * live + j];
     };
     if (next_opened_) {  // the step before opened this one's shares with its own
       next_opened_ = false;
@@ -356,12 +439,18 @@ class Engine {
     place(gate_of(s).evaluate(role_, gate_data(s), gate_keys(s), live_values(s, x_hat), open, threads_));
     return out;
   }
-  static std::vector<u64> live_values(const Step& s, const std::vector<u64>& wire) {
-    std::vector<u64> xs(s.live.size());
-    for (size_t j = 0; j < xs.size(); ++j) xs[j] = wire[size_t(s.live[j])];
+  // Every lane's live elements of a gate step, lane after lane.
+  std::vector<u64> live_values(const Step& s, const std::vector<u64>& wire) const {
+    const size_t numel = wire.size() / lanes_.size(), live = s.live.size();
+    std::vector<u64> xs(lanes_.size() * live);
+    for (size_t l = 0; l < lanes_.size(); ++l)
+      for (size_t j = 0; j < live; ++j) xs[l * live + j] = wire[l * numel + size_t(s.live[j])];
     return xs;
   }
-  const uint8_t* gate_keys(const Step& s) const { return block_.data() + layout_.gates[size_t(s.gate_index)]; }
+  const uint8_t* gate_keys(const Step& s) const {
+    if (lanes_.size() == 1) return block_.data() + layout_.gates[size_t(s.gate_index)];
+    return gate_keys_[size_t(s.gate_index)].data();
+  }
   GateData gate_data(const Step& s) const { return GateData{&s, 0, gate_words_[size_t(s.gate_index)].data(), f_}; }
 
   Party role_;
@@ -381,9 +470,9 @@ class Engine {
   // parameters, the client's setup words) and what the server sends at setup.
   std::vector<std::vector<u64>> gate_words_, gate_setup_;
   std::vector<double> mean_, std_;
-  std::vector<uint8_t> block_;
-  std::vector<std::vector<u64>> pre_, m_;
-  std::vector<u64> input_mask_, output_mask_;
+  std::vector<Lane> lanes_;
+  std::vector<uint8_t> block_;                     // one lane: its key block
+  std::vector<std::vector<uint8_t>> gate_keys_;    // several: per gate step, every lane's keys
 };
 
 // What both parties read from their key file before talking.
@@ -410,7 +499,7 @@ struct KeySide {
     *waited += keys.stream_wait_s() - before;
     return block;
   }
-  Hello hello(uint64_t requested) const {
+  Hello hello(uint64_t requested, uint64_t batch = 0) const {
     Hello h;
     h.key_version = keys.header().version;
     h.party = keys.header().party;
@@ -420,17 +509,29 @@ struct KeySide {
     h.count = keys.header().count;
     h.next_unused = ledger.next_unused();
     h.requested = requested;
+    h.batch = batch;
     return h;
   }
 };
 
+// The batches of a session of `count` inferences: `batch` at a time, the
+// last one what is left.
+template <class F>
+void for_batches(uint64_t count, uint64_t batch, F f) {
+  for (uint64_t first = 0; first < count; first += batch) f(first, int(std::min(batch, count - first)));
+}
+
 // Hello both ways: each party sends before it reads, so both see (and refuse) a mismatch.
-uint64_t handshake(Transport& t, const KeySide& side, const Hello& mine, uint64_t* requested) {
+// The server learns the client's requested inferences and batch size.
+uint64_t handshake(Transport& t, const KeySide& side, const Hello& mine, uint64_t* requested = nullptr,
+                   uint64_t* batch = nullptr) {
   t.send(MsgType::Hello, encode(mine));
   const Hello peer = decode_hello(t.recv(MsgType::Hello));
   t.count_round();
+  const uint64_t start = check_hello(mine, peer, side.keys.path());
   if (requested) *requested = peer.requested;
-  return check_hello(mine, peer, side.keys.path());
+  if (batch) *batch = peer.batch;
+  return start;
 }
 
 void finish_report(PartyReport& rep, const Engine& e, const KeySide& side) {
@@ -485,21 +586,24 @@ ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOp
     pr.threads = o.threads;
 
     const Traffic t_setup = t.traffic();
-    uint64_t requested = 0;
-    pr.first_inference = handshake(t, side, side.hello(0), &requested);
+    uint64_t requested = 0, batch = 1;
+    pr.first_inference = handshake(t, side, side.hello(0), &requested, &batch);
+    pr.batch = int64_t(batch);
     t.send(MsgType::Setup, e.setup_payload(model.mean, model.std));
-    for (uint64_t i = 0; i < requested; ++i) {
+    for_batches(requested, batch, [&](uint64_t first, int lanes) {
       const auto t0 = Clock::now();
       double waited = 0;
-      e.preprocess(side.take(pr.first_inference + i, &waited));
+      e.begin_batch(lanes);
+      for (int l = 0; l < lanes; ++l) e.preprocess(l, side.take(pr.first_inference + first + uint64_t(l), &waited));
       pr.preprocessing_s += since(t0) - waited;
       pr.key_wait_s += waited;
       t.send(MsgType::Ready, {});
       const auto t1 = Clock::now();
       e.online(t, nullptr);
       pr.online_s += since(t1);
-      ++pr.inferences;
-    }
+      pr.inferences += lanes;
+      ++pr.batches;
+    });
     finish_report(pr, e, side);
     pr.setup = setup_record(t.traffic() - t_setup, pr.online);
     const std::string records = party_records(pr).dump();
@@ -511,32 +615,47 @@ ServerReport serve_session(Transport& t, const FloatModel& model, const ServerOp
 
 namespace {
 
-ImageResult client_image(Transport& t, Engine& e, KeySide& side, const ClientOptions& o, int64_t i,
-                         uint64_t key_index, double* key_wait_s) {
-  ImageResult r;
-  r.index = i;
-  r.key_index = key_index;
+// Inferences first .. first + lanes - 1 of the session, as one batch: each
+// image's result, with its share of the batch's time and bytes.
+std::vector<ImageResult> client_batch(Transport& t, Engine& e, KeySide& side, const ClientOptions& o, uint64_t first,
+                                      int lanes, uint64_t first_key, double* key_wait_s) {
   const int f = side.keys.header().frac_bits;
+  std::vector<ImageResult> rs(static_cast<size_t>(lanes));
+  std::vector<std::vector<int64_t>> x(static_cast<size_t>(lanes));
   const auto t0 = Clock::now();
   double waited = 0;
-  e.preprocess(side.take(key_index, &waited));
-  r.preprocessing_s = since(t0) - waited;
+  e.begin_batch(lanes);
+  for (int l = 0; l < lanes; ++l) e.preprocess(l, side.take(first_key + first + uint64_t(l), &waited));
+  const double preprocessing = since(t0) - waited;
   *key_wait_s += waited;
-  const ClientImage img = o.image(i);
-  r.label = img.label;
-  const std::vector<int64_t> x = quantise_input(normalise(side.program.input, e.mean(), e.stdev(), img.pixels), f);
+  for (int l = 0; l < lanes; ++l) {
+    ImageResult& r = rs[size_t(l)];
+    r.index = int64_t(first) + l;
+    r.key_index = first_key + first + uint64_t(l);
+    r.batch = lanes;
+    r.preprocessing_s = preprocessing / lanes;
+    const ClientImage img = o.image(r.index);
+    r.label = img.label;
+    x[size_t(l)] = quantise_input(normalise(side.program.input, e.mean(), e.stdev(), img.pixels), f);
+  }
   t.recv(MsgType::Ready, 0);
   const Traffic before = t.traffic();
   const auto t1 = Clock::now();
-  r.logits_fixed = e.online(t, &x);
-  r.online_s = since(t1);
+  const std::vector<std::vector<int64_t>> logits = e.online(t, &x);
+  const double online = since(t1);
   const Traffic d = t.traffic() - before;
-  r.bytes = d.payload_sent + d.payload_received;
-  r.framing_bytes = d.framing_sent + d.framing_received;
-  r.rounds = d.rounds;
-  r.logits = to_double(r.logits_fixed, f);
-  r.argmax = argmax(r.logits_fixed);
-  return r;
+  for (int l = 0; l < lanes; ++l) {
+    ImageResult& r = rs[size_t(l)];
+    r.batch_online_s = online;
+    r.online_s = online / lanes;
+    r.bytes = (d.payload_sent + d.payload_received) / uint64_t(lanes);
+    r.framing_bytes = (d.framing_sent + d.framing_received) / uint64_t(lanes);
+    r.rounds = d.rounds;
+    r.logits_fixed = logits[size_t(l)];
+    r.logits = to_double(r.logits_fixed, f);
+    r.argmax = argmax(r.logits_fixed);
+  }
+  return rs;
 }
 
 }  // namespace
@@ -544,6 +663,8 @@ ImageResult client_image(Transport& t, Engine& e, KeySide& side, const ClientOpt
 ClientReport client_session(Transport& t, const ClientOptions& o) {
   if (o.count < 1) throw std::invalid_argument("client: count must be at least 1 image");
   if (!o.image) throw std::invalid_argument("client: no image callback given");
+  if (o.batch < 1 || uint64_t(o.batch) > kMaxBatch)
+    throw std::invalid_argument("client: batch must be 1 to " + std::to_string(kMaxBatch) + " images");
   return reporting_errors(t, "client", [&] {
     KeySide side(o.keys, o.key_path, Party::Client, o.state_dir, o.timeout_s);
     Engine e(Party::Client, side.program, side.keys.header().frac_bits, o.threads);
@@ -557,14 +678,18 @@ ClientReport client_session(Transport& t, const ClientOptions& o) {
     pr.threads = o.threads;
 
     const Traffic t_setup = t.traffic();
-    pr.first_inference = handshake(t, side, side.hello(uint64_t(o.count)), nullptr);
+    pr.first_inference = handshake(t, side, side.hello(uint64_t(o.count), uint64_t(o.batch)));
+    pr.batch = o.batch;
     e.read_setup(t.recv(MsgType::Setup));
-    for (int64_t i = 0; i < o.count; ++i) {
-      rep.images.push_back(client_image(t, e, side, o, i, pr.first_inference + uint64_t(i), &pr.key_wait_s));
-      pr.preprocessing_s += rep.images.back().preprocessing_s;
-      pr.online_s += rep.images.back().online_s;
-      ++pr.inferences;
-    }
+    for_batches(uint64_t(o.count), uint64_t(o.batch), [&](uint64_t first, int lanes) {
+      for (ImageResult& r : client_batch(t, e, side, o, first, lanes, pr.first_inference, &pr.key_wait_s)) {
+        pr.preprocessing_s += r.preprocessing_s;
+        pr.online_s += r.online_s;
+        ++pr.inferences;
+        rep.images.push_back(std::move(r));
+      }
+      ++pr.batches;
+    });
     finish_report(pr, e, side);
     pr.setup = setup_record(t.traffic() - t_setup, pr.online);
     const auto records = t.recv(MsgType::Records);

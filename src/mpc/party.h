@@ -29,6 +29,10 @@
 
 namespace dr::mpc {
 
+// The most inferences a batch may hold (ClientOptions::batch): each party
+// holds a batch's key blocks at once.
+constexpr uint64_t kMaxBatch = 1024;
+
 struct ServerOptions {
   std::string key_path;                  // server.key
   std::shared_ptr<KeyFile> keys;         // it opened already (a named pipe opens once), else key_path is opened
@@ -52,6 +56,8 @@ struct ClientOptions {
   std::string host = "127.0.0.1";
   int port = 0;
   int64_t count = 1;     // images to run
+  int64_t batch = 1;     // images per batch: each message carries the batch's shares, so a batch
+                         // takes one image's rounds (the last batch may be smaller)
   double timeout_s = 60; // connect (with retries) and every wait for the server
   int threads = 1;
   std::string state_dir;  // the key ledger's (ledger.h); "" = default_state_dir()

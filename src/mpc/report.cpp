@@ -18,7 +18,8 @@ LayerRecord& LayerRecord::operator+=(const LayerRecord& o) {
   return *this;
 }
 
-json to_json(const LayerRecord& r, int64_t per) {
+json to_json(const LayerRecord& r, int64_t per, int64_t batches) {
+  const int64_t round_per = batches > 0 ? batches : per;
   const double d = per > 0 ? static_cast<double>(per) : 1.0;
   const auto n = [&](uint64_t v) { return per > 0 ? v / static_cast<uint64_t>(per) : v; };
   return {{"name", r.name},
@@ -28,19 +29,21 @@ json to_json(const LayerRecord& r, int64_t per) {
           {"bytes_received", n(r.bytes_received)},
           {"framing_sent", n(r.framing_sent)},
           {"framing_received", n(r.framing_received)},
-          {"rounds", per > 0 ? r.rounds / per : r.rounds},
+          {"rounds", round_per > 0 ? r.rounds / round_per : r.rounds},
           {"compute_s", r.compute_s / d},
           {"wait_s", r.wait_s / d}};
 }
 
 json to_json(const PartyReport& r) {
   json layers = json::array();
-  for (const auto& l : r.layers) layers.push_back(to_json(l, r.inferences));
+  for (const auto& l : r.layers) layers.push_back(to_json(l, r.inferences, r.batches));
   const double d = r.inferences > 0 ? static_cast<double>(r.inferences) : 1.0;
   return {{"party", r.party},
           {"inferences", r.inferences},
+          {"batch", r.batch},
+          {"batches", r.batches},
           {"first_inference", r.first_inference},
-          {"per_image", {{"online", to_json(r.online, r.inferences)},
+          {"per_image", {{"online", to_json(r.online, r.inferences, r.batches)},
                          {"online_s", r.online_s / d},
                          {"preprocessing_s", r.preprocessing_s / d},
                          {"key_wait_s", r.key_wait_s / d},
@@ -55,7 +58,8 @@ json to_json(const PartyReport& r) {
 
 json to_json(const ImageResult& r) {
   return {{"index", r.index}, {"key_index", r.key_index}, {"label", r.label}, {"argmax", r.argmax},
-          {"logits", r.logits}, {"online_s", r.online_s}, {"preprocessing_s", r.preprocessing_s},
+          {"logits", r.logits}, {"online_s", r.online_s}, {"batch", r.batch}, {"batch_online_s", r.batch_online_s},
+          {"preprocessing_s", r.preprocessing_s},
           {"bytes", r.bytes}, {"framing_bytes", r.framing_bytes}, {"rounds", r.rounds}};
 }
 
@@ -102,7 +106,8 @@ json party_records(const PartyReport& r) {
           {"layers", layers}, {"online", raw(r.online)}, {"preprocessing_s", r.preprocessing_s},
           {"online_s", r.online_s}, {"setup", raw(r.setup)}, {"key_file_bytes", r.key_file_bytes},
           {"key_bytes_per_inference", r.key_bytes_per_inference}, {"peak_rss_bytes", r.peak_rss_bytes},
-          {"threads", r.threads}, {"key_streamed", r.key_streamed}, {"key_wait_s", r.key_wait_s}};
+          {"threads", r.threads}, {"key_streamed", r.key_streamed}, {"key_wait_s", r.key_wait_s},
+          {"batch", r.batch}, {"batches", r.batches}};
 }
 
 PartyReport party_from_records(const json& j) {
@@ -121,6 +126,8 @@ PartyReport party_from_records(const json& j) {
   r.threads = j.at("threads").get<int>();
   r.key_streamed = j.at("key_streamed").get<bool>();
   r.key_wait_s = j.at("key_wait_s").get<double>();
+  r.batch = j.at("batch").get<int64_t>();
+  r.batches = j.at("batches").get<int64_t>();
   return r;
 }
 

@@ -26,6 +26,7 @@ struct LayerRecord {
 struct PartyReport {
   std::string party;                // "server" or "client"
   int64_t inferences = 0;
+  int64_t batch = 1, batches = 0;   // inferences per batch (--batch), batches run
   uint64_t first_inference = 0;     // index of the first key block used
   std::vector<LayerRecord> layers;  // program steps in order, summed over inferences
   LayerRecord online;               // sum of the layers
@@ -46,10 +47,12 @@ struct ImageResult {
   int64_t label = -1, argmax = -1;
   std::vector<double> logits;
   std::vector<int64_t> logits_fixed;  // scale 2^f
-  double online_s = 0;        // client: from sending x^ to the logits
+  int64_t batch = 1;          // inferences in its batch, run together
+  double batch_online_s = 0;  // client: the batch's time from sending x^ to the logits (this image's latency)
+  double online_s = 0;        // its share of that: batch_online_s / batch
   double preprocessing_s = 0; // client's input-independent work for this image
-  uint64_t bytes = 0, framing_bytes = 0;  // client's online payload sent + received; framing apart
-  int64_t rounds = 0;
+  uint64_t bytes = 0, framing_bytes = 0;  // its share of the client's online payload sent + received; framing apart
+  int64_t rounds = 0;                      // its batch's
 };
 
 struct ClientReport {
@@ -67,7 +70,8 @@ struct ServerReport {
   PartyReport server;
 };
 
-nlohmann::json to_json(const LayerRecord& r, int64_t per = 1);
+// Per image (`per` images; rounds per batch: `batches`, 0 = per).
+nlohmann::json to_json(const LayerRecord& r, int64_t per = 1, int64_t batches = 0);
 nlohmann::json to_json(const PartyReport& r);
 nlohmann::json to_json(const ImageResult& r);
 nlohmann::json to_json(const ClientReport& r);

@@ -17,17 +17,23 @@ namespace {
 
 using nlohmann::json;
 
-// The measured loopback latency plus the link's part (pi::link_seconds).
-json modelled(const pi::Link& l, double latency_s, int64_t rounds, double up, double down) {
+// The measured loopback time plus the link's part (pi::link_seconds): per
+// image, a batch's rounds and bytes shared by its images, and a batch's
+// latency (`batch` images: one image's rounds, their bytes).
+json modelled(const pi::Link& l, double seconds_per_image, double batch_latency_s, int64_t rounds, double batch,
+              double up, double down) {
+  const double link_batch = pi::link_seconds(l, static_cast<double>(rounds), batch * std::max(up, down));
   return {{"bits_per_s", l.bits_per_s},
           {"rtt_s", l.rtt_s},
-          {"seconds_per_image", latency_s + pi::link_seconds(l, static_cast<double>(rounds), std::max(up, down))}};
+          {"seconds_per_image", seconds_per_image + link_batch / batch},
+          {"batch_latency_s", batch_latency_s + link_batch}};
 }
 
 // Per layer and per image; the key bytes come from the program's key layout
 // (what the dealer wrote for that step), the rest is measured.
 json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
   const double n = std::max<double>(1, static_cast<double>(r.images.size()));
+  const double batches = std::max<double>(1, static_cast<double>(r.client.batches));  // a batch's rounds are its images'
   const mpc::Program program = mpc::compile_program(a, mpc::ProgramDetail::Counts);
   const auto server_keys = mpc::step_key_bytes(program, mpc::Party::Server);
   const auto client_keys = mpc::step_key_bytes(program, mpc::Party::Client);
@@ -45,7 +51,7 @@ json layer_rows(const mpc::ClientReport& r, const mpc::Architecture& a) {
                     {"bytes", static_cast<double>(c.bytes_sent + c.bytes_received) / n},
                     {"client_to_server", static_cast<double>(c.bytes_sent) / n},
                     {"server_to_client", static_cast<double>(c.bytes_received) / n},
-                    {"rounds", static_cast<double>(c.rounds) / n},
+                    {"rounds", static_cast<double>(c.rounds) / batches},
                     {"key_bytes", {{"server", keys_of(server_keys, i)}, {"client", keys_of(client_keys, i)}}},
                     {"seconds", (c.compute_s + c.wait_s) / n},
                     {"compute_s", {{"client", c.compute_s / n}, {"server", s ? s->compute_s / n : 0.0}}},
@@ -78,7 +84,7 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
   const double nd = std::max<double>(1, static_cast<double>(n));
   int64_t labelled = 0, correct = 0, rounds = 0;
   uint64_t bytes = 0, framing = 0;
-  double online = 0;
+  double online = 0, latency_sum = 0;
   json predictions = json::array();
   for (const auto& im : r.images) {
     labelled += im.label >= 0;
@@ -86,12 +92,17 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
     bytes += im.bytes;
     framing += im.framing_bytes;
     online += im.online_s;
+    latency_sum += im.batch_online_s;
     rounds = im.rounds;
     predictions.push_back({{"label", im.label}, {"argmax", im.argmax}, {"logits_fixed", im.logits_fixed}});
   }
   const double up = static_cast<double>(r.client.online.bytes_sent) / nd;
   const double down = static_cast<double>(r.client.online.bytes_received) / nd;
-  const double latency = online / nd;
+  const double per_image = online / nd, latency = latency_sum / nd;
+  // The batch size a user asked for, and the mean batch the images ran in
+  // (the last batch may be smaller): what the modelled link time is shared by.
+  const int64_t batch = r.client.batch;
+  const double mean_batch = r.client.batches > 0 ? nd / static_cast<double>(r.client.batches) : 1.0;
   return {
       {"spec", r.spec},
       {"input", a.input.str()},
@@ -113,7 +124,10 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"client_to_server_bytes_per_image", up},
       {"server_to_client_bytes_per_image", down},
       {"rounds", rounds},
-      {"seconds_per_image", latency},
+      {"seconds_per_image", per_image},
+      {"batch", batch},
+      {"batch_latency_s", latency},
+      {"images_per_second", per_image > 0 ? json(1.0 / per_image) : json()},
       {"preprocessing_s_per_image",
        {{"client", r.client.preprocessing_s / nd}, {"server", r.server.preprocessing_s / nd}}},
       {"key_bytes", {{"server", r.server.key_bytes_per_inference * n}, {"client", r.client.key_bytes_per_inference * n}}},
@@ -123,7 +137,8 @@ json session_summary(const mpc::ClientReport& r, const mpc::Architecture& a, int
       {"peak_memory_bytes", {{"server", r.server.peak_rss_bytes}, {"client", r.client.peak_rss_bytes}}},
       {"expected", {{"online_bytes_per_image", r.expected.online_bytes}, {"rounds", r.expected.rounds}}},
       {"modelled",
-       {{"lan", modelled(pi::kLan, latency, rounds, up, down)}, {"wan", modelled(pi::kWan, latency, rounds, up, down)}}},
+       {{"lan", modelled(pi::kLan, per_image, latency, rounds, mean_batch, up, down)},
+        {"wan", modelled(pi::kWan, per_image, latency, rounds, mean_batch, up, down)}}},
       {"estimates", cost_estimates(a)},
       {"layers", layer_rows(r, a)},
       {"predictions", predictions},
@@ -246,12 +261,19 @@ std::string summary_table(const json& s) {
                     std::to_string(s["frac_bits"].get<int>()) + " fractional bits, ReLU gate " +
                     s.value("relu_gate", std::string("dcf")) + "\n";
   out += "Trust model: " + s["trust_model"].get<std::string>() + ".\n" + accuracy_line(s) + comparison_line(s);
-  out += "per image:  online " + secs(s["seconds_per_image"].get<double>()) + " (loopback), " +
+  const int64_t batch = s.value("batch", int64_t(1));
+  const std::string batched =
+      batch > 1 ? "; in batches of " + std::to_string(batch) + ": a batch's latency " +
+                      secs(s["batch_latency_s"].get<double>()) + ", " +
+                      report::fixed(s["images_per_second"].get<double>(), 1) + " images/s"
+                : std::string();
+  out += "per image:  online " + secs(s["seconds_per_image"].get<double>()) + " (loopback" + batched + "), " +
          mb(s["online_bytes"].get<double>() / std::max<double>(1, s["images"].get<double>())) + " (client->server " +
          mb(s["client_to_server_bytes_per_image"].get<double>()) + ", server->client " +
          mb(s["server_to_client_bytes_per_image"].get<double>()) + "), " + std::to_string(s["rounds"].get<int64_t>()) +
          " rounds; exact formula " + mb(s["expected"]["online_bytes_per_image"].get<double>()) + ", " +
-         std::to_string(s["expected"]["rounds"].get<int64_t>()) + " rounds\n";
+         std::to_string(s["expected"]["rounds"].get<int64_t>()) + " rounds" +
+         (batch > 1 ? " (the rounds are a batch's, shared by its images)" : "") + "\n";
   out += "            preprocessing " + secs(per_image("preprocessing_s_per_image", "client")) + " client, " +
          secs(per_image("preprocessing_s_per_image", "server")) + " server; keys " +
          mb(per_image("key_bytes_per_image", "server")) + " server, " + mb(per_image("key_bytes_per_image", "client")) +
@@ -269,8 +291,11 @@ std::string summary_table(const json& s) {
            "\n";
   }
   out += std::string("modelled:   ") + pi::kLan.text + " " + secs(s["modelled"]["lan"]["seconds_per_image"].get<double>()) +
-         ", " + pi::kWan.text + " " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) +
-         " per image\n";
+         ", " + pi::kWan.text + " " + secs(s["modelled"]["wan"]["seconds_per_image"].get<double>()) + " per image" +
+         (batch > 1 ? " (a batch: " + secs(s["modelled"]["lan"]["batch_latency_s"].get<double>()) + " LAN, " +
+                          secs(s["modelled"]["wan"]["batch_latency_s"].get<double>()) + " WAN)"
+                    : std::string()) +
+         "\n";
   out += "session:    setup " + mb(s["setup_bytes"].get<double>()) +
          (s.value("polys", int64_t(0)) > 0 ? " (W^ and the masked coefficients a^, b^, once), peak memory "
                                             : " (W^, once), peak memory ") +

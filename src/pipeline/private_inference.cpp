@@ -352,6 +352,7 @@ json run_private_inference(const PiRunOptions& o) {
     throw std::runtime_error("the server did not start (it printed '" + listening + "')");
   std::vector<std::string> client = {bin, "pi", "client", "--keys", keys.path + "/client.key", "--connect",
                                      "127.0.0.1:" + listening.substr(colon + 1), "--data", o.data, "--count", n,
+                                     "--batch", std::to_string(o.batch),
                                      "--timeout", timeout, "--threads", t, "--format", "json"};
   client.insert(client.end(), party_flags.begin(), party_flags.end());
   util::Child client_proc = util::spawn(client, true);

@@ -78,6 +78,7 @@ std::string summary_table(const nlohmann::json& summary);
 struct PiRunOptions {
   std::string run, data;
   int64_t count = 10;
+  int64_t batch = 1;      // images per batch (ClientOptions::batch)
   int frac_bits = mpc::kDefaultFracBits;
   mpc::ReluGateChoice relu_gate;  // what the keys are dealt for (pi deal --relu-gate)
   // "dcf:auto" / "dpf:auto": that gate at the width calibrate_relu_width

@@ -80,6 +80,7 @@ struct PairRun {
 struct RunSpec {
   std::string server_key, client_key, out_dir;
   int64_t images = 3;
+  int64_t batch = 1;
   double timeout_s = 10;
   double server_timeout_s = 0;  // 0: timeout_s
   std::function<void(int64_t, pid_t)> on_image;  // in the client, before image i (gets the server's pid)
@@ -110,6 +111,7 @@ PairRun run_pair(const FloatModel& model, const arch::Shape& input, const RunSpe
     const auto t0 = std::chrono::steady_clock::now();
     const pid_t client = spawn(spec.out_dir + "/client.json", [&] {
       ClientOptions o = client_options(spec.client_key, input, spec.images);
+      o.batch = spec.batch;
       o.port = port;
       o.timeout_s = spec.timeout_s;
       const auto image = o.image;
@@ -267,7 +269,7 @@ TEST(ThreeProcesses, PolynomialSitesRunPrivately) {
   EXPECT_EQ(site, (std::vector<std::string>{"relu", "poly"}));
   // setup: the hello, the normalisation, every W^ and every a^, b^
   EXPECT_EQ(c["client"]["setup"]["bytes_received"].get<uint64_t>(),
-            88 + 8 + 16 + global_bytes(program, Party::Server));
+            96 + 8 + 16 + global_bytes(program, Party::Server));
   EXPECT_EQ(want.gates[1].setup_bytes, 16 * (8 + 16 + 32));
 }
 
@@ -399,6 +401,55 @@ TEST(ThreeProcesses, StreamedKeysRunWithoutTouchingTheDisk) {
   }
   for (const auto& e : std::filesystem::directory_iterator(keys))
     EXPECT_TRUE(std::filesystem::is_fifo(e.path())) << e.path();
+}
+
+// Batches (--batch): each message carries every image's shares of a batch,
+// so a batch of 2 takes one image's rounds and moves what the formula says
+// for two images (a gate that packs bits packs them together); every image's
+// logits are still its references'. Five images in batches of 2, 2 and 1,
+// with ReLUs, identities and polynomials on the two-round gate, and max
+// pooling.
+TEST(ThreeProcesses, BatchesTakeOneImagesRoundsForSeveralImages) {
+  ScratchDir dir("mpc-e2e");
+  struct Case {
+    std::string name;
+    arch::Network net;
+    ReluGateChoice gate;
+  };
+  const std::vector<Case> cases = {{"masked", masked_net(), {}},
+                                   {"poly", poly_net(), parse_relu_gate("dpf:32")},
+                                   {"maxpool", tiny_net("vgg16:alpha=0.0625:cull=S1,S2", {1, 32, 32}, 4), {}}};
+  for (const Case& k : cases) {
+    const FloatModel model = random_float_model(k.net, 9);
+    const std::string keys = dir / k.name;
+    util::make_dirs(keys);
+    deal_in_child(k.net, keys, 5, k.gate);
+    RunSpec spec = spec_for(keys, dir.path);
+    spec.images = 5;
+    spec.batch = 2;
+    const PairRun r = run_pair(model, k.net.input, spec);
+    ASSERT_EQ(error_of(r.client), "") << k.name;
+    ASSERT_EQ(error_of(r.server), "") << k.name;
+    const Program program = compile_program(k.net, ProgramDetail::Indices, k.gate);
+    const json& c = r.client["report"];
+    ASSERT_EQ(c["images"].size(), 5u);
+    for (const json& img : c["images"]) {
+      const int64_t lanes = img["batch"].get<int64_t>();
+      EXPECT_EQ(lanes, img["index"].get<int64_t>() < 4 ? 2 : 1) << k.name;
+      const ExpectedCost want = expected_cost(program, lanes);
+      EXPECT_EQ(img["rounds"].get<int64_t>(), expected_cost(program).rounds) << k.name;
+      EXPECT_EQ(img["bytes"].get<int64_t>(), want.online_bytes / lanes) << k.name;
+      const auto ref = reference_logits(k.net, model, 12, 100 + img["index"].get<uint64_t>(), k.gate);
+      EXPECT_EQ(img["argmax"].get<int64_t>(), argmax(ref)) << k.name;
+      const auto logits = img["logits"].get<std::vector<double>>();
+      for (size_t j = 0; j < ref.size(); ++j) EXPECT_NEAR(logits[j] * 4096.0, double(ref[j]), logit_tolerance(ref));
+    }
+    for (const char* party : {"client", "server"}) {
+      EXPECT_EQ(c[party]["batches"].get<int64_t>(), 3) << party;
+      EXPECT_EQ(c[party]["batch"].get<int64_t>(), 2) << party;
+      EXPECT_EQ(c[party]["per_image"]["online"]["rounds"].get<int64_t>(), expected_cost(program).rounds) << party;
+    }
+  }
 }
 
 TEST(ThreeProcesses, CorruptedKeyBlockIsRefused) {

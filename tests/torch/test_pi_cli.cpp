@@ -181,6 +181,16 @@ TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
   for (const char* k : {"dealer_s", "offline_s", "online_s", "key_bytes"})
     EXPECT_GT(dpf["bill_per_image"][k].get<double>(), 0) << k;
   EXPECT_TRUE(dpf["bill_per_image"]["keys_streamed"].get<bool>());  // no --keys: streamed, none on disk
+  // Batches: one image's rounds for two images at a time, the modelled WAN time per image shared.
+  const json batched = json_of(run + " --relu-gate dpf:24 --batch 2");
+  EXPECT_EQ(batched["batch"], 2);
+  EXPECT_EQ(batched["rounds"], dpf["rounds"]);
+  EXPECT_EQ(batched["reference"]["argmax_equal"], 3);
+  EXPECT_LT(batched["modelled"]["wan"]["seconds_per_image"].get<double>(),
+            dpf["modelled"]["wan"]["seconds_per_image"].get<double>());
+  const auto bad_batch = cli(run + " --batch 0");
+  EXPECT_EQ(bad_batch.rc, 2) << bad_batch.out;
+  EXPECT_TRUE(test::contains(bad_batch.out, "--batch must be in 1..1024")) << bad_batch.out;
   EXPECT_TRUE(test::contains(text.out, "(streamed to the parties, none on disk)")) << text.out;
   EXPECT_EQ(dpf["bill_per_image"]["key_bytes"].get<int64_t>(),
             dpf["key_bytes_per_image"]["server"].get<int64_t>() + dpf["key_bytes_per_image"]["client"].get<int64_t>());

@@ -155,7 +155,8 @@ class PolyGate final : public Gate {
     parallel_for(int64_t(x_hat.size()), threads, [&](int64_t lo, int64_t hi) {
       for (size_t e = size_t(lo); e < size_t(hi); ++e) {
         const KeyIn k{keys + e * kb};
-        const u64 z = share_of_z(p, x_hat[e], k, d.words, C, channel(s, d.first + e));
+        // A batch's elements are several images' live elements, one image after another.
+        const u64 z = share_of_z(p, x_hat[e], k, d.words, C, channel(s, (d.first + e) % size_t(s.live_count)));
         share[e] = truncate_share(p, z, 2 * d.frac_bits) + k.get(KeyIn::kRout);
       }
     });
