@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Private inference of resnet18:alpha=0.25 and its DeepReDuce steps on
 # Fashion-MNIST, measured with `deepreduce pi run` (dealer, server, client as
-# three processes on 127.0.0.1, one thread each): latency, online bytes,
+# three processes on 127.0.0.1, one thread each; the keys dealt first with
+# --deal-first, so the dealer's work does not share the cores with the online
+# phase): latency, online bytes,
 # rounds and key size per image, and the ratio to the all-ReLU network.
 # Then VGG16 and the appendix's VGG16 steps (Tables 10 and 11: cull S4,S5;
 # cull S1,S4,S5 + thin), with their max pooling, at width VGG_ALPHA (default
@@ -46,7 +48,7 @@ measure() {  # spec data count [train flags...]
   name=$(echo "$spec" | sed 's/:/_/g; s/=/-/g; s/,/+/g')
   run=$OUT/$name
   [[ -f $run/result.json ]] || "$BIN" train --model "$spec" --data "$data" "$@" --epochs 1 --out "$run" >&2
-  [[ -f $OUT/$name.pi.json ]] || "$BIN" pi run "$run" --data "$data" --count "$count" --format json --quiet \
+  [[ -f $OUT/$name.pi.json ]] || "$BIN" pi run "$run" --data "$data" --count "$count" --format json --quiet --deal-first \
     > "$OUT/$name.pi.json"
 }
 FAMILIES=${FAMILIES:-resnet vgg}

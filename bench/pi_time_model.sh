@@ -47,7 +47,7 @@ for replace in identity poly; do
   runs+=("$OUT/linearize-$replace/budget-16000" "$OUT/linearize-$replace/budget-4000")
 done
 for run in "${runs[@]}"; do
-  [[ -f $run.pi.json ]] || { "$BIN" pi run "$run" --data fashion-mnist --count "$COUNT" --format json --quiet > "$run.pi.json.tmp"
+  [[ -f $run.pi.json ]] || { "$BIN" pi run "$run" --data fashion-mnist --count "$COUNT" --format json --quiet --deal-first > "$run.pi.json.tmp"
                              mv "$run.pi.json.tmp" "$run.pi.json"; }
   [[ -f $run.count.json ]] || "$BIN" count "$run" --format json > "$run.count.json"
 done

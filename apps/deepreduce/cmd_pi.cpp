@@ -282,6 +282,10 @@ void run_command(CLI::App& pi) {
   cmd->add_option("--data", o->run.data, data_option_help() + "; its first COUNT test images")->required();
   cmd->add_option("--count", o->run.count, "Images")->capture_default_str();
   cmd->add_option("--batch", o->run.batch, batch_option_help())->capture_default_str();
+  cmd->add_flag("--deal-first", o->run.deal_first,
+                "Without --keys: deal every key into a temporary directory before the parties start (removed "
+                "afterwards), so the dealer's work does not share the cores with the online phase; default: the "
+                "dealer streams the keys to the parties as they run, none on disk");
   cmd->add_option("--frac-bits", o->run.frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
   cmd->add_option("--keys", o->run.keys, "Key directory (default: a temporary one, removed afterwards)");
   cmd->add_option("--relu-gate", o->relu_gate,

@@ -50,7 +50,7 @@ for seed in $SEEDS; do
     if [[ ! -f $d/pi/$name.json ]]; then
       relus=$(python3 -c "import json; print(json.load(open('$run/result.json'))['relus'])")
       images=$([[ $relus -le $PI_SMALL ]] && echo "$PI_IMAGES" || echo "$PI_IMAGES_LARGE")
-      "$BIN" pi run "$run" --data fashion-mnist --count "$images" --format json > "$d/pi/$name.json.tmp"
+      "$BIN" pi run "$run" --data fashion-mnist --count "$images" --format json --deal-first > "$d/pi/$name.json.tmp"
       mv "$d/pi/$name.json.tmp" "$d/pi/$name.json"
     fi
   done

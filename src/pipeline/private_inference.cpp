@@ -308,8 +308,9 @@ json run_private_inference(const PiRunOptions& o) {
   const KeyDir keys(o.keys);
   // Without --keys the dealer streams each party's keys through a named pipe
   // as the party reads them: nothing goes to disk, and the dealer works
-  // while the parties do. With --keys the key files are written first and stay.
-  const bool stream = keys.temporary;
+  // while the parties do. With --keys (or --deal-first) the key files are
+  // written first (and with --keys they stay).
+  const bool stream = keys.temporary && !o.deal_first;
   if (stream) {
     for (const char* name : {"server.key", "client.key"})
       if (::mkfifo(util::path_join(keys.path, name).c_str(), 0600) != 0)
@@ -317,7 +318,8 @@ json run_private_inference(const PiRunOptions& o) {
                                  std::strerror(errno));
   } else {
     mpc::check_free_space(keys.path, mpc::deal_bytes(arch, o.frac_bits, uint64_t(o.count)),
-                          "give --keys DIR on a larger disk or a smaller --count, or leave --keys out to stream the keys");
+                          "give --keys DIR on a larger disk or a smaller --count, or let the keys stream (neither --keys "
+                          "nor --deal-first)");
   }
   const std::string bin = o.binary.empty() ? util::self_executable() : o.binary;
   const std::string n = std::to_string(o.count), f = std::to_string(o.frac_bits), t = std::to_string(o.threads),

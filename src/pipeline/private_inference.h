@@ -90,6 +90,11 @@ struct PiRunOptions {
   int threads = 1;        // per party
   double timeout_s = 60;  // every wait of a party for the other
   std::string keys;       // key directory; "" = a temporary one, removed afterwards
+  // Without `keys`: the dealer streams the keys to the parties through
+  // named pipes while they run (none on disk); deal_first: it writes them
+  // into the temporary directory first, so its work does not share the
+  // machine with the parties' online phase (latency measurements).
+  bool deal_first = false;
   std::string state_dir;  // the parties' key ledger (mpc/ledger.h); "" = the default
   std::string binary;     // the deepreduce executable ("" = this process's own)
   bool quiet = false;     // the parties' progress lines off

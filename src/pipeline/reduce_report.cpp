@@ -76,6 +76,7 @@ nlohmann::json measure_pi(const ReportInput& in, const std::string& run, const s
   pr.data = o.train.data;
   pr.count = o.measure_pi;
   pr.quiet = true;
+  pr.deal_first = true;  // the frontier's latency without the dealer's work on the same cores
   if (is_auto_relu_gate(o.measure_pi_gate))
     pr.auto_gate = o.measure_pi_gate;
   else

@@ -157,8 +157,9 @@ TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
                 "--workers 0 --out " + (d / "a")).rc, 0);
   const std::string run = "pi run " + (d / "a") + " --data " + data + " --count 3 --format json --quiet";
   const json dcf = json_of(run), dpf = json_of(run + " --relu-gate dpf:24"), narrow = json_of(run + " --relu-gate dpf:8"),
-             one_round = json_of(run + " --relu-gate dcf:24");
+             one_round = json_of(run + " --relu-gate dcf:24 --deal-first");
   EXPECT_EQ(one_round["relu_gate"], "dcf:24");
+  EXPECT_FALSE(one_round["bill_per_image"]["keys_streamed"].get<bool>());  // --deal-first: files, then removed
   EXPECT_EQ(one_round["rounds"], dcf["rounds"]);
   EXPECT_EQ(one_round["reference"]["argmax_equal"], 3);
   EXPECT_LT(2 * one_round["key_bytes_per_image"]["client"].get<int64_t>(),
