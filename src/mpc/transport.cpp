@@ -290,8 +290,27 @@ void Transport::close_gracefully() {
 void Transport::send_error(const std::string& message) noexcept {
   try {
     send(MsgType::Error, std::vector<uint8_t>(message.begin(), message.end()));
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(2), [&] { return (queue_.empty() && !writing_) || !send_error_.empty(); });
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(2),
+                   [&] { return (queue_.empty() && !writing_) || !send_error_.empty(); });
+    }
+    // Closing with the peer's bytes unread (a frame it sent before it knew)
+    // would reset the connection, and a reset can drop the Error frame before
+    // the peer reads it: end this side's stream and read until the peer
+    // closes (it does once it has read the error), for at most 2 s.
+    ::shutdown(fd_, SHUT_WR);
+    const auto deadline = deadline_after(std::min(2.0, options_.timeout_s));
+    uint8_t buf[4096];
+    for (;;) {
+      pollfd p{fd_, POLLIN, 0};
+      const int r = ::poll(&p, 1, remaining_ms(deadline));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return;
+      const ssize_t got = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+      if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (got <= 0) return;
+    }
   } catch (...) {
   }
 }
