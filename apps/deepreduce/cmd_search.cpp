@@ -112,8 +112,9 @@ void add_reduce_command(CLI::App& app) {
       ->check(integer_in(0, pipeline::kMaxMeasurePi))
       ->capture_default_str();
   cmd->add_option("--measure-pi-gate", s->o.measure_pi_gate,
-                  "With --measure-pi: the ReLU gate of those runs (pi run --relu-gate: " + relu_gate_option_help() +
-                      "; or dcf:auto / dpf:auto)")
+                  "The ReLU gate of the private runtime: --measure-pi runs with it, and budgets in ms or MB and the "
+                  "report's runtime columns price it (pi run --relu-gate: " + relu_gate_option_help() +
+                      "; or dcf:auto / dpf:auto, measured at the width the data gives, priced as dcf)")
       ->capture_default_str();
   cmd->add_option("--method", s->methods,
                   "Methods on the frontier: deepreduce (cull, thin, reshape), snl (pixel masks learned from the "

@@ -95,13 +95,16 @@ PrivateCost private_cost(const arch::Network& net, const TimeModel& model, mpc::
   return c;
 }
 
-SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const TimeModel& model) {
-  const mpc::ExpectedCost e = mpc::expected_cost(start);
+SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const TimeModel& model,
+                       mpc::ReluGateChoice relu_gate) {
+  const mpc::ExpectedCost e = mpc::expected_cost(mpc::compile_program(start, mpc::ProgramDetail::Counts, relu_gate));
   const mpc::GateTotal* relu = gate_total(e, "relu");
   const int64_t n = relu ? relu->elements : 0, sites = relu ? relu->steps : 0;
   // One element's words each way: every party sends them (mpc/cost.h). The
-  // plan prices the default ReLU gate and the polynomial gate, one word each.
-  const int64_t relu_words = mpc::gate_of(mpc::GateKind::Relu).words_sent(1);
+  // ReLU gate's are the start's mean per ReLU (one word for the one-round
+  // gate; the two-round gate's packed bits add about 1/32), the polynomial
+  // gate's one word.
+  const double relu_words = n > 0 ? static_cast<double>(relu->bytes) / 16.0 / static_cast<double>(n) : 1.0;
   const bool poly = dropped == arch::SiteOp::Poly;
   const int64_t drop_words = poly ? mpc::gate_of(mpc::GateKind::Poly).words_sent(1) : 0;
   SearchCost c;
@@ -111,11 +114,12 @@ SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const T
   z.polys = poly ? n : 0;
   z.macs = start.totals().flops;
   // Every element dropped: the ReLU gate's words become the dropped element's.
-  z.client_sent = e.client_sent - n * 8 * (relu_words - drop_words);
-  z.server_sent = e.server_sent - n * 8 * (relu_words - drop_words);
+  const int64_t relu_bytes = relu ? relu->bytes / 2 : 0;  // each party's
+  z.client_sent = e.client_sent - relu_bytes + n * 8 * drop_words;
+  z.server_sent = e.server_sent - relu_bytes + n * 8 * drop_words;
   z.online_bytes = z.client_sent + z.server_sent;
   // Keys: a gate's key per element, the same size for both parties.
-  const int64_t relu_key = static_cast<int64_t>(mpc::gate_of(mpc::GateKind::Relu).key_bytes());
+  const int64_t relu_key = static_cast<int64_t>(mpc::gate_of(mpc::GateKind::Relu, relu_gate).key_bytes());
   const int64_t drop_key = poly ? static_cast<int64_t>(mpc::gate_of(mpc::GateKind::Poly).key_bytes()) : 0;
   z.key_bytes = std::max(e.server_key_bytes, e.client_key_bytes) - n * (relu_key - drop_key);
   c.per_relu_key = static_cast<double>(relu_key - drop_key);
@@ -125,7 +129,7 @@ SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const T
   const bool own_rounds = poly && !mpc::polys_open_with_relus();
   z.rounds = e.rounds + (own_rounds ? sites * mpc::gate_of(mpc::GateKind::Poly).rounds() : 0);
   z.compute_s = compute_of(model, 0, z.polys, z.macs, z.rounds);
-  c.per_relu_bytes = 16.0 * static_cast<double>(relu_words - drop_words);
+  c.per_relu_bytes = 16.0 * (relu_words - static_cast<double>(drop_words));
   c.per_relu_compute = model.per_relu_s - (poly ? model.per_poly_s : 0.0);
   return c;
 }

@@ -86,7 +86,10 @@ std::vector<CostBudget> parse_cost_budgets(const std::string& text, CostBudget::
 // polynomial). The most R whose cost is within `budget`, planned with every
 // site keeping at least one ReLU (the most rounds: a point's true cost is at
 // most the plan's); -1 when even R = 0 is over it. The cost is linear in R:
-// the bytes and compute of one element of each kind, the rounds fixed.
+// the bytes and compute of one element of each kind, the rounds fixed. With
+// a ReLU gate that packs bits (dpf:N: its round-1 bits 32 to a word) a
+// ReLU's bytes are the start's mean per ReLU, exact at R = 0 and at the
+// start, within a word per site between them.
 struct SearchCost {
   PrivateCost at_zero;         // R = 0: the fixed part, with the plan's rounds
   double per_relu_bytes = 0;   // online bytes one more ReLU adds (the dropped element's less)
@@ -94,7 +97,8 @@ struct SearchCost {
   double per_relu_compute = 0; // compute one more ReLU adds (the dropped element's less)
   int64_t relus = 0;           // the start's live ReLUs (R's most)
 };
-SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const TimeModel& model);
+SearchCost search_cost(const arch::Network& start, arch::SiteOp dropped, const TimeModel& model,
+                       mpc::ReluGateChoice relu_gate = {});
 int64_t relus_within(const SearchCost& c, const CostBudget& budget);
 // The cost at R live ReLUs, as planned.
 PrivateCost cost_at(const SearchCost& c, int64_t relus);

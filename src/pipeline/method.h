@@ -48,8 +48,12 @@ struct ReducePlan {
   // The finished runs so far, each read and checked once: the teacher (given
   // or trained), then the DeepReDuce networks of the candidates phase.
   Runs runs;
-  // What a private inference costs (budgets in what users pay, the report's ranking).
+  // What a private inference costs (budgets in what users pay, the report's
+  // ranking), with the ReLU gate --measure-pi-gate names (the default
+  // one-round gate for dcf:auto and dpf:auto, whose width the data chooses
+  // only when a network is measured).
   pi::TimeModel time_model;
+  mpc::ReluGateChoice relu_gate;
 };
 
 // One method of one reduce (an instance holds what it planned).

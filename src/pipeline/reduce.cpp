@@ -96,6 +96,7 @@ ReducePlan make_plan(const ReduceOptions& o, const Methods& methods) {
   p.base_relus = arch::build_network(base, p.input).totals().relus;
   p.stages = arch::find_family(base.family).stages;
   p.time_model = pi::load_time_model();
+  if (!is_auto_relu_gate(o.measure_pi_gate)) p.relu_gate = mpc::parse_relu_gate(o.measure_pi_gate);
   p.teacher_dir = o.teacher.empty() ? path_join(o.out, "teacher") : o.teacher;
   if (!o.teacher.empty()) check_given_teacher(o, p, methods);
   if (o.measure_pi > 0) check_private_runtime(arch::build_network(base, p.input), "--measure-pi");

@@ -47,9 +47,9 @@ bool any_polys(const std::vector<Row>& rows) {
   return std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.point.polys > 0; });
 }
 
-std::optional<pi::PrivateCost> runtime_cost(const arch::Network& net, const pi::TimeModel& model) {
+std::optional<pi::PrivateCost> runtime_cost(const arch::Network& net, const ReducePlan& plan) {
   try {
-    return pi::private_cost(net, model);
+    return pi::private_cost(net, plan.time_model, plan.relu_gate);
   } catch (const std::runtime_error&) {  // mpc::UnsupportedError: what the runtime cannot run
     return std::nullopt;
   }
@@ -97,7 +97,7 @@ std::vector<Row> collect_rows(const ReportInput& in, const train::RunResult& tea
                               const std::vector<const pi::Protocol*>& protocols) {
   auto row = [&](const FrontierPoint& p) {
     const arch::Network net = train::run_network(p.run);
-    return Row{p, pi::estimate(net, model, protocols), nullptr, runtime_cost(net, in.plan.time_model)};
+    return Row{p, pi::estimate(net, model, protocols), nullptr, runtime_cost(net, in.plan)};
   };
   std::vector<Row> rows = {
       row({"", "baseline (teacher)", teacher.spec, in.plan.teacher_dir, teacher.relus, teacher.test_acc})};

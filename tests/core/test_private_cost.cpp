@@ -9,6 +9,7 @@
 
 #include "arch/spec.h"
 #include "mpc/cost.h"
+#include "mpc/gate.h"
 #include "mpc/keys.h"
 #include "mpc/program.h"
 #include "pi/private_cost.h"
@@ -110,6 +111,35 @@ TEST(PrivateCost, ASearchsPlanIsTheCostOfTheNetworksItMakes) {
   // Its key is what it saves: 40 bytes an element for a ReLU's 2,080.
   EXPECT_EQ(cost_at(poly, poly.relus).key_bytes - cost_at(poly, 0).key_bytes, (2080 - 40) * poly.relus);
   EXPECT_EQ(CostBudget{CostBudget::Unit::KeyMb}.unit_text(), "key MB per party");
+}
+
+// With the two-round ReLU gate (dpf:24: 369-byte keys, its DReLU bits 32 to
+// a word) the plan prices that gate: exact at the start and at R = 0, its
+// rounds and keys exact at every R, its bytes within a word per site each
+// way between them.
+TEST(PrivateCost, ASearchsPlanPricesTheChosenReluGate) {
+  const Network start = small();
+  const TimeModel m = model();
+  const dr::mpc::ReluGateChoice dpf = dr::mpc::parse_relu_gate("dpf:24");
+  for (const SiteOp dropped : {SiteOp::Identity, SiteOp::Poly}) {
+    const SearchCost plan = search_cost(start, dropped, m, dpf);
+    const PrivateCost all = cost_at(plan, plan.relus), start_cost = private_cost(start, m, dpf);
+    EXPECT_EQ(all.online_bytes, start_cost.online_bytes);
+    EXPECT_EQ(all.rounds, start_cost.rounds);
+    EXPECT_EQ(all.key_bytes, start_cost.key_bytes);
+    EXPECT_GT(start_cost.rounds, private_cost(start, m).rounds);  // a second round per ReLU layer
+    const int64_t sites = 5;                                        // small(): resnet6's ReLU sites
+    for (const int64_t keep : {1, 7, 40}) {
+      const Network net = masked(start, keep, dropped);
+      const PrivateCost real = private_cost(net, m, dpf), planned = cost_at(plan, net.totals().relus);
+      EXPECT_NEAR(double(planned.online_bytes), double(real.online_bytes), 16.0 * sites) << keep;
+      EXPECT_EQ(planned.rounds, real.rounds) << keep;
+      EXPECT_EQ(planned.key_bytes, real.key_bytes) << keep;
+    }
+  }
+  const SearchCost snl = search_cost(start, SiteOp::Identity, m, dpf);
+  EXPECT_EQ(cost_at(snl, snl.relus).key_bytes - cost_at(snl, 0).key_bytes,
+            int64_t(dr::mpc::gate_of(dr::mpc::GateKind::Relu, dpf).key_bytes()) * snl.relus);
 }
 
 TEST(PrivateCost, RelusWithinIsTheLargestCountThatFits) {

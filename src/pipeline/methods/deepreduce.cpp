@@ -34,7 +34,7 @@ std::vector<planner::BudgetPlan> plan_by_cost(const ReduceOptions& o, const Redu
   return planner::plan_budgets(
       p.candidates, budgets, o.per_budget,
       [&](const planner::Candidate& c) {
-        return unit.of(pi::private_cost(arch::build_network(c.spec, p.input), p.time_model));
+        return unit.of(pi::private_cost(arch::build_network(c.spec, p.input), p.time_model, p.relu_gate));
       },
       [&](double v) { return report::fixed(v, 2) + " " + unit.unit_text() + " (" + unit.basis(p.time_model) + ")"; });
 }

@@ -77,7 +77,8 @@ void SnlMethod::plan_budgets(const ReduceOptions& o, const ReducePlan& p, const 
     }
   } else {
     const pi::SearchCost cost =
-        pi::search_cost(start, replace() == "poly" ? arch::SiteOp::Poly : arch::SiteOp::Identity, p.time_model);
+        pi::search_cost(start, replace() == "poly" ? arch::SiteOp::Poly : arch::SiteOp::Identity, p.time_model,
+                        p.relu_gate);
     for (const pi::CostBudget& b : o.cost_budgets) {
       const int64_t r = pi::relus_within(cost, b);
       const auto cost_text = [&](int64_t at) { return report::fixed(b.of(pi::cost_at(cost, at)), 2) + " " + b.unit_text(); };
@@ -99,7 +100,7 @@ void SnlMethod::plan_budgets(const ReduceOptions& o, const ReducePlan& p, const 
   std::string start_cost = std::to_string(relus) + " ReLUs";
   if (!o.cost_budgets.empty()) {
     const pi::CostBudget& b = o.cost_budgets.front();
-    start_cost = report::fixed(b.of(pi::private_cost(start, p.time_model)), 2) + " " + b.unit_text() + " (" +
+    start_cost = report::fixed(b.of(pi::private_cost(start, p.time_model, p.relu_gate)), 2) + " " + b.unit_text() + " (" +
                  start_cost + ")";
   }
   throw std::invalid_argument("no budget is below the " + start_cost + " of " + start_spec + ", where the " + name() +
