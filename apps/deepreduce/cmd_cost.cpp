@@ -15,12 +15,12 @@ namespace {
 // deepreduce's own runtime with the ReLU gate `gate`: exact online MB,
 // rounds and key MB (the larger party's) per image, and the modelled LAN and
 // WAN latency; nulls for a network it cannot run.
-std::vector<nlohmann::json> runtime_cells(const arch::Network& net, mpc::ReluGateChoice gate,
+std::vector<nlohmann::json> runtime_cells(const arch::Network& net, mpc::ReluGateChoice gate, int64_t batch,
                                           const pi::TimeModel& time) {
   try {
     const pi::PrivateCost c = pi::private_cost(net, time, gate);  // counts only: any size `count` accepts
     return {static_cast<double>(c.online_bytes) / 1e6, c.rounds, static_cast<double>(c.key_bytes) / 1e6,
-            c.seconds(pi::kLan), c.seconds(pi::kWan)};
+            c.seconds(pi::kLan, batch), c.seconds(pi::kWan, batch)};
   } catch (const mpc::UnsupportedError&) {
     return {nullptr, nullptr, nullptr, nullptr, nullptr};
   }
@@ -33,6 +33,7 @@ void add_cost_command(CLI::App& app) {
     std::vector<std::string> specs;
     InputChoice input;
     std::string protocol = "all", format = "table", costs, relu_gate = "dcf";
+    int64_t batch = 1;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("cost", "Estimated online PI traffic and ReLU time per network and protocol");
@@ -42,6 +43,11 @@ void add_cost_command(CLI::App& app) {
   cmd->add_option("--protocol", o->protocol, protocol_option_help())->capture_default_str();
   cmd->add_option("--costs", o->costs, "Cost figures file (default: data/pi_protocols.json)");
   cmd->add_option("--relu-gate", o->relu_gate, relu_gate_option_help())->capture_default_str();
+  cmd->add_option("--batch", o->batch,
+                  "pi LAN/WAN s per image with images run in batches of this many (pi run --batch): a batch's "
+                  "rounds shared by its images")
+      ->check(integer_in(1, int64_t(mpc::kMaxBatch)))
+      ->capture_default_str();
   cmd->add_option("--format", o->format, report::format_option_help())->capture_default_str();
   cmd->callback([o] {
     const mpc::ReluGateChoice gate = parse_relu_gate_option(o->relu_gate);
@@ -70,7 +76,7 @@ void add_cost_command(CLI::App& app) {
       std::vector<nlohmann::json> row = {net.label(), net.input.str(), cost.relus};
       if (polys) row.push_back(cost.polys);
       row.push_back(cost.linear_share_bytes / 1e6);
-      for (auto& c : runtime_cells(net, gate, time)) row.push_back(c);
+      for (auto& c : runtime_cells(net, gate, o->batch, time)) row.push_back(c);
       for (auto& c : pi::cost_cells(cost)) row.push_back(c);
       t.add_row(row);
     }
@@ -85,7 +91,10 @@ void add_cost_command(CLI::App& app) {
       std::cout << "\ndeepreduce pi: the online bytes, rounds and key (the larger party's, per image) of "
                    "deepreduce's own runtime (`deepreduce pi`,\ndealer-assisted) with the ReLU gate "
                 << mpc::relu_gate_name(gate) << ", exact by its formula (docs/private_inference.md; `-` where it "
-                   "cannot run\nthe network); LAN/WAN: modelled latency, compute from " << time.path
+                   "cannot run\nthe network); LAN/WAN: modelled latency"
+                << (o->batch > 1 ? " per image in batches of " + std::to_string(o->batch) + " (a batch's rounds shared by its images)"
+                                 : std::string())
+                << ", compute from " << time.path
                 << " plus the link (" << pi::kLan.text << ", " << pi::kWan.text << ").\nEstimates per protocol: MB = online traffic of the ReLUs plus the\nsharing of every "
                    "conv/FC input (" << model.ring_bits << "-bit ring)"
                 << (polys ? " plus a Beaver multiplication per polynomial element (4 ring elements)" : "")

@@ -63,6 +63,9 @@ struct ExpectedCost {
 // the bytes about `batch` times; a gate that packs bits packs the batch's
 // together); the key bytes stay per image.
 ExpectedCost expected_cost(const Program& program, int64_t batch = 1);
+// The most inferences a batch may hold (ClientOptions::batch in party.h):
+// each party holds a batch's key blocks at once.
+constexpr uint64_t kMaxBatch = 1024;
 // From a network or an architecture: compiled with ProgramDetail::Counts, so any
 // network the description accepts is costed without one index per ReLU
 // element. Throws UnsupportedError for what the runtime cannot run.

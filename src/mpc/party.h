@@ -29,10 +29,6 @@
 
 namespace dr::mpc {
 
-// The most inferences a batch may hold (ClientOptions::batch): each party
-// holds a batch's key blocks at once.
-constexpr uint64_t kMaxBatch = 1024;
-
 struct ServerOptions {
   std::string key_path;                  // server.key
   std::shared_ptr<KeyFile> keys;         // it opened already (a named pipe opens once), else key_path is opened

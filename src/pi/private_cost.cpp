@@ -59,9 +59,10 @@ double link_seconds(const Link& l, double rounds, double larger_direction_bytes)
   return rounds * l.rtt_s + larger_direction_bytes * 8 / l.bits_per_s;
 }
 
-double PrivateCost::seconds(const Link& l) const {
+double PrivateCost::seconds(const Link& l, int64_t batch) const {
+  const double b = static_cast<double>(std::max<int64_t>(1, batch));
   return compute_s +
-         link_seconds(l, static_cast<double>(rounds), static_cast<double>(std::max(client_sent, server_sent)));
+         link_seconds(l, static_cast<double>(rounds), b * static_cast<double>(std::max(client_sent, server_sent))) / b;
 }
 
 namespace {

@@ -55,7 +55,12 @@ struct PrivateCost {
   int64_t online_bytes = 0, client_sent = 0, server_sent = 0, rounds = 0;  // exact, per image
   int64_t key_bytes = 0;  // exact, per image: the larger party's key (the dealer ships both)
   double compute_s = 0;                                                      // modelled
-  double seconds(const Link& l) const;                                       // modelled latency on `l`
+  // Modelled seconds per image on `l`; run in batches of `batch` images (pi
+  // run --batch) a batch's rounds are shared by its images: the link's part
+  // is a batch's (its rounds, `batch` times the bytes) over `batch`, the
+  // compute an image's (loopback time per image does not fall with batches:
+  // docs/private_inference.md, "Latency, threads and batches").
+  double seconds(const Link& l, int64_t batch = 1) const;
 };
 // Throws mpc::UnsupportedError (std::runtime_error) for what the runtime cannot run.
 // `relu_gate`: the comparison the keys would be dealt for; its bytes, rounds

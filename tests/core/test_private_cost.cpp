@@ -142,6 +142,16 @@ TEST(PrivateCost, ASearchsPlanPricesTheChosenReluGate) {
             int64_t(dr::mpc::gate_of(dr::mpc::GateKind::Relu, dpf).key_bytes()) * snl.relus);
 }
 
+// Batches share a batch's rounds among its images: per image, the link's
+// round trips fall B times, its bytes and the compute stay an image's.
+TEST(PrivateCost, BatchesShareTheRoundTrips) {
+  const PrivateCost c = private_cost(small(), model());
+  const double bytes_s = static_cast<double>(std::max(c.client_sent, c.server_sent)) * 8.0 / kWan.bits_per_s;
+  EXPECT_NEAR(c.seconds(kWan), c.compute_s + static_cast<double>(c.rounds) * kWan.rtt_s + bytes_s, 1e-12);
+  EXPECT_NEAR(c.seconds(kWan, 8), c.compute_s + static_cast<double>(c.rounds) * kWan.rtt_s / 8 + bytes_s, 1e-12);
+  EXPECT_EQ(c.seconds(kLan, 1), c.seconds(kLan));
+}
+
 TEST(PrivateCost, RelusWithinIsTheLargestCountThatFits) {
   const SearchCost plan = search_cost(small(), SiteOp::Identity, model());
   const auto mb = [](double v) { return CostBudget{CostBudget::Unit::Mb, v, nullptr}; };

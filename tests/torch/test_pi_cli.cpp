@@ -209,6 +209,9 @@ TEST(PiCli, ReducedWidthReluGatesFromTheCommandLine) {
   const auto cost = cli("cost resnet18:alpha=0.25 --dataset cifar100 --protocol sci --relu-gate dpf:32");
   EXPECT_EQ(cost.rc, 0) << cost.out;
   EXPECT_TRUE(test::contains(cost.out, "with the ReLU gate dpf:32")) << cost.out;
+  const auto batched_cost = cli("cost resnet18:alpha=0.25 --dataset cifar100 --protocol sci --relu-gate dpf:32 --batch 8");
+  EXPECT_EQ(batched_cost.rc, 0) << batched_cost.out;
+  EXPECT_TRUE(test::contains(batched_cost.out, "per image in batches of 8")) << batched_cost.out;
   for (const std::string bad : {"dpf:99", "dpf:", "dcf:7", "spline"}) {
     const auto r = cli("pi deal " + (d / "a") + " --out " + (d / "k") + " --relu-gate " + bad);
     EXPECT_EQ(r.rc, 2) << bad << "\n" << r.out;
