@@ -272,10 +272,13 @@ void Transport::flush() {
 
 void Transport::close_gracefully() {
   flush();
+  end_stream_and_drain(options_.timeout_s);
+}
+
+void Transport::end_stream_and_drain(double seconds) {
   ::shutdown(fd_, SHUT_WR);
-  // Drains until the peer's end of stream (bounded by the timeout).
-  auto deadline = deadline_after(options_.timeout_s);
-  uint8_t buf[256];
+  const auto deadline = deadline_after(seconds);
+  uint8_t buf[4096];
   for (;;) {
     pollfd p{fd_, POLLIN, 0};
     const int r = ::poll(&p, 1, remaining_ms(deadline));
@@ -295,22 +298,9 @@ void Transport::send_error(const std::string& message) noexcept {
       cv_.wait_for(lock, std::chrono::seconds(2),
                    [&] { return (queue_.empty() && !writing_) || !send_error_.empty(); });
     }
-    // Closing with the peer's bytes unread (a frame it sent before it knew)
-    // would reset the connection, and a reset can drop the Error frame before
-    // the peer reads it: end this side's stream and read until the peer
-    // closes (it does once it has read the error), for at most 2 s.
-    ::shutdown(fd_, SHUT_WR);
-    const auto deadline = deadline_after(std::min(2.0, options_.timeout_s));
-    uint8_t buf[4096];
-    for (;;) {
-      pollfd p{fd_, POLLIN, 0};
-      const int r = ::poll(&p, 1, remaining_ms(deadline));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return;
-      const ssize_t got = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
-      if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (got <= 0) return;
-    }
+    // The peer may have sent frames before it knew: read until it closes (it
+    // does once it has read the error), so no reset drops the Error frame.
+    end_stream_and_drain(std::min(2.0, options_.timeout_s));
   } catch (...) {
   }
 }

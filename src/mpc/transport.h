@@ -89,6 +89,10 @@ class Transport {
   std::vector<uint8_t> recv_frame(MsgType type, const size_t* expected_bytes);
   void read_exact(uint8_t* out, size_t n, const char* what, std::chrono::steady_clock::time_point whole);
   void check_send_failure();
+  // shutdown(SHUT_WR), then reads and drops until the peer closes, for at
+  // most `seconds`: closing with the peer's bytes unread would make the
+  // kernel reset the connection, which can drop what this side sent last.
+  void end_stream_and_drain(double seconds);
 
   int fd_;
   TransportOptions options_;
