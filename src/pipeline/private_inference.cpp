@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 
 #include "arch/spec.h"
 #include "data/dataset.h"
@@ -286,6 +287,66 @@ void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& pro
   summary["reference"]["agreement"] = static_cast<double>(ref.argmax_equal) / static_cast<double>(ref.images);
 }
 
+// The named pipes the dealer streams the parties' keys through.
+void make_key_pipes(const std::string& dir) {
+  for (const char* name : {"server.key", "client.key"})
+    if (::mkfifo(util::path_join(dir, name).c_str(), 0600) != 0)
+      throw std::runtime_error("cannot make the key pipe " + util::path_join(dir, name) + ": " + std::strerror(errno));
+}
+
+// The dealer, the server and the client as processes of their own: the
+// dealer first (streaming: beside the parties, into the pipes in `keys`),
+// then the server, then the client. Returns the client's summary and the
+// dealer's report.
+std::pair<json, json> run_parties(const PiRunOptions& o, const mpc::Architecture& arch, const KeyDir& keys,
+                                  bool stream) {
+  const std::string bin = o.binary.empty() ? util::self_executable() : o.binary;
+  const std::string n = std::to_string(o.count), f = std::to_string(o.frac_bits), t = std::to_string(o.threads),
+                    timeout = report::fixed(o.timeout_s, 1);
+  std::vector<std::string> party_flags = o.quiet ? std::vector<std::string>{"--quiet"} : std::vector<std::string>{};
+  // Keys in a temporary directory are removed after the run, and so is their
+  // ledger there: entries for them would pile up in the user's state directory.
+  const std::string state = keys.temporary && o.state_dir.empty() ? util::path_join(keys.path, "state") : o.state_dir;
+  if (!state.empty()) party_flags.insert(party_flags.end(), {"--state-dir", state});
+  // Declared before the guard that kills them on an error, so they outlive
+  // it; one not started yet or already reaped has pid -1, which it skips.
+  util::Child dealer, server, client_proc;
+  Children children{{&dealer, &server, &client_proc}};
+  std::string out;
+  std::vector<std::string> deal_args = {bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
+                                        "--threads", t, "--relu-gate", mpc::relu_gate_name(arch.relu_gate),
+                                        "--format", "json"};
+  if (stream) deal_args.insert(deal_args.end(), {"--stream", "--timeout", timeout});
+  dealer = util::spawn(deal_args, true);
+  json deal;
+  if (!stream) {
+    finish(dealer, &out, "the dealer");
+    deal = parse_output(out, "the dealer");
+  }
+  std::vector<std::string> serve = {bin, "pi", "serve", o.run, "--keys", keys.path + "/server.key", "--port", "0",
+                                    "--timeout", timeout, "--threads", t, "--format", "json"};
+  serve.insert(serve.end(), party_flags.begin(), party_flags.end());
+  server = util::spawn(serve, true);
+  const std::string listening = util::read_line(server.out, o.timeout_s, "the server's port");
+  const auto colon = listening.rfind(':');
+  if (listening.rfind("listening on ", 0) != 0 || colon == std::string::npos)
+    throw std::runtime_error("the server did not start (it printed '" + listening + "')");
+  std::vector<std::string> client = {bin, "pi", "client", "--keys", keys.path + "/client.key", "--connect",
+                                     "127.0.0.1:" + listening.substr(colon + 1), "--data", o.data, "--count", n,
+                                     "--batch", std::to_string(o.batch),
+                                     "--timeout", timeout, "--threads", t, "--format", "json"};
+  client.insert(client.end(), party_flags.begin(), party_flags.end());
+  client_proc = util::spawn(client, true);
+  finish(client_proc, &out, "the client");
+  json summary = parse_output(out, "the client");
+  finish(server, &out, "the server");
+  if (stream) {
+    finish(dealer, &out, "the dealer");
+    deal = parse_output(out, "the dealer");
+  }
+  return {summary, deal};
+}
+
 }  // namespace
 
 json run_private_inference(const PiRunOptions& o) {
@@ -312,61 +373,14 @@ json run_private_inference(const PiRunOptions& o) {
   // written first (and with --keys they stay).
   const bool stream = keys.temporary && !o.deal_first;
   if (stream) {
-    for (const char* name : {"server.key", "client.key"})
-      if (::mkfifo(util::path_join(keys.path, name).c_str(), 0600) != 0)
-        throw std::runtime_error("cannot make the key pipe " + util::path_join(keys.path, name) + ": " +
-                                 std::strerror(errno));
+    make_key_pipes(keys.path);
   } else {
     mpc::check_free_space(keys.path, mpc::deal_bytes(arch, o.frac_bits, uint64_t(o.count)),
                           "give --keys DIR on a larger disk or a smaller --count, or let the keys stream (neither --keys "
                           "nor --deal-first)");
   }
-  const std::string bin = o.binary.empty() ? util::self_executable() : o.binary;
-  const std::string n = std::to_string(o.count), f = std::to_string(o.frac_bits), t = std::to_string(o.threads),
-                    timeout = report::fixed(o.timeout_s, 1);
-  std::vector<std::string> party_flags = o.quiet ? std::vector<std::string>{"--quiet"} : std::vector<std::string>{};
-  // Keys in a temporary directory are removed after the run, and so is their
-  // ledger there: entries for them would pile up in the user's state directory.
-  const std::string state = keys.temporary && o.state_dir.empty() ? util::path_join(keys.path, "state") : o.state_dir;
-  if (!state.empty()) party_flags.insert(party_flags.end(), {"--state-dir", state});
   const auto started = std::chrono::steady_clock::now();
-  Children children;
-  std::string out;
-  std::vector<std::string> deal_args = {bin, "pi", "deal", o.run, "--out", keys.path, "--count", n, "--frac-bits", f,
-                                        "--threads", t, "--relu-gate", mpc::relu_gate_name(arch.relu_gate),
-                                        "--format", "json"};
-  if (stream) deal_args.insert(deal_args.end(), {"--stream", "--timeout", timeout});
-  util::Child dealer = util::spawn(deal_args, true);
-  children.live = {&dealer};
-  json deal;
-  if (!stream) {
-    finish(dealer, &out, "the dealer");
-    deal = parse_output(out, "the dealer");
-  }
-  std::vector<std::string> serve = {bin, "pi", "serve", o.run, "--keys", keys.path + "/server.key", "--port", "0",
-                                    "--timeout", timeout, "--threads", t, "--format", "json"};
-  serve.insert(serve.end(), party_flags.begin(), party_flags.end());
-  util::Child server = util::spawn(serve, true);
-  children.live = {&dealer, &server};
-  const std::string listening = util::read_line(server.out, o.timeout_s, "the server's port");
-  const auto colon = listening.rfind(':');
-  if (listening.rfind("listening on ", 0) != 0 || colon == std::string::npos)
-    throw std::runtime_error("the server did not start (it printed '" + listening + "')");
-  std::vector<std::string> client = {bin, "pi", "client", "--keys", keys.path + "/client.key", "--connect",
-                                     "127.0.0.1:" + listening.substr(colon + 1), "--data", o.data, "--count", n,
-                                     "--batch", std::to_string(o.batch),
-                                     "--timeout", timeout, "--threads", t, "--format", "json"};
-  client.insert(client.end(), party_flags.begin(), party_flags.end());
-  util::Child client_proc = util::spawn(client, true);
-  children.live = {&dealer, &server, &client_proc};
-  finish(client_proc, &out, "the client");
-  json summary = parse_output(out, "the client");
-  finish(server, &out, "the server");
-  if (stream) {
-    finish(dealer, &out, "the dealer");
-    deal = parse_output(out, "the dealer");
-  }
-  children.live.clear();
+  auto [summary, deal] = run_parties(o, arch, keys, stream);
   summary["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   add_agreement(summary, o, program, images);
   summary["dealer"] = deal;
