@@ -171,7 +171,7 @@ class DeepReduceNet(nn.Module):
             if m is not None:
                 x = m(x)
             elif kind == "maxpool":
-                x = F.max_pool2d(x, l["kernel"], l["stride"])
+                x = F.max_pool2d(x, l["kernel"], l["stride"], l.get("padding", 0))
             elif kind == "avgpool":
                 x = F.adaptive_avg_pool2d(x, 1)
             elif kind == "flatten":

@@ -14,6 +14,8 @@ packages=(
   gnuplot-nox                    # plots (PNG through cairo, SVG)
   dataset-fashion-mnist          # the real data of `make demo`
   python3-torch                  # Python interop test and the PyTorch benchmark
+  libonnx-dev                    # ONNX models in: the protobuf schema and checker (optional)
+  python3-torchvision python3-onnx  # the ONNX tests' models, exported by PyTorch
 )
 
 # Against another LibTorch (make ... TORCH_DIR=...): not Debian's LibTorch nor
@@ -31,7 +33,7 @@ fi
 if [ -n "${DEEPREDUCE_TORCH_DIR:-}" ]; then
   kept=()
   for p in "${packages[@]}"; do
-    case $p in libtorch-dev|libgloo-dev|libdnnl-dev|python3-torch) ;; *) kept+=("$p") ;; esac
+    case $p in libtorch-dev|libgloo-dev|libdnnl-dev|python3-torch|python3-torchvision|python3-onnx) ;; *) kept+=("$p") ;; esac
   done
   packages=("${kept[@]}")
 fi

@@ -5,6 +5,8 @@
 #include <memory>
 
 #include "commands.h"
+#include "onnx/reader.h"
+#include "pipeline/onnx_model.h"
 #include "report/format.h"
 #include "train/distributed.h"
 #include "train/trainer.h"
@@ -75,13 +77,23 @@ void add_train_command(CLI::App& app) {
 
   auto data = std::make_shared<std::string>();
   auto device = std::make_shared<std::string>("auto");
-  auto* ev = app.add_subcommand("eval", "Test accuracy and ReLU count of a finished run");
-  ev->add_option("DIR", *dir, "Run directory")->required();
-  ev->add_option("--data", *data, "Evaluate on this dataset instead of the run's own");
+  auto norm = std::make_shared<std::pair<std::vector<double>, std::vector<double>>>();
+  auto* ev = app.add_subcommand("eval", "Test accuracy and ReLU count of a finished run or an ONNX model");
+  ev->add_option("DIR", *dir, "Run directory, or an ONNX model (model.onnx, with --data)")->required();
+  ev->add_option("--data", *data, "Evaluate on this dataset instead of the run's own (an ONNX model: required)");
+  ev->add_option("--mean", norm->first,
+                 "An ONNX model's input normalisation, per channel in [0,1] units (e.g. 0.4914,0.4822,0.4465; "
+                 "default: the data's own mean)")
+      ->delimiter(',');
+  ev->add_option("--std", norm->second, "Likewise its standard deviations (default: the data's own)")->delimiter(',');
   ev->add_option("--threads", *threads, "Compute threads (0 = every core)");
   ev->add_option("--device", *device, "cpu, cuda or auto")->capture_default_str();
-  ev->callback([dir, data, threads, device] {
-    const auto r = train::evaluate(*dir, *data, *threads, *device);
+  ev->callback([dir, data, threads, device, norm] {
+    const bool onnx = onnx::is_onnx_path(*dir);
+    if (!onnx && !(norm->first.empty() && norm->second.empty()))
+      throw UsageError("--mean and --std are an ONNX model's; a run normalises as it was trained");
+    const auto r = onnx ? pipeline::evaluate_onnx({*dir, *data, norm->first, norm->second, *threads, *device})
+                        : train::evaluate(*dir, *data, *threads, *device);
     std::cout << r.spec << " on " << r.data << ": test accuracy " << report::fixed(r.acc, 4) << " ("
               << r.images << " images, loss " << report::fixed(r.loss, 4) << "), "
               << report::thousands(r.relus) << " ReLUs"

@@ -1,4 +1,5 @@
 #include "commands.h"
+#include "onnx/reader.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 
@@ -27,6 +28,17 @@ arch::InputSpec InputChoice::resolve(const std::string& family, std::string* des
 }
 
 arch::Network InputChoice::network(const std::string& spec_or_run, std::string* described) const {
+  // An ONNX model: its graph gives the input and the classes.
+  if (onnx::is_onnx_path(spec_or_run)) {
+    if (!dataset.empty() || !shape.empty())
+      throw UsageError("an ONNX model (" + spec_or_run + ") has its own input: give no --dataset or --input with it");
+    onnx::Model m = onnx::read_model(spec_or_run);
+    if (described)
+      *described = "ONNX " + (m.producer.empty() ? std::string() : "from " + m.producer + ", ") + "opset " +
+                   std::to_string(m.opset) + " (" + m.net.input.str() + ", " + std::to_string(m.net.classes) +
+                   " classes)";
+    return std::move(m.net);
+  }
   // A run directory, finished or not (an unfinished one is named as such,
   // not parsed as a model spec).
   if (util::file_exists(util::path_join(spec_or_run, "result.json")) ||

@@ -110,11 +110,7 @@ void Builder::push(const Layer& l) {
   if (layers_ >= limits::kMaxLayers)
     fail("more than " + std::to_string(limits::kMaxLayers) + " layers (the limit per network); use fewer blocks");
   try {
-    l.in.numel();
-    l.out.numel();
-    l.relus();
-    l.flops();
-    l.params();
+    l.check_counts();
   } catch (const SpecError& e) {
     fail(std::string(e.what()) + "; use a smaller input or alpha");
   }

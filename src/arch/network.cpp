@@ -78,6 +78,14 @@ int64_t filter_size(const Layer& l, const char* what) {
 
 }  // namespace
 
+void Layer::check_counts() const {
+  in.numel();
+  out.numel();
+  relus();
+  flops();
+  params();
+}
+
 int64_t Layer::relus() const {
   if (op != Op::ReLU || !live) return 0;
   return for_layer(*this, [&] {

@@ -129,6 +129,9 @@ struct Layer {
   int64_t params() const;
   // All three throw SpecError naming the layer when the count does not fit
   // limits::kMaxCount (or a mask's live count is not within its site).
+  // Computes every count above and the shapes' elements: throws their
+  // SpecError when one does not fit.
+  void check_counts() const;
 };
 
 // What the entries of `m` make of the ReLU site `site` when they fit it:

@@ -219,7 +219,7 @@ torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
           break;  // removed by the spec or masked out everywhere: identity, no work
         if (relu_observer_) relu_observer_(s.layer->name, x);
         break;
-      case arch::Op::MaxPool: x = torch::max_pool2d(x, s.layer->kernel, s.layer->stride); break;
+      case arch::Op::MaxPool: x = torch::max_pool2d(x, s.layer->kernel, s.layer->stride, s.layer->padding); break;
       case arch::Op::GlobalAvgPool: x = torch::adaptive_avg_pool2d(x, {1, 1}); break;
       case arch::Op::Flatten: x = x.flatten(1); break;
     }
@@ -415,7 +415,7 @@ torch::Tensor NetImpl::run_fused(std::vector<Step>& steps, torch::Tensor x, bool
           break;
         if (relu_observer_) relu_observer_(s.layer->name, x);
         break;
-      case arch::Op::MaxPool: x = torch::max_pool2d(x, s.layer->kernel, s.layer->stride); break;
+      case arch::Op::MaxPool: x = torch::max_pool2d(x, s.layer->kernel, s.layer->stride, s.layer->padding); break;
       case arch::Op::GlobalAvgPool: x = torch::adaptive_avg_pool2d(x, {1, 1}); break;
       case arch::Op::Flatten:
         if (x.is_mkldnn()) x = x.to_dense();

@@ -433,11 +433,13 @@ class ProgramImpl final : public Program {
       const bool avg = o.kind == Kind::AvgPool;
       const memory::dims kernel = avg ? memory::dims{in_s.h, in_s.w} : memory::dims{l.kernel, l.kernel};
       const memory::dims strides = avg ? memory::dims{1, 1} : memory::dims{l.stride, l.stride};
+      // Max pooling's padding is never the maximum (oneDNN pads it with -inf), as PyTorch's.
+      const memory::dims pad = avg ? memory::dims{0, 0} : memory::dims{l.padding, l.padding};
       dnnl::pooling_forward::primitive_desc pd(
           dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference,
                                       avg ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max,
                                       val_[o.src].get_desc(), memory::desc(nchw(n_, out_s), Dt::f32, Tag::any),
-                                      strides, kernel, {0, 0}, {0, 0}),
+                                      strides, kernel, pad, pad),
           user_scratchpad(), p_.eng_);
       memory dst = fresh(pd.dst_desc(), &buf_[o.dst]);
       push(pd, dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, val_[o.src]}, {DNNL_ARG_DST, dst}});
