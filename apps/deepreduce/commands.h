@@ -34,6 +34,7 @@ void add_search_commands(CLI::App& app);  // criticality, reduce
 void add_pi_commands(CLI::App& app);      // pi deal, serve, client, run
 void add_linearize_command(CLI::App& app);
 void add_provenance_command(CLI::App& app);  // for scripts: the provenance record
+void add_export_command(CLI::App& app);      // a run as an ONNX model
 
 // Help texts generated from the dataset and protocol registries (help.cpp).
 std::string data_option_help();

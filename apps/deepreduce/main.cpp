@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   dr::cli::add_linearize_command(app);
   dr::cli::add_cost_command(app);
   dr::cli::add_pi_commands(app);
+  dr::cli::add_export_command(app);
   dr::cli::add_provenance_command(app);
   refuse_empty_values(app);
   try {

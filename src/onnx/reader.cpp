@@ -28,7 +28,7 @@ bool is_onnx_path(const std::string& text) {
 }
 
 std::string accepted_ops() {
-  return "Conv, BatchNormalization, Relu, MaxPool, GlobalAveragePool, ReduceMean (over H and W), AveragePool (over "
+  return "Conv, BatchNormalization, Relu, PRelu (a 0/1 slope: a pixel-masked ReLU site), MaxPool, GlobalAveragePool, ReduceMean (over H and W), AveragePool (over "
          "the whole image), Flatten, Reshape (to N x features), Gemm, MatMul, Add (two residual branches, or a "
          "constant after MatMul), Identity, Dropout";
 }
@@ -443,7 +443,8 @@ class GraphReader {
   void residual_block(const std::vector<size_t>& u) {
     if (u.size() != 2)
       fail("tensor '" + cur_ + "' feeds " + std::to_string(u.size()) +
-           " nodes (accepted: one, or two branches joined by one Add)");
+           " nodes (accepted: one, or two branches joined by one Add; the Mul/Add form deepreduce writes for "
+           "polynomial sites is not read back)");
     const pb::NodeProto *join_a = nullptr, *join_b = nullptr;
     std::vector<size_t> a = branch(u[0], &join_a);
     const size_t join = join_index_;
@@ -623,6 +624,7 @@ class GraphReader {
     if (op == "Conv") return conv(n);
     if (op == "BatchNormalization") return batch_norm(n);
     if (op == "Relu") return add_relu(n, relu_role ? relu_role : kRolePlain, "");
+    if (op == "PRelu") return masked_relu(n, relu_role ? relu_role : kRolePlain);
     if (op == "MaxPool") return max_pool(n);
     if (op == "GlobalAveragePool" || op == "ReduceMean" || op == "AveragePool") return global_pool(n);
     if (op == "Flatten" || op == "Reshape") return flatten(n);
@@ -678,6 +680,39 @@ class GraphReader {
     Layer l = make(n, Op::ReLU);
     l.role = role;
     l.stage = stage;
+    add(std::move(l));
+  }
+
+  // PRelu with a slope of 0s and 1s: a pixel-masked ReLU site (0: ReLU, 1:
+  // identity), element-wise ([C,H,W]) or channel-wise ([C,1,1]); what
+  // onnx::write_model writes for SNL's masks.
+  void masked_relu(const pb::NodeProto& n, const char* role) {
+    const auto& t = need_constant(n, 1, "slope");
+    const auto d = dims(t);
+    const bool channelwise = d == std::vector<int64_t>{shape_.c, 1, 1};
+    if (!channelwise && d != std::vector<int64_t>{shape_.c, shape_.h, shape_.w})
+      fail(label(n) + ": slope '" + t.name() + "' is " + dims_str(d) + " (accepted: " + std::to_string(shape_.c) +
+           "x" + std::to_string(shape_.h) + "x" + std::to_string(shape_.w) + " or " + std::to_string(shape_.c) +
+           "x1x1 of 0s and 1s, a pixel-masked ReLU site)");
+    const Tensor slope = floats(t, d, "slope");
+    auto mask = std::make_shared<arch::ReluMask>();
+    mask->channelwise = channelwise;
+    mask->ops.resize(slope.values.size());
+    for (size_t i = 0; i < slope.values.size(); ++i) {
+      const float v = slope.values[i];
+      if (v != 0.f && v != 1.f)
+        fail(label(n) + ": slope '" + t.name() + "' holds " + std::to_string(v) +
+             " (accepted: 0 for a ReLU element, 1 for an identity; a leaky ReLU is not a ReLU site)");
+      mask->ops[i] = static_cast<uint8_t>(v == 0.f ? arch::SiteOp::Relu : arch::SiteOp::Identity);
+    }
+    Layer l = make(n, Op::ReLU);
+    l.role = role;
+    const arch::MaskCounts c = arch::mask_counts(l, *mask);
+    mask->live = c.relus;
+    if (c.relus == 0)
+      l.live = false;  // identities only: a removed ReLU
+    else if (c.relus < l.out.numel())
+      l.mask = mask;
     add(std::move(l));
   }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "train/common.h"
+#include "util/provenance.h"
 
 namespace dr::pipeline {
 
@@ -48,6 +49,23 @@ train::EvalResult evaluate_onnx(const OnnxEvalOptions& o) {
   const arch::Totals totals = m.net.totals();
   return {o.model, o.data, static_cast<int64_t>(s.images), totals.relus, s.correct / std::max(1.0, s.images),
           s.loss / std::max(1.0, s.images), totals.polys};
+}
+
+onnx::WriteReport export_run(const std::string& run, const std::string& out, bool fold_bn) {
+  if (!onnx::is_onnx_path(out))
+    throw std::invalid_argument("--out " + out + ": name the file <name>.onnx (what the commands read as a model)");
+  const arch::Network net = train::run_network(run);             // config, result and masks agree
+  const train::StateDict state = train::load_run_weights(run);  // weights.pt against its SHA-256
+  std::map<std::string, onnx::Tensor> weights;
+  for (const auto& [name, t] : state) {
+    if (t.scalar_type() != torch::kFloat32) continue;  // num_batches_tracked
+    const torch::Tensor c = t.contiguous();
+    onnx::Tensor w;
+    w.shape = c.sizes().vec();
+    w.values.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    weights[name] = std::move(w);
+  }
+  return onnx::write_model(net, weights, out, {fold_bn, util::version_string()});
 }
 
 }  // namespace dr::pipeline

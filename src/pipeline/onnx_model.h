@@ -6,6 +6,7 @@
 
 #include "nn/net.h"
 #include "onnx/reader.h"
+#include "onnx/writer.h"
 #include "train/trainer.h"
 #include "train/weights.h"
 
@@ -32,5 +33,10 @@ struct OnnxEvalOptions {
 // onnx::ReadError for the model, std::invalid_argument when the data does
 // not fit it (shape, classes) or a normalisation is not one value per channel.
 train::EvalResult evaluate_onnx(const OnnxEvalOptions& o);
+
+// The finished run `run` (its files checked as eval checks them) as an ONNX
+// file at `out` (onnx/writer.h says what each layer becomes). Throws
+// std::invalid_argument when `out` does not end in ".onnx".
+onnx::WriteReport export_run(const std::string& run, const std::string& out, bool fold_bn);
 
 }  // namespace dr::pipeline
