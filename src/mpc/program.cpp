@@ -1,6 +1,7 @@
 #include "mpc/program.h"
 
 #include <charconv>
+#include <map>
 
 #include "arch/relu_site.h"
 #include "mpc/gate.h"
@@ -214,28 +215,68 @@ class Compiler {
     return cur;
   }
 
-  // Max pooling, 2x2 with stride 2 (what the zoo builds: VGG16), as two
-  // levels of pairwise maxima: the window's rows are the first level's
-  // pairs, their maxima the second's.
+  // Max pooling, k x k with stride s and padding p (VGG16's 2x2 / 2, the
+  // 3x3 / 2 / 1 of torchvision's ResNets), as levels of pairwise maxima: each
+  // output's window holds its in-bounds inputs (padding is never the maximum);
+  // a level pairs a window's elements in order, an odd last one with itself
+  // (max(a, a) = a), and halves the window, until one element is left. The
+  // pairs of one level are laid out window after window. 2x2 / 2 gives its
+  // rows' pairs, then the pair of their maxima: two levels, 2 O then O pairs.
   int maxpool(const arch::Layer& l, int cur) {
-    if (l.kernel != 2 || l.stride != 2 || l.padding != 0)
-      throw UnsupportedError(where(l) + ": the private runtime runs 2x2 max pooling with stride 2 and no padding, not " +
-                             std::to_string(l.kernel) + "x" + std::to_string(l.kernel) + " with stride " +
-                             std::to_string(l.stride) + " and padding " + std::to_string(l.padding));
-    const int64_t C = l.out.c, oh = l.out.h, ow = l.out.w, H = l.in.h, W = l.in.w, O = C * oh * ow;
-    std::vector<int64_t> a, b, a2, b2;
-    if (detail_ == ProgramDetail::Indices) {
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t y = 0; y < oh; ++y)
-          for (int64_t x = 0; x < ow; ++x) {
-            const int64_t top = (c * H + 2 * y) * W + 2 * x, bottom = top + W;
-            a.insert(a.end(), {top, bottom});
-            b.insert(b.end(), {top + 1, bottom + 1});
-          }
-      for (int64_t o = 0; o < O; ++o) a2.push_back(2 * o), b2.push_back(2 * o + 1);
+    const int64_t C = l.out.c, oh = l.out.h, ow = l.out.w, H = l.in.h, W = l.in.w;
+    const int64_t k = l.kernel, st = l.stride, pad = l.padding;
+    if (k < 2)
+      throw UnsupportedError(where(l) + ": the private runtime runs max pooling over windows of 2x2 or more, not " +
+                             std::to_string(k) + "x" + std::to_string(k));
+    // The in-bounds extent of window i along a side of `size` elements.
+    auto extent = [&](int64_t i, int64_t size) {
+      const int64_t lo = std::max<int64_t>(0, i * st - pad), hi = std::min(size, i * st - pad + k);
+      return std::pair{lo, hi};
+    };
+    if (detail_ == ProgramDetail::Counts) {  // window sizes with their multiplicities, no indices
+      std::map<int64_t, int64_t> rows, cols, sizes;
+      for (int64_t y = 0; y < oh; ++y) ++rows[extent(y, H).second - extent(y, H).first];
+      for (int64_t x = 0; x < ow; ++x) ++cols[extent(x, W).second - extent(x, W).first];
+      for (const auto& [r, nr] : rows)
+        for (const auto& [c, nc] : cols) sizes[r * c] += C * nr * nc;
+      while (sizes.rbegin()->first > 1) {
+        std::map<int64_t, int64_t> next;
+        int64_t n = 0;
+        for (const auto& [size, count] : sizes) n += count * ((size + 1) / 2), next[(size + 1) / 2] += count;
+        cur = pairwise_max(l, cur, {}, {}, n);
+        sizes = std::move(next);
+      }
+      return cur;
     }
-    cur = pairwise_max(l, cur, std::move(a), std::move(b), 2 * O);
-    return pairwise_max(l, cur, std::move(a2), std::move(b2), O);
+    // Indices: the windows' elements in the input wire, output by output.
+    std::vector<std::vector<int64_t>> windows(static_cast<size_t>(C * oh * ow));
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t y = 0; y < oh; ++y)
+        for (int64_t x = 0; x < ow; ++x) {
+          auto& win = windows[static_cast<size_t>((c * oh + y) * ow + x)];
+          const auto [r0, r1] = extent(y, H);
+          const auto [c0, c1] = extent(x, W);
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t q = c0; q < c1; ++q) win.push_back((c * H + r) * W + q);
+        }
+    while (true) {
+      size_t largest = 0;
+      for (const auto& w : windows) largest = std::max(largest, w.size());
+      if (largest <= 1) return cur;
+      std::vector<int64_t> first, second;
+      int64_t at = 0;  // the next level's wire position
+      for (auto& w : windows) {
+        std::vector<int64_t> halved;
+        for (size_t j = 0; j < w.size(); j += 2) {
+          first.push_back(w[j]);
+          second.push_back(w[std::min(j + 1, w.size() - 1)]);
+          halved.push_back(at++);
+        }
+        w = std::move(halved);
+      }
+      const int64_t n = static_cast<int64_t>(first.size());
+      cur = pairwise_max(l, cur, std::move(first), std::move(second), n);
+    }
   }
 
   // out[p] = max(in[first[p]], in[second[p]]) = in[second[p]] + relu(in[first[p]] - in[second[p]]).

@@ -19,12 +19,14 @@
 //            only and flatten are no step at all
 //   PairDiff out[p] = in[first[p]] - in[second[p]]: local, masks subtract
 //   PairMax  out[p] = in[second[p]] + in2[p]: local, masks add
-//            A max pooling (2x2, stride 2) is two levels of pairwise maxima,
-//            max(a, b) = b + relu(a - b): per level a PairDiff, a gate step
-//            of the max gate (the ReLU gate under the name "maxpool") on
-//            every difference, and a PairMax; two rounds, three comparisons
-//            an output (the masked a^ - b^ is a masked a - b, so a
-//            difference costs no message)
+//            A max pooling is levels of pairwise maxima, max(a, b) =
+//            b + relu(a - b): per level a PairDiff, a gate step of the max
+//            gate (the ReLU gate under the name "maxpool") on every
+//            difference, and a PairMax (the masked a^ - b^ is a masked
+//            a - b, so a difference costs no message). Each level halves
+//            every window (its in-bounds inputs: padding is never the
+//            maximum; an odd element is paired with itself): 2x2 / 2 is two
+//            rounds and three comparisons an output, a padded 3x3 four rounds
 //   Output   the client unmasks the last wire
 #include <stdexcept>
 #include <string>
@@ -34,7 +36,7 @@
 
 namespace dr::mpc {
 
-// A layer the private runtime cannot run (a max pooling other than 2x2 stride 2, a BatchNorm with no
+// A layer the private runtime cannot run (a 1x1 max pooling, a BatchNorm with no
 // convolution before it, ...). The message names the layer.
 struct UnsupportedError : std::runtime_error {
   using std::runtime_error::runtime_error;

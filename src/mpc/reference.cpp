@@ -223,15 +223,19 @@ std::vector<double> float_layer(const arch::Layer& l, const FloatModel& m, const
       return y;
     }
     case arch::Op::Flatten: return x;
-    case arch::Op::MaxPool: {  // k x k windows with stride s, no padding (the builder's 2x2 / 2)
+    case arch::Op::MaxPool: {  // k x k windows with stride s; padding is never the maximum
       const int64_t k = l.kernel, st = l.stride, H = l.in.h, W = l.in.w, oh = l.out.h, ow = l.out.w;
+      const int64_t pad = l.padding;
       std::vector<double> y(static_cast<size_t>(l.out.numel()));
       for (int64_t c = 0; c < l.out.c; ++c)
         for (int64_t i = 0; i < oh; ++i)
           for (int64_t j = 0; j < ow; ++j) {
             double m = -std::numeric_limits<double>::infinity();
             for (int64_t di = 0; di < k; ++di)
-              for (int64_t dj = 0; dj < k; ++dj) m = std::max(m, x[size_t((c * H + i * st + di) * W + j * st + dj)]);
+              for (int64_t dj = 0; dj < k; ++dj) {
+                const int64_t r = i * st - pad + di, q = j * st - pad + dj;
+                if (r >= 0 && r < H && q >= 0 && q < W) m = std::max(m, x[size_t((c * H + r) * W + q)]);
+              }
             y[size_t((c * oh + i) * ow + j)] = m;
           }
       return y;

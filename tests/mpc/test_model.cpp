@@ -137,16 +137,44 @@ TEST(Program, CountsDetailCostsExactlyWithoutIndices) {
   EXPECT_EQ(expected_cost(deep).live_relus, deep.totals().relus);
 }
 
-// VGG16's 2x2 max pooling compiles (both details alike); another pooling,
-// and a BatchNorm without its conv, are refused naming the layer.
-TEST(Program, RefusesOtherMaxPoolsAndLoneBatchNorm) {
+// Max pooling of any window of 2x2 or more compiles (both details alike):
+// VGG16's 2x2 / 2 as two levels of 2 O and O comparisons, torchvision's
+// padded 3x3 / 2 / 1 in four levels (windows of 4, 6 and 9 at the borders
+// and inside), and the fixed-point program computes what the float
+// reference does; a 1x1 pooling and a BatchNorm without its conv are refused
+// naming the layer.
+TEST(Program, MaxPoolsOfEveryWindowCompileAndLoneBatchNormIsRefused) {
   arch::Network vgg = arch::build_network("vgg16:alpha=0.125", arch::InputSpec{{3, 32, 32}, 10});
-  const Program p = compile_program(vgg), counts = compile_program(vgg, ProgramDetail::Counts);
-  ASSERT_EQ(p.steps.size(), counts.steps.size());
-  for (size_t i = 0; i < p.steps.size(); ++i) EXPECT_EQ(p.steps[i].live_count, counts.steps[i].live_count) << i;
+  for (const int64_t kernel : {2, 3}) {
+    SCOPED_TRACE(kernel);
+    for (arch::Layer* l : vgg.mutable_layers())
+      if (l->op == arch::Op::MaxPool) l->kernel = kernel, l->padding = kernel / 2 - (kernel % 2 == 0);
+    const Program p = compile_program(vgg), counts = compile_program(vgg, ProgramDetail::Counts);
+    ASSERT_EQ(p.steps.size(), counts.steps.size());
+    for (size_t i = 0; i < p.steps.size(); ++i) EXPECT_EQ(p.steps[i].live_count, counts.steps[i].live_count) << i;
+    // the first pooling: 64 channels x 16 x 16 outputs
+    std::vector<int64_t> levels;
+    for (const Step& s : p.steps)
+      if (s.kind == StepKind::PairDiff && s.name == "stage1.pool") levels.push_back(s.live_count);
+    const int64_t O = 8 * 16 * 16;
+    if (kernel == 2) {
+      EXPECT_EQ(levels, (std::vector<int64_t>{2 * O, O}));
+    } else {  // per channel: one 2x2 window, 30 of 2x3, 225 of 3x3
+      EXPECT_EQ(levels, (std::vector<int64_t>{8 * (2 + 30 * 3 + 225 * 5), 8 * (1 + 30 * 2 + 225 * 3),
+                                              8 * (1 + 30 * 1 + 225 * 2), O}));
+      const FloatModel m = random_float_model(vgg, 5);
+      const QuantModel q = quantise(p, m, 12);
+      const auto x = normalise(vgg.input, m, random_image(vgg.input, 2));
+      const auto ref = float_forward(vgg, m, x);
+      const auto fix = to_double(fixed_forward(p, q, quantise_input(x, 12)), 12);
+      double scale = 0;
+      for (double v : ref) scale = std::max(scale, std::fabs(v));
+      for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fix[i], ref[i], 0.02 * std::max(1.0, scale));
+    }
+  }
   for (arch::Layer* l : vgg.mutable_layers())
-    if (l->op == arch::Op::MaxPool) l->kernel = 3;
-  expect_error([&] { compile_program(vgg); }, "runs 2x2 max pooling with stride 2 and no padding, not 3x3");
+    if (l->op == arch::Op::MaxPool) l->kernel = 1, l->padding = 0;
+  expect_error([&] { compile_program(vgg); }, "windows of 2x2 or more, not 1x1");
   expect_error([&] { compile_program(vgg); }, "stage1.pool");
   arch::Network net = tiny();
   net.blocks[0].body.erase(net.blocks[0].body.begin());  // stem: bn, relu without the conv
