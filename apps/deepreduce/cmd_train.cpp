@@ -59,6 +59,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--out", c->out, "Run directory to create")->required();
   cmd->add_option("--teacher", c->teacher, "Finished run to distil from (knowledge distillation)");
   cmd->add_option("--init", c->init, "Start from the teacher's weights where shapes allow: teacher");
+  cmd->add_option("--init-weights", c->init_weights,
+                  "Start from these weights: a weights.pt, or the initializers of an ONNX model (model.onnx, e.g. "
+                  "the --model's own); every parameter and buffer must match the network");
   add_training_options(cmd, *c);
   cmd->callback([c] {
     run_training(train::Distributed::from_env(c->device),

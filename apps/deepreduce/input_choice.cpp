@@ -28,16 +28,20 @@ arch::InputSpec InputChoice::resolve(const std::string& family, std::string* des
 }
 
 arch::Network InputChoice::network(const std::string& spec_or_run, std::string* described) const {
-  // An ONNX model: its graph gives the input and the classes.
-  if (onnx::is_onnx_path(spec_or_run)) {
+  // An ONNX model, reduced or not (model.onnx:cull=S1): its graph gives the
+  // input and the classes.
+  if (onnx::is_onnx_path(spec_or_run.substr(0, spec_or_run.find(':')))) {
     if (!dataset.empty() || !shape.empty())
       throw UsageError("an ONNX model (" + spec_or_run + ") has its own input: give no --dataset or --input with it");
-    onnx::Model m = onnx::read_model(spec_or_run);
-    if (described)
+    const arch::ModelSpec ms = arch::parse_spec(spec_or_run);
+    const arch::Network& file = *arch::find_family(ms.family).file;
+    if (described) {
+      const onnx::Model m = onnx::read_model(ms.family);
       *described = "ONNX " + (m.producer.empty() ? std::string() : "from " + m.producer + ", ") + "opset " +
-                   std::to_string(m.opset) + " (" + m.net.input.str() + ", " + std::to_string(m.net.classes) +
+                   std::to_string(m.opset) + " (" + file.input.str() + ", " + std::to_string(file.classes) +
                    " classes)";
-    return std::move(m.net);
+    }
+    return arch::build_network(ms, {file.input, file.classes});
   }
   // A run directory, finished or not (an unfinished one is named as such,
   // not parsed as a model spec).

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "onnx/reader.h"
 #include "train/weights.h"
 
 namespace {
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
       "with its private-inference cost."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
+  dr::onnx::install_network_reader();  // specs may name ONNX files
   dr::cli::add_models_command(app);
   dr::cli::add_count_command(app);
   dr::cli::add_train_command(app);

@@ -1,6 +1,9 @@
 // The family registry: one line names every family file.
 #include "arch/family.h"
 
+#include <map>
+#include <mutex>
+
 #include "arch/spec.h"
 #include "util/strings.h"
 
@@ -33,7 +36,42 @@ std::vector<std::string> families_with_blocks() {
   return names;
 }
 
+namespace {
+
+NetworkFileReader file_reader = nullptr;
+
+// The family of a network file, read once (families are referred to by
+// reference for the life of the process).
+const Family& file_family(const std::string& path) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<Family>> read;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& f = read[path];
+  if (f) return *f;
+  if (!file_reader)
+    throw SpecError("model file '" + path + "': this program reads no network files (the deepreduce CLI does)");
+  auto net = std::make_shared<const Network>(file_reader(path));
+  auto fam = std::make_unique<Family>();
+  fam->name = path;
+  fam->description = "a network read from " + path;
+  fam->stages = net->stages;
+  fam->thin_policies = {{"relu2", {"relu2"}}, {"relu1", {"relu1"}}};
+  fam->file = std::move(net);
+  f = std::move(fam);
+  return *f;
+}
+
+}  // namespace
+
+void set_network_file_reader(NetworkFileReader reader) { file_reader = reader; }
+
+bool is_network_file(const std::string& name) {
+  const std::string suffix = ".onnx";
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 const Family& find_family(const std::string& name) {
+  if (is_network_file(name)) return file_family(name);
   std::vector<std::string> names;
   for (const auto& f : families()) {
     if (f.name == name) return f;

@@ -8,6 +8,7 @@
 // Adding a family: one new file (e.g. src/arch/densenet.cpp) defining
 // `std::vector<Family> densenet_families()` in dr::arch, and its name on the
 // one registry line of families.cpp (DR_FAMILY_FILES). Nothing else.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,10 @@ struct Family {
   // Appends the family's layers (stem to classifier) for a parsed spec, with
   // `blocks` already resolved (the spec's or the default).
   void (*build)(Builder& b, const ModelSpec& spec, const std::vector<int>& blocks, int64_t classes) = nullptr;
+  // A network read from a file (an ONNX model): its description with every
+  // ReLU live, which build_network copies instead of calling `build`; null
+  // for the zoo's families.
+  std::shared_ptr<const Network> file;
 
   std::vector<std::string> policy_names() const;
   // The policy named `name`, or nullptr.
@@ -42,8 +47,20 @@ struct Family {
 
 // Every family, in the order `deepreduce models` lists them.
 const std::vector<Family>& families();
-// Throws SpecError "unknown model family 'x' (accepted: resnet6, ...)".
+// Throws SpecError "unknown model family 'x' (accepted: resnet6, ...)". A
+// name that is a network file (is_network_file) is that file's family, read
+// once per process: its stages, thinning "relu2" (the ReLUs after residual
+// adds, the default) or "relu1" (those inside residual bodies), no alpha,
+// rho or blocks.
 const Family& find_family(const std::string& name);
+
+// Network files: a spec whose family ends in ".onnx" names a model file,
+// e.g. /data/model.onnx:cull=S1. src/onnx reads them; it installs its reader
+// here (onnx::install_network_reader(), which the CLI's main calls), so arch
+// stays free of the ONNX libraries.
+using NetworkFileReader = Network (*)(const std::string& path);
+void set_network_file_reader(NetworkFileReader reader);
+bool is_network_file(const std::string& name);
 
 // "S1".."Sn".
 std::vector<std::string> stage_names(int n);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -191,6 +192,9 @@ void validate_spec(const ModelSpec& s) {
   const std::string text = s.canonical();
   check_alpha(s.alpha, fmt_num(s.alpha), text);
   check_rho(s.rho, fmt_num(s.rho), text);
+  if (fam.file && (s.alpha != 1.0 || s.rho != 1.0 || !s.blocks.empty()))
+    throw SpecError("model spec '" + text + "': alpha, rho and blocks do not apply to a model file (its widths, "
+                    "resolution and blocks are the file's)");
   if (s.blocks.empty()) return;
   if (fam.default_blocks.empty() || s.blocks.size() != fam.stages.size())
     throw SpecError("model spec '" + text + "': blocks needs " + std::to_string(fam.stages.size()) +
@@ -221,7 +225,9 @@ ModelSpec parse_spec(const std::string& text) {
     throw SpecError("empty model spec (expected family[:key[=value]]..., e.g. resnet18:cull=S1:thin)");
   const auto parts = split(text, ':');
   ModelSpec spec;
-  spec.family = parts[0];
+  // A model file is named by its absolute path, so a run's spec finds it
+  // from anywhere.
+  spec.family = is_network_file(parts[0]) ? std::filesystem::absolute(parts[0]).lexically_normal().string() : parts[0];
   const Family& fam = find_family(spec.family);
   std::set<std::string> seen;
   for (size_t i = 1; i < parts.size(); ++i) {
@@ -237,6 +243,9 @@ ModelSpec parse_spec(const std::string& text) {
     if (!k) throw SpecError("model spec '" + text + "': unknown key '" + key + "' (accepted: " + key_names() + ")");
     if (!k->value_optional && !has_value)
       throw SpecError("model spec '" + text + "': key '" + key + "' needs a value (" + key + "=...)");
+    if (fam.file && (key == "alpha" || key == "rho" || key == "blocks"))
+      throw SpecError("model spec '" + text + "': " + key + "= does not apply to a model file (its widths, " +
+                      "resolution and blocks are the file's; accepted: cull=, keep=, thin)");
     k->parse(spec, value, has_value, fam, text);
   }
   if (!spec.cull.empty() && !spec.keep.empty())

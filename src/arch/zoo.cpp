@@ -35,6 +35,17 @@ Network build_network(const ModelSpec& s, const InputSpec& input) {
   const Family& fam = find_family(s.family);
   validate_spec(s);
   validate_input(input, "input " + input.shape.str());
+  if (fam.file) {  // a model file: its own network, reduced as the spec says
+    if (!(input.shape == fam.file->input) || input.classes != fam.file->classes)
+      throw SpecError("model '" + s.family + "' takes " + fam.file->input.str() + " with " +
+                      std::to_string(fam.file->classes) + " classes, not " + input.shape.str() + " with " +
+                      std::to_string(input.classes));
+    Network net = *fam.file;
+    net.spec = s.canonical();
+    apply_reduction(net, s, fam);
+    net.totals();
+    return net;
+  }
   Network net;
   net.family = s.family;
   net.spec = s.canonical();

@@ -229,9 +229,11 @@ torch::Tensor NetImpl::run(std::vector<Step>& steps, torch::Tensor x) {
 
 namespace {
 // The block output body(x) + skip, in place where the body made a new tensor
-// (autograd checks that nothing it saved is overwritten).
-torch::Tensor add_skip(torch::Tensor body, const torch::Tensor& skip, const torch::Tensor& in) {
-  if (body.is_same(skip) || body.is_same(in)) return body + skip;
+// (autograd checks that nothing it saved is overwritten): not when the body
+// ends in an activation whose backward reads its output (a ReLU site, as an
+// imported network may have before its add) while gradients are recorded.
+torch::Tensor add_skip(torch::Tensor body, const torch::Tensor& skip, const torch::Tensor& in, bool ends_in_site) {
+  if (body.is_same(skip) || body.is_same(in) || (ends_in_site && body.requires_grad())) return body + skip;
   return body.add_(skip);
 }
 }  // namespace
@@ -282,7 +284,7 @@ torch::Tensor NetImpl::forward(torch::Tensor x) {
     if (b.residual) {
       const torch::Tensor in = x;
       torch::Tensor skip = b.shortcut.empty() ? x : run(b.shortcut, x);
-      x = add_skip(run(b.body, x), skip, in);
+      x = add_skip(run(b.body, x), skip, in, !b.body.empty() && b.body.back().layer->op == arch::Op::ReLU);
     } else {
       x = run(b.body, x);
     }
@@ -319,7 +321,7 @@ torch::Tensor NetImpl::forward_fused(torch::Tensor x, bool mkldnn, bool program)
     if (b.residual) {
       const torch::Tensor in = x;
       torch::Tensor skip = b.shortcut.empty() ? x : run_fused(b.shortcut, x, mkldnn);
-      x = add_skip(run_fused(b.body, x, mkldnn), skip, in);
+      x = add_skip(run_fused(b.body, x, mkldnn), skip, in, !b.body.empty() && b.body.back().layer->op == arch::Op::ReLU);
     } else {
       x = run_fused(b.body, x, mkldnn);
     }

@@ -11,6 +11,7 @@
 #include <limits>
 #include <set>
 
+#include "arch/family.h"
 #include "util/hash.h"
 #include "util/strings.h"
 
@@ -22,9 +23,10 @@
 
 namespace dr::onnx {
 
-bool is_onnx_path(const std::string& text) {
-  const std::string suffix = ".onnx";
-  return text.size() > suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+bool is_onnx_path(const std::string& text) { return arch::is_network_file(text); }
+
+void install_network_reader() {
+  arch::set_network_file_reader([](const std::string& path) { return read_model(path).net; });
 }
 
 std::string accepted_ops() {

@@ -70,4 +70,9 @@ std::string accepted_ops();
 // Reads, checks and maps `path`. Throws ReadError.
 Model read_model(const std::string& path);
 
+// Makes arch read ONNX files as model families (arch/family.h): a spec
+// "model.onnx[:cull=..]" then builds wherever a spec does. The CLI's main
+// calls it.
+void install_network_reader();
+
 }  // namespace dr::onnx

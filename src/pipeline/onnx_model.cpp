@@ -7,18 +7,9 @@
 
 namespace dr::pipeline {
 
-train::StateDict onnx_state_dict(const onnx::Model& m) {
-  train::StateDict sd;
-  for (const auto& [name, t] : m.weights)
-    sd[name] = torch::from_blob(const_cast<float*>(t.values.data()), t.shape, torch::kFloat32).clone();
-  for (const arch::Layer* l : m.net.layers())
-    if (l->op == arch::Op::BatchNorm) sd[l->name + ".num_batches_tracked"] = torch::zeros({}, torch::kInt64);
-  return sd;
-}
-
 nn::Net onnx_network(const onnx::Model& m) {
   nn::Net net(m.net);
-  train::load_into(net, onnx_state_dict(m), true, "the initializers of " + m.net.spec);
+  train::load_into(net, train::onnx_state_dict(m), true, "the initializers of " + m.net.spec);
   return net;
 }
 

@@ -12,10 +12,6 @@
 
 namespace dr::pipeline {
 
-// The model's initializers by the names of nn::Net's parameters and buffers
-// (every BatchNorm's num_batches_tracked is 0).
-train::StateDict onnx_state_dict(const onnx::Model& m);
-
 // nn::Net of the model's description with its weights (loaded strictly).
 nn::Net onnx_network(const onnx::Model& m);
 

@@ -86,7 +86,17 @@ StateDict parse_weights(const std::string& data, const std::string& path) {
 
 StateDict load_weights(const std::string& path) {
   if (!util::file_exists(path)) throw std::runtime_error("weights file '" + path + "' does not exist");
+  if (onnx::is_onnx_path(path)) return onnx_state_dict(onnx::read_model(path));
   return parse_weights(util::read_file(path), path);
+}
+
+StateDict onnx_state_dict(const onnx::Model& m) {
+  StateDict sd;
+  for (const auto& [name, t] : m.weights)
+    sd[name] = torch::from_blob(const_cast<float*>(t.values.data()), t.shape, torch::kFloat32).clone();
+  for (const arch::Layer* l : m.net.layers())
+    if (l->op == arch::Op::BatchNorm) sd[l->name + ".num_batches_tracked"] = torch::zeros({}, torch::kInt64);
+  return sd;
 }
 
 namespace {

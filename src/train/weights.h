@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "onnx/reader.h"
 #include "nn/net.h"
 
 namespace dr::train {
@@ -27,7 +28,11 @@ StateDict state_dict(nn::Net& net);
 // none of them the network's own.
 std::string save_weights(nn::Net& net, const std::string& path, const StateDict& extra = {});
 // Throws std::runtime_error naming the file on a missing, truncated or foreign file.
+// An ONNX model (model.onnx) gives its initializers (onnx_state_dict).
 StateDict load_weights(const std::string& path);
+// An imported model's initializers by the names of nn::Net's parameters and
+// buffers (every BatchNorm's num_batches_tracked is 0).
+StateDict onnx_state_dict(const onnx::Model& m);
 // The weights.pt of a finished run, checked against the SHA-256 its
 // result.json records (runs older than the check have none). Throws
 // std::runtime_error naming the file when they differ.

@@ -150,6 +150,42 @@ TEST_F(Onnx, CountAndCostTakeAModelAndRefuseAnotherInputForIt) {
   EXPECT_TRUE(test::contains(r.out, "--mean has 2 values for 1 channels")) << r.out;
 }
 
+// A model file is a spec's family: reduced by cull=/keep=/thin, trained
+// from its own weights (--init-weights model.onnx) into a run, and that run
+// runs privately (its 3x3 padded and 2x2 max poolings too) with the
+// reference's argmax on every image.
+TEST_F(Onnx, AModelFileIsASpecTrainsIntoARunAndRunsPrivately) {
+  const std::string bin = std::string(DEEPREDUCE_BINARY) + " ";
+  const std::string model = path("small_cnn.onnx");
+  auto r = test::run_command(bin + "count " + model + ":cull=S1 --format json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["relus"].get<int64_t>(), 10224 - 6272);  // S1: the stem's 8x28x28 ReLUs
+  EXPECT_EQ(test::run_command(bin + "count " + model + ":thin --format json").rc, 0);
+  for (const auto& [spec, words] : {std::pair{model + ":alpha=0.5", "does not apply to a model file"},
+                                    std::pair{model + ":cull=S9", "unknown stage 'S9'"}}) {
+    r = test::run_command(bin + "count " + spec);
+    EXPECT_EQ(r.rc, 2) << spec;
+    EXPECT_TRUE(test::contains(r.out, words)) << r.out;
+  }
+  if (!expected_["small_cnn"].contains("fashion_mnist_correct")) GTEST_SKIP() << "Fashion-MNIST is not installed";
+  const test::ScratchDir d("onnx-run");
+  const test::EnvGuard state("DEEPREDUCE_STATE_DIR", (d / "state").c_str());  // the key ledger, not the user's
+  r = test::run_command(bin + "train --model " + model + " --init-weights " + model +
+                        " --data fashion-mnist --limit 512 --epochs 1 --lr 0.01 --threads 2 --out " + (d / "run"));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  r = test::run_command(bin + "eval " + (d / "run") + " --threads 2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "10,224 ReLUs")) << r.out;
+  r = test::run_command(bin + "pi run " + (d / "run") + " --data fashion-mnist --count 4 --format json --quiet");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto s = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(s["images"], 4);
+  EXPECT_EQ(s["relus"], 10224);
+  EXPECT_EQ(s["reference"]["argmax_equal"], 4) << s.dump();
+  EXPECT_EQ(s["reference"]["failures"], 0) << s.dump();
+}
+
 TEST_F(Onnx, DamagedAndHostileFilesAreRefusedNamingTheFileAndWhy) {
   ASSERT_GE(expected_["bad"].size(), 10u);
   for (const auto& [file, words] : expected_["bad"].items()) {
