@@ -27,8 +27,13 @@ void SearchSites::attach(nn::Net& net, torch::Device device) {
 }
 
 void SearchSites::install(nn::Net& net) {
-  net->set_site_activation(
-      [this](const arch::Layer& site, const torch::Tensor& x) { return activate(sites_[index_.at(site.name)], x); });
+  // A site after a fully connected layer (VGG's, an imported network's) sees
+  // N x C: as N x C x 1 x 1 it broadcasts with its [1, C, 1, 1] scores.
+  net->set_site_activation([this](const arch::Layer& site, const torch::Tensor& x) {
+    const Site& s = sites_[index_.at(site.name)];
+    if (x.dim() == 2) return activate(s, x.view({x.size(0), x.size(1), 1, 1})).flatten(1);
+    return activate(s, x);
+  });
 }
 
 std::vector<torch::Tensor> SearchSites::parameters() const {

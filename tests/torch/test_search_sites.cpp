@@ -201,3 +201,23 @@ TEST(SearchSites, GradientsReachScoresAndCoefficientsStraightThrough) {
   EXPECT_GT(s0, 0);
   EXPECT_GT(c0, 0);
 }
+
+// A site after a fully connected layer sees N x C (VGG16's classifier ReLUs):
+// each way of replacing a ReLU keeps the batch and gives that site's own
+// elements, as at a convolutional site.
+TEST(SearchSites, SitesAfterFullyConnectedLayersKeepTheBatch) {
+  torch::manual_seed(5);
+  const arch::Network desc = arch::build_network("vgg16:alpha=0.0625", arch::InputSpec{{3, 32, 32}, 10});
+  bool fc_site = false;
+  for (const arch::Layer* l : desc.layers()) fc_site = fc_site || (l->op == arch::Op::ReLU && l->stage == "FC");
+  ASSERT_TRUE(fc_site);
+  for (const std::string replace : {"identity", "poly"}) {
+    nn::Net net(desc);
+    auto sites = train::make_search_sites(replace, kBand);
+    sites->attach(net, torch::kCPU);
+    net->train();
+    const torch::Tensor y = net->forward(torch::randn({6, 3, 32, 32}));
+    EXPECT_EQ(y.sizes(), (std::vector<int64_t>{6, 10})) << replace;
+    y.pow(2).sum().backward();
+  }
+}
