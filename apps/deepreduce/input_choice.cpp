@@ -34,13 +34,10 @@ arch::Network InputChoice::network(const std::string& spec_or_run, std::string* 
     if (!dataset.empty() || !shape.empty())
       throw UsageError("an ONNX model (" + spec_or_run + ") has its own input: give no --dataset or --input with it");
     const arch::ModelSpec ms = arch::parse_spec(spec_or_run);
-    const arch::Network& file = *arch::find_family(ms.family).file;
-    if (described) {
-      const onnx::Model m = onnx::read_model(ms.family);
-      *described = "ONNX " + (m.producer.empty() ? std::string() : "from " + m.producer + ", ") + "opset " +
-                   std::to_string(m.opset) + " (" + file.input.str() + ", " + std::to_string(file.classes) +
-                   " classes)";
-    }
+    const arch::Family& fam = arch::find_family(ms.family);  // the file, read once
+    const arch::Network& file = *arch::file_network(fam);
+    if (described)
+      *described = fam.description + " (" + file.input.str() + ", " + std::to_string(file.classes) + " classes)";
     return arch::build_network(ms, {file.input, file.classes});
   }
   // A run directory, finished or not (an unfinished one is named as such,

@@ -40,30 +40,43 @@ namespace {
 
 NetworkFileReader file_reader = nullptr;
 
-// The family of a network file, read once (families are referred to by
-// reference for the life of the process).
+// The families of the network files read so far, each with its network
+// (families are referred to by reference for the life of the process).
+struct FileFamily {
+  Family family;
+  Network net;
+};
+std::mutex file_families_mu;
+std::map<std::string, std::unique_ptr<FileFamily>> file_families;
+
+// The family of a network file, read once.
 const Family& file_family(const std::string& path) {
-  static std::mutex mu;
-  static std::map<std::string, std::unique_ptr<Family>> read;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& f = read[path];
-  if (f) return *f;
+  std::lock_guard<std::mutex> lock(file_families_mu);
+  auto& f = file_families[path];
+  if (f) return f->family;
   if (!file_reader)
     throw SpecError("model file '" + path + "': this program reads no network files (the deepreduce CLI does)");
-  auto net = std::make_shared<const Network>(file_reader(path));
-  auto fam = std::make_unique<Family>();
-  fam->name = path;
-  fam->description = "a network read from " + path;
-  fam->stages = net->stages;
-  fam->thin_policies = {{"relu2", {"relu2"}}, {"relu1", {"relu1"}}};
-  fam->file = std::move(net);
-  f = std::move(fam);
-  return *f;
+  NetworkFile file = file_reader(path);
+  auto ff = std::make_unique<FileFamily>();
+  ff->family.name = path;
+  ff->family.description = std::move(file.description);
+  ff->family.stages = file.net.stages;
+  ff->family.thin_policies = {{"relu2", {"relu2"}}, {"relu1", {"relu1"}}};
+  ff->net = std::move(file.net);
+  f = std::move(ff);
+  return f->family;
 }
 
 }  // namespace
 
 void set_network_file_reader(NetworkFileReader reader) { file_reader = reader; }
+
+const Network* file_network(const Family& fam) {
+  if (!is_network_file(fam.name)) return nullptr;
+  std::lock_guard<std::mutex> lock(file_families_mu);
+  auto it = file_families.find(fam.name);
+  return it == file_families.end() ? nullptr : &it->second->net;
+}
 
 bool is_network_file(const std::string& name) {
   const std::string suffix = ".onnx";

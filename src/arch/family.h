@@ -35,10 +35,6 @@ struct Family {
   // Appends the family's layers (stem to classifier) for a parsed spec, with
   // `blocks` already resolved (the spec's or the default).
   void (*build)(Builder& b, const ModelSpec& spec, const std::vector<int>& blocks, int64_t classes) = nullptr;
-  // A network read from a file (an ONNX model): its description with every
-  // ReLU live, which build_network copies instead of calling `build`; null
-  // for the zoo's families.
-  std::shared_ptr<const Network> file;
 
   std::vector<std::string> policy_names() const;
   // The policy named `name`, or nullptr.
@@ -53,12 +49,21 @@ const std::vector<Family>& families();
 // adds, the default) or "relu1" (those inside residual bodies), no alpha,
 // rho or blocks.
 const Family& find_family(const std::string& name);
+// The network of a file's family (find_family of a network file) with every
+// ReLU live, which build_network copies instead of calling `build`; null for
+// the zoo's families.
+const Network* file_network(const Family& fam);
 
 // Network files: a spec whose family ends in ".onnx" names a model file,
 // e.g. /data/model.onnx:cull=S1. src/onnx reads them; it installs its reader
 // here (onnx::install_network_reader(), which the CLI's main calls), so arch
-// stays free of the ONNX libraries.
-using NetworkFileReader = Network (*)(const std::string& path);
+// stays free of the ONNX libraries. The description says what the file is
+// ("ONNX from pytorch 1.13.0, opset 13"): its family's description.
+struct NetworkFile {
+  Network net;
+  std::string description;
+};
+using NetworkFileReader = NetworkFile (*)(const std::string& path);
 void set_network_file_reader(NetworkFileReader reader);
 bool is_network_file(const std::string& name);
 

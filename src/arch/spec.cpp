@@ -192,7 +192,7 @@ void validate_spec(const ModelSpec& s) {
   const std::string text = s.canonical();
   check_alpha(s.alpha, fmt_num(s.alpha), text);
   check_rho(s.rho, fmt_num(s.rho), text);
-  if (fam.file && (s.alpha != 1.0 || s.rho != 1.0 || !s.blocks.empty()))
+  if (file_network(fam) && (s.alpha != 1.0 || s.rho != 1.0 || !s.blocks.empty()))
     throw SpecError("model spec '" + text + "': alpha, rho and blocks do not apply to a model file (its widths, "
                     "resolution and blocks are the file's)");
   if (s.blocks.empty()) return;
@@ -243,7 +243,7 @@ ModelSpec parse_spec(const std::string& text) {
     if (!k) throw SpecError("model spec '" + text + "': unknown key '" + key + "' (accepted: " + key_names() + ")");
     if (!k->value_optional && !has_value)
       throw SpecError("model spec '" + text + "': key '" + key + "' needs a value (" + key + "=...)");
-    if (fam.file && (key == "alpha" || key == "rho" || key == "blocks"))
+    if (file_network(fam) && (key == "alpha" || key == "rho" || key == "blocks"))
       throw SpecError("model spec '" + text + "': " + key + "= does not apply to a model file (its widths, " +
                       "resolution and blocks are the file's; accepted: cull=, keep=, thin)");
     k->parse(spec, value, has_value, fam, text);

@@ -35,12 +35,12 @@ Network build_network(const ModelSpec& s, const InputSpec& input) {
   const Family& fam = find_family(s.family);
   validate_spec(s);
   validate_input(input, "input " + input.shape.str());
-  if (fam.file) {  // a model file: its own network, reduced as the spec says
-    if (!(input.shape == fam.file->input) || input.classes != fam.file->classes)
-      throw SpecError("model '" + s.family + "' takes " + fam.file->input.str() + " with " +
-                      std::to_string(fam.file->classes) + " classes, not " + input.shape.str() + " with " +
+  if (const Network* file = file_network(fam)) {  // a model file: its own network, reduced as the spec says
+    if (!(input.shape == file->input) || input.classes != file->classes)
+      throw SpecError("model '" + s.family + "' takes " + file->input.str() + " with " +
+                      std::to_string(file->classes) + " classes, not " + input.shape.str() + " with " +
                       std::to_string(input.classes));
-    Network net = *fam.file;
+    Network net = *file;
     net.spec = s.canonical();
     apply_reduction(net, s, fam);
     net.totals();

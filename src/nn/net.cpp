@@ -232,7 +232,9 @@ namespace {
 // (autograd checks that nothing it saved is overwritten): not when the body
 // ends in an activation whose backward reads its output (a ReLU site, as an
 // imported network may have before its add) while gradients are recorded.
-torch::Tensor add_skip(torch::Tensor body, const torch::Tensor& skip, const torch::Tensor& in, bool ends_in_site) {
+template <class Steps>
+torch::Tensor add_skip(const Steps& body_steps, torch::Tensor body, const torch::Tensor& skip, const torch::Tensor& in) {
+  const bool ends_in_site = !body_steps.empty() && body_steps.back().layer->op == arch::Op::ReLU;
   if (body.is_same(skip) || body.is_same(in) || (ends_in_site && body.requires_grad())) return body + skip;
   return body.add_(skip);
 }
@@ -284,7 +286,7 @@ torch::Tensor NetImpl::forward(torch::Tensor x) {
     if (b.residual) {
       const torch::Tensor in = x;
       torch::Tensor skip = b.shortcut.empty() ? x : run(b.shortcut, x);
-      x = add_skip(run(b.body, x), skip, in, !b.body.empty() && b.body.back().layer->op == arch::Op::ReLU);
+      x = add_skip(b.body, run(b.body, x), skip, in);
     } else {
       x = run(b.body, x);
     }
@@ -321,7 +323,7 @@ torch::Tensor NetImpl::forward_fused(torch::Tensor x, bool mkldnn, bool program)
     if (b.residual) {
       const torch::Tensor in = x;
       torch::Tensor skip = b.shortcut.empty() ? x : run_fused(b.shortcut, x, mkldnn);
-      x = add_skip(run_fused(b.body, x, mkldnn), skip, in, !b.body.empty() && b.body.back().layer->op == arch::Op::ReLU);
+      x = add_skip(b.body, run_fused(b.body, x, mkldnn), skip, in);
     } else {
       x = run_fused(b.body, x, mkldnn);
     }

@@ -12,7 +12,6 @@
 #include <set>
 
 #include "arch/family.h"
-#include "util/hash.h"
 #include "util/strings.h"
 
 #ifdef DEEPREDUCE_WITH_ONNX
@@ -26,7 +25,11 @@ namespace dr::onnx {
 bool is_onnx_path(const std::string& text) { return arch::is_network_file(text); }
 
 void install_network_reader() {
-  arch::set_network_file_reader([](const std::string& path) { return read_model(path).net; });
+  arch::set_network_file_reader([](const std::string& path) {
+    Model m = read_model(path);
+    return arch::NetworkFile{std::move(m.net), "ONNX " + (m.producer.empty() ? std::string() : "from " + m.producer + ", ") +
+                                                   "opset " + std::to_string(m.opset)};
+  });
 }
 
 std::string accepted_ops() {
@@ -246,6 +249,10 @@ class GraphReader {
   bool is_activation(const std::string& name) const {
     return !name.empty() && !constant(name) && !shape_values_.count(resolve(name));
   }
+  int activation_inputs(const pb::NodeProto& n) const {
+    return static_cast<int>(std::count_if(n.input().begin(), n.input().end(),
+                                          [&](const std::string& in) { return is_activation(in); }));
+  }
 
   // --- shape computations ---------------------------------------------------
   // x.view(x.size(0), -1) exports as Shape -> Gather -> Unsqueeze -> Concat ->
@@ -419,14 +426,12 @@ class GraphReader {
     cur_ = out_of(n);
   }
 
-  // Follows the chain from `first` to the Add where it ends.
-  std::vector<size_t> branch(size_t first, const pb::NodeProto** join) const {
+  // Follows the chain from `first` to the Add where it ends (its index in `join`).
+  std::vector<size_t> branch(size_t first, size_t* join) const {
     std::vector<size_t> chain;
     size_t i = first;
     while (!is_branch_add(*nodes_[i])) {
-      int activations = 0;
-      for (const auto& in : nodes_[i]->input()) activations += is_activation(in);
-      if (activations > 1)
+      if (activation_inputs(*nodes_[i]) > 1)
         fail(label(*nodes_[i]) + " joins two branches (accepted: residual branches joined by an Add)");
       chain.push_back(i);
       const std::string t = out_of(*nodes_[i]);
@@ -437,8 +442,7 @@ class GraphReader {
              " nodes (accepted: branches that are chains; DenseNet or Inception blocks are not)");
       i = u[0];
     }
-    *join = nodes_[i];
-    join_index_ = i;
+    *join = i;
     return chain;
   }
 
@@ -447,14 +451,14 @@ class GraphReader {
       fail("tensor '" + cur_ + "' feeds " + std::to_string(u.size()) +
            " nodes (accepted: one, or two branches joined by one Add; the Mul/Add form deepreduce writes for "
            "polynomial sites is not read back)");
-    const pb::NodeProto *join_a = nullptr, *join_b = nullptr;
-    std::vector<size_t> a = branch(u[0], &join_a);
-    const size_t join = join_index_;
+    size_t join = 0, join_b = 0;
+    std::vector<size_t> a = branch(u[0], &join);
     std::vector<size_t> b = branch(u[1], &join_b);
-    if (join_a != join_b)
-      fail("the branches from tensor '" + cur_ + "' end at " + label(*join_a) + " and " + label(*join_b) +
+    const pb::NodeProto& add = *nodes_[join];
+    if (join != join_b)
+      fail("the branches from tensor '" + cur_ + "' end at " + label(add) + " and " + label(*nodes_[join_b]) +
            " (accepted: two branches joined by one Add)");
-    if (a.empty() && b.empty()) fail(label(*join_a) + " adds tensor '" + cur_ + "' to itself");
+    if (a.empty() && b.empty()) fail(label(add) + " adds tensor '" + cur_ + "' to itself");
     if (b.size() > a.size()) std::swap(a, b);  // the body is the longer branch
     post_open_ = false;
     const Shape in = shape_;
@@ -469,7 +473,7 @@ class GraphReader {
     for (size_t i : b) convert(*nodes_[i], kRoleBody), visited_.insert(i);
     in_residual_ = false;
     if (!(shape_ == body_out))
-      fail(label(*join_a) + " adds " + body_out.str() + " to " + shape_.str() + " (the two branches must agree)");
+      fail(label(add) + " adds " + body_out.str() + " to " + shape_.str() + " (the two branches must agree)");
     visited_.insert(join);
     auto& blk = net_.blocks.back();
     blk.stage = resolution_stage(shape_);
@@ -477,7 +481,7 @@ class GraphReader {
       for (Layer& l : *list) l.stage = blk.stage;
     blk.name = block_name(blk);
     post_open_ = true;
-    cur_ = out_of(*join_a);
+    cur_ = out_of(add);
     shapes_[cur_] = shape_;
   }
 
@@ -525,13 +529,11 @@ class GraphReader {
     close_block();
     std::vector<std::string> order;
     std::set<std::string> with_relus;
-    for (const auto& b : net_.blocks)
-      for (const auto* list : {&b.body, &b.shortcut, &b.post})
-        for (const Layer& l : *list) {
-          if (l.stage.empty() || l.stage[0] != 'S') continue;
-          if (order.empty() || order.back() != l.stage) order.push_back(l.stage);
-          if (l.op == Op::ReLU) with_relus.insert(l.stage);
-        }
+    for (const Layer* l : net_.layers()) {
+      if (l->stage.empty() || l->stage[0] != 'S') continue;
+      if (order.empty() || order.back() != l->stage) order.push_back(l->stage);
+      if (l->op == Op::ReLU) with_relus.insert(l->stage);
+    }
     std::map<std::string, std::string> rename;
     std::vector<std::string> pending;
     int k = 0;
@@ -546,12 +548,10 @@ class GraphReader {
     }
     for (const auto& p : pending) rename[p] = k ? "S" + std::to_string(k) : "S1";
     if (k == 0 && !order.empty()) net_.stages.push_back("S1");
-    for (auto& b : net_.blocks) {
+    for (auto& b : net_.blocks)
       if (rename.count(b.stage)) b.stage = rename[b.stage];
-      for (auto* list : {&b.body, &b.shortcut, &b.post})
-        for (Layer& l : *list)
-          if (rename.count(l.stage)) l.stage = rename[l.stage];
-    }
+    for (Layer* l : net_.mutable_layers())
+      if (rename.count(l->stage)) l->stage = rename[l->stage];
   }
 
   // --- layers ----------------------------------------------------------------
@@ -597,7 +597,7 @@ class GraphReader {
       if (l.op == Op::Linear) seen_linear_ = true;
       l.stage = !in_head_ ? resolution_stage(l.out) : (l.op == Op::ReLU && seen_linear_ ? "FC" : "head");
       if (l.op == Op::ReLU && seen_linear_) l.role = kRoleFc;
-      list_ = plain_list(in_head_ ? (l.stage == "FC" ? "head" : l.stage) : l.stage);
+      list_ = plain_list(in_head_ ? "head" : l.stage);  // FC ReLUs stay in the head's block
     }
     shape_ = l.out;
     list_->push_back(std::move(l));
@@ -618,8 +618,7 @@ class GraphReader {
 
   void convert_op(const pb::NodeProto& n, const char* relu_role) {
     const std::string& op = n.op_type();
-    int activations = 0;
-    for (const auto& in : n.input()) activations += is_activation(in);
+    const int activations = activation_inputs(n);
     if (activations != 1)
       fail(label(n) + " reads " + std::to_string(activations) + " computed tensors (accepted: one, besides the Add "
                       "that joins two residual branches)");
@@ -841,7 +840,6 @@ class GraphReader {
   std::map<std::string, const pb::NodeProto*> shape_values_;  // outputs of shape computations
   std::map<std::string, Shape> shapes_;                       // of the activations walked so far
   std::set<size_t> visited_;
-  mutable size_t join_index_ = 0;
   std::string input_, output_, cur_;
   Shape shape_;
   arch::Network net_;
@@ -880,9 +878,7 @@ Model read_model(const std::string& path) {
     std::replace(why.begin(), why.end(), '\n', ' ');
     throw ReadError(path + ": fails the ONNX checker: " + why);
   }
-  Model out = GraphReader(path, m).read();
-  out.sha256 = util::sha256_hex(bytes);
-  return out;
+  return GraphReader(path, m).read();
 }
 
 #endif

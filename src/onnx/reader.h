@@ -47,7 +47,6 @@ struct Model {
   std::map<std::string, Tensor> weights;  // state-dict name -> values
   int64_t opset = 0;                       // of the default domain
   std::string producer;                    // "pytorch 1.13.1", ...
-  std::string sha256;                      // of the file's bytes
 };
 
 // The limits a file is checked against before anything is allocated (the

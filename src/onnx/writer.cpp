@@ -86,6 +86,11 @@ class GraphWriter {
     return it->second;
   }
 
+  // The weight `name` of the layer's shape, as an initializer of that name.
+  std::string weight_initializer(const std::string& name, const std::vector<int64_t>& shape) {
+    return initializer(name, shape, weight(name, shape).values);
+  }
+
   std::string initializer(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& v) {
     auto* t = g_->add_initializer();
     t->set_name(name);
@@ -117,6 +122,12 @@ class GraphWriter {
     a->set_type(pb::AttributeProto::INTS);
     for (int64_t x : v) a->add_ints(x);
   }
+  // A square window: kernel, strides and one padding on every side.
+  static void window(pb::NodeProto* n, const Layer& l) {
+    ints(n, "kernel_shape", {l.kernel, l.kernel});
+    ints(n, "strides", {l.stride, l.stride});
+    ints(n, "pads", {l.padding, l.padding, l.padding, l.padding});
+  }
   static void integer(pb::NodeProto* n, const char* name, int64_t v) {
     auto* a = n->add_attribute();
     a->set_name(name);
@@ -136,9 +147,7 @@ class GraphWriter {
         case Op::ReLU: cur = relu_site(l, cur); break;
         case Op::MaxPool: {
           auto* n = add_node("MaxPool", l.name, {cur});
-          ints(n, "kernel_shape", {l.kernel, l.kernel});
-          ints(n, "strides", {l.stride, l.stride});
-          ints(n, "pads", {l.padding, l.padding, l.padding, l.padding});
+          window(n, l);
           cur = n->output(0);
           break;
         }
@@ -150,9 +159,8 @@ class GraphWriter {
           break;
         }
         case Op::Linear: {
-          std::vector<std::string> in = {cur, initializer(l.name + ".weight", {l.out_ch, l.in_ch},
-                                                          weight(l.name + ".weight", {l.out_ch, l.in_ch}).values)};
-          if (l.bias) in.push_back(initializer(l.name + ".bias", {l.out_ch}, weight(l.name + ".bias", {l.out_ch}).values));
+          std::vector<std::string> in = {cur, weight_initializer(l.name + ".weight", {l.out_ch, l.in_ch})};
+          if (l.bias) in.push_back(weight_initializer(l.name + ".bias", {l.out_ch}));
           auto* n = add_node("Gemm", l.name, in);
           integer(n, "transB", 1);
           cur = n->output(0);
@@ -183,9 +191,7 @@ class GraphWriter {
     std::vector<std::string> in = {cur, initializer(l.name + ".weight", wshape, w)};
     if (l.bias || bn) in.push_back(initializer(l.name + ".bias", {l.out_ch}, b));
     auto* n = add_node("Conv", l.name, in);
-    ints(n, "kernel_shape", {l.kernel, l.kernel});
-    ints(n, "strides", {l.stride, l.stride});
-    ints(n, "pads", {l.padding, l.padding, l.padding, l.padding});
+    window(n, l);
     ints(n, "dilations", {1, 1});
     integer(n, "group", l.groups);
     return n->output(0);
@@ -195,7 +201,7 @@ class GraphWriter {
     const std::vector<int64_t> c = {l.out.c};
     std::vector<std::string> in = {cur};
     for (const char* p : {".weight", ".bias", ".running_mean", ".running_var"})
-      in.push_back(initializer(l.name + p, c, weight(l.name + p, c).values));
+      in.push_back(weight_initializer(l.name + p, c));
     auto* n = add_node("BatchNormalization", l.name, in);
     auto* a = n->add_attribute();
     a->set_name("epsilon");
