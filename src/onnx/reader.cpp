@@ -1,17 +1,21 @@
 // ONNX graph -> arch::Network + weights (reader.h). The graph is walked from
 // its input: a tensor with one consumer continues the current block, a tensor
 // with two opens a residual block whose two branches must be chains that
-// meet at one Add. Every node must be on that walk.
+// meet at one Add. Every node must be on that walk. The site forms export
+// writes are folded into single site nodes first (site_forms.h).
 #include "onnx/reader.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <set>
 
 #include "arch/family.h"
+#include "onnx/proto.h"
+#include "onnx/site_forms.h"
 #include "util/strings.h"
 
 #ifdef DEEPREDUCE_WITH_ONNX
@@ -33,9 +37,11 @@ void install_network_reader() {
 }
 
 std::string accepted_ops() {
-  return "Conv, BatchNormalization, Relu, PRelu (a 0/1 slope: a pixel-masked ReLU site), MaxPool, GlobalAveragePool, ReduceMean (over H and W), AveragePool (over "
-         "the whole image), Flatten, Reshape (to N x features), Gemm, MatMul, Add (two residual branches, or a "
-         "constant after MatMul), Identity, Dropout";
+  return "Conv, BatchNormalization, Relu, PRelu (a 0/1 slope: a pixel-masked ReLU site), MaxPool, GlobalAveragePool, "
+         "ReduceMean (over H and W), AveragePool (over the whole image), Flatten, Reshape (to N x features), Gemm, "
+         "MatMul, Add (two residual branches, or a constant after MatMul), Identity, Dropout; and the site forms "
+         "export writes: relu(x)*R + x*B + (x*x)*A + K in Relu, Mul and Add, and Concat of a convolution split by "
+         "output channels";
 }
 
 #ifndef DEEPREDUCE_WITH_ONNX
@@ -64,39 +70,11 @@ constexpr const char* kRoleBody = "relu1";
 constexpr const char* kRolePost = "relu2";
 constexpr const char* kRoleFc = "fc";
 
-std::string dims_str(const std::vector<int64_t>& d) {
-  std::string s;
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? "x" : "") + std::to_string(d[i]);
-  return s.empty() ? "a scalar" : s;
-}
-
-// "/layer1/layer1.0/conv1/Conv" (PyTorch's scope names) -> "layer1.0.conv1";
-// any other name keeps its characters that a module path may hold.
-std::string scoped_name(const pb::NodeProto& n) {
-  std::vector<std::string> parts;
-  for (const auto& p : util::split(n.name(), '/'))
-    if (!p.empty()) parts.push_back(p);
-  if (parts.size() == 1 && parts[0] == n.op_type()) return util::lower(n.op_type());  // "/Relu": a torch.relu
-  if (parts.size() > 1 && (parts.back() == n.op_type() || parts.back().rfind(n.op_type() + "_", 0) == 0))
-    parts.pop_back();
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty() && p.rfind(out + ".", 0) == 0)
-      out = p;
-    else
-      out += (out.empty() ? "" : ".") + p;
-  }
-  std::string clean;
-  for (char c : out) clean += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.') ? c : '_';
-  std::string joined;
-  for (const auto& seg : util::split(clean, '.'))
-    if (!seg.empty()) joined += (joined.empty() ? "" : ".") + seg;
-  return joined;
-}
-
 class GraphReader {
  public:
-  GraphReader(std::string path, const pb::ModelProto& m) : path_(std::move(path)), model_(m), g_(m.graph()) {}
+  // `sites`: the terms of the site nodes fold_site_forms put in m's graph.
+  GraphReader(std::string path, const pb::ModelProto& m, std::map<std::string, SiteTerms> sites)
+      : path_(std::move(path)), model_(m), g_(m.graph()), sites_(std::move(sites)) {}
 
   Model read() {
     Model out;
@@ -119,6 +97,8 @@ class GraphReader {
  private:
   [[noreturn]] void fail(const std::string& what) const { throw ReadError(path_ + ": " + what); }
   std::string label(const pb::NodeProto& n) const {
+    if (n.domain() == kSiteDomain)
+      return "site '" + scoped_name(n) + "' (its Relu, Mul and Add nodes, or its Concat of a split Conv)";
     return "node '" + (n.name().empty() ? n.output_size() ? n.output(0) : std::string("?") : n.name()) + "' (" +
            n.op_type() + ")";
   }
@@ -150,35 +130,9 @@ class GraphReader {
     if (!t) fail(label(n) + ": its " + what + " '" + n.input(i) + "' is not an initializer or constant");
     return *t;
   }
-  static std::vector<int64_t> dims(const pb::TensorProto& t) { return {t.dims().begin(), t.dims().end()}; }
 
-  // A float tensor of exactly `expect` dims, checked before its values are copied.
   Tensor floats(const pb::TensorProto& t, const std::vector<int64_t>& expect, const std::string& what) const {
-    if (t.data_type() != pb::TensorProto::FLOAT)
-      fail(what + " '" + t.name() + "' holds " + pb::TensorProto::DataType_Name(t.data_type()) +
-           " values, not FLOAT (export the model in float32)");
-    if (t.data_location() == pb::TensorProto::EXTERNAL)
-      fail(what + " '" + t.name() + "' keeps its values in an external file: save the model with its weights inside");
-    if (dims(t) != expect) fail(what + " '" + t.name() + "' is " + dims_str(dims(t)) + ", expected " + dims_str(expect));
-    int64_t n = 1;
-    for (int64_t d : expect) n = arch::count_mul(n, d, "elements of a tensor");
-    Tensor out;
-    out.shape = expect;
-    if (t.has_raw_data()) {
-      if (static_cast<int64_t>(t.raw_data().size()) != n * 4)
-        fail(what + " '" + t.name() + "' has " + std::to_string(t.raw_data().size()) + " bytes for " +
-             std::to_string(n) + " floats");
-      out.values.resize(static_cast<size_t>(n));
-      std::memcpy(out.values.data(), t.raw_data().data(), static_cast<size_t>(n) * 4);  // little-endian, as ONNX
-    } else {
-      if (t.float_data_size() != n)
-        fail(what + " '" + t.name() + "' has " + std::to_string(t.float_data_size()) + " values for " +
-             std::to_string(n));
-      out.values.assign(t.float_data().begin(), t.float_data().end());
-    }
-    for (float v : out.values)
-      if (!std::isfinite(v)) fail(what + " '" + t.name() + "' holds a value that is not finite");
-    return out;
+    return float_tensor(t, expect, what, path_);
   }
 
   std::vector<int64_t> int64s(const pb::TensorProto& t, const std::string& what) const {
@@ -198,11 +152,7 @@ class GraphReader {
     return v;
   }
 
-  const pb::AttributeProto* attr(const pb::NodeProto& n, const char* name) const {
-    for (const auto& a : n.attribute())
-      if (a.name() == name) return &a;
-    return nullptr;
-  }
+  const pb::AttributeProto* attr(const pb::NodeProto& n, const char* name) const { return find_attribute(n, name); }
   int64_t attr_int(const pb::NodeProto& n, const char* name, int64_t def) const {
     const auto* a = attr(n, name);
     if (!a) return def;
@@ -315,7 +265,8 @@ class GraphReader {
       fail(std::to_string(g_.node_size()) + " nodes, more than " + std::to_string(limits::kMaxNodes));
     for (const auto& t : g_.initializer()) consts_[t.name()] = &t;
     for (const auto& n : g_.node()) {
-      if (!n.domain().empty() && n.domain() != "ai.onnx")
+      const bool site = n.domain() == kSiteDomain && n.output_size() == 1 && sites_.count(n.output(0));
+      if (!n.domain().empty() && n.domain() != "ai.onnx" && !site)
         fail(label(n) + " is of the domain '" + n.domain() + "' (accepted: the default ONNX domain)");
       if (n.output_size() < 1) fail(label(n) + " has no output");
       if (n.op_type() == "Constant") {
@@ -414,9 +365,9 @@ class GraphReader {
     const pb::NodeProto& n = *nodes_[i];
     visited_.insert(i);
     arch::Block* b = net_.blocks.empty() ? nullptr : &net_.blocks.back();
-    if (b && b->residual && post_open_ && n.op_type() == "Relu") {
+    if (b && b->residual && post_open_ && is_relu_site(n)) {
       list_ = &b->post;
-      add_relu(n, kRolePost, b->stage);
+      relu_site(n, kRolePost, b->stage);
       shapes_[out_of(n)] = shape_;
       post_open_ = false;
     } else {
@@ -449,8 +400,8 @@ class GraphReader {
   void residual_block(const std::vector<size_t>& u) {
     if (u.size() != 2)
       fail("tensor '" + cur_ + "' feeds " + std::to_string(u.size()) +
-           " nodes (accepted: one, or two branches joined by one Add; the Mul/Add form deepreduce writes for "
-           "polynomial sites is not read back)");
+           " nodes (accepted: one, or two branches joined by one Add, or a site relu(x)*R + x*B + (x*x)*A + K in "
+           "Relu, Mul and Add)");
     size_t join = 0, join_b = 0;
     std::vector<size_t> a = branch(u[0], &join);
     std::vector<size_t> b = branch(u[1], &join_b);
@@ -624,8 +575,7 @@ class GraphReader {
                       "that joins two residual branches)");
     if (op == "Conv") return conv(n);
     if (op == "BatchNormalization") return batch_norm(n);
-    if (op == "Relu") return add_relu(n, relu_role ? relu_role : kRolePlain, "");
-    if (op == "PRelu") return masked_relu(n, relu_role ? relu_role : kRolePlain);
+    if (is_relu_site(n)) return relu_site(n, relu_role ? relu_role : kRolePlain, "");
     if (op == "MaxPool") return max_pool(n);
     if (op == "GlobalAveragePool" || op == "ReduceMean" || op == "AveragePool") return global_pool(n);
     if (op == "Flatten" || op == "Reshape") return flatten(n);
@@ -677,43 +627,112 @@ class GraphReader {
     add(std::move(l));
   }
 
-  void add_relu(const pb::NodeProto& n, const char* role, const std::string& stage) {
+  bool is_relu_site(const pb::NodeProto& n) const {
+    return n.op_type() == "Relu" || n.op_type() == "PRelu" || n.domain() == kSiteDomain;
+  }
+  void relu_site(const pb::NodeProto& n, const char* role, const std::string& stage) {
+    if (n.op_type() == "PRelu") return site(n, prelu_terms(n), role, stage);
+    if (n.domain() == kSiteDomain) return site(n, sites_.at(n.output(0)), role, stage);
     Layer l = make(n, Op::ReLU);
     l.role = role;
     l.stage = stage;
     add(std::move(l));
   }
 
-  // PRelu with a slope of 0s and 1s: a pixel-masked ReLU site (0: ReLU, 1:
-  // identity), element-wise ([C,H,W]) or channel-wise ([C,1,1]); what
-  // onnx::write_model writes for SNL's masks.
-  void masked_relu(const pb::NodeProto& n, const char* role) {
+  // PRelu with a slope s of 0s and 1s, relu(x)*(1-s) + x*s: a pixel-masked
+  // ReLU site (0: ReLU, 1: identity), element-wise ([C,H,W]) or channel-wise
+  // ([C,1,1]); what onnx::write_model writes for SNL's masks by default.
+  SiteTerms prelu_terms(const pb::NodeProto& n) const {
     const auto& t = need_constant(n, 1, "slope");
     const auto d = dims(t);
-    const bool channelwise = d == std::vector<int64_t>{shape_.c, 1, 1};
-    if (!channelwise && d != std::vector<int64_t>{shape_.c, shape_.h, shape_.w})
+    if (d != std::vector<int64_t>{shape_.c, 1, 1} && d != std::vector<int64_t>{shape_.c, shape_.h, shape_.w})
       fail(label(n) + ": slope '" + t.name() + "' is " + dims_str(d) + " (accepted: " + std::to_string(shape_.c) +
            "x" + std::to_string(shape_.h) + "x" + std::to_string(shape_.w) + " or " + std::to_string(shape_.c) +
            "x1x1 of 0s and 1s, a pixel-masked ReLU site)");
-    const Tensor slope = floats(t, d, "slope");
-    auto mask = std::make_shared<arch::ReluMask>();
-    mask->channelwise = channelwise;
-    mask->ops.resize(slope.values.size());
-    for (size_t i = 0; i < slope.values.size(); ++i) {
-      const float v = slope.values[i];
+    SiteTerms s;
+    s.linear = floats(t, d, "slope");
+    s.relu = s.linear;
+    for (float& v : s.relu.values) {
       if (v != 0.f && v != 1.f)
         fail(label(n) + ": slope '" + t.name() + "' holds " + std::to_string(v) +
              " (accepted: 0 for a ReLU element, 1 for an identity; a leaky ReLU is not a ReLU site)");
-      mask->ops[i] = static_cast<uint8_t>(v == 0.f ? arch::SiteOp::Relu : arch::SiteOp::Identity);
+      v = 1.f - v;
     }
+    return s;
+  }
+
+  // A term of a site of shape shape_ as C' x H' x W' (each 1 or the site's),
+  // or fails naming the node.
+  std::vector<int64_t> term_dims(const pb::NodeProto& n, const Tensor& t) const {
+    std::vector<int64_t> d = t.shape;
+    while (d.size() > 3 && d.front() == 1) d.erase(d.begin());
+    while (d.size() < 3) d.insert(d.begin(), 1);
+    if (d.size() > 3 || (d[0] != 1 && d[0] != shape_.c) || (d[1] != 1 && d[1] != shape_.h) || (d[2] != 1 && d[2] != shape_.w))
+      fail(label(n) + ": a site term of shape " + dims_str(t.shape) + " on a " + shape_.str() + " input");
+    return d;
+  }
+
+  // A site computing relu(x)*R + x*B + (x*x)*A + K per element (site_forms.h):
+  // each element a ReLU (R 1, the rest 0), an identity (B 1, the rest 0) or,
+  // with R 0, the polynomial A*x^2 + B*x + K of its channel (arch::SiteOp).
+  void site(const pb::NodeProto& n, const SiteTerms& t, const char* role, const std::string& stage) {
+    const Tensor* terms[4] = {&t.relu, &t.linear, &t.square, &t.constant};
+    std::vector<int64_t> d[4];
+    bool channelwise = true;
+    for (int k = 0; k < 4; ++k) {
+      if (terms[k]->values.empty()) continue;
+      d[k] = term_dims(n, *terms[k]);
+      channelwise = channelwise && d[k][1] == 1 && d[k][2] == 1;
+    }
+    const int64_t C = shape_.c, H = channelwise ? 1 : shape_.h, W = channelwise ? 1 : shape_.w;
+    auto value = [&](int k, int64_t c, int64_t h, int64_t w) {
+      if (terms[k]->values.empty()) return 0.f;
+      const auto& e = d[k];
+      return terms[k]->values[size_t(((e[0] > 1 ? c : 0) * e[1] + (e[1] > 1 ? h : 0)) * e[2] + (e[2] > 1 ? w : 0))];
+    };
+    const auto num = [](float v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+      return std::string(buf);
+    };
+    auto mask = std::make_shared<arch::ReluMask>();
+    mask->channelwise = channelwise;
+    mask->ops.resize(size_t(C * H * W));
+    std::vector<float> poly(size_t(3 * C), 0.f);
+    std::vector<bool> has_poly(size_t(C), false);
+    for (int64_t c = 0, i = 0; c < C; ++c)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w, ++i) {
+          const float r = value(0, c, h, w), b = value(1, c, h, w), a = value(2, c, h, w), k = value(3, c, h, w);
+          arch::SiteOp op = arch::SiteOp::Poly;
+          if (r == 1.f && b == 0.f && a == 0.f && k == 0.f) op = arch::SiteOp::Relu;
+          else if (r == 0.f && b == 1.f && a == 0.f && k == 0.f) op = arch::SiteOp::Identity;
+          else if (r != 0.f)
+            fail(label(n) + ": element " + std::to_string(i) + " computes " + num(r) + "*relu(x) + " + num(b) + "*x + " +
+                 num(a) + "*x^2 + " + num(k) +
+                 " (accepted per element: relu(x), x, or a*x^2 + b*x + c, one polynomial per channel)");
+          mask->ops[size_t(i)] = static_cast<uint8_t>(op);
+          if (op != arch::SiteOp::Poly) continue;
+          const float abc[3] = {a, b, k};
+          for (int j = 0; j < 3; ++j) {
+            float& slot = poly[size_t(j * C + c)];
+            if (has_poly[size_t(c)] && slot != abc[j])
+              fail(label(n) + ": channel " + std::to_string(c) + " holds two polynomials (accepted: one per channel)");
+            slot = abc[j];
+          }
+          has_poly[size_t(c)] = true;
+        }
     Layer l = make(n, Op::ReLU);
     l.role = role;
-    const arch::MaskCounts c = arch::mask_counts(l, *mask);
-    mask->live = c.relus;
-    if (c.relus == 0)
+    l.stage = stage;
+    const arch::MaskCounts counts = arch::mask_counts(l, *mask);
+    mask->live = counts.relus;
+    mask->polys = counts.polys;
+    if (counts.relus == 0 && counts.polys == 0)
       l.live = false;  // identities only: a removed ReLU
-    else if (c.relus < l.out.numel())
+    else if (counts.relus < l.out.numel())
       l.mask = mask;
+    if (counts.polys > 0) weights_[l.name + ".poly"] = Tensor{{3, C}, std::move(poly)};
     add(std::move(l));
   }
 
@@ -833,6 +852,7 @@ class GraphReader {
   const std::string path_;
   const pb::ModelProto& model_;
   const pb::GraphProto& g_;
+  const std::map<std::string, SiteTerms> sites_;  // by the output of their node
   std::map<std::string, const pb::TensorProto*> consts_;
   std::map<std::string, std::string> alias_;
   std::vector<const pb::NodeProto*> nodes_;
@@ -878,7 +898,8 @@ Model read_model(const std::string& path) {
     std::replace(why.begin(), why.end(), '\n', ' ');
     throw ReadError(path + ": fails the ONNX checker: " + why);
   }
-  return GraphReader(path, m).read();
+  std::map<std::string, SiteTerms> sites = fold_site_forms(*m.mutable_graph(), path);
+  return GraphReader(path, m, std::move(sites)).read();
 }
 
 #endif

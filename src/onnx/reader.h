@@ -13,8 +13,10 @@
 // (inference), Relu, MaxPool (square, padded), GlobalAveragePool, ReduceMean
 // over H and W, AveragePool over the whole image, Flatten / Reshape to
 // N x features, Gemm, MatMul (+ Add of a constant), Add of two branches,
-// Identity and Dropout (inference: nothing). Anything else is refused naming
-// the node, its op and what is accepted.
+// Identity and Dropout (inference: nothing); the ReLU sites export writes
+// (PRelu, Relu/Mul/Add, a convolution split by channels with Concat:
+// site_forms.h). Anything else is refused naming the node, its op and what
+// is accepted.
 //
 // Stages: by spatial resolution (S1 is the first ReLU-bearing resolution...
 // every change of H x W starts a new one), as the zoo's MobileNets; the

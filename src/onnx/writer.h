@@ -9,12 +9,21 @@
 //   removed ReLU -> nothing, max pooling -> MaxPool, global pooling ->
 //   GlobalAveragePool, flatten -> Flatten, fc -> Gemm (transB), a residual
 //   join -> Add.
-//   A pixel-masked site of ReLUs and identities (SNL) -> PRelu with a 0/1
-//   slope tensor ([C,H,W], or [C,1,1] channel-wise): slope 0 is a ReLU,
-//   slope 1 an identity; read back by onnx::read_model as the same mask.
+//   A pixel-masked site of ReLUs and identities (SNL), by MaskForm:
+//     PRelu: PRelu with a 0/1 slope tensor ([C,H,W], or [C,1,1]
+//       channel-wise): slope 0 is a ReLU, slope 1 an identity.
+//     OnnxBridge (only ops EzPC's OnnxBridge lowers: no PRelu, no Split):
+//       a channel-wise mask right after a convolution (+ its BatchNorm)
+//       splits that convolution into runs of consecutive channels, a Relu on
+//       each ReLU run, and a Concat of the runs in order; after anything
+//       else, 1x1 convolutions of 0/1 weights select the runs. Only the ReLU
+//       channels meet a Relu. An element-wise mask as relu(x)*R + x*B in
+//       Relu, Mul and Add (R the ReLU elements, B = 1-R): the same function,
+//       but its Relu runs on every element of the site.
 //   A site with polynomial elements (AutoReP-style) -> Mul/Add:
 //   relu(x)*R + x*B + (x*x)*A + K with per-element constants (R: the ReLU
 //   elements, B: identities plus the polynomials' b, A and K their a and c).
+//   onnx::read_model reads every one of these forms back as the same site.
 #include <map>
 #include <string>
 
@@ -22,8 +31,12 @@
 
 namespace dr::onnx {
 
+// How masked sites of ReLUs and identities are written (above).
+enum class MaskForm { PRelu, OnnxBridge };
+
 struct WriteOptions {
   bool fold_bn = false;  // fold each BatchNorm into the convolution before it
+  MaskForm masks = MaskForm::PRelu;
   std::string producer_version;  // deepreduce's version, recorded in the file
 };
 
@@ -31,6 +44,8 @@ struct WriteOptions {
 struct WriteReport {
   int64_t nodes = 0, initializers = 0, bytes = 0;
   int64_t folded_bn = 0, prelu_sites = 0, poly_sites = 0;
+  int64_t split_sites = 0;   // channel masks as split convolutions + Concat
+  int64_t muladd_sites = 0;  // masks of ReLUs and identities as Relu/Mul/Add
 };
 
 // Writes `net` with `weights` (state-dict names, reader.h's Tensor) to

@@ -42,7 +42,7 @@ train::EvalResult evaluate_onnx(const OnnxEvalOptions& o) {
           s.loss / std::max(1.0, s.images), totals.polys};
 }
 
-onnx::WriteReport export_run(const std::string& run, const std::string& out, bool fold_bn) {
+onnx::WriteReport export_run(const std::string& run, const std::string& out, onnx::WriteOptions o) {
   if (!onnx::is_onnx_path(out))
     throw std::invalid_argument("--out " + out + ": name the file <name>.onnx (what the commands read as a model)");
   const arch::Network net = train::run_network(run);             // config, result and masks agree
@@ -56,7 +56,8 @@ onnx::WriteReport export_run(const std::string& run, const std::string& out, boo
     w.values.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
     weights[name] = std::move(w);
   }
-  return onnx::write_model(net, weights, out, {fold_bn, util::version_string()});
+  o.producer_version = util::version_string();
+  return onnx::write_model(net, weights, out, o);
 }
 
 }  // namespace dr::pipeline

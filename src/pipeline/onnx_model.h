@@ -32,7 +32,8 @@ train::EvalResult evaluate_onnx(const OnnxEvalOptions& o);
 
 // The finished run `run` (its files checked as eval checks them) as an ONNX
 // file at `out` (onnx/writer.h says what each layer becomes). Throws
-// std::invalid_argument when `out` does not end in ".onnx".
-onnx::WriteReport export_run(const std::string& run, const std::string& out, bool fold_bn);
+// std::invalid_argument when `out` does not end in ".onnx". Records
+// deepreduce's version as the producer's.
+onnx::WriteReport export_run(const std::string& run, const std::string& out, onnx::WriteOptions o);
 
 }  // namespace dr::pipeline

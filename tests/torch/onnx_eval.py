@@ -4,8 +4,11 @@ of deepreduce's C++ reader), and compares it with python/deepreduce_model.py's
 twin of the run it came from.
 
 Usage: onnx_eval.py MODEL.onnx RUN DEEPREDUCE_BINARY
-Prints "max_abs_diff SCALE" on the run's normalised random inputs; exits 1
-when the ONNX checker refuses the file.
+Prints "max_abs_diff SCALE RELU_ELEMENTS" on the run's normalised random
+inputs, RELU_ELEMENTS being the elements of one image that meet a Relu or a
+PRelu node (a comparison each: what a framework running the graph as written
+pays); exits 1 when the ONNX
+checker refuses the file.
 """
 import os
 import sys
@@ -25,7 +28,9 @@ def attrs(node):
 
 
 def run_graph(model, x):
+    """The graph's output on x, and the elements of one image that meet a Relu or PRelu."""
     g = model.graph
+    relu_elements = 0
     values = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in g.initializer}
     values[g.input[0].name] = x
     for n in g.node:
@@ -41,8 +46,10 @@ def run_graph(model, x):
             y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get("epsilon", 1e-5))
         elif op == "Relu":
             y = F.relu(i[0])
+            relu_elements += i[0][0].numel()
         elif op == "PRelu":  # x >= 0: x, else slope * x (slope broadcast over the batch)
             y = torch.where(i[0] >= 0, i[0], i[0] * i[1])
+            relu_elements += i[0][0].numel()
         elif op == "MaxPool":
             y = F.max_pool2d(i[0], a["kernel_shape"], a.get("strides", [1, 1]), a.get("pads", [0, 0, 0, 0])[:2])
         elif op == "GlobalAveragePool":
@@ -56,10 +63,12 @@ def run_graph(model, x):
             y = i[0] + i[1]
         elif op == "Mul":
             y = i[0] * i[1]
+        elif op == "Concat":
+            y = torch.cat(i, dim=a["axis"])
         else:
             raise SystemExit("onnx_eval.py: op %s is not in the exported subset" % op)
         values[n.output[0]] = y
-    return values[g.output[0].name]
+    return values[g.output[0].name], relu_elements
 
 
 def main():
@@ -74,8 +83,8 @@ def main():
     x = torch.randn([4] + dims, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         want = twin(x)
-        got = run_graph(model, x)
-    print("%.3g %.3g" % (float((got - want).abs().max()), float(want.abs().max())))
+        got, relu_elements = run_graph(model, x)
+    print("%.3g %.3g %d" % (float((got - want).abs().max()), float(want.abs().max()), relu_elements))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,28 @@ def bad_files(out, good_path):
              oh.make_node("Gemm", ["f", "w"], ["y"], name="fc", transB=1)]
     write("bad_concat.onnx", oh.make_model(oh.make_graph(nodes, "g", [x], [y], [w]),
                                            opset_imports=[oh.make_opsetid("", 13)]), ["cat", "Concat"])
+    # A leaky ReLU in the Mul/Add form of a site: 0.9*relu(x) + 0.1*x is not
+    # a ReLU, an identity or a polynomial per element.
+    m = onnx.load(good_path)
+    relu = next(n for n in m.graph.node if n.op_type == "Relu")
+    x_in, y_out = relu.input[0], relu.output[0]
+    m.graph.initializer.extend([onnx.numpy_helper.from_array(np.array(0.9, np.float32), "leak_r"),
+                                onnx.numpy_helper.from_array(np.array(0.1, np.float32), "leak_b")])
+    at = list(m.graph.node).index(relu)
+    form = [oh.make_node("Relu", [x_in], ["leak_0"], name="/leaky/Relu"),
+            oh.make_node("Mul", ["leak_0", "leak_r"], ["leak_1"], name="/leaky/Mul"),
+            oh.make_node("Mul", [x_in, "leak_b"], ["leak_2"], name="/leaky/Mul_1"),
+            oh.make_node("Add", ["leak_1", "leak_2"], [y_out], name="/leaky/Add")]
+    del m.graph.node[at]
+    for k, node in enumerate(form):
+        m.graph.node.insert(at + k, node)
+    write("bad_leaky_site.onnx", m, ["leaky", "computes", "accepted per element"])
+    # A node of the domain deepreduce uses inside its reader.
+    m = onnx.load(good_path)
+    relu = next(n for n in m.graph.node if n.op_type == "Relu")
+    relu.domain, relu.op_type = "deepreduce.site", "Site"
+    m.opset_import.extend([oh.make_opsetid("deepreduce.site", 1)])
+    write("bad_site_domain.onnx", m, ["internal domain"])
     # An input without a fixed image size.
     m = onnx.load(good_path)
     m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"

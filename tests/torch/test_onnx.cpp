@@ -206,8 +206,9 @@ TEST_F(Onnx, DamagedAndHostileFilesAreRefusedNamingTheFileAndWhy) {
 
 test::CommandResult cli(const std::string& args) { return test::run_command(std::string(DEEPREDUCE_BINARY) + " " + args); }
 
-// A teacher, an SNL run (element-wise masks) and a polynomial-replacement run
-// (channel-wise), made once (about 40 s on 2 cores).
+// A teacher (resnet10: ReLU sites after a convolution's BatchNorm and after
+// residual adds), SNL runs with element-wise and channel-wise masks, and a
+// polynomial-replacement run (channel-wise), made once (about 40 s on 2 cores).
 class OnnxExport : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -216,10 +217,12 @@ class OnnxExport : public ::testing::Test {
     const std::string data = " --data synthetic:1x12x12:4:256 --batch 32 --threads 1 --workers 0";
     const std::string search = " --search-lr 0.01 --lasso 1e-4 --search-epochs 400 --epochs 2";
     for (const auto& [what, args] :
-         {std::pair{"teacher", "train --model resnet6:alpha=0.125" + data + " --epochs 2 --out " + teacher()},
-          std::pair{"snl", "linearize --teacher " + teacher() + data + search + " --budget 500 --out " + (*dir_ / "snl")},
+         {std::pair{"teacher", "train --model resnet10:alpha=0.125" + data + " --epochs 2 --out " + teacher()},
+          std::pair{"snl", "linearize --teacher " + teacher() + data + search + " --budget 1500 --out " + (*dir_ / "snl")},
+          std::pair{"snl-channel", "linearize --teacher " + teacher() + data + search +
+                                       " --granularity channel --budget 1500 --out " + (*dir_ / "snl-channel")},
           std::pair{"poly", "linearize --teacher " + teacher() + data + search +
-                                " --replace poly --granularity channel --budget 600 --out " + (*dir_ / "poly")}}) {
+                                " --replace poly --granularity channel --budget 1500 --out " + (*dir_ / "poly")}}) {
       const auto r = cli(args);
       if (r.rc != 0) {
         failure_ = std::string(what) + ": " + r.out;
@@ -233,8 +236,10 @@ class OnnxExport : public ::testing::Test {
     ASSERT_TRUE(failure_.empty()) << failure_;
   }
   static std::string teacher() { return *dir_ / "teacher"; }
-  static std::string masked() { return *dir_ / "snl/budget-500"; }
-  static std::string poly() { return *dir_ / "poly/budget-600"; }
+  static std::string masked() { return *dir_ / "snl/budget-1500"; }
+  static std::string channel_masked() { return *dir_ / "snl-channel/budget-1500"; }
+  static std::string poly() { return *dir_ / "poly/budget-1500"; }
+  static std::vector<std::string> runs() { return {teacher(), masked(), channel_masked(), poly()}; }
   static std::string path(const std::string& name) { return *dir_ / name; }
 
   static inline std::unique_ptr<test::ScratchDir> dir_;
@@ -249,33 +254,47 @@ nn::Net run_net(const std::string& run) {
   return net;
 }
 
+// Every site's ReLU and polynomial counts, by name.
+std::map<std::string, std::pair<int64_t, int64_t>> site_counts(const arch::Network& net) {
+  std::map<std::string, std::pair<int64_t, int64_t>> sites;
+  for (const arch::Layer* l : net.layers())
+    if (l->relus() > 0 || l->polys() > 0) sites[l->name] = {l->relus(), l->polys()};
+  return sites;
+}
+
+// Each run, in each mask form, with and without --fold-bn, reads back with
+// the same sites (ReLU and polynomial elements), FLOPs and logits.
 TEST_F(OnnxExport, ExportThenImportGivesTheRunsCountsMasksAndLogits) {
   torch::NoGradGuard ng;
-  for (const std::string& run : {teacher(), masked()}) {
-    for (const bool fold : {false, true}) {
-      SCOPED_TRACE(run + (fold ? " --fold-bn" : ""));
-      const std::string out = path(fold ? "folded.onnx" : "plain.onnx");
-      const auto r = cli("export " + run + " --out " + out + (fold ? " --fold-bn" : ""));
-      ASSERT_EQ(r.rc, 0) << r.out;
-      EXPECT_EQ(test::contains(r.out, "BatchNorms folded"), fold) << r.out;
-      EXPECT_EQ(test::contains(r.out, "as PRelu"), run == masked()) << r.out;
-      const onnx::Model m = onnx::read_model(out);
-      const arch::Network want = train::run_network(run);
-      EXPECT_EQ(m.net.totals().relus, want.totals().relus);
-      EXPECT_EQ(m.net.totals().flops, want.totals().flops);
-      EXPECT_EQ(m.producer.rfind("deepreduce ", 0), 0u) << m.producer;
-      // Every site with ReLUs comes back under its name with its ReLU count.
-      std::map<std::string, int64_t> sites, back;
-      for (const arch::Layer* l : want.layers())
-        if (l->relus() > 0) sites[l->name] = l->relus();
-      for (const arch::Layer* l : m.net.layers())
-        if (l->relus() > 0) back[l->name] = l->relus();
-      EXPECT_EQ(back, sites);
-      nn::Net net = run_net(run), imported = pipeline::onnx_network(m);
-      imported->eval();
-      const torch::Tensor x = torch::randn({4, 1, 12, 12});
-      const torch::Tensor a = net->forward(x), b = imported->forward(x);
-      EXPECT_LT((a - b).abs().max().item<double>(), 1e-4 * std::max(1.0, a.abs().max().item<double>()));
+  for (const std::string& run : runs()) {
+    for (const std::string masks : {"prelu", "onnxbridge"}) {
+      for (const bool fold : {false, true}) {
+        SCOPED_TRACE(run + " --masks " + masks + (fold ? " --fold-bn" : ""));
+        const std::string out = path(fold ? "folded.onnx" : "plain.onnx");
+        const auto r = cli("export " + run + " --out " + out + " --masks " + masks + (fold ? " --fold-bn" : ""));
+        ASSERT_EQ(r.rc, 0) << r.out;
+        EXPECT_EQ(test::contains(r.out, "BatchNorms folded"), fold) << r.out;
+        const bool bridge = masks == "onnxbridge", snl = run == masked() || run == channel_masked();
+        EXPECT_EQ(test::contains(r.out, "as PRelu"), !bridge && snl) << r.out;
+        // OnnxBridge's form: a channel mask splits the convolution before it
+        // (or selects its channels after an add), an element-wise mask is
+        // Relu/Mul/Add; polynomials are Mul/Add in both forms.
+        EXPECT_EQ(test::contains(r.out, "split by channels"), bridge && run == channel_masked()) << r.out;
+        EXPECT_EQ(test::contains(r.out, "relu(x)*R + x*(1-R)"), bridge && run == masked()) << r.out;
+        EXPECT_EQ(test::contains(r.out, "with polynomials as Mul/Add"), run == poly()) << r.out;
+        const onnx::Model m = onnx::read_model(out);
+        const arch::Network want = train::run_network(run);
+        EXPECT_EQ(m.net.totals().relus, want.totals().relus);
+        EXPECT_EQ(m.net.totals().polys, want.totals().polys);
+        EXPECT_EQ(m.net.totals().flops, want.totals().flops);
+        EXPECT_EQ(m.producer.rfind("deepreduce ", 0), 0u) << m.producer;
+        EXPECT_EQ(site_counts(m.net), site_counts(want));
+        nn::Net net = run_net(run), imported = pipeline::onnx_network(m);
+        imported->eval();
+        const torch::Tensor x = torch::randn({4, 1, 12, 12});
+        const torch::Tensor a = net->forward(x), b = imported->forward(x);
+        EXPECT_LT((a - b).abs().max().item<double>(), 1e-4 * std::max(1.0, a.abs().max().item<double>()));
+      }
     }
   }
 }
@@ -283,22 +302,31 @@ TEST_F(OnnxExport, ExportThenImportGivesTheRunsCountsMasksAndLogits) {
 TEST_F(OnnxExport, PythonRunsTheExportedGraphAsTheTwinComputes) {
   if (std::system("/usr/bin/python3 -c 'import torch, onnx' > /dev/null 2>&1") != 0)
     GTEST_SKIP() << "/usr/bin/python3 cannot import torch and onnx";
-  for (const std::string& run : {teacher(), masked(), poly()}) {
-    SCOPED_TRACE(run);
-    const std::string out = path("twin.onnx");
-    const auto e = cli("export " + run + " --out " + out);
-    ASSERT_EQ(e.rc, 0) << e.out;
-    if (run == poly()) {
-      EXPECT_TRUE(test::contains(e.out, "as Mul/Add")) << e.out;
+  for (const std::string& run : runs()) {
+    for (const std::string masks : {"prelu", "onnxbridge"}) {
+      SCOPED_TRACE(run + " --masks " + masks);
+      const std::string out = path("twin.onnx");
+      const auto e = cli("export " + run + " --out " + out + " --masks " + masks);
+      ASSERT_EQ(e.rc, 0) << e.out;
+      const auto r = test::run_command("/usr/bin/python3 " DEEPREDUCE_SOURCE_DIR "/tests/torch/onnx_eval.py " + out +
+                                       " " + run + " " DEEPREDUCE_BINARY " 2>/dev/null");
+      ASSERT_EQ(r.rc, 0) << r.out;
+      std::istringstream in(r.out);
+      double diff = -1, scale = 0;
+      int64_t relu_elements = -1;
+      in >> diff >> scale >> relu_elements;
+      EXPECT_GE(diff, 0) << r.out;
+      EXPECT_LT(diff, 1e-4 * std::max(1.0, scale)) << r.out;
+      // What a framework running the graph as written pays: the run's ReLUs
+      // in OnnxBridge's form of a channel mask; a PRelu, and the Relu of an
+      // element-wise mask's (or a polynomial site's) Mul/Add form, meet the
+      // whole site.
+      const int64_t relus = train::run_network(run).totals().relus;
+      if (run == teacher() || (run == channel_masked() && masks == "onnxbridge"))
+        EXPECT_EQ(relu_elements, relus);
+      else
+        EXPECT_GT(relu_elements, relus);
     }
-    const auto r = test::run_command("/usr/bin/python3 " DEEPREDUCE_SOURCE_DIR "/tests/torch/onnx_eval.py " + out +
-                                     " " + run + " " DEEPREDUCE_BINARY " 2>/dev/null");
-    ASSERT_EQ(r.rc, 0) << r.out;
-    std::istringstream in(r.out);
-    double diff = -1, scale = 0;
-    in >> diff >> scale;
-    EXPECT_GE(diff, 0) << r.out;
-    EXPECT_LT(diff, 1e-4 * std::max(1.0, scale)) << r.out;
   }
 }
 
@@ -310,11 +338,10 @@ TEST_F(OnnxExport, BadOutputsAndRunsAreRefusedAndWriteNothing) {
   r = cli("export " + path("absent") + " --out " + path("absent.onnx"));
   EXPECT_NE(r.rc, 0);
   EXPECT_FALSE(util::file_exists(path("absent.onnx")));
-  // A polynomial site's Mul/Add form is written, not read back (docs/onnx.md).
-  ASSERT_EQ(cli("export " + poly() + " --out " + path("poly.onnx")).rc, 0);
-  r = cli("count " + path("poly.onnx"));
+  r = cli("export " + masked() + " --out " + path("bad-form.onnx") + " --masks split");
   EXPECT_NE(r.rc, 0);
-  EXPECT_TRUE(test::contains(r.out, "polynomial sites")) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "prelu")) << r.out;
+  EXPECT_FALSE(util::file_exists(path("bad-form.onnx")));
 }
 
 }  // namespace
