@@ -120,6 +120,17 @@ mpc::Architecture key_architecture(const mpc::KeyFile& keys) {
   return mpc::parse_architecture(keys.header().architecture);
 }
 
+// RUN: a finished run, or a model file with its normalisation (PiModel).
+constexpr const char* kRunHelp = "Finished run directory, or a model file (model.onnx; with --mean and --std)";
+void add_model_options(CLI::App* cmd, std::string* path, std::vector<double>* mean, std::vector<double>* stdev) {
+  cmd->add_option("RUN", *path, kRunHelp)->required();
+  cmd->add_option("--mean", *mean,
+                  "A model file's input normalisation, per channel in [0,1] units (e.g. 0.2860; 0 with --std 1: "
+                  "none); a run normalises as it was trained")
+      ->delimiter(',');
+  cmd->add_option("--std", *stdev, "Likewise its standard deviations")->delimiter(',');
+}
+
 void deal_command(CLI::App& pi) {
   struct Opts {
     std::string run, out, format = "table", relu_gate = "dcf";
@@ -131,7 +142,7 @@ void deal_command(CLI::App& pi) {
   auto o = std::make_shared<Opts>();
   auto* cmd = pi.add_subcommand("deal", "Dealer: write server.key and client.key for COUNT inferences of RUN's architecture "
                                         "(it reads the architecture only, never the weights)");
-  cmd->add_option("RUN", o->run, "Finished run directory")->required();
+  cmd->add_option("RUN", o->run, kRunHelp)->required();
   cmd->add_option("--out", o->out, "Key directory to write")->required();
   cmd->add_option("--count", o->count, "Inferences the keys are for (each key block is used once)")->capture_default_str();
   cmd->add_option("--frac-bits", o->frac_bits, "Fixed-point fractional bits f (1..16)")->capture_default_str();
@@ -187,13 +198,14 @@ void deal_command(CLI::App& pi) {
 
 void serve_command(CLI::App& pi) {
   struct Opts {
-    std::string run, keys, bind = "127.0.0.1";
+    pipeline::PiModel model;
+    std::string keys, bind = "127.0.0.1";
     int port = 0;
     PartyFlags flags;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = pi.add_subcommand("serve", "Server: hold RUN's weights and answer one client session");
-  cmd->add_option("RUN", o->run, "Finished run directory (its weights.pt)")->required();
+  add_model_options(cmd, &o->model.path, &o->model.mean, &o->model.std);
   cmd->add_option("--keys", o->keys, "The server's key file (KEYS/server.key)")->required();
   cmd->add_option("--port", o->port, "TCP port (0: any free port; printed as 'listening on ADDR:PORT')")
       ->capture_default_str();
@@ -201,13 +213,14 @@ void serve_command(CLI::App& pi) {
   o->flags.add(cmd);
   cmd->callback([o] {
     o->flags.check();
-    mpc::Architecture a = pipeline::run_architecture(o->run);
+    mpc::Architecture a = pipeline::run_architecture(o->model.path);
+    const mpc::FloatModel weights = pipeline::run_float_model(o->model);
     const auto keys = open_keys(o->keys, o->flags.timeout);
     const mpc::Architecture k = key_architecture(*keys);
     a.relu_gate = k.relu_gate;  // the dealer's choice of comparison; the weights do not depend on it
     if (mpc::serialize_architecture(a) != mpc::serialize_architecture(k))
-      throw UsageError("keys '" + o->keys + "' were dealt for " + k.spec + " on " + k.input.str() + ", not for run '" +
-                       o->run + "' (" + a.spec + " on " + a.input.str() + ")");
+      throw UsageError("keys '" + o->keys + "' were dealt for " + k.spec + " on " + k.input.str() + ", not for '" +
+                       o->model.path + "' (" + a.spec + " on " + a.input.str() + ")");
     mpc::ServerOptions so;
     so.key_path = o->keys;
     so.keys = keys;
@@ -218,7 +231,7 @@ void serve_command(CLI::App& pi) {
     so.threads = o->flags.threads;
     so.state_dir = o->flags.state_dir;
     so.on_listening = [o](int port) { std::cout << "listening on " << o->bind << ":" << port << std::endl; };
-    const mpc::ServerReport r = mpc::serve(pipeline::run_float_model(o->run), so);
+    const mpc::ServerReport r = mpc::serve(weights, so);
     if (o->flags.format == "json")
       std::cout << with_trust_model(mpc::to_json(r)).dump() << "\n";
     else
@@ -278,7 +291,7 @@ void run_command(CLI::App& pi) {
   auto o = std::make_shared<Opts>();
   auto* cmd = pi.add_subcommand("run", "Dealer, server and client as three processes on 127.0.0.1: run COUNT images "
                                        "privately and measure bytes, rounds and seconds");
-  cmd->add_option("RUN", o->run.run, "Finished run directory")->required();
+  add_model_options(cmd, &o->run.run, &o->run.mean, &o->run.std);
   cmd->add_option("--data", o->run.data, data_option_help() + "; its first COUNT test images")->required();
   cmd->add_option("--count", o->run.count, "Images")->capture_default_str();
   cmd->add_option("--batch", o->run.batch, batch_option_help())->capture_default_str();
@@ -318,14 +331,15 @@ void run_command(CLI::App& pi) {
 // would cost at the width they call for.
 void calibrate_command(CLI::App& pi) {
   struct Opts {
-    std::string run, data, format = "table";
+    pipeline::PiModel model;
+    std::string data, format = "table";
     int64_t count = pipeline::kDefaultCalibrationImages;
     int frac_bits = mpc::kDefaultFracBits, margin_bits = pipeline::kDefaultMarginBits;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = pi.add_subcommand("calibrate", "Choose the width of a reduced-width ReLU gate (--relu-gate dcf:N, dpf:N) "
                                              "from RUN's ReLU inputs over training images, in the clear");
-  cmd->add_option("RUN", o->run, "Finished run directory")->required();
+  add_model_options(cmd, &o->model.path, &o->model.mean, &o->model.std);
   cmd->add_option("--data", o->data, data_option_help() + "; its first COUNT training images")->required();
   cmd->add_option("--count", o->count, "Training images")->capture_default_str();
   cmd->add_option("--margin-bits", o->margin_bits, "Bits of headroom above the largest input seen")->capture_default_str();
@@ -334,8 +348,8 @@ void calibrate_command(CLI::App& pi) {
   cmd->callback([o] {
     check_table_or_json(o->format);
     const pipeline::Calibration c =
-        pipeline::calibrate_relu_width(o->run, o->data, o->count, o->frac_bits, o->margin_bits);
-    mpc::Architecture arch = pipeline::run_architecture(o->run);
+        pipeline::calibrate_relu_width(o->model, o->data, o->count, o->frac_bits, o->margin_bits);
+    mpc::Architecture arch = pipeline::run_architecture(o->model.path);
     nlohmann::json gates = nlohmann::json::array();
     for (const std::string g : {"dcf", "dcf:auto", "dpf:auto"}) {
       arch.relu_gate = pipeline::calibrated_relu_gate(g, c);

@@ -48,10 +48,9 @@ namespace {
 void resolve_start(LinearizeOptions& o) {
   const std::string& teacher = o.finetune.teacher;
   if (teacher.empty()) throw std::invalid_argument("linearize needs --teacher RUN (a finished all-ReLU run)");
-  const auto t = train::finished_result(teacher);
-  if (!t) throw std::invalid_argument("teacher '" + teacher + "' is not a finished run (no result.json)");
+  const train::RunResult t = train::require_finished(teacher, "teacher");
   if (o.from.empty()) {
-    o.search.train.model = t->spec;
+    o.search.train.model = t.spec;
     o.search.start_run = teacher;
   } else if (const auto r = train::finished_result(o.from)) {
     o.search.train.model = r->spec;

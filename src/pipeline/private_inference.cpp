@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "mpc/program.h"
 #include "mpc/reference.h"
 #include "nn/net.h"
+#include "onnx/reader.h"
 #include "pipeline/jobs.h"
 #include "pi/cost.h"
 #include "report/format.h"
@@ -29,6 +31,7 @@
 #include "train/trainer.h"
 #include "train/weights.h"
 #include "util/fs.h"
+#include "util/strings.h"
 #include "util/subprocess.h"
 
 namespace dr::pipeline {
@@ -42,11 +45,32 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-// The float model's logits for the images, as the run was trained.
-std::vector<std::vector<double>> float_logits(const std::string& run, const std::vector<mpc::ClientImage>& images) {
-  const train::RunResult r = train::require_finished(run);
-  nn::Net net(train::run_network(run));
-  train::load_into(net, train::load_run_weights(run), true, "'" + run + "/weights.pt'");
+// A run's or a model file's network, weights and normalisation (PiModel).
+struct LoadedModel {
+  arch::Network net;
+  train::StateDict weights;
+  std::vector<double> mean, std;
+};
+
+LoadedModel load_model(const PiModel& m) {
+  if (onnx::is_onnx_path(m.path)) {
+    if (m.mean.empty() || m.std.empty())
+      throw std::invalid_argument("model file " + m.path + ": give --mean and --std, the input normalisation it was "
+                                  "trained with, per channel in [0,1] units (--mean 0 --std 1: none)");
+    const onnx::Model model = onnx::read_model(m.path);
+    train::check_normalisation(m.mean, m.std, model.net.input.c);
+    return {model.net, train::onnx_state_dict(model), m.mean, m.std};
+  }
+  if (!m.mean.empty() || !m.std.empty())
+    throw std::invalid_argument("--mean and --std are a model file's; run '" + m.path + "' normalises as it was trained");
+  const train::RunResult r = train::require_finished(m.path);
+  return {train::run_network(m.path), train::load_run_weights(m.path), r.mean, r.std};
+}
+
+// The float model's logits for the images, normalised as it was trained.
+std::vector<std::vector<double>> float_logits(const LoadedModel& m, const std::vector<mpc::ClientImage>& images) {
+  nn::Net net(m.net);
+  train::load_into(net, m.weights, true, "the weights of " + m.net.spec);
   net->eval();
   torch::NoGradGuard ng;
   const arch::Shape s = net->desc().input;
@@ -54,31 +78,43 @@ std::vector<std::vector<double>> float_logits(const std::string& run, const std:
   for (const auto& im : images) {
     auto x = torch::from_blob(const_cast<float*>(im.pixels.data()), {1, s.c, s.h, s.w}, torch::kFloat).clone();
     for (int64_t c = 0; c < s.c; ++c)
-      x[0][c].sub_(r.mean.empty() ? 0.0 : r.mean[c]).div_(r.std.empty() ? 1.0 : r.std[c]);
+      x[0][c].sub_(m.mean.empty() ? 0.0 : m.mean[c]).div_(m.std.empty() ? 1.0 : m.std[c]);
     const torch::Tensor y = net->forward(x).to(torch::kDouble).contiguous();
     out.emplace_back(y.data_ptr<double>(), y.data_ptr<double>() + y.numel());
   }
   return out;
 }
 
-}  // namespace
-
-mpc::Architecture run_architecture(const std::string& run) {
-  return mpc::architecture_of(train::run_network(run));
+// "0.2860,0.353": the values as a --mean or --std option, exactly.
+std::string exact_list(const std::vector<double>& v) {
+  std::vector<std::string> parts;
+  for (double x : v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", x);
+    parts.emplace_back(buf);
+  }
+  return util::join(parts, ",");
 }
 
-mpc::FloatModel run_float_model(const std::string& run) {
-  const train::RunResult r = train::require_finished(run);
+mpc::FloatModel float_model(const LoadedModel& l) {
   mpc::FloatModel m;
-  for (const auto& [name, t] : train::load_run_weights(run)) {
+  for (const auto& [name, t] : l.weights) {
     const torch::Tensor d = t.to(torch::kDouble).contiguous();
     m.params[name].assign(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
   }
-  m.mean = r.mean;
-  m.std = r.std;
-  mpc::check_model(train::run_network(run), m);
+  m.mean = l.mean;
+  m.std = l.std;
+  mpc::check_model(l.net, m);
   return m;
 }
+
+}  // namespace
+
+mpc::Architecture run_architecture(const std::string& run) {
+  return mpc::architecture_of(onnx::is_onnx_path(run) ? onnx::read_model(run).net : train::run_network(run));
+}
+
+mpc::FloatModel run_float_model(const PiModel& m) { return float_model(load_model(m)); }
 
 void check_private_runtime(const arch::Network& net, const std::string& option) {
   try {
@@ -131,15 +167,15 @@ int bits_needed(uint64_t largest) {
 
 }  // namespace
 
-Calibration calibrate_relu_width(const std::string& run, const std::string& data, int64_t count, int frac_bits,
+Calibration calibrate_relu_width(const PiModel& m, const std::string& data, int64_t count, int frac_bits,
                                  int margin_bits) {
   if (count < 1) throw std::invalid_argument("--calibrate must be >= 1 image (got " + std::to_string(count) + ")");
   if (margin_bits < 0 || margin_bits > 32)
     throw std::invalid_argument("--margin-bits must be in 0..32 (got " + std::to_string(margin_bits) + ")");
   mpc::check_frac_bits(frac_bits);
-  const mpc::Architecture arch = run_architecture(run);
+  const mpc::Architecture arch = run_architecture(m.path);
   const mpc::Program program = mpc::compile_program(arch);  // the 64-bit gate: exact references
-  const mpc::FloatModel model = run_float_model(run);
+  const mpc::FloatModel model = run_float_model(m);
   const mpc::QuantModel q = mpc::quantise(program, model, frac_bits);
   Calibration c;
   c.data = data;
@@ -256,9 +292,10 @@ json comparison_inputs(const mpc::GateInputRange& r, const mpc::ReluGateChoice& 
 // Private logits against the float model and the fixed-point reference.
 void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& program,
                    const std::vector<mpc::ClientImage>& images) {
-  const mpc::FloatModel model = run_float_model(o.run);
+  const LoadedModel loaded = load_model({o.run, o.mean, o.std});
+  const mpc::FloatModel model = float_model(loaded);
   const mpc::QuantModel q = mpc::quantise(program, model, o.frac_bits);
-  const std::vector<std::vector<double>> plain = float_logits(o.run, images);
+  const std::vector<std::vector<double>> plain = float_logits(loaded, images);
   mpc::Agreement ref;
   mpc::GateInputRange comparisons;
   int64_t equal = 0;
@@ -326,6 +363,8 @@ std::pair<json, json> run_parties(const PiRunOptions& o, const mpc::Architecture
   std::vector<std::string> serve = {bin, "pi", "serve", o.run, "--keys", keys.path + "/server.key", "--port", "0",
                                     "--timeout", timeout, "--threads", t, "--format", "json"};
   serve.insert(serve.end(), party_flags.begin(), party_flags.end());
+  for (const auto& [flag, values] : {std::pair{"--mean", &o.mean}, std::pair{"--std", &o.std}})
+    if (!values->empty()) serve.insert(serve.end(), {flag, exact_list(*values)});
   server = util::spawn(serve, true);
   const std::string listening = util::read_line(server.out, o.timeout_s, "the server's port");
   const auto colon = listening.rfind(':');
@@ -357,13 +396,13 @@ json run_private_inference(const PiRunOptions& o) {
   check_private_runtime(mpc::build_network(arch), "pi run " + o.run);
   std::optional<Calibration> calibration;
   if (!o.auto_gate.empty()) {
-    calibration = calibrate_relu_width(o.run, o.data, o.calibration_images, o.frac_bits, o.margin_bits);
+    calibration = calibrate_relu_width({o.run, o.mean, o.std}, o.data, o.calibration_images, o.frac_bits, o.margin_bits);
     arch.relu_gate = calibrated_relu_gate(o.auto_gate, *calibration);
   } else {
     arch.relu_gate = o.relu_gate;
   }
   const mpc::Program program = mpc::compile_program(arch);
-  run_float_model(o.run);  // the weights fit the network
+  run_float_model({o.run, o.mean, o.std});  // the weights fit the network
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
   if (!o.keys.empty()) check_key_dir(o.keys, "--keys");
   const KeyDir keys(o.keys);

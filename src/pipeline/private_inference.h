@@ -1,6 +1,6 @@
 #pragma once
-// Private inference of trained runs (docs/private_inference.md). The torch
-// edge hands a run's weights and a dataset's images to the torch-free runtime
+// Private inference of trained runs and model files (docs/private_inference.md).
+// The torch edge hands their weights and a dataset's images to the torch-free runtime
 // of src/mpc; every `deepreduce pi` command prints the same summary; and
 // run_private_inference starts the dealer, the server and the client as
 // three processes of their own on 127.0.0.1.
@@ -17,13 +17,24 @@ namespace dr::pipeline {
 // The trust model, printed with every result.
 extern const char* const kTrustModel;
 
-// What the dealer sees of a finished run: its network on its input, with its
-// pixel-level ReLU masks if it has any. Throws std::invalid_argument for a
-// directory that is not a finished run.
+// What the private runtime runs: a finished run, or a model file
+// (model.onnx, docs/onnx.md) with the input normalisation it was trained
+// with, per channel in [0, 1] units (required for a model file: --mean 0
+// --std 1 is none; a run has its own).
+struct PiModel {
+  std::string path;  // run directory or .onnx file
+  std::vector<double> mean, std;
+};
+
+// What the dealer sees of a finished run or a model file: its network on its
+// input, with its pixel-level ReLU masks if it has any. Throws
+// std::invalid_argument for a directory that is not a finished run, and
+// onnx::ReadError for a model file that is not accepted.
 mpc::Architecture run_architecture(const std::string& run);
-// What the server holds: weights.pt as doubles by state_dict name, and the
-// input normalisation the run was trained with.
-mpc::FloatModel run_float_model(const std::string& run);
+// What the server holds: the weights as doubles by state_dict name, and the
+// input normalisation. Throws as run_architecture, and std::invalid_argument
+// when a model file has no normalisation or a run is given one.
+mpc::FloatModel run_float_model(const PiModel& m);
 // Refuses (std::invalid_argument, prefixed with `option`) a network the
 // private runtime cannot run.
 void check_private_runtime(const arch::Network& net, const std::string& option);
@@ -55,7 +66,7 @@ struct Calibration {
 };
 constexpr int kDefaultMarginBits = 4;
 constexpr int64_t kDefaultCalibrationImages = 256;
-Calibration calibrate_relu_width(const std::string& run, const std::string& data, int64_t count, int frac_bits,
+Calibration calibrate_relu_width(const PiModel& m, const std::string& data, int64_t count, int frac_bits,
                                  int margin_bits);
 nlohmann::json to_json(const Calibration& c);
 // "dcf:auto" / "dpf:auto" with that gate at the calibrated width; any other
@@ -76,7 +87,8 @@ nlohmann::json session_summary(const mpc::ClientReport& report, const mpc::Archi
 std::string summary_table(const nlohmann::json& summary);
 
 struct PiRunOptions {
-  std::string run, data;
+  std::string run, data;  // run: a run directory or a model file
+  std::vector<double> mean, std;  // a model file's normalisation (PiModel)
   int64_t count = 10;
   int64_t batch = 1;      // images per batch (ClientOptions::batch)
   int frac_bits = mpc::kDefaultFracBits;

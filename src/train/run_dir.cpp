@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "arch/family.h"
 #include "arch/spec.h"
 #include "train/common.h"
 #include "train/masks.h"
@@ -152,6 +153,10 @@ RunResult require_finished(const std::string& dir, const std::string& role) {
   if (util::file_exists(util::path_join(dir, "config.json")))
     throw std::invalid_argument(who + " is unfinished (no result.json, not a finished run yet): finish it with "
                                 "`deepreduce resume " + dir + "`");
+  if (arch::is_network_file(dir))
+    throw std::invalid_argument(who + " is a model file, not a run: make a run of it (its weights, fine-tuned) with "
+                                "`deepreduce train --model " + dir + " --init-weights " + dir +
+                                " --data D --epochs 1 --out RUN` (docs/onnx.md)");
   throw std::invalid_argument(who + " is not a finished run (no result.json)" +
                               (role == "run" ? std::string()
                                              : ": train it first with `deepreduce train --out " + dir + "`"));

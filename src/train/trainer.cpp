@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -377,30 +378,45 @@ RunResult ensure(const TrainConfig& cfg, Distributed* dist) {
 EvalResult evaluate(const std::string& dir, const std::string& data_source, int threads, const std::string& device) {
   const std::optional<RunResult> result = require_finished(dir);
   // The run's files, network and weights are checked before any data is read.
-  const arch::Network desc = run_network(dir);      // its ReLUs are those result.json records
+  nn::Net net(run_network(dir));                    // its ReLUs are those result.json records
   const StateDict weights = load_run_weights(dir);  // weights.pt against result.json's SHA-256
-  const TrainConfig cfg = read_config(dir);
-  set_threads(threads);
-  const torch::Device dev = resolve_device(device);
-  const std::string src = data_source.empty() ? cfg.data : data_source;
-  data::DataSplit split = data::load_dataset(src, data_source.empty() ? cfg.limit : 0);
-  const arch::InputSpec in = input_of(split.train);
-  if (in.shape.str() != result->input || in.classes != result->classes)
-    throw std::invalid_argument("data '" + src + "' gives " + in.shape.str() + " with " + std::to_string(in.classes) +
-                                " classes; run '" + dir + "' was trained for " + result->input + " with " +
-                                std::to_string(result->classes));
-  // Normalise with the statistics the network was trained with.
-  if (result->mean.size() == static_cast<size_t>(in.shape.c) && result->std.size() == result->mean.size()) {
-    split.test.mean.assign(result->mean.begin(), result->mean.end());
-    split.test.std.assign(result->std.begin(), result->std.end());
-  }
-  nn::Net net(desc);
   load_into(net, weights, true, "'" + dir + "/weights.pt'");
+  const TrainConfig cfg = read_config(dir);
+  EvalSetup s{data_source.empty() ? cfg.data : data_source, data_source.empty() ? cfg.limit : 0, {}, {}, threads, device,
+              cfg.workers};
+  // Normalise with the statistics the network was trained with.
+  if (result->mean.size() == result->std.size()) s.mean = result->mean, s.std = result->std;
+  return evaluate_net(net, result->spec, "run '" + dir + "' was trained for", s);
+}
+
+void check_normalisation(const std::vector<double>& mean, const std::vector<double>& stdev, int64_t channels) {
+  for (const auto& [v, name] : {std::pair{&mean, "--mean"}, std::pair{&stdev, "--std"}}) {
+    if (v->empty()) continue;
+    if (static_cast<int64_t>(v->size()) != channels)
+      throw std::invalid_argument(std::string(name) + " has " + std::to_string(v->size()) + " values for " +
+                                  std::to_string(channels) + " channels");
+    if (v == &stdev && std::any_of(v->begin(), v->end(), [](double x) { return !(x > 0); }))
+      throw std::invalid_argument("--std values must be positive");
+  }
+}
+
+EvalResult evaluate_net(nn::Net& net, const std::string& spec, const std::string& owner, const EvalSetup& s) {
+  set_threads(s.threads);
+  const torch::Device dev = resolve_device(s.device);
+  data::DataSplit split = data::load_dataset(s.data, s.limit);
+  const arch::InputSpec in = input_of(split.train);
+  const arch::Network& desc = net->desc();
+  if (!(in.shape == desc.input) || in.classes != desc.classes)
+    throw std::invalid_argument("data '" + s.data + "' gives " + in.shape.str() + " with " + std::to_string(in.classes) +
+                                " classes; " + owner + " " + desc.input.str() + " with " + std::to_string(desc.classes));
+  check_normalisation(s.mean, s.std, in.shape.c);
+  if (!s.mean.empty()) split.test.mean.assign(s.mean.begin(), s.mean.end());
+  if (!s.std.empty()) split.test.std.assign(s.std.begin(), s.std.end());
   net->to(dev);
-  const EpochStats s = run_eval(net, split.test, dev, cfg.workers);
-  const arch::Totals totals = net->desc().totals();
-  return {result->spec,  src, static_cast<int64_t>(s.images), totals.relus, s.correct / std::max(1.0, s.images),
-          s.loss / std::max(1.0, s.images), totals.polys};
+  const EpochStats e = run_eval(net, split.test, dev, s.workers);
+  const arch::Totals totals = desc.totals();
+  return {spec, s.data, static_cast<int64_t>(e.images), totals.relus, e.correct / std::max(1.0, e.images),
+          e.loss / std::max(1.0, e.images), totals.polys};
 }
 
 }  // namespace dr::train

@@ -14,6 +14,7 @@
 
 #include "arch/datasets.h"
 #include "arch/network.h"
+#include "nn/net.h"
 #include "train/config.h"
 
 namespace dr::train {
@@ -115,6 +116,29 @@ struct EvalResult {
 // Evaluates the final weights of `dir` on its test split (or on `data`).
 EvalResult evaluate(const std::string& dir, const std::string& data = "", int threads = 0,
                     const std::string& device = "auto");
+
+// Where and how a network is evaluated (evaluate_net).
+struct EvalSetup {
+  std::string data;   // a --data source
+  int64_t limit = 0;  // as --limit (0: every image)
+  // The normalisation the network was trained with, per channel; empty: the
+  // data's own statistics.
+  std::vector<double> mean, std;
+  int threads = 0;
+  std::string device = "auto";
+  int workers = 2;
+};
+// Test accuracy and loss of `net` (its weights loaded; `spec` names it) on
+// the test split of s.data: what `evaluate` does for a run and
+// pipeline::evaluate_onnx for a model file. Throws std::invalid_argument,
+// "data 'D' gives S with N classes; <owner> S' with N'", when the data does
+// not fit the network, or when a normalisation is not one positive value per
+// channel.
+EvalResult evaluate_net(nn::Net& net, const std::string& spec, const std::string& owner, const EvalSetup& s);
+// Throws std::invalid_argument ("--mean has 2 values for 1 channels", "--std
+// values must be positive") unless each of `mean` and `stdev` is empty or
+// one value per channel, stdev positive.
+void check_normalisation(const std::vector<double>& mean, const std::vector<double>& stdev, int64_t channels);
 
 // Sets LibTorch's intra-op threads (0 = every core; the default here is 1).
 void set_threads(int threads);

@@ -63,9 +63,11 @@ TEST(Plan, BudgetsInAnotherMeasurePickTheCostliestWithin) {
     EXPECT_GE(cost(p.picks[0]), cost(p.picks[1]));
     for (const auto& c : p.picks) EXPECT_LE(cost(c), p.budget) << c.spec;
     // Nothing left out costs more within the budget than the last pick.
-    for (const auto& c : cands)
-      if (cost(c) <= p.budget && cost(c) > cost(p.picks[1]))
+    for (const auto& c : cands) {
+      if (cost(c) <= p.budget && cost(c) > cost(p.picks[1])) {
         EXPECT_TRUE(c.spec == p.picks[0].spec || c.spec == p.picks[1].spec) << c.spec;
+      }
+    }
   }
   double cheapest = 1e18;
   for (const auto& c : cands) cheapest = std::min(cheapest, cost(c));

@@ -330,6 +330,35 @@ TEST_F(OnnxExport, PythonRunsTheExportedGraphAsTheTwinComputes) {
   }
 }
 
+// pi run takes a model file with the normalisation it was trained with, and
+// the exported channel-masked run (split convolutions) runs privately as the
+// run itself does: the same ReLUs, the float model's and the reference's
+// argmax on every image.
+TEST_F(OnnxExport, AnExportedModelRunsPrivatelyAsItsRun) {
+  const test::EnvGuard state("DEEPREDUCE_STATE_DIR", path("state").c_str());  // the key ledger, not the user's
+  const std::string out = path("private.onnx");
+  ASSERT_EQ(cli("export " + channel_masked() + " --out " + out + " --masks onnxbridge").rc, 0);
+  const auto result = nlohmann::json::parse(util::read_file(channel_masked() + "/result.json"));
+  const auto list = [](const nlohmann::json& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + x.dump();
+    return s;
+  };
+  const std::string pi = "pi run " + out + " --data synthetic:1x12x12:4:256 --count 4 --format json --quiet";
+  auto r = cli(pi + " --mean " + list(result["mean"]) + " --std " + list(result["std"]));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto s = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(s["relus"], train::run_network(channel_masked()).totals().relus);
+  EXPECT_EQ(s["agreement"], 1.0) << s.dump();
+  EXPECT_EQ(s["reference"]["argmax_equal"], 4) << s.dump();
+  r = cli(pi);
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "give --mean and --std")) << r.out;
+  r = cli("pi run " + channel_masked() + " --data synthetic:1x12x12:4:256 --count 1 --mean 0 --std 1");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(test::contains(r.out, "normalises as it was trained")) << r.out;
+}
+
 TEST_F(OnnxExport, BadOutputsAndRunsAreRefusedAndWriteNothing) {
   auto r = cli("export " + teacher() + " --out " + path("model.txt"));
   EXPECT_EQ(r.rc, 2);
