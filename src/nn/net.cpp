@@ -114,6 +114,11 @@ NetImpl::NetImpl(arch::Network desc) : desc_(std::move(desc)), exec_(default_exe
   apply_memory_format();
 }
 
+void NetImpl::train(bool on) {
+  torch::nn::Module::train(on);
+  if (on) fused_ok_ = false;
+}
+
 void NetImpl::set_exec_options(const ExecOptions& o) {
   if (o.winograd != exec_.winograd) program_tried_ = false, program_.reset();
   exec_ = o;
@@ -344,6 +349,7 @@ bool NetImpl::prepare_fused(bool mkldnn) {
   if (fused_ok_ && fused_mkldnn_ == mkldnn && key == fused_key_) return true;
   torch::NoGradGuard ng;
   fused_ok_ = false;
+  program_key_.clear();  // the program takes the rebuilt weights, whatever the key
   for (auto& b : blocks_)
     for (auto* steps : {&b.body, &b.shortcut, &b.post}) {
       for (size_t i = 0; i < steps->size(); ++i) {

@@ -85,6 +85,12 @@ class NetImpl : public torch::nn::Module {
  public:
   explicit NetImpl(arch::Network desc);
   torch::Tensor forward(torch::Tensor x);
+  // Training mode drops the fused inference plan (and the oneDNN program's
+  // weights): optimizers (LibTorch's SGD) update parameters through .data(),
+  // which leaves the version counters the plan is keyed on as they were, so
+  // only a network whose BatchNorm statistics moved would otherwise rebuild
+  // it.
+  void train(bool on = true) override;
 
   const arch::Network& desc() const { return desc_; }
 

@@ -117,6 +117,37 @@ TEST_F(Onnx, LogitsEqualPyTorchsOnEveryExecutionPath) {
   }
 }
 
+// A network without BatchNorm (the exporter folds it into the convolutions)
+// evaluated, trained one SGD step, and evaluated again computes with the
+// trained weights: LibTorch's SGD updates parameters through .data(), which
+// leaves their version counters as they were, so the fused inference plan
+// must not outlive a training step on their versions alone (runs recorded
+// the test accuracy of their first epoch's convolutions at later epochs).
+TEST_F(Onnx, InferenceAfterATrainingStepUsesTheTrainedWeights) {
+  const onnx::Model m = onnx::read_model(path("small_cnn.onnx"));
+  for (const arch::Layer* l : m.net.layers()) ASSERT_NE(l->op, arch::Op::BatchNorm) << l->name;
+  nn::Net net = pipeline::onnx_network(m), plain = pipeline::onnx_network(m);
+  plain->set_exec_options({false, false, false, false, false, 0});
+  const torch::Tensor x = torch::randn({8, 1, 28, 28});
+  net->eval();
+  {
+    torch::NoGradGuard ng;
+    net->forward(x);  // builds the fused plan
+  }
+  net->train();
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.5));
+  sgd.zero_grad();
+  net->forward(x).pow(2).mean().backward();
+  sgd.step();
+  net->eval();
+  torch::NoGradGuard ng;
+  torch::OrderedDict<std::string, torch::Tensor> trained = net->named_parameters();
+  for (auto& p : plain->named_parameters()) p.value().copy_(trained[p.key()]);
+  plain->eval();
+  const torch::Tensor a = net->forward(x), b = plain->forward(x);
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-4 * std::max(1.0, b.abs().max().item<double>()));
+}
+
 TEST_F(Onnx, EvalOnFashionMnistAgreesWithPyTorch) {
   const auto& e = expected_["small_cnn"];
   if (!e.contains("fashion_mnist_correct")) GTEST_SKIP() << "Fashion-MNIST is not installed";
