@@ -149,8 +149,13 @@ train::TrainConfig job_config(const train::TrainConfig& base, const std::string&
 }
 
 std::string run_name(const std::string& spec) {
+  // A model file's spec names it by its absolute path: its file name only,
+  // so the run stays inside the directory it is joined to.
+  const size_t family_end = std::min(spec.find(':'), spec.size());
+  const size_t slash = spec.rfind('/', family_end);
   std::string s;
-  for (char c : spec) s += c == ':' ? '_' : c == '=' ? '-' : c == ',' ? '+' : c;
+  for (char c : spec.substr(slash == std::string::npos ? 0 : slash + 1))
+    s += c == ':' ? '_' : c == '=' ? '-' : c == ',' ? '+' : c;
   return s;
 }
 

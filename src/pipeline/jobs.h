@@ -61,7 +61,9 @@ train::TrainConfig job_config(const train::TrainConfig& base, const std::string&
 // ("keep-*"). Called before any work.
 void check_output_dir(const std::string& out, const std::string& command, const std::vector<std::string>& markers);
 
-// A run directory name for a spec: "resnet18:cull=S1:thin=relu2" -> "resnet18_cull-S1_thin-relu2".
+// A run directory name for a spec: "resnet18:cull=S1:thin=relu2" ->
+// "resnet18_cull-S1_thin-relu2"; a model file's by its file name:
+// "/data/cnn.onnx:cull=S1,S2" -> "cnn.onnx_cull-S1+S2".
 std::string run_name(const std::string& spec);
 
 }  // namespace dr::pipeline

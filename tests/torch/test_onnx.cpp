@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "onnx/reader.h"
+#include "pipeline/jobs.h"
 #include "pipeline/onnx_model.h"
 #include "test_paths.h"
 #include "test_util.h"
@@ -215,6 +216,14 @@ TEST_F(Onnx, AModelFileIsASpecTrainsIntoARunAndRunsPrivately) {
   EXPECT_EQ(s["relus"], 10224);
   EXPECT_EQ(s["reference"]["argmax_equal"], 4) << s.dump();
   EXPECT_EQ(s["reference"]["failures"], 0) << s.dump();
+}
+
+// reduce's candidates of a model file go inside its --out (a spec holds the
+// file's absolute path, which a run name must not carry).
+TEST(OnnxRunNames, AModelFilesRunIsNamedByItsFileName) {
+  EXPECT_EQ(pipeline::run_name("/data/models/cnn.onnx:cull=S1,S2"), "cnn.onnx_cull-S1+S2");
+  EXPECT_EQ(pipeline::run_name("/data/models/cnn.onnx"), "cnn.onnx");
+  EXPECT_EQ(pipeline::run_name("resnet18:cull=S1:thin=relu2"), "resnet18_cull-S1_thin-relu2");
 }
 
 TEST_F(Onnx, DamagedAndHostileFilesAreRefusedNamingTheFileAndWhy) {
