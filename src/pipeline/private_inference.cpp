@@ -165,17 +165,15 @@ int bits_needed(uint64_t largest) {
   return std::max(needed, mpc::ReluGateChoice::kMinBits);
 }
 
-}  // namespace
-
-Calibration calibrate_relu_width(const PiModel& m, const std::string& data, int64_t count, int frac_bits,
-                                 int margin_bits) {
+// calibrate_relu_width of a loaded model.
+Calibration calibrate(const LoadedModel& m, const std::string& data, int64_t count, int frac_bits, int margin_bits) {
   if (count < 1) throw std::invalid_argument("--calibrate must be >= 1 image (got " + std::to_string(count) + ")");
   if (margin_bits < 0 || margin_bits > 32)
     throw std::invalid_argument("--margin-bits must be in 0..32 (got " + std::to_string(margin_bits) + ")");
   mpc::check_frac_bits(frac_bits);
-  const mpc::Architecture arch = run_architecture(m.path);
+  const mpc::Architecture arch = mpc::architecture_of(m.net);
   const mpc::Program program = mpc::compile_program(arch);  // the 64-bit gate: exact references
-  const mpc::FloatModel model = run_float_model(m);
+  const mpc::FloatModel model = float_model(m);
   const mpc::QuantModel q = mpc::quantise(program, model, frac_bits);
   Calibration c;
   c.data = data;
@@ -190,6 +188,13 @@ Calibration calibrate_relu_width(const PiModel& m, const std::string& data, int6
   c.bits_needed = bits_needed(range.largest);
   c.bits = std::min(mpc::ReluGateChoice::kMaxBits, c.bits_needed + margin_bits);
   return c;
+}
+
+}  // namespace
+
+Calibration calibrate_relu_width(const PiModel& m, const std::string& data, int64_t count, int frac_bits,
+                                 int margin_bits) {
+  return calibrate(load_model(m), data, count, frac_bits, margin_bits);
 }
 
 json to_json(const Calibration& c) {
@@ -290,9 +295,8 @@ json comparison_inputs(const mpc::GateInputRange& r, const mpc::ReluGateChoice& 
 }
 
 // Private logits against the float model and the fixed-point reference.
-void add_agreement(json& summary, const PiRunOptions& o, const mpc::Program& program,
+void add_agreement(json& summary, const PiRunOptions& o, const LoadedModel& loaded, const mpc::Program& program,
                    const std::vector<mpc::ClientImage>& images) {
-  const LoadedModel loaded = load_model({o.run, o.mean, o.std});
   const mpc::FloatModel model = float_model(loaded);
   const mpc::QuantModel q = mpc::quantise(program, model, o.frac_bits);
   const std::vector<std::vector<double>> plain = float_logits(loaded, images);
@@ -392,17 +396,20 @@ json run_private_inference(const PiRunOptions& o) {
   if (o.threads < 1 || o.threads > 256) throw std::invalid_argument("--threads must be in 1..256");
   if (!(o.timeout_s > 0 && o.timeout_s <= 86400)) throw std::invalid_argument("--timeout must be in (0, 86400] s");
   mpc::check_frac_bits(o.frac_bits);
-  mpc::Architecture arch = run_architecture(o.run);
+  // Read once (a model file is parsed and checked whole): network, weights
+  // and normalisation, which the weights are checked against below.
+  const LoadedModel model = load_model({o.run, o.mean, o.std});
+  mpc::Architecture arch = mpc::architecture_of(model.net);
   check_private_runtime(mpc::build_network(arch), "pi run " + o.run);
   std::optional<Calibration> calibration;
   if (!o.auto_gate.empty()) {
-    calibration = calibrate_relu_width({o.run, o.mean, o.std}, o.data, o.calibration_images, o.frac_bits, o.margin_bits);
+    calibration = calibrate(model, o.data, o.calibration_images, o.frac_bits, o.margin_bits);
     arch.relu_gate = calibrated_relu_gate(o.auto_gate, *calibration);
   } else {
     arch.relu_gate = o.relu_gate;
   }
   const mpc::Program program = mpc::compile_program(arch);
-  run_float_model({o.run, o.mean, o.std});  // the weights fit the network
+  float_model(model);  // the weights fit the network
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
   if (!o.keys.empty()) check_key_dir(o.keys, "--keys");
   const KeyDir keys(o.keys);
@@ -421,7 +428,7 @@ json run_private_inference(const PiRunOptions& o) {
   const auto started = std::chrono::steady_clock::now();
   auto [summary, deal] = run_parties(o, arch, keys, stream);
   summary["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  add_agreement(summary, o, program, images);
+  add_agreement(summary, o, model, program, images);
   summary["dealer"] = deal;
   summary["bill_per_image"] = whole_bill(summary, deal);
   if (calibration) summary["calibration"] = to_json(*calibration);
