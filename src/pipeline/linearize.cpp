@@ -1,6 +1,7 @@
 #include "pipeline/linearize.h"
 
 #include <chrono>
+#include <sstream>
 #include <iostream>
 #include <stdexcept>
 #include <thread>
@@ -89,6 +90,14 @@ std::optional<train::SnlResult> search(const LinearizeOptions& o, train::Distrib
   }
 }
 
+// ", at most 1% of the live ReLUs flipping a step" (or "", unpaced): the polynomial search's pace.
+std::string flip_pace(const train::SnlOptions& o) {
+  if (o.flip_rate <= 0) return "";
+  std::ostringstream t;
+  t << ", at most " << 100 * o.flip_rate << "% of the live ReLUs flipping a step";
+  return t.str();
+}
+
 void print_plan(const LinearizeOptions& o) {
   const auto in = arch::parse_source(o.finetune.data).input;
   std::cout << (o.search.replace == "poly" ? "Polynomial replacement of " : "SNL linearisation of ") << o.search.train.model << " ("
@@ -96,7 +105,8 @@ void print_plan(const LinearizeOptions& o) {
             << o.finetune.data << ", from "
             << (o.search.start_run.empty() ? "the teacher's weights" : "the weights of " + o.search.start_run)
             << ", KD from " << o.finetune.teacher << "\n  1. mask search"
-            << (o.search.replace == "poly" ? ", removed ReLUs replaced by trained quadratics" : "") << " (Adam lr "
+            << (o.search.replace == "poly" ? ", removed ReLUs replaced by trained quadratics" + flip_pace(o.search) : "")
+            << " (Adam lr "
             << o.search.train.lr
             << ", lasso " << o.search.lasso << " x" << o.search.lasso_growth << ", at most " << o.search.train.epochs
             << " epochs) -> " << o.search.train.out << "\n  2. per budget, the snapshot fine-tuned "
@@ -274,7 +284,8 @@ std::string linearize_report(const LinearizeOptions& o, const std::vector<Linear
         report::fixed(100 * teacher.test_acc, 2) + "%, " + report::thousands(teacher.relus) + " ReLUs).\n\n";
   if (poly)
     md += "Every ReLU the search removed became its channel's trained quadratic a*x^2 + b*x + c (AutoReP-style, "
-          "coefficients first fitted to the activations of 2,048 training images). The ReLU counts leave the "
+          "coefficients first fitted to the activations of 2,048 training images" + flip_pace(o.search) +
+          "). The ReLU counts leave the "
           "polynomial elements out; each still costs a secure multiplication in private inference (the "
           "`poly elements` column).\n\n";
   md += table.render(report::Format::Markdown) + "\n![frontier](frontier." + o.plot_ext + ")\n\n";

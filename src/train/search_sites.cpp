@@ -1,6 +1,7 @@
 #include "train/search_sites.h"
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 #include "arch/relu_site.h"
@@ -59,7 +60,9 @@ int64_t SearchSites::count_elements(const Site& s, const torch::Tensor& set) {
 std::map<std::string, torch::Tensor> SearchSites::scores() const {
   std::map<std::string, torch::Tensor> out;
   for (const Site& s : sites_) {
-    const torch::Tensor t = s.score.detach().cpu().squeeze(0);
+    // A copy: on the CPU .cpu() is the score itself, and a caller may change
+    // what it gets (the polynomial ranking adds to it).
+    const torch::Tensor t = s.score.detach().cpu().clone().squeeze(0);
     out[s.layer->name] = (channelwise_ ? t.reshape({t.size(0)}) : t).contiguous();
   }
   return out;
@@ -96,8 +99,8 @@ class IdentitySites final : public SearchSites {
 // relu and the channel's quadratic.
 class PolynomialSites final : public SearchSites {
  public:
-  PolynomialSites(double band, bool channelwise, bool may_return)
-      : SearchSites(channelwise), band_(band), may_return_(may_return) {}
+  PolynomialSites(double band, bool channelwise, bool may_return, double flip_rate)
+      : SearchSites(channelwise), band_(band), may_return_(may_return), flip_rate_(flip_rate) {}
 
   std::vector<torch::Tensor> parameters() const override {
     std::vector<torch::Tensor> out = SearchSites::parameters();
@@ -110,13 +113,31 @@ class PolynomialSites final : public SearchSites {
     for (size_t i = 0; i < sites_.size(); ++i) n += count_elements(sites_[i], indicator_[i]);
     return n;
   }
+  // The hysteresis, paced: with a flip rate, at most that fraction of the
+  // live ReLUs (counted before the step) fall in one step, the lowest scores
+  // first, and as many rise, the highest first; the others wait with their
+  // indicator as it was and flip in a later step if their score stays past
+  // the band. Adam moves every score by about its learning rate a step
+  // whatever the gradient's size, so scores pulled alike cross the band
+  // together: unpaced, tens of thousands of elements flipped within a few
+  // steps and training fell to chance (docs/experiments.md).
   void before_step(double threshold) override {
     torch::NoGradGuard ng;
+    std::vector<torch::Tensor> fall, rise;
     for (size_t i = 0; i < sites_.size(); ++i) {
       const torch::Tensor& s = sites_[i].score;
-      torch::Tensor& h = indicator_[i];
-      h.masked_fill_(s.lt(threshold - band_), 0);
-      if (may_return_) h.masked_fill_(s.gt(threshold + band_), 1);
+      const torch::Tensor on = indicator_[i].gt(0.5);
+      fall.push_back(on & s.lt(threshold - band_));
+      rise.push_back(may_return_ ? ~on & s.gt(threshold + band_) : torch::zeros_like(on));
+    }
+    if (flip_rate_ > 0) {
+      const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(flip_rate_ * static_cast<double>(live(threshold))));
+      limit_flips(fall, cap, /*highest_first=*/false);
+      limit_flips(rise, cap, /*highest_first=*/true);
+    }
+    for (size_t i = 0; i < sites_.size(); ++i) {
+      indicator_[i].masked_fill_(fall[i], 0);
+      indicator_[i].masked_fill_(rise[i], 1);
     }
   }
   // A live element (h = 1) outranks every replaced one whatever their
@@ -196,8 +217,34 @@ class PolynomialSites final : public SearchSites {
                         .requires_grad_(true));
   }
 
+  // Keeps, of the flips `want` marks (per site, like the scores), those of
+  // the lowest scores (highest: highest_first) up to `cap` elements, at
+  // least one score; a channel-wise score counts as its channel's elements.
+  void limit_flips(std::vector<torch::Tensor>& want, int64_t cap, bool highest_first) const {
+    int64_t wanted = 0;
+    for (size_t i = 0; i < sites_.size(); ++i) wanted += count_elements(sites_[i], want[i]);
+    if (wanted <= cap) return;
+    std::vector<torch::Tensor> keys, weights;
+    std::vector<int64_t> sizes;
+    const double none = std::numeric_limits<double>::infinity();
+    for (size_t i = 0; i < sites_.size(); ++i) {
+      const torch::Tensor s = sites_[i].score.detach().flatten();
+      const torch::Tensor w = want[i].flatten();
+      keys.push_back(torch::where(w, highest_first ? -s : s, torch::full_like(s, none)));
+      weights.push_back(torch::full_like(s, static_cast<double>(sites_[i].elements_per_score)));
+      sizes.push_back(s.numel());
+    }
+    const torch::Tensor key = torch::cat(keys), order = std::get<1>(key.sort(/*stable=*/true, 0, false));
+    torch::Tensor taken = torch::cat(weights).index_select(0, order).cumsum(0).le(static_cast<double>(cap));
+    taken.index_put_({0}, true);  // at least the first: a channel larger than the cap still moves
+    const torch::Tensor keep = torch::zeros_like(key, torch::kBool).index_put_({order}, taken & key.index_select(0, order).isfinite());
+    const auto parts = keep.split_with_sizes(sizes);
+    for (size_t i = 0; i < sites_.size(); ++i) want[i] = parts[i].view_as(want[i]);
+  }
+
   double band_;
   bool may_return_;  // a replaced element's indicator rises again past the band (AutoReP's loop)
+  double flip_rate_;  // the most indicators a step flips each way, as a fraction of the live ReLUs (0: no limit)
   std::vector<torch::Tensor> indicator_, coef_;  // per site: float [1, C, H, W] of 0/1; [3, C]
 };
 
@@ -234,14 +281,14 @@ torch::Tensor ReluQuadraticFit::coefficients() const {
 }
 
 std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band, const std::string& granularity,
-                                               const std::string& removed) {
+                                               const std::string& removed, double flip_rate) {
   if (removed != "stay" && removed != "may-return")
     throw std::invalid_argument("--removed '" + removed + "' is not accepted (accepted: stay, may-return)");
   if (granularity != "element" && granularity != "channel")
     throw std::invalid_argument("--granularity '" + granularity + "' is not accepted (accepted: element, channel)");
   const bool channelwise = granularity == "channel";
   if (replace == "identity") return std::make_unique<IdentitySites>(channelwise);
-  if (replace == "poly") return std::make_unique<PolynomialSites>(band, channelwise, removed == "may-return");
+  if (replace == "poly") return std::make_unique<PolynomialSites>(band, channelwise, removed == "may-return", flip_rate);
   throw std::invalid_argument("--replace '" + replace + "' is not accepted (accepted: identity, poly)");
 }
 

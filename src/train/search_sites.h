@@ -11,7 +11,10 @@
 //     y = h * relu(x) + (1 - h) * p_c(x) with per-channel
 //     p_c(x) = a_c x^2 + b_c x + c_c; the gradient reaches s straight through
 //     (dy/ds = relu(x) - p_c(x)) and the coefficients through (1 - h).
-//     h = 1 counts as a live ReLU. The coefficients start from each channel's
+//     h = 1 counts as a live ReLU. deepreduce paces the loop: a step flips
+//     at most a fraction of the live ReLUs each way (lowest scores falling
+//     first), so a band of scores pulled alike crosses over many steps, not
+//     in one. The coefficients start from each channel's
 //     least-squares fit of relu on the activations of training images
 //     (AutoReP's distribution-aware initialisation), then train with the rest.
 //
@@ -100,9 +103,11 @@ class ReluQuadraticFit {
 // `granularity`: "element" (a score per element) or "channel" (a score per
 // channel, whose elements are all ReLUs or all replaced); `removed` (poly):
 // "stay" (an element replaced stays replaced) or "may-return" (AutoReP's
-// loop: its indicator rises again when its score passes the band's top).
+// loop: its indicator rises again when its score passes the band's top);
+// `flip_rate` (poly): the most indicators one step flips each way, as a
+// fraction of the live ReLUs (0: no limit, AutoReP's loop as published).
 std::unique_ptr<SearchSites> make_search_sites(const std::string& replace, double band,
                                                const std::string& granularity = "element",
-                                               const std::string& removed = "may-return");
+                                               const std::string& removed = "may-return", double flip_rate = 0);
 
 }  // namespace dr::train

@@ -60,7 +60,7 @@ nlohmann::json compared_settings(const SnlOptions& o) {
   nlohmann::json j = o.to_json();
   j.erase("loss_spike");
   // SNL's searches recorded before polynomial replacement existed compare as before.
-  if (o.replace == "identity") j.erase("replace"), j.erase("hysteresis"), j.erase("removed");
+  if (o.replace == "identity") j.erase("replace"), j.erase("hysteresis"), j.erase("removed"), j.erase("flip_rate");
   if (o.granularity == "element") j.erase("granularity");  // as searches from before the option
   j["train"] = o.train.result_settings();
   j["train"].erase("epochs");
@@ -129,10 +129,17 @@ std::vector<SearchSetting> make_search_table() {
                    "poly: may-return (AutoReP's loop: a replaced element is a ReLU again when its score passes the "
                    "band's top) or stay (once replaced by the quadratic, replaced)",
                    &O::removed, {"may-return", "stay"});
+  SearchSetting pace{"flip_rate", "flip-rate",
+                     "poly: the most indicators one step flips each way, as a fraction of the live ReLUs (lowest "
+                     "scores fall first, highest rise first; the others wait); 0: no limit (AutoReP's loop as published)",
+                     &O::flip_rate, 0, 1};
+  pace.recorded_always = false;
+  pace.before = 0.0;  // searches from before the pacing flipped every element past the band at once
   table.push_back(replace);
   table.push_back(granularity);
   table.push_back(band);
   table.push_back(removed);
+  table.push_back(pace);
   table.push_back(spike);
   return table;
 }
@@ -185,7 +192,10 @@ SnlOptions SnlOptions::from_json(const nlohmann::json& j) {
     o.start_run = j.value("start_run", "");
     o.budgets = j.at("budgets").get<std::vector<int64_t>>();
     for_own_settings([&](const SearchSetting& s, auto m) {
-      if (s.recorded_always || j.contains(s.key)) j.at(s.key).get_to(o.*m);
+      if (s.recorded_always || j.contains(s.key))
+        j.at(s.key).get_to(o.*m);
+      else if constexpr (std::is_same_v<decltype(m), double SnlOptions::*>)
+        if (s.before) o.*m = *s.before;
     });
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("bad SNL search config: ") + e.what());
@@ -466,7 +476,7 @@ void Search::build_network() {
     dist_->broadcast_parameters(net_);
     dist_->sync_batch_norm(net_);
   }
-  sites_ = make_search_sites(o_.replace, o_.hysteresis, o_.granularity, o_.removed);
+  sites_ = make_search_sites(o_.replace, o_.hysteresis, o_.granularity, o_.removed, o_.flip_rate);
   sites_->attach(net_, dev_);  // the same on every rank
   std::vector<torch::Tensor> params = net_->parameters();
   for (const auto& t : sites_->parameters()) params.push_back(t);

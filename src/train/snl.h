@@ -47,6 +47,10 @@ struct SnlOptions {
   // again when its score passes the band's top) or "stay" (once replaced,
   // replaced: no flip-back, but the search stalls; docs/experiments.md).
   std::string removed = "may-return";
+  // poly: the most indicators one step flips each way, as a fraction of the
+  // live ReLUs, lowest scores falling first (search_sites.h); 0: no limit
+  // (AutoReP's loop as published, what searches recorded before it read as).
+  double flip_rate = 0.01;
   // "element" (a mask or score per element) or "channel" (per channel: the
   // snapshots keep whole channels, at most the budget's ReLUs).
   std::string granularity = "element";
@@ -104,8 +108,9 @@ struct SearchSetting {
   bool lo_open = false, hi_open = false;
   std::vector<std::string> choices = {};  // a string: the values accepted
   // config.json must record it (false: a setting newer than some searches,
-  // which read as its default).
+  // which read as `before` where given, else as its default).
   bool recorded_always = true;
+  std::optional<double> before = {};  // a number's value in searches recorded before the row existed
   // reduce sets it per method (--method poly) instead of offering --snl-FLAG.
   bool per_method = false;
 };

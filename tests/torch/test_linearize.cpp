@@ -314,6 +314,10 @@ TEST(LinearizeCli, PolynomialReplacementKeepsTheRestAsQuadratics) {
   json old = json::parse(read_file(d / "l/search/config.json"));
   old.erase("removed");  // a polynomial search recorded before --removed let them return
   EXPECT_EQ(dr::train::SnlOptions::from_json(old).removed, "may-return");
+  EXPECT_EQ(results["search"]["flip_rate"], 0.01);  // the default pace
+  old.erase("flip_rate");  // a search recorded before the pacing flipped every element past the band at once
+  EXPECT_EQ(dr::train::SnlOptions::from_json(old).flip_rate, 0.0);
+  EXPECT_TRUE(test::contains(read_file(d / "l/report.md"), "at most 1% of the live ReLUs flipping a step"));
   EXPECT_GT(results["points"][0]["polys"].get<int64_t>(), 0);
   EXPECT_TRUE(test::contains(read_file(d / "l/report.md"), "# Polynomial replacement")) << read_file(d / "l/report.md");
   // It runs privately and agrees with its float model.

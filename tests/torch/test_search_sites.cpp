@@ -138,6 +138,78 @@ TEST(SearchSites, ReplacedElementsStayReplacedAndRankBelowLiveOnes) {
   EXPECT_EQ(loop->live(kThreshold), all);
 }
 
+// --flip-rate: a step flips at most that fraction of the live ReLUs each
+// way, the lowest scores falling first (the highest rising first); the
+// others wait and flip in later steps. Channel-wise, a channel counts as its
+// elements and one channel moves even when it is larger than the cap.
+TEST(SearchSites, PacedIndicatorFlipsAtMostTheRateLowestScoresFirst) {
+  torch::manual_seed(6);
+  const double rate = 0.1;
+  nn::Net net(plain_desc());
+  auto sites = train::make_search_sites("poly", kBand, "element", "may-return", rate);
+  sites->attach(net, torch::kCPU);
+  const int64_t all = net->desc().totals().relus;
+  const size_t n = site_count(net->desc());
+  const auto params = sites->parameters();
+  {
+    torch::NoGradGuard ng;  // every score below the band, each a different distance
+    for (size_t i = 0; i < n; ++i) params[i].uniform_(-1, kThreshold - 2 * kBand);
+  }
+  sites->before_step(kThreshold);
+  const int64_t cap = static_cast<int64_t>(rate * static_cast<double>(all));
+  ASSERT_EQ(sites->live(kThreshold), all - cap);
+  // The replaced ones are the lowest scores: a snapshot's ranking gives a
+  // replaced element its raw score and lifts every live one above 1.
+  {
+    std::vector<torch::Tensor> raw, replaced;
+    for (size_t k = 0; k < n; ++k) raw.push_back(params[k].detach().flatten());
+    const torch::Tensor before = torch::cat(raw).clone();
+    for (const auto& [name, ranked] : sites->scores()) replaced.push_back(ranked.flatten().masked_select(ranked.flatten().lt(0.5)));
+    const torch::Tensor lowest = std::get<0>(torch::cat(raw).sort()).slice(0, 0, cap);
+    EXPECT_TRUE(torch::equal(std::get<0>(torch::cat(replaced).sort()), lowest));
+    // Ranking leaves the search's scores as they were (on the CPU it once
+    // lifted every live score at each snapshot).
+    raw.clear();
+    for (size_t k = 0; k < n; ++k) raw.push_back(params[k].detach().flatten());
+    EXPECT_TRUE(torch::equal(torch::cat(raw), before));
+  }
+  int64_t live = all - cap, steps = 1;
+  for (; live > 0 && steps < 1000; ++steps) {
+    const int64_t step_cap = std::max<int64_t>(1, static_cast<int64_t>(rate * static_cast<double>(live)));
+    sites->before_step(kThreshold);
+    ASSERT_EQ(sites->live(kThreshold), live - std::min(step_cap, live));
+    live = sites->live(kThreshold);
+  }
+  EXPECT_EQ(live, 0);  // every element replaced in the end
+  {
+    torch::NoGradGuard ng;  // every score above the band: they come back paced, from one a step while none is live
+    for (size_t i = 0; i < n; ++i) params[i].uniform_(kThreshold + 2 * kBand, 1);
+  }
+  sites->before_step(kThreshold);
+  EXPECT_EQ(sites->live(kThreshold), 1);
+  for (int k = 0; k < 40; ++k) sites->before_step(kThreshold);
+  const int64_t back = sites->live(kThreshold);
+  EXPECT_GT(back, 1);
+  EXPECT_LT(back, all);
+
+  // Channel-wise: the cap in elements; a channel larger than it still moves, one a step.
+  nn::Net other(plain_desc());
+  auto channels = train::make_search_sites("poly", kBand, "channel", "may-return", 1e-6);
+  channels->attach(other, torch::kCPU);
+  const auto q = channels->parameters();
+  {
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < n; ++i) q[i].uniform_(-1, kThreshold - 2 * kBand);
+  }
+  channels->before_step(kThreshold);
+  const int64_t moved = all - channels->live(kThreshold);
+  EXPECT_GT(moved, 0);
+  bool one_channel = false;
+  for (const arch::Layer* l : other->desc().layers())
+    one_channel = one_channel || (l->op == arch::Op::ReLU && l->out.h * l->out.w == moved);
+  EXPECT_TRUE(one_channel) << moved << " elements moved";
+}
+
 // The search's activation with every indicator at 0 is the all-polynomial
 // network a snapshot becomes, with the same weights and coefficients; at 1 it
 // is the plain network.
