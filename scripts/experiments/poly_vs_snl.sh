@@ -15,7 +15,8 @@
 #   scripts/experiments/poly_vs_snl.sh     SEEDS="0" EPOCHS=12 LIMIT=10000 OUT=runs/snl-experiment PI_IMAGES=200 POLY_CLIP=1
 set -euo pipefail
 source "$(dirname "$0")/snl_settings.sh"
-# SNL's LASSO (5e-4) makes the polynomial search collapse here (docs/experiments.md): 1e-4.
+# SNL's LASSO (5e-4) made the unpaced polynomial search collapse here (docs/experiments.md): 1e-4.
+# The search is paced now (--flip-rate 0.01, the default); 5e-4 paced was not tried.
 POLY_LASSO=${POLY_LASSO:-1e-4}
 # The polynomial networks' fine-tunes clip the gradient norm (--clip-grad): without
 # it the 54K snapshot's fine-tune fell to chance in its first epoch (docs/experiments.md).
