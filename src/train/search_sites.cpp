@@ -128,16 +128,16 @@ class PolynomialSites final : public SearchSites {
       const torch::Tensor& s = sites_[i].score;
       const torch::Tensor on = indicator_[i].gt(0.5);
       fall.push_back(on & s.lt(threshold - band_));
-      rise.push_back(may_return_ ? ~on & s.gt(threshold + band_) : torch::zeros_like(on));
+      if (may_return_) rise.push_back(~on & s.gt(threshold + band_));  // --removed stay: none rise
     }
     if (flip_rate_ > 0) {
       const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(flip_rate_ * static_cast<double>(live(threshold))));
       limit_flips(fall, cap, /*highest_first=*/false);
-      limit_flips(rise, cap, /*highest_first=*/true);
+      if (may_return_) limit_flips(rise, cap, /*highest_first=*/true);
     }
     for (size_t i = 0; i < sites_.size(); ++i) {
       indicator_[i].masked_fill_(fall[i], 0);
-      indicator_[i].masked_fill_(rise[i], 1);
+      if (may_return_) indicator_[i].masked_fill_(rise[i], 1);
     }
   }
   // A live element (h = 1) outranks every replaced one whatever their
@@ -234,10 +234,11 @@ class PolynomialSites final : public SearchSites {
       weights.push_back(torch::full_like(s, static_cast<double>(sites_[i].elements_per_score)));
       sizes.push_back(s.numel());
     }
-    const torch::Tensor key = torch::cat(keys), order = std::get<1>(key.sort(/*stable=*/true, 0, false));
+    const torch::Tensor key = torch::cat(keys);
+    const auto [sorted, order] = key.sort(/*stable=*/true, 0, false);
     torch::Tensor taken = torch::cat(weights).index_select(0, order).cumsum(0).le(static_cast<double>(cap));
     taken.index_put_({0}, true);  // at least the first: a channel larger than the cap still moves
-    const torch::Tensor keep = torch::zeros_like(key, torch::kBool).index_put_({order}, taken & key.index_select(0, order).isfinite());
+    const torch::Tensor keep = torch::zeros_like(key, torch::kBool).index_put_({order}, taken & sorted.isfinite());
     const auto parts = keep.split_with_sizes(sizes);
     for (size_t i = 0; i < sites_.size(); ++i) want[i] = parts[i].view_as(want[i]);
   }
