@@ -165,15 +165,15 @@ int bits_needed(uint64_t largest) {
   return std::max(needed, mpc::ReluGateChoice::kMinBits);
 }
 
-// calibrate_relu_width of a loaded model.
-Calibration calibrate(const LoadedModel& m, const std::string& data, int64_t count, int frac_bits, int margin_bits) {
+// calibrate_relu_width of a loaded network and its float model.
+Calibration calibrate(const arch::Network& net, const mpc::FloatModel& model, const std::string& data, int64_t count,
+                      int frac_bits, int margin_bits) {
   if (count < 1) throw std::invalid_argument("--calibrate must be >= 1 image (got " + std::to_string(count) + ")");
   if (margin_bits < 0 || margin_bits > 32)
     throw std::invalid_argument("--margin-bits must be in 0..32 (got " + std::to_string(margin_bits) + ")");
   mpc::check_frac_bits(frac_bits);
-  const mpc::Architecture arch = mpc::architecture_of(m.net);
+  const mpc::Architecture arch = mpc::architecture_of(net);
   const mpc::Program program = mpc::compile_program(arch);  // the 64-bit gate: exact references
-  const mpc::FloatModel model = float_model(m);
   const mpc::QuantModel q = mpc::quantise(program, model, frac_bits);
   Calibration c;
   c.data = data;
@@ -194,7 +194,8 @@ Calibration calibrate(const LoadedModel& m, const std::string& data, int64_t cou
 
 Calibration calibrate_relu_width(const PiModel& m, const std::string& data, int64_t count, int frac_bits,
                                  int margin_bits) {
-  return calibrate(load_model(m), data, count, frac_bits, margin_bits);
+  const LoadedModel loaded = load_model(m);
+  return calibrate(loaded.net, float_model(loaded), data, count, frac_bits, margin_bits);
 }
 
 json to_json(const Calibration& c) {
@@ -295,9 +296,8 @@ json comparison_inputs(const mpc::GateInputRange& r, const mpc::ReluGateChoice& 
 }
 
 // Private logits against the float model and the fixed-point reference.
-void add_agreement(json& summary, const PiRunOptions& o, const LoadedModel& loaded, const mpc::Program& program,
-                   const std::vector<mpc::ClientImage>& images) {
-  const mpc::FloatModel model = float_model(loaded);
+void add_agreement(json& summary, const PiRunOptions& o, const LoadedModel& loaded, const mpc::FloatModel& model,
+                   const mpc::Program& program, const std::vector<mpc::ClientImage>& images) {
   const mpc::QuantModel q = mpc::quantise(program, model, o.frac_bits);
   const std::vector<std::vector<double>> plain = float_logits(loaded, images);
   mpc::Agreement ref;
@@ -401,15 +401,15 @@ json run_private_inference(const PiRunOptions& o) {
   const LoadedModel model = load_model({o.run, o.mean, o.std});
   mpc::Architecture arch = mpc::architecture_of(model.net);
   check_private_runtime(mpc::build_network(arch), "pi run " + o.run);
+  const mpc::FloatModel floats = float_model(model);  // checks that the weights fit the network
   std::optional<Calibration> calibration;
   if (!o.auto_gate.empty()) {
-    calibration = calibrate(model, o.data, o.calibration_images, o.frac_bits, o.margin_bits);
+    calibration = calibrate(model.net, floats, o.data, o.calibration_images, o.frac_bits, o.margin_bits);
     arch.relu_gate = calibrated_relu_gate(o.auto_gate, *calibration);
   } else {
     arch.relu_gate = o.relu_gate;
   }
   const mpc::Program program = mpc::compile_program(arch);
-  float_model(model);  // the weights fit the network
   const std::vector<mpc::ClientImage> images = client_images(o.data, o.count, arch.input);
   if (!o.keys.empty()) check_key_dir(o.keys, "--keys");
   const KeyDir keys(o.keys);
@@ -428,7 +428,7 @@ json run_private_inference(const PiRunOptions& o) {
   const auto started = std::chrono::steady_clock::now();
   auto [summary, deal] = run_parties(o, arch, keys, stream);
   summary["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  add_agreement(summary, o, model, program, images);
+  add_agreement(summary, o, model, floats, program, images);
   summary["dealer"] = deal;
   summary["bill_per_image"] = whole_bill(summary, deal);
   if (calibration) summary["calibration"] = to_json(*calibration);
